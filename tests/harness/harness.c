@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The runner behind tests/harness/test.h: fork per test, TAP output. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+
+/* Exit codes of a test child. */
+enum { CHILD_PASS = 0, CHILD_FAIL = 1, CHILD_SKIP = 77 };
+
+#define MAX_DEFER 64
+
+static struct zm_test *tests_head, **tests_tail = &tests_head;
+static sigjmp_buf body_jmp;
+static bool in_body, failed;
+static struct { void (*fn)(void *); void *arg; } defers[MAX_DEFER];
+static int ndefers;
+/* Shared with the parent so it can print the skip reason on the TAP line. */
+static char *skip_reason;
+
+void zm_test_register(struct zm_test *t)
+{
+	*tests_tail = t;
+	tests_tail = &t->next;
+}
+
+void test_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("# ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+bool zm_test_check(bool ok, bool fatal, const char *file, int line,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok)
+		return true;
+	failed = true;
+	printf("# %s:%d: %s: ", file, line, fatal ? "ASSERT" : "EXPECT");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+	if (fatal && in_body)
+		siglongjmp(body_jmp, 1);
+	return false;
+}
+
+static void run_defers(void)
+{
+	while (ndefers > 0) {
+		ndefers--;
+		defers[ndefers].fn(defers[ndefers].arg);
+	}
+}
+
+void zm_test_skip(const char *fmt, ...)
+{
+	va_list ap;
+	char why[512];
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (skip_reason)
+		snprintf(skip_reason, 512, "%s", why);
+	run_defers();
+	_exit(CHILD_SKIP);
+}
+
+void test_defer(void (*fn)(void *arg), void *arg)
+{
+	if (ndefers == MAX_DEFER) {
+		zm_test_check(false, true, __FILE__, __LINE__, "too many deferred cleanups");
+		return;
+	}
+	defers[ndefers].fn = fn;
+	defers[ndefers].arg = arg;
+	ndefers++;
+}
+
+bool test_is_root(void)
+{
+	return geteuid() == 0;
+}
+
+static int run_child(struct zm_test *t)
+{
+	void *volatile self = NULL;
+
+	setpgid(0, 0);
+	if (t->self_size) {
+		self = calloc(1, t->self_size);
+		if (!self)
+			_exit(CHILD_FAIL);
+		t->self = self;
+		in_body = true;
+		if (!sigsetjmp(body_jmp, 1))
+			t->setup(self);
+		in_body = false;
+	}
+	if (!failed) {
+		in_body = true;
+		if (!sigsetjmp(body_jmp, 1))
+			t->fn(t);
+		in_body = false;
+	}
+	if (t->teardown)
+		t->teardown(self);
+	run_defers();
+	free(self);
+	fflush(stdout);
+	_exit(failed ? CHILD_FAIL : CHILD_PASS);
+}
+
+static volatile sig_atomic_t timed_out;
+static void on_alarm(int sig) { (void)sig; timed_out = 1; }
+
+int main(int argc, char **argv)
+{
+	const char *filter = NULL;
+	int pass = 0, fail = 0, skip = 0, n = 0, total = 0, opt;
+	bool list = false;
+	unsigned timeout = 120;
+	struct zm_test *t;
+	const char *env = getenv("ZM_TEST_TIMEOUT");
+
+	while ((opt = getopt(argc, argv, "t:l")) != -1) {
+		switch (opt) {
+		case 't': filter = optarg; break;
+		case 'l': list = true; break;
+		default:
+			fprintf(stderr, "usage: %s [-t NAME] [-l]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (env && atoi(env) > 0)
+		timeout = (unsigned)atoi(env);
+
+	for (t = tests_head; t; t = t->next)
+		if (!filter || strstr(t->name, filter))
+			total++;
+	if (list) {
+		for (t = tests_head; t; t = t->next)
+			if (!filter || strstr(t->name, filter))
+				puts(t->name);
+		return 0;
+	}
+
+	skip_reason = mmap(NULL, 512, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (skip_reason == MAP_FAILED)
+		skip_reason = NULL;
+
+	struct sigaction sa = { .sa_handler = on_alarm };
+	sigaction(SIGALRM, &sa, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n1..%d\n", total);
+	for (t = tests_head; t; t = t->next) {
+		int status = 0;
+		pid_t pid, w;
+		char *slash = strrchr(argv[0], '/');
+
+		if (filter && !strstr(t->name, filter))
+			continue;
+		n++;
+		printf("# RUN %s.%s\n", slash ? slash + 1 : argv[0], t->name);
+		fflush(stdout);
+		if (skip_reason)
+			skip_reason[0] = 0;
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (pid == 0)
+			run_child(t);
+		setpgid(pid, pid);
+		timed_out = 0;
+		alarm(timeout);
+		do {
+			w = waitpid(pid, &status, 0);
+		} while (w < 0 && errno == EINTR && !timed_out);
+		alarm(0);
+		if (timed_out) {
+			kill(-pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			printf("# timed out after %u s\n", timeout);
+			status = CHILD_FAIL << 8;
+		}
+		/* Reap whatever the test left in its process group. */
+		kill(-pid, SIGKILL);
+
+		if (WIFSIGNALED(status)) {
+			printf("# killed by signal %d (%s)\n", WTERMSIG(status),
+			       strsignal(WTERMSIG(status)));
+			printf("not ok %d %s\n", n, t->name);
+			fail++;
+		} else if (WEXITSTATUS(status) == CHILD_PASS) {
+			printf("ok %d %s\n", n, t->name);
+			pass++;
+		} else if (WEXITSTATUS(status) == CHILD_SKIP) {
+			printf("ok %d %s # SKIP %s\n", n, t->name,
+			       skip_reason ? skip_reason : "");
+			skip++;
+		} else {
+			printf("not ok %d %s\n", n, t->name);
+			fail++;
+		}
+		fflush(stdout);
+	}
+	printf("# %d passed, %d failed, %d skipped\n", pass, fail, skip);
+	return fail ? 1 : 0;
+}
