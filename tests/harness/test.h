@@ -26,6 +26,7 @@
 #ifndef ZM_TEST_H
 #define ZM_TEST_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
