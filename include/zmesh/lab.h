@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The lab: a simulated Kubernetes cluster on one Linux host, built from
+ * network namespaces, veths and cgroup v2 (docs/lab.md has the topology).
+ *
+ * A lab is described by ordinary Kubernetes manifests (Node, Namespace,
+ * ServiceAccount, Pod, Service) read by zm_lab_spec_load(); zm_lab_up() builds
+ * it, zm_lab_down() removes it. The state (what exists, addresses, pids,
+ * labels) is kept as JSON in <ZM_LAB_STATE_ROOT>/<lab>/state.json; other parts
+ * (BPF enrolment, ztunnel until zmeshd exists) read it with zm_lab_load().
+ *
+ * Names: lab names are [a-z0-9]{1,12}. Network namespaces are
+ * zm-<lab>-ul (underlay), zm-<lab>-<node>, zm-<lab>-<ns>-<pod>.
+ */
+#ifndef ZMESH_LAB_H
+#define ZMESH_LAB_H
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "zmesh/log.h"
+
+#define ZM_LAB_STATE_ROOT "/run/zmesh/lab"
+#define ZM_LAB_DEFAULT "zmesh"
+#define ZM_LAB_NAME_MAX 12
+#define ZM_K8S_NAME_MAX 63	/* DNS-1123 label */
+#define ZM_LAB_MAX_NODES 200
+#define ZM_LAB_MAX_PODS_PER_NODE 250
+
+struct zm_kv {
+	char *key;
+	char *val;
+};
+
+struct zm_labels {
+	struct zm_kv *kv;
+	size_t n;
+};
+
+const char *zm_labels_get(const struct zm_labels *l, const char *key);
+int zm_labels_set(struct zm_labels *l, const char *key, const char *val);
+/* 0 when removed, -ENOENT when absent. */
+int zm_labels_del(struct zm_labels *l, const char *key);
+void zm_labels_free(struct zm_labels *l);
+/* True when every selector entry is in @l with the same value. */
+bool zm_labels_match(const struct zm_labels *selector, const struct zm_labels *l);
+
+struct zm_lab_node {
+	char name[ZM_K8S_NAME_MAX + 1];
+	int index;			/* order in the manifests: addresses derive from it */
+	char netns[96];
+	char cgroup[PATH_MAX];
+	struct in_addr underlay_ip;	/* 172.30.0.<index+1> */
+	struct in_addr pod_cidr;	/* 10.244.<index>.0/24 */
+	struct in_addr gateway;		/* 10.244.<index>.1: the node side of every pod veth */
+	int npods;
+};
+
+struct zm_lab_ns {
+	char name[ZM_K8S_NAME_MAX + 1];
+	struct zm_labels labels;
+};
+
+struct zm_lab_cport {
+	char name[16];
+	int port;
+};
+
+struct zm_lab_container {
+	char name[ZM_K8S_NAME_MAX + 1];
+	char **argv;			/* command + args, NULL-terminated */
+	size_t argc;
+	struct zm_kv *env;
+	size_t nenv;
+	struct zm_lab_cport *ports;
+	size_t nports;
+};
+
+struct zm_lab_pod {
+	char ns[ZM_K8S_NAME_MAX + 1];
+	char name[ZM_K8S_NAME_MAX + 1];
+	char node[ZM_K8S_NAME_MAX + 1];
+	char sa[ZM_K8S_NAME_MAX + 1];	/* serviceAccountName, "default" if unset */
+	struct zm_labels labels;
+	struct zm_lab_container *containers;
+	size_t ncontainers;
+	/* set by the lab */
+	struct in_addr ip;
+	char netns[160];
+	char cgroup[PATH_MAX];
+	char veth[16];			/* host (node) side of the pod's veth */
+	pid_t *pids;
+	size_t npids;
+};
+
+struct zm_lab_sport {
+	char name[ZM_K8S_NAME_MAX + 1];
+	int port;
+	int target_port;		/* 0: named, see target_name */
+	char target_name[ZM_K8S_NAME_MAX + 1];
+	char protocol[8];		/* TCP, UDP, SCTP */
+};
+
+struct zm_lab_svc {
+	char ns[ZM_K8S_NAME_MAX + 1];
+	char name[ZM_K8S_NAME_MAX + 1];
+	struct zm_labels selector;
+	struct zm_lab_sport *ports;
+	size_t nports;
+	struct in_addr cluster_ip;	/* 0 until allocated */
+};
+
+struct zm_lab_sa {
+	char ns[ZM_K8S_NAME_MAX + 1];
+	char name[ZM_K8S_NAME_MAX + 1];
+};
+
+struct zm_lab {
+	char name[ZM_LAB_NAME_MAX + 1];
+	char state_dir[PATH_MAX];
+	char cgroup_root[PATH_MAX];	/* <cgroup2>/zmesh/<lab> */
+	char bin_dir[PATH_MAX];		/* where zmesh binaries are (ZMESH_BIN) */
+	struct zm_lab_node *nodes;
+	size_t nnodes;
+	struct zm_lab_ns *namespaces;
+	size_t nnamespaces;
+	struct zm_lab_pod *pods;
+	size_t npods;
+	struct zm_lab_svc *services;
+	size_t nservices;
+	struct zm_lab_sa *sas;
+	size_t nsas;
+};
+
+/* 0 when @name is a valid lab name, else -EINVAL with e set. */
+int zm_lab_name_check(const char *name, struct zm_error *e);
+
+/*
+ * Read manifests (several documents per file; several files) into @lab,
+ * which must be zeroed. Checks kinds, fields (unknown ones rejected), types,
+ * names, duplicates, references (pod -> node, namespace, service account),
+ * clusterIP range and clashes. Errors: "file:line:col: field.path: why".
+ * Documents of Istio's API groups are skipped (they are config, not lab).
+ */
+int zm_lab_spec_load(struct zm_lab *lab, const char *const *files, size_t nfiles,
+		     struct zm_error *e);
+
+/* Build the lab. On failure everything made so far is removed again. */
+int zm_lab_up(struct zm_lab *lab, struct zm_error *e);
+/* Remove everything of lab @name; 0 also when nothing (or part) exists. */
+int zm_lab_down(const char *name, struct zm_error *e);
+
+/* Load the state of a running lab; -ENOENT when it is not up. */
+int zm_lab_load(const char *name, struct zm_lab *lab, struct zm_error *e);
+int zm_lab_save(const struct zm_lab *lab, struct zm_error *e);
+void zm_lab_free(struct zm_lab *lab);
+
+struct zm_lab_pod *zm_lab_pod_find(struct zm_lab *lab, const char *ns, const char *name);
+struct zm_lab_node *zm_lab_node_find(struct zm_lab *lab, const char *name);
+struct zm_lab_ns *zm_lab_ns_find(struct zm_lab *lab, const char *name);
+
+/*
+ * Replace the calling process with @argv run inside pod @pod (its netns,
+ * cgroup, and a mount namespace where /etc/netns/<netns>/ files cover /etc)
+ * or, when @pod is NULL, inside node @node. Returns only on error.
+ */
+int zm_lab_exec(const struct zm_lab *lab, const struct zm_lab_pod *pod,
+		const struct zm_lab_node *node, char *const argv[], struct zm_error *e);
+
+/* The cgroup v2 mount point (from /proc/mounts) into @buf. */
+int zm_cgroup2_root(char *buf, size_t sz);
+
+#endif

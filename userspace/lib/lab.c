@@ -1,0 +1,790 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The lab: build and remove a simulated cluster from kernel objects. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zmesh/lab.h"
+#include "zmesh/netlink.h"
+#include "zmesh/netns.h"
+
+#define ETC_NETNS "/etc/netns"
+#define BPF_PIN_ROOT "/sys/fs/bpf/zmesh"
+
+int zm_cgroup2_root(char *buf, size_t sz)
+{
+	char line[1024], dev[256], dir[PATH_MAX], type[64];
+	FILE *f = fopen("/proc/mounts", "re");
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%255s %4095s %63s", dev, dir, type) == 3 &&
+		    !strcmp(type, "cgroup2")) {
+			rc = (size_t)snprintf(buf, sz, "%s", dir) >= sz ? -ENAMETOOLONG : 0;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Kill every process in cgroup @dir and below, then remove the directories. */
+static int cgroup_kill_rm(const char *dir)
+{
+	char path[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *de;
+	int fd;
+
+	if (access(dir, F_OK) < 0)
+		return 0;
+	d = opendir(dir);
+	if (d) {
+		while ((de = readdir(d))) {
+			if (de->d_type != DT_DIR || de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			cgroup_kill_rm(path);
+		}
+		closedir(d);
+	}
+	/* cgroup.kill (5.14+) kills atomically, forks included; else walk procs. */
+	snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		/* Best effort: the cgroup.procs walk below catches what is left. */
+		(void)!write(fd, "1", 1);
+		close(fd);
+	}
+	for (int tries = 0; tries < 200; tries++) {
+		char buf[64];
+		FILE *f;
+		bool any = false;
+
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		f = fopen(path, "re");
+		if (!f)
+			break;
+		while (fgets(buf, sizeof(buf), f)) {
+			any = true;
+			kill((pid_t)atoi(buf), SIGKILL);
+		}
+		fclose(f);
+		if (!any || rmdir(dir) == 0)
+			break;
+		usleep(10000);
+	}
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+static int rm_rf(const char *path)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	char sub[PATH_MAX + 300];
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 ? -errno : 0;
+	d = opendir(path);
+	if (d) {
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+			rm_rf(sub);
+		}
+		closedir(d);
+	}
+	return rmdir(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Every name that starts with @prefix in directory @dir. */
+static void for_each_prefixed(const char *dir, const char *prefix,
+			      void (*fn)(const char *dir, const char *name))
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = strlen(prefix);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, prefix, n))
+			fn(dir, de->d_name);
+	closedir(d);
+}
+
+static void del_netns(const char *dir, const char *name)
+{
+	(void)dir;
+	zm_netns_del(name);
+}
+
+static void del_etc_netns(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 300];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	rm_rf(path);
+}
+
+int zm_lab_down(const char *name, struct zm_error *e)
+{
+	char prefix[64], path[PATH_MAX + 300], cg[PATH_MAX];
+	struct zm_lab lab;
+	int rc = zm_lab_name_check(name, e);
+
+	if (rc)
+		return rc;
+	snprintf(prefix, sizeof(prefix), "zm-%s-", name);
+	/* Processes first, so nothing holds a namespace or re-creates state. */
+	if (zm_cgroup2_root(cg, sizeof(cg)) == 0) {
+		snprintf(path, sizeof(path), "%s/zmesh/%s", cg, name);
+		cgroup_kill_rm(path);
+		snprintf(path, sizeof(path), "%s/zmesh", cg);
+		rmdir(path);	/* only when no other lab is there */
+	}
+	if (zm_lab_load(name, &lab, NULL) == 0) {
+		for (size_t i = 0; i < lab.nnodes; i++) {
+			snprintf(path, sizeof(path), "%s/%s", BPF_PIN_ROOT, lab.nodes[i].name);
+			rm_rf(path);
+		}
+		rmdir(BPF_PIN_ROOT);
+		zm_lab_free(&lab);
+	}
+	/* Names are unique per lab (lab names have no '-'), so the prefix
+	 * finds exactly this lab's namespaces, also after a crash. */
+	for_each_prefixed(ZM_NETNS_RUN_DIR, prefix, del_netns);
+	for_each_prefixed(ETC_NETNS, prefix, del_etc_netns);
+	snprintf(path, sizeof(path), "%s/%s", ZM_LAB_STATE_ROOT, name);
+	rm_rf(path);
+	return 0;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static struct in_addr ip4(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+	struct in_addr x = { htonl((a << 24) | (b << 16) | (c << 8) | d) };
+
+	return x;
+}
+
+static const char *ipstr(struct in_addr a, char *buf)
+{
+	return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
+}
+
+/* Run @argv inside netns @netns with @input on its stdin; 0 when it exits 0. */
+static int run_in_netns(const char *netns, char *const argv[], const char *input,
+			struct zm_error *e)
+{
+	int pfd[2], status, saved;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return zm_error_set(e, errno, "pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return zm_error_set(e, errno, "fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		dup2(pfd[0], 0);
+		if (zm_netns_enter(netns, &saved) < 0)
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[0]);
+	/* A short write shows as the command's own failure below. */
+	if (input)
+		(void)!write(pfd[1], input, strlen(input));
+	close(pfd[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return zm_error_set(e, EIO, "%s in %s failed (status %d)", argv[0], netns,
+				    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 0;
+}
+
+/* Do @fn inside @netns (sysctls and name->index lookups are per namespace). */
+#define IN_NETNS(netns, rc, body) do {					\
+	int _saved;							\
+	(rc) = zm_netns_enter((netns), &_saved);			\
+	if (!(rc)) {							\
+		body;							\
+		zm_netns_restore(_saved);				\
+	}								\
+} while (0)
+
+static int make_netns(const char *name, struct zm_error *e)
+{
+	struct zm_nl nl = { 0 };
+	int rc = zm_netns_add(name);
+
+	if (rc)
+		return zm_error_set(e, -rc, "netns %s: %s", name, strerror(-rc));
+	IN_NETNS(name, rc, {
+		rc = zm_nl_open(&nl);
+		if (!rc)
+			rc = zm_nl_link_up(&nl, "lo");
+		zm_nl_close(&nl);
+	});
+	if (rc)
+		return zm_error_set(e, -rc, "netns %s: lo up: %s", name, strerror(-rc));
+	return 0;
+}
+
+#define NL_TRY(what, call) do {						\
+	rc = (call);							\
+	if (rc) {							\
+		zm_error_set(e, -rc, "%s: %s", (what), strerror(-rc));	\
+		goto out;						\
+	}								\
+} while (0)
+
+static int build_underlay(struct zm_lab *lab, struct zm_error *e)
+{
+	char ul[96], ifn[16], cidr[INET_ADDRSTRLEN];
+	struct zm_nl nl = { 0 };
+	int rc, ulfd = -1;
+
+	snprintf(ul, sizeof(ul), "zm-%s-ul", lab->name);
+	rc = make_netns(ul, e);
+	if (rc)
+		return rc;
+	ulfd = zm_netns_open(ul);
+	if (ulfd < 0)
+		return zm_error_set(e, -ulfd, "%s: %s", ul, strerror(-ulfd));
+	IN_NETNS(ul, rc, {
+		rc = zm_nl_open(&nl);
+		if (!rc)
+			rc = zm_nl_bridge_add(&nl, "br0");
+		if (!rc)
+			rc = zm_nl_link_up(&nl, "br0");
+	});
+	if (rc) {
+		zm_error_set(e, -rc, "underlay bridge: %s", strerror(-rc));
+		goto out;
+	}
+	for (size_t i = 0; i < lab->nnodes; i++) {
+		struct zm_lab_node *n = &lab->nodes[i];
+		struct zm_nl nnl = { 0 };
+		int nfd;
+
+		rc = make_netns(n->netns, e);
+		if (rc)
+			goto out;
+		nfd = zm_netns_open(n->netns);
+		if (nfd < 0) {
+			rc = zm_error_set(e, -nfd, "%s: %s", n->netns, strerror(-nfd));
+			goto out;
+		}
+		snprintf(ifn, sizeof(ifn), "n%d", n->index);
+		/* Created from the underlay: "ul0" lands in the node directly. */
+		IN_NETNS(ul, rc, {
+			rc = zm_nl_veth_add(&nl, ifn, -1, "ul0", nfd);
+			if (!rc)
+				rc = zm_nl_link_set_master(&nl, ifn, "br0");
+			if (!rc)
+				rc = zm_nl_link_up(&nl, ifn);
+		});
+		close(nfd);
+		if (rc) {
+			zm_error_set(e, -rc, "%s: underlay veth: %s", n->name, strerror(-rc));
+			goto out;
+		}
+		IN_NETNS(n->netns, rc, {
+			rc = zm_nl_open(&nnl);
+			if (!rc)
+				rc = zm_nl_link_up(&nnl, "ul0");
+			if (!rc)
+				rc = zm_nl_addr_add(&nnl, "ul0", n->underlay_ip, 24);
+			for (size_t j = 0; !rc && j < lab->nnodes; j++)
+				if (j != i)
+					rc = zm_nl_route_add(&nnl, lab->nodes[j].pod_cidr, 24,
+							     lab->nodes[j].underlay_ip, "ul0", 0);
+			if (!rc)
+				rc = zm_sysctl_set("net/ipv4/ip_forward", "1");
+			if (!rc)
+				rc = zm_sysctl_set("net/ipv4/conf/all/rp_filter", "0");
+			if (!rc)
+				rc = zm_sysctl_set("net/ipv4/conf/default/rp_filter", "0");
+			zm_nl_close(&nnl);
+		});
+		if (rc) {
+			zm_error_set(e, -rc, "node %s (%s): addresses and routes: %s", n->name,
+				     ipstr(n->underlay_ip, cidr), strerror(-rc));
+			goto out;
+		}
+	}
+out:
+	zm_nl_close(&nl);
+	if (ulfd >= 0)
+		close(ulfd);
+	return rc;
+}
+
+static int build_pod(struct zm_lab *lab, struct zm_lab_pod *p, struct zm_error *e)
+{
+	struct zm_lab_node *n = zm_lab_node_find(lab, p->node);
+	struct zm_nl nl = { 0 };
+	struct in_addr any = { 0 };
+	int rc, pfd;
+
+	rc = make_netns(p->netns, e);
+	if (rc)
+		return rc;
+	pfd = zm_netns_open(p->netns);
+	if (pfd < 0)
+		return zm_error_set(e, -pfd, "%s: %s", p->netns, strerror(-pfd));
+	/* Node side: the pod's gateway address on every pod veth, a host route
+	 * to the pod. The pod side is eth0 with a /32 and a default route. */
+	IN_NETNS(n->netns, rc, {
+		rc = zm_nl_open(&nl);
+		if (!rc)
+			rc = zm_nl_veth_add(&nl, p->veth, -1, "eth0", pfd);
+		if (!rc)
+			rc = zm_nl_link_up(&nl, p->veth);
+		if (!rc)
+			rc = zm_nl_addr_add(&nl, p->veth, n->gateway, 32);
+		if (!rc)
+			rc = zm_nl_route_add(&nl, p->ip, 32, any, p->veth, 0);
+		zm_nl_close(&nl);
+	});
+	close(pfd);
+	if (rc)
+		return zm_error_set(e, -rc, "pod %s/%s: node side of the veth: %s", p->ns, p->name,
+				    strerror(-rc));
+	IN_NETNS(p->netns, rc, {
+		rc = zm_nl_open(&nl);
+		if (!rc)
+			rc = zm_nl_link_up(&nl, "eth0");
+		if (!rc)
+			rc = zm_nl_addr_add(&nl, "eth0", p->ip, 32);
+		if (!rc)
+			rc = zm_nl_route_add(&nl, n->gateway, 32, any, "eth0", 0);
+		if (!rc)
+			rc = zm_nl_route_add(&nl, any, 0, n->gateway, "eth0", 0);
+		zm_nl_close(&nl);
+	});
+	if (rc)
+		return zm_error_set(e, -rc, "pod %s/%s: eth0: %s", p->ns, p->name, strerror(-rc));
+	rc = mkdir_p(p->cgroup, 0755);
+	if (rc)
+		return zm_error_set(e, -rc, "%s: %s", p->cgroup, strerror(-rc));
+	return 0;
+}
+
+static int write_hosts(struct zm_lab *lab, struct zm_lab_pod *p, struct zm_error *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], ip[INET_ADDRSTRLEN];
+	FILE *f;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/%s", ETC_NETNS, p->netns);
+	rc = mkdir_p(dir, 0755);
+	if (rc)
+		return zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
+	snprintf(path, sizeof(path), "%s/hosts", dir);
+	f = fopen(path, "we");
+	if (!f)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	fprintf(f, "# written by zmeshctl lab %s\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		lab->name);
+	fprintf(f, "%s\t%s\n", ipstr(p->ip, ip), p->name);
+	for (size_t i = 0; i < lab->nservices; i++) {
+		struct zm_lab_svc *s = &lab->services[i];
+
+		fprintf(f, "%s\t%s.%s.svc.cluster.local %s.%s%s%s\n", ipstr(s->cluster_ip, ip),
+			s->name, s->ns, s->name, s->ns, strcmp(s->ns, p->ns) ? "" : " ",
+			strcmp(s->ns, p->ns) ? "" : s->name);
+	}
+	if (fclose(f) != 0)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* The port a service port sends to on @pod (named target ports resolve per pod). */
+static int target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *pod)
+{
+	if (sp->target_port)
+		return sp->target_port;
+	for (size_t c = 0; c < pod->ncontainers; c++)
+		for (size_t k = 0; k < pod->containers[c].nports; k++)
+			if (!strcmp(pod->containers[c].ports[k].name, sp->target_name))
+				return pod->containers[c].ports[k].port;
+	return 0;
+}
+
+/* kube-proxy's job, as nftables DNAT in each node: ClusterIP:port -> a
+ * random ready endpoint; hairpin traffic (a pod reaching itself through
+ * its service) is masqueraded so replies come back through the node. */
+static int build_services(struct zm_lab *lab, struct zm_error *e)
+{
+	size_t cap = 4096 + lab->nservices * (512 + lab->npods * 48), o = 0;
+	char *rules = malloc(cap), ip[INET_ADDRSTRLEN];
+	char *argv[] = { "nft", "-f", "-", NULL };
+	int rc = 0;
+
+#define OUT(...) do { if (o < cap) o += (size_t)snprintf(rules + o, cap - o, __VA_ARGS__); } while (0)
+	if (!rules)
+		return zm_error_set(e, ENOMEM, "out of memory");
+	OUT("table ip zmesh_lab {\n chain svc {\n");
+	for (size_t i = 0; i < lab->nservices; i++) {
+		struct zm_lab_svc *s = &lab->services[i];
+
+		for (size_t k = 0; k < s->nports; k++) {
+			const struct zm_lab_sport *sp = &s->ports[k];
+			const char *proto = !strcmp(sp->protocol, "UDP") ? "udp" :
+					    !strcmp(sp->protocol, "SCTP") ? "sctp" : "tcp";
+			size_t nep = 0;
+
+			for (size_t p = 0; p < lab->npods; p++)
+				if (!strcmp(lab->pods[p].ns, s->ns) && s->selector.n &&
+				    zm_labels_match(&s->selector, &lab->pods[p].labels) &&
+				    target_port(sp, &lab->pods[p]))
+					nep++;
+			if (!nep)
+				continue;
+			OUT("  ip daddr %s %s dport %d dnat to numgen random mod %zu map { ",
+			    ipstr(s->cluster_ip, ip), proto, sp->port, nep);
+			nep = 0;
+			for (size_t p = 0; p < lab->npods; p++) {
+				if (strcmp(lab->pods[p].ns, s->ns) || !s->selector.n ||
+				    !zm_labels_match(&s->selector, &lab->pods[p].labels) ||
+				    !target_port(sp, &lab->pods[p]))
+					continue;
+				OUT("%s%zu : %s . %d", nep ? ", " : "", nep,
+				    ipstr(lab->pods[p].ip, ip), target_port(sp, &lab->pods[p]));
+				nep++;
+			}
+			OUT(" }\n");
+		}
+	}
+	OUT(" }\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n  jump svc\n }\n");
+	OUT(" chain out {\n  type nat hook output priority -100; policy accept;\n  jump svc\n }\n");
+	OUT(" chain post {\n  type nat hook postrouting priority 100; policy accept;\n");
+	for (size_t p = 0; p < lab->npods; p++)
+		OUT("  ct status dnat ip saddr %s ip daddr %s masquerade\n",
+		    ipstr(lab->pods[p].ip, ip), ip);
+	OUT(" }\n}\n");
+#undef OUT
+	if (o >= cap) {
+		free(rules);
+		return zm_error_set(e, E2BIG, "nftables ruleset too large");
+	}
+	for (size_t i = 0; i < lab->nnodes && !rc; i++)
+		rc = run_in_netns(lab->nodes[i].netns, argv, rules, e);
+	free(rules);
+	return rc;
+}
+
+/* Enter a pod (or node): netns, cgroup, and a private mount namespace where
+ * /etc/netns/<netns>/<file> covers /etc/<file>, as `ip netns exec` does. */
+static int enter(const char *netns, const char *cgroup, struct zm_error *e)
+{
+	char path[PATH_MAX + 300], pid[32];
+	DIR *d;
+	struct dirent *de;
+	int fd, saved, rc;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	rc = write(fd, pid, strlen(pid)) < 0 ? -errno : 0;
+	close(fd);
+	if (rc)
+		return zm_error_set(e, -rc, "%s: %s", path, strerror(-rc));
+	rc = zm_netns_enter(netns, &saved);
+	if (rc)
+		return zm_error_set(e, -rc, "netns %s: %s", netns, strerror(-rc));
+	close(saved);
+	if (unshare(CLONE_NEWNS) < 0)
+		return zm_error_set(e, errno, "unshare(CLONE_NEWNS): %s", strerror(errno));
+	if (mount("", "/", "none", MS_SLAVE | MS_REC, NULL) < 0)
+		return zm_error_set(e, errno, "mount --make-rslave /: %s", strerror(errno));
+	snprintf(path, sizeof(path), "%s/%s", ETC_NETNS, netns);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char src[PATH_MAX + 600], dst[PATH_MAX];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(src, sizeof(src), "%s/%s", path, de->d_name);
+		snprintf(dst, sizeof(dst), "/etc/%s", de->d_name);
+		if (mount(src, dst, "none", MS_BIND, NULL) < 0) {
+			rc = zm_error_set(e, errno, "bind %s on %s: %s", src, dst, strerror(errno));
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static void set_pod_env(const struct zm_lab *lab, const struct zm_lab_pod *p)
+{
+	char ip[INET_ADDRSTRLEN];
+	const char *version = zm_labels_get(&p->labels, "version");
+
+	setenv("POD_NAME", p->name, 1);
+	setenv("POD_NAMESPACE", p->ns, 1);
+	setenv("POD_IP", ipstr(p->ip, ip), 1);
+	setenv("NODE_NAME", p->node, 1);
+	setenv("POD_SERVICE_ACCOUNT", p->sa, 1);
+	setenv("POD_VERSION", version ? version : "", 1);
+	setenv("ZMESH_BIN", lab->bin_dir, 1);
+}
+
+/* argv[0] "echoapp" means our build's echoapp when there is one. */
+static void exec_cmd(const struct zm_lab *lab, char *const argv[])
+{
+	char path[PATH_MAX + 300];
+
+	if (!strchr(argv[0], '/')) {
+		snprintf(path, sizeof(path), "%s/%s", lab->bin_dir, argv[0]);
+		if (access(path, X_OK) == 0)
+			execv(path, argv);
+	}
+	execvp(argv[0], argv);
+}
+
+int zm_lab_exec(const struct zm_lab *lab, const struct zm_lab_pod *pod,
+		const struct zm_lab_node *node, char *const argv[], struct zm_error *e)
+{
+	int rc;
+
+	if (pod) {
+		rc = enter(pod->netns, pod->cgroup, e);
+		if (rc)
+			return rc;
+		set_pod_env(lab, pod);
+	} else {
+		rc = enter(node->netns, node->cgroup, e);
+		if (rc)
+			return rc;
+		setenv("NODE_NAME", node->name, 1);
+		setenv("ZMESH_BIN", lab->bin_dir, 1);
+	}
+	exec_cmd(lab, argv);
+	return zm_error_set(e, errno, "%s: %s", argv[0], strerror(errno));
+}
+
+static int start_container(struct zm_lab *lab, struct zm_lab_pod *p,
+			   struct zm_lab_container *c, struct zm_error *e)
+{
+	char log[PATH_MAX + 400];
+	pid_t pid, *pids;
+	int fd;
+
+	snprintf(log, sizeof(log), "%s/logs/%s_%s.log", lab->state_dir, p->ns, p->name);
+	pid = fork();
+	if (pid < 0)
+		return zm_error_set(e, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct zm_error ce = { 0 };
+
+		setsid();
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		if (enter(p->netns, p->cgroup, &ce)) {
+			fprintf(stderr, "zmeshctl lab: %s\n", ce.msg);
+			_exit(126);
+		}
+		set_pod_env(lab, p);
+		for (size_t i = 0; i < c->nenv; i++)
+			setenv(c->env[i].key, c->env[i].val, 1);
+		exec_cmd(lab, c->argv);
+		fprintf(stderr, "zmeshctl lab: %s: %s\n", c->argv[0], strerror(errno));
+		_exit(127);
+	}
+	pids = realloc(p->pids, (p->npids + 1) * sizeof(*pids));
+	if (!pids)
+		return zm_error_set(e, ENOMEM, "out of memory");
+	p->pids = pids;
+	p->pids[p->npids++] = pid;
+	return 0;
+}
+
+/* Assign names and addresses (deterministic: from manifest order). */
+static int plan(struct zm_lab *lab, struct zm_error *e)
+{
+	char cg[1024];
+	uint32_t next_vip = (10u << 24) | (96u << 16) | 10u;
+	int rc = zm_cgroup2_root(cg, sizeof(cg));
+	int *podcount = calloc(lab->nnodes + 1, sizeof(int));
+
+	if (!podcount)
+		return zm_error_set(e, ENOMEM, "out of memory");
+	if (rc) {
+		free(podcount);
+		return zm_error_set(e, -rc, "no cgroup v2 mount in /proc/mounts");
+	}
+	snprintf(lab->cgroup_root, sizeof(lab->cgroup_root), "%s/zmesh/%s", cg, lab->name);
+	for (size_t i = 0; i < lab->nnodes; i++) {
+		struct zm_lab_node *n = &lab->nodes[i];
+
+		snprintf(n->netns, sizeof(n->netns), "zm-%s-%s", lab->name, n->name);
+		snprintf(n->cgroup, sizeof(n->cgroup), "%.3000s/nodes/%s", lab->cgroup_root, n->name);
+		n->underlay_ip = ip4(172, 30, 0, (unsigned)n->index + 1);
+		n->pod_cidr = ip4(10, 244, (unsigned)n->index, 0);
+		n->gateway = ip4(10, 244, (unsigned)n->index, 1);
+	}
+	for (size_t i = 0; i < lab->npods; i++) {
+		struct zm_lab_pod *p = &lab->pods[i];
+		struct zm_lab_node *n = zm_lab_node_find(lab, p->node);
+		int k = podcount[n->index]++;
+
+		snprintf(p->netns, sizeof(p->netns), "zm-%s-%s-%s", lab->name, p->ns, p->name);
+		snprintf(p->cgroup, sizeof(p->cgroup), "%.3000s/pods/%s_%s", lab->cgroup_root, p->ns, p->name);
+		snprintf(p->veth, sizeof(p->veth), "zp%d", k);
+		p->ip = ip4(10, 244, (unsigned)n->index, (unsigned)k + 2);
+	}
+	free(podcount);
+	for (size_t i = 0; i < lab->nservices; i++) {
+		struct zm_lab_svc *s = &lab->services[i];
+		bool taken;
+
+		if (s->cluster_ip.s_addr)
+			continue;
+		do {
+			taken = false;
+			for (size_t j = 0; j < lab->nservices; j++)
+				if (lab->services[j].cluster_ip.s_addr == htonl(next_vip))
+					taken = true;
+			if (taken)
+				next_vip++;
+		} while (taken);
+		if ((next_vip & 0xffff) == 0xffff)
+			return zm_error_set(e, ENOSPC, "service range 10.96.0.0/16 is full");
+		s->cluster_ip.s_addr = htonl(next_vip++);
+	}
+	return 0;
+}
+
+static int self_dir(char *buf, size_t sz)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, sz - 1);
+	char *slash;
+
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	slash = strrchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	return 0;
+}
+
+int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
+{
+	char path[PATH_MAX + 32];
+	int rc;
+
+	rc = zm_lab_name_check(lab->name, e);
+	if (rc)
+		return rc;
+	snprintf(lab->state_dir, sizeof(lab->state_dir), "%s/%s", ZM_LAB_STATE_ROOT, lab->name);
+	snprintf(path, sizeof(path), "%s/state.json", lab->state_dir);
+	if (access(path, F_OK) == 0)
+		return zm_error_set(e, EEXIST, "lab %s is already up (zmeshctl lab down --name %s)",
+				    lab->name, lab->name);
+	if (!lab->bin_dir[0] && self_dir(lab->bin_dir, sizeof(lab->bin_dir)) < 0)
+		return zm_error_set(e, errno, "/proc/self/exe: %s", strerror(errno));
+	rc = plan(lab, e);
+	if (rc)
+		return rc;
+	/* Leftovers of a crashed lab of the same name would clash: clear them. */
+	zm_lab_down(lab->name, NULL);
+	snprintf(path, sizeof(path), "%s/logs", lab->state_dir);
+	rc = mkdir_p(path, 0755);
+	if (rc) {
+		zm_error_set(e, -rc, "%s: %s", path, strerror(-rc));
+		goto fail;
+	}
+	/* The plan goes to disk before anything is made: `down` finds it all. */
+	rc = zm_lab_save(lab, e);
+	if (rc)
+		goto fail;
+	rc = build_underlay(lab, e);
+	if (rc)
+		goto fail;
+	for (size_t i = 0; i < lab->nnodes; i++) {
+		rc = mkdir_p(lab->nodes[i].cgroup, 0755);
+		if (rc) {
+			zm_error_set(e, -rc, "%s: %s", lab->nodes[i].cgroup, strerror(-rc));
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < lab->npods && !rc; i++) {
+		rc = build_pod(lab, &lab->pods[i], e);
+		if (!rc)
+			rc = write_hosts(lab, &lab->pods[i], e);
+	}
+	if (rc)
+		goto fail;
+	rc = build_services(lab, e);
+	if (rc)
+		goto fail;
+	for (size_t i = 0; i < lab->npods && !rc; i++)
+		for (size_t c = 0; c < lab->pods[i].ncontainers && !rc; c++)
+			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);
+	if (!rc)
+		rc = zm_lab_save(lab, e);
+	if (!rc)
+		return 0;
+fail:
+	zm_lab_down(lab->name, NULL);
+	return rc;
+}
