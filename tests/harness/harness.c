@@ -97,6 +97,67 @@ void test_defer(void (*fn)(void *arg), void *arg)
 	ndefers++;
 }
 
+int test_sh(char *out, size_t outsz, const char *fmt, ...)
+{
+	char *cmd = NULL, *full = NULL;
+	size_t got = 0;
+	va_list ap;
+	FILE *p;
+	int st, n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&cmd, fmt, ap);
+	va_end(ap);
+	if (n < 0 || asprintf(&full, "( %s ) 2>&1", cmd) < 0) {
+		free(cmd);
+		return -1;
+	}
+	fflush(stdout);
+	p = popen(full, "r");
+	free(full);
+	free(cmd);
+	if (!p)
+		return -1;
+	for (;;) {
+		char buf[4096];
+		size_t r = fread(buf, 1, sizeof(buf), p);
+
+		if (r == 0)
+			break;
+		if (out && got + 1 < outsz) {
+			size_t take = r < outsz - 1 - got ? r : outsz - 1 - got;
+
+			memcpy(out + got, buf, take);
+			got += take;
+		}
+	}
+	if (out && outsz)
+		out[got] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *test_build_dir(void)
+{
+	static char dir[4096];
+	ssize_t n;
+
+	if (dir[0])
+		return dir;
+	n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	if (n < 0)
+		return ".";
+	dir[n] = 0;
+	/* build/tests/<suite>/<name> -> build */
+	for (int i = 0; i < 3; i++) {
+		char *slash = strrchr(dir, '/');
+
+		if (slash)
+			*slash = 0;
+	}
+	return dir;
+}
+
 bool test_is_root(void)
 {
 	return geteuid() == 0;

@@ -49,6 +49,14 @@ void zm_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), nor
 void test_defer(void (*fn)(void *arg), void *arg);
 /* Log a diagnostic line ("# ...") inside a test. */
 void test_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Run a shell command (printf-style), capture up to @outsz-1 bytes of its
+ * stdout+stderr into @out (may be NULL), return its exit status (or -1).
+ */
+int test_sh(char *out, size_t outsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The build directory (where zmeshctl, echoapp... are), from /proc/self/exe. */
+const char *test_build_dir(void);
 /* True when running as root (most BPF and netns tests need it). */
 bool test_is_root(void);
 /* Skip unless root. */

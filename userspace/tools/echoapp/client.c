@@ -136,7 +136,7 @@ static int on_complete(llhttp_t *p)
 
 static int h1_one(const struct copts *o, int *fd, struct tally *t)
 {
-	static llhttp_settings_t s;
+	llhttp_settings_t s;	/* per call: threads share no parser state */
 	char req[8192], buf[16384];
 	int len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: echoapp\r\n",
 			   o->method, o->path, o->host, o->port);
