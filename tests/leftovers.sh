@@ -24,8 +24,11 @@ for cg in /sys/fs/cgroup/unified/zmesh*; do
 	echo "cgroup $cg"
 	[ $clean = 1 ] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
+# Zombies do not count: their parent (often init, after the lab's zmeshctl
+# exited) reaps them in its own time.
+live() { ps -eo stat=,comm= | awk -v c="$1" '$2 == c && $1 !~ /^Z/' | grep -q .; }
 for p in ztunnel waypoint zmeshd echoapp; do
-	if pgrep -x "$p" >/dev/null 2>&1; then
+	if live "$p"; then
 		echo "process $p"
 		[ $clean = 1 ] && pkill -9 -x "$p"
 	fi

@@ -201,6 +201,7 @@ int zm_lab_down(const char *name, struct zm_error *e)
 
 /* ---- building ------------------------------------------------------------ */
 
+
 static struct in_addr ip4(unsigned a, unsigned b, unsigned c, unsigned d)
 {
 	struct in_addr x = { htonl((a << 24) | (b << 16) | (c << 8) | d) };
@@ -345,6 +346,11 @@ static int build_underlay(struct zm_lab *lab, struct zm_error *e)
 				if (j != i)
 					rc = zm_nl_route_add(&nnl, lab->nodes[j].pod_cidr, 24,
 							     lab->nodes[j].underlay_ip, "ul0", 0);
+			/* Node processes reach ClusterIPs too: they need a route for
+			 * the socket before the OUTPUT DNAT picks the endpoint. */
+			if (!rc)
+				rc = zm_nl_route_add(&nnl, ip4(10, 96, 0, 0), 16,
+						     (struct in_addr){ 0 }, "ul0", 0);
 			if (!rc)
 				rc = zm_sysctl_set("net/ipv4/ip_forward", "1");
 			if (!rc)
