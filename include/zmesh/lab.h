@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "zmesh/labels.h"
 #include "zmesh/log.h"
 
 #define ZM_LAB_STATE_ROOT "/run/zmesh/lab"
@@ -29,24 +30,6 @@
 #define ZM_K8S_NAME_MAX 63	/* DNS-1123 label */
 #define ZM_LAB_MAX_NODES 200
 #define ZM_LAB_MAX_PODS_PER_NODE 250
-
-struct zm_kv {
-	char *key;
-	char *val;
-};
-
-struct zm_labels {
-	struct zm_kv *kv;
-	size_t n;
-};
-
-const char *zm_labels_get(const struct zm_labels *l, const char *key);
-int zm_labels_set(struct zm_labels *l, const char *key, const char *val);
-/* 0 when removed, -ENOENT when absent. */
-int zm_labels_del(struct zm_labels *l, const char *key);
-void zm_labels_free(struct zm_labels *l);
-/* True when every selector entry is in @l with the same value. */
-bool zm_labels_match(const struct zm_labels *selector, const struct zm_labels *l);
 
 struct zm_lab_node {
 	char name[ZM_K8S_NAME_MAX + 1];

@@ -163,11 +163,30 @@ bool test_is_root(void)
 	return geteuid() == 0;
 }
 
+static unsigned test_timeout = 120;
+
+/* The child's own deadline: end the body like a failed ASSERT, so the
+ * teardown and deferred cleanups still run (the parent kills later). */
+static void on_child_alarm(int sig)
+{
+	static const char msg[] = "# timed out: running the cleanup\n";
+
+	(void)sig;
+	failed = true;
+	(void)!write(1, msg, sizeof(msg) - 1);
+	if (in_body)
+		siglongjmp(body_jmp, 1);
+	_exit(CHILD_FAIL);
+}
+
 static int run_child(struct zm_test *t)
 {
 	void *volatile self = NULL;
+	struct sigaction sa = { .sa_handler = on_child_alarm };
 
 	setpgid(0, 0);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(test_timeout);
 	if (t->self_size) {
 		self = calloc(1, t->self_size);
 		if (!self)
@@ -184,6 +203,7 @@ static int run_child(struct zm_test *t)
 			t->fn(t);
 		in_body = false;
 	}
+	alarm(test_timeout);	/* a fresh deadline for the cleanup itself */
 	if (t->teardown)
 		t->teardown(self);
 	run_defers();
@@ -215,6 +235,7 @@ int main(int argc, char **argv)
 	}
 	if (env && atoi(env) > 0)
 		timeout = (unsigned)atoi(env);
+	test_timeout = timeout;
 
 	for (t = tests_head; t; t = t->next)
 		if (!filter || strstr(t->name, filter))
@@ -256,7 +277,8 @@ int main(int argc, char **argv)
 			run_child(t);
 		setpgid(pid, pid);
 		timed_out = 0;
-		alarm(timeout);
+		/* The child stops itself at `timeout`; this is the backstop. */
+		alarm(2 * timeout + 10);
 		do {
 			w = waitpid(pid, &status, 0);
 		} while (w < 0 && errno == EINTR && !timed_out);

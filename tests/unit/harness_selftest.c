@@ -55,6 +55,14 @@ TEST(victim_skip)
 		SKIP("no such feature");
 }
 
+TEST(victim_hang)
+{
+	if (!victim())
+		return;
+	test_defer(mark, "hang-cleanup-ran");
+	sleep(30);
+}
+
 TEST(crash_and_failure_are_isolated)
 {
 	char cmd[4200], buf[8192];
@@ -65,7 +73,7 @@ TEST(crash_and_failure_are_isolated)
 
 	ASSERT_GT(n, 0);
 	exe[n] = 0;
-	snprintf(cmd, sizeof(cmd), "ZM_HARNESS_VICTIM=1 %s -t victim 2>&1; echo rc=$?", exe);
+	snprintf(cmd, sizeof(cmd), "ZM_TEST_TIMEOUT=1 ZM_HARNESS_VICTIM=1 %s -t victim 2>&1; echo rc=$?", exe);
 	p = popen(cmd, "r");
 	ASSERT_OK_PTR(p);
 	len = fread(buf, 1, sizeof(buf) - 1, p);
@@ -77,6 +85,10 @@ TEST(crash_and_failure_are_isolated)
 	EXPECT_STRSTR(buf, "# deferred cleanup-ran");
 	EXPECT_FALSE(strstr(buf, "not reached"));
 	EXPECT_STRSTR(buf, "ok 3 victim_skip # SKIP no such feature");
-	EXPECT_STRSTR(buf, "# 0 passed, 2 failed, 1 skipped");
+	/* A hang ends at the timeout, and its cleanup still runs. */
+	EXPECT_STRSTR(buf, "# timed out: running the cleanup");
+	EXPECT_STRSTR(buf, "# deferred hang-cleanup-ran");
+	EXPECT_STRSTR(buf, "not ok 4 victim_hang");
+	EXPECT_STRSTR(buf, "# 0 passed, 3 failed, 1 skipped");
 	EXPECT_STRSTR(buf, "rc=1");
 }

@@ -147,3 +147,32 @@ TEST(labels)
 	zm_labels_free(&l);
 	zm_labels_free(&sel);
 }
+
+TEST(enrolment_rules)
+{
+	static const struct {
+		const char *ns, *pod;
+		bool want;
+	} cases[] = {
+		{ "ambient", NULL, true },
+		{ "ambient", "none", false },
+		{ NULL, NULL, false },
+		{ "none", NULL, false },
+		{ NULL, "ambient", true },
+		{ "Ambient", NULL, false },	/* values are case-sensitive, as in Istio */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zm_labels ns = { 0 }, pod = { 0 };
+
+		if (cases[i].ns)
+			zm_labels_set(&ns, "istio.io/dataplane-mode", cases[i].ns);
+		if (cases[i].pod)
+			zm_labels_set(&pod, "istio.io/dataplane-mode", cases[i].pod);
+		zm_labels_set(&pod, "app", "x");
+		if (!EXPECT_EQ(zm_enroll_wanted(&ns, &pod), cases[i].want))
+			test_log("case %zu", i);
+		zm_labels_free(&ns);
+		zm_labels_free(&pod);
+	}
+}

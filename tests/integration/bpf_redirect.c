@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * BPF capture in the lab, real kernel: enrolled pods' connects land at the
+ * node's ztunnel listener (a stand-in made here), the original destination
+ * is recovered, others go direct, inbound is steered, enrolment is live.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../harness/test.h"
+#include "zmesh/bpf_loader.h"
+#include "zmesh/lab.h"
+#include "zmesh/netns.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+FIXTURE(mesh) {
+	char lab[16], n1[32], n2[32], file[64], ctl[4200];
+	struct zm_lab state;
+	struct zm_bpf *b1, *b2;
+};
+
+static const char *pod_ip(struct zm_fixture_mesh *self, const char *ns, const char *pod, char *buf)
+{
+	struct zm_lab_pod *p = zm_lab_pod_find(&self->state, ns, pod);
+
+	return p ? inet_ntop(AF_INET, &p->ip, buf, INET_ADDRSTRLEN) : "0.0.0.0";
+}
+
+FIXTURE_SETUP(mesh)
+{
+	struct zm_error e = { 0 };
+	char out[4096];
+	FILE *f;
+	int pid = getpid() % 100000;
+
+	REQUIRE_ROOT();
+	snprintf(self->lab, sizeof(self->lab), "b%d", pid);
+	snprintf(self->n1, sizeof(self->n1), "n1-%d", pid);
+	snprintf(self->n2, sizeof(self->n2), "n2-%d", pid);
+	snprintf(self->file, sizeof(self->file), "/tmp/zm-bpf-%s.yaml", self->lab);
+	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
+	f = fopen(self->file, "w");
+	ASSERT_OK_PTR(f);
+	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
+		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
+		self->n1, self->n2);
+	static const struct { const char *name, *ns; int node; const char *labels; } pods[] = {
+		{ "a", "mesh", 1, "{app: a}" },
+		{ "b", "mesh", 2, "{app: b}" },
+		{ "d", "mesh", 1, "{app: d, istio.io/dataplane-mode: none}" },
+		{ "c", "plain", 1, "{app: c}" },
+	};
+	for (size_t i = 0; i < 4; i++)
+		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: %s}\n"
+			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
+			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
+			pods[i].name, pods[i].ns, pods[i].labels, pods[i].node == 1 ? self->n1 : self->n2);
+	fclose(f);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s && %s bpf sync --name %s",
+			  self->ctl, self->file, self->lab, self->ctl, self->lab), 0);
+	EXPECT_STRSTR(out, "+mesh_a");
+	EXPECT_STRSTR(out, "+mesh_b");
+	EXPECT_FALSE(strstr(out, "mesh_d"));
+	EXPECT_FALSE(strstr(out, "plain_c"));
+	ASSERT_OK(zm_lab_load(self->lab, &self->state, &e));
+	struct zm_bpf_opts o1 = { .node = self->n1 }, o2 = { .node = self->n2 };
+	ASSERT_OK(zm_bpf__open(&o1, &self->b1, &e));
+	ASSERT_OK(zm_bpf__open(&o2, &self->b2, &e));
+}
+
+FIXTURE_TEARDOWN(mesh)
+{
+	if (!self->lab[0])
+		return;
+	zm_bpf__close(self->b1);
+	zm_bpf__close(self->b2);
+	zm_lab_free(&self->state);
+	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
+	unlink(self->file);
+}
+
+/* A listener on @addr:@port inside pod @pod's netns (made from this
+ * process, which is in no pod's cgroup: as ztunnel does it). */
+static int listen_in_pod(struct zm_fixture_mesh *self, const char *ns, const char *pod,
+			 const char *addr, int port)
+{
+	struct zm_lab_pod *p = zm_lab_pod_find(&self->state, ns, pod);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int saved, fd, one = 1;
+
+	if (!p || zm_netns_enter(p->netns, &saved))
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd >= 0 && (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16))) {
+		close(fd);
+		fd = -1;
+	}
+	zm_netns_restore(saved);
+	return fd;
+}
+
+static int accept_within(int lfd, int ms)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+/* Run a shell command in the background; its output goes to @outfile. */
+static pid_t bg(const char *outfile, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static pid_t bg(const char *outfile, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void slurp(const char *path, char *buf, size_t sz)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sz - 1, f) : 0;
+
+	buf[n] = 0;
+	if (f)
+		fclose(f);
+}
+
+TEST_F(mesh, outbound_is_captured_with_its_original_destination)
+{
+	char bip[INET_ADDRSTRLEN], out[4096], got[64], tmp[64];
+	struct sockaddr_in orig;
+	int lfd, cfd, st;
+	pid_t pid;
+
+	pod_ip(self, "mesh", "b", bip);
+	lfd = listen_in_pod(self, "mesh", "a", "127.0.0.1", 15001);
+	ASSERT_GE(lfd, 0);
+	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-out-%d", getpid());
+	pid = bg(tmp, "%s lab exec a -n mesh --name %s -- python3 -c \"import socket;"
+		 "s=socket.create_connection(('%s',9000),timeout=5);print('peer',s.getpeername()[0],s.getpeername()[1]);"
+		 "s.sendall(b'hi');print('reply',s.recv(100).decode())\"", self->ctl, self->lab, bip);
+	cfd = accept_within(lfd, 10000);
+	ASSERT_GE(cfd, 0);
+	/* ztunnel's view: where did the app want to go? */
+	ASSERT_OK(zm_bpf__orig_dst(self->b1, cfd, &orig));
+	snprintf(got, sizeof(got), "%s:%d", inet_ntop(AF_INET, &orig.sin_addr, tmp + 32, 32),
+		 ntohs(orig.sin_port));
+	snprintf(out, sizeof(out), "%s:9000", bip);
+	EXPECT_STREQ(got, out);
+	ASSERT_EQ(write(cfd, "from-fake-ztunnel", 17), 17);
+	waitpid(pid, &st, 0);
+	close(cfd);
+	slurp(tmp, out, sizeof(out));
+	unlink(tmp);
+	/* The app's view: getpeername shows where it connected, not 15001. */
+	snprintf(got, sizeof(got), "peer %s 9000", bip);
+	EXPECT_STRSTR(out, got);
+	EXPECT_STRSTR(out, "reply from-fake-ztunnel");
+	close(lfd);
+
+	struct zm_counters c;
+	ASSERT_OK(zm_bpf__counters(self->b1, &c));
+	EXPECT_GE(c.redirected, 1);
+	EXPECT_GE(c.orig_dst_saved, 1);
+}
+
+TEST_F(mesh, others_go_direct)
+{
+	char bip[INET_ADDRSTRLEN], out[4096];
+	int lfd;
+
+	pod_ip(self, "mesh", "b", bip);
+	/* A listener on 15001 in c and d: if they were captured, it would answer
+	 * (it never accepts, so the client would time out). */
+	lfd = listen_in_pod(self, "plain", "c", "127.0.0.1", 15001);
+	ASSERT_GE(lfd, 0);
+	close(lfd);
+	for (int i = 0; i < 50; i++) {
+		if (test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
+			    "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->lab, bip) == 0)
+			break;
+		usleep(100000);
+	}
+	EXPECT_STRSTR(out, "pod: b=2");
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec d -n mesh --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->lab, bip), 0);
+	EXPECT_STRSTR(out, "pod: b=2");
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- %s/echoapp client "
+			  "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->n1, self->lab,
+			  test_build_dir(), bip), 0);
+	EXPECT_STRSTR(out, "pod: b=2");
+	/* Loopback inside an enrolled pod is not captured either. */
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
+			  "tcp://127.0.0.1:9000 -n 1 --timeout 2000", self->ctl, self->lab), 0);
+	EXPECT_STRSTR(out, "pod: a=1");
+}
+
+TEST_F(mesh, enrolment_follows_labels_live)
+{
+	char bip[INET_ADDRSTRLEN], out[4096];
+
+	pod_ip(self, "mesh", "b", bip);
+	/* Enrolled and no ztunnel listening: the connect is refused (fail closed). */
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+	/* Take the namespace out of the mesh: the same pod, no restart, goes direct. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label namespace mesh istio.io/dataplane-mode- "
+			  "--name %s && %s bpf sync --name %s", self->ctl, self->lab, self->ctl,
+			  self->lab), 0);
+	EXPECT_STRSTR(out, "-mesh_a");
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+	EXPECT_STRSTR(out, "pod: b=1");
+	/* A pod label opts a single pod in. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod a -n mesh istio.io/dataplane-mode=ambient "
+			  "--name %s && %s bpf sync --name %s && %s bpf status --node %s",
+			  self->ctl, self->lab, self->ctl, self->lab, self->ctl, self->n1), 0);
+	EXPECT_STRSTR(out, "1 pods enrolled");
+	EXPECT_STRSTR(out, "mesh_a");
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+}
+
+TEST_F(mesh, inbound_lands_at_ztunnel)
+{
+	char bip[INET_ADDRSTRLEN], out[4096], want[64], tmp[64];
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	struct in_addr ip;
+	int in_fd, hb_fd, cfd, st;
+	pid_t pid;
+
+	pod_ip(self, "mesh", "b", bip);
+	inet_pton(AF_INET, bip, &ip);
+	in_fd = listen_in_pod(self, "mesh", "b", "0.0.0.0", 15006);
+	hb_fd = listen_in_pod(self, "mesh", "b", "0.0.0.0", 15008);
+	ASSERT_GE(in_fd, 0);
+	ASSERT_GE(hb_fd, 0);
+	ASSERT_OK(zm_bpf__set_listener(self->b2, ip, ZM_LISTEN_INBOUND, in_fd));
+	ASSERT_OK(zm_bpf__set_listener(self->b2, ip, ZM_LISTEN_HBONE, hb_fd));
+
+	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-in-%d", getpid());
+	pid = bg(tmp, "%s lab exec c -n plain --name %s -- echoapp client tcp://%s:8080 -n 1 --timeout 3000",
+		 self->ctl, self->lab, bip);
+	cfd = accept_within(in_fd, 10000);
+	ASSERT_GE(cfd, 0);
+	/* The plaintext listener sees what the client dialled. */
+	ASSERT_OK(getsockname(cfd, (struct sockaddr *)&sa, &sl));
+	snprintf(want, sizeof(want), "%s:%d", inet_ntop(AF_INET, &sa.sin_addr, out, sizeof(out)),
+		 ntohs(sa.sin_port));
+	snprintf(out, sizeof(out), "%s:8080", bip);
+	EXPECT_STREQ(want, out);
+	close(cfd);
+	waitpid(pid, &st, 0);
+	unlink(tmp);
+
+	pid = bg(tmp, "%s lab exec c -n plain --name %s -- echoapp client tcp://%s:15008 -n 1 --timeout 3000",
+		 self->ctl, self->lab, bip);
+	cfd = accept_within(hb_fd, 10000);
+	EXPECT_GE(cfd, 0);
+	if (cfd >= 0)
+		close(cfd);
+	waitpid(pid, &st, 0);
+	unlink(tmp);
+
+	/* ztunnel's own connection to the app, made inside the pod's netns,
+	 * arrives over lo and is not captured: it reaches the app. */
+	{
+		struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(8080), .sin_addr = ip };
+		int saved, fd;
+		ssize_t n;
+
+		ASSERT_OK(zm_netns_enter(zm_lab_pod_find(&self->state, "mesh", "b")->netns, &saved));
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		zm_netns_restore(saved);
+		ASSERT_OK(connect(fd, (struct sockaddr *)&dst, sizeof(dst)));
+		ASSERT_EQ(write(fd, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+		n = read(fd, out, sizeof(out) - 1);
+		out[n > 0 ? n : 0] = 0;
+		close(fd);
+		EXPECT_STRSTR(out, "\"pod\":\"b\"");
+	}
+	struct zm_counters c;
+	ASSERT_OK(zm_bpf__counters(self->b2, &c));
+	EXPECT_GE(c.inbound, 2);
+	close(in_fd);
+	close(hb_fd);
+}
+
+TEST_F(mesh, strict_pod_without_ztunnel_drops_plaintext)
+{
+	char bip[INET_ADDRSTRLEN], out[4096], netns[256], id[] = "mesh_b";
+	struct zm_lab_pod *b = zm_lab_pod_find(&self->state, "mesh", "b");
+	struct zm_counters before, after;
+	struct zm_error e = { 0 };
+
+	ASSERT_OK_PTR(b);
+	pod_ip(self, "mesh", "b", bip);
+	snprintf(netns, sizeof(netns), "/run/netns/%s", b->netns);
+	struct zm_bpf_pod bp = { .id = id, .cgroup = b->cgroup, .netns = netns, .ip = b->ip, .strict = true };
+	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));
+	ASSERT_OK(zm_bpf__counters(self->b2, &before));
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 1500", self->ctl, self->lab, bip), 0);
+	ASSERT_OK(zm_bpf__counters(self->b2, &after));
+	EXPECT_GT(after.inbound_drop, before.inbound_drop);
+	/* PERMISSIVE again (no STRICT, no listener): plaintext passes to the app. */
+	bp.strict = false;
+	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 3000", self->ctl, self->lab, bip), 0);
+	EXPECT_STRSTR(out, "pod: b=1");
+}
+
+TEST_F(mesh, spoofed_source_ip_does_not_change_identity)
+{
+	char bip[INET_ADDRSTRLEN], dip[INET_ADDRSTRLEN], out[4096], tmp[64];
+	struct sockaddr_in peer;
+	socklen_t pl = sizeof(peer);
+	uint64_t lcookie = 0, acookie = 0, acookie_expected = 0;
+	socklen_t cl = sizeof(uint64_t);
+	int lfd, cfd, st, saved, probe;
+	pid_t pid;
+
+	pod_ip(self, "mesh", "b", bip);
+	pod_ip(self, "mesh", "d", dip);
+	lfd = listen_in_pod(self, "mesh", "a", "127.0.0.1", 15001);
+	ASSERT_GE(lfd, 0);
+	/* Pod a (root in its pod) takes pod d's IP and connects from it. */
+	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-sp-%d", getpid());
+	pid = bg(tmp, "%s lab exec a -n mesh --name %s -- sh -c \"ip addr add %s/32 dev eth0 && "
+		 "python3 -c \\\"import socket;s=socket.socket();s.bind(('%s',0));s.settimeout(5);"
+		 "s.connect(('%s',9000));s.recv(10)\\\"\"", self->ctl, self->lab, dip, dip, bip);
+	cfd = accept_within(lfd, 10000);
+	ASSERT_GE(cfd, 0);
+	/* It arrived at a's listener, in a's netns: ztunnel knows it is a,
+	 * whatever address the packets carried. */
+	ASSERT_OK(getsockopt(cfd, SOL_SOCKET, SO_NETNS_COOKIE, &acookie, &cl));
+	ASSERT_OK(getsockopt(lfd, SOL_SOCKET, SO_NETNS_COOKIE, &lcookie, &cl));
+	EXPECT_EQ(acookie, lcookie);
+	ASSERT_OK(zm_netns_enter(zm_lab_pod_find(&self->state, "mesh", "a")->netns, &saved));
+	probe = socket(AF_INET, SOCK_STREAM, 0);
+	getsockopt(probe, SOL_SOCKET, SO_NETNS_COOKIE, &acookie_expected, &cl);
+	close(probe);
+	zm_netns_restore(saved);
+	EXPECT_EQ(acookie, acookie_expected);
+	/* The peer address is the spoofed one; the identity is not taken from it. */
+	ASSERT_OK(getpeername(cfd, (struct sockaddr *)&peer, &pl));
+	EXPECT_STREQ(inet_ntop(AF_INET, &peer.sin_addr, out, sizeof(out)), dip);
+	close(cfd);
+	waitpid(pid, &st, 0);
+	unlink(tmp);
+	close(lfd);
+}
+
+TEST_F(mesh, fast_path_moves_data_in_the_kernel)
+{
+	char bip[INET_ADDRSTRLEN], out[4096];
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	struct zm_lab_pod *a = zm_lab_pod_find(&self->state, "mesh", "a");
+	struct zm_counters c0, c1, c2;
+	char script[1024];
+
+	pod_ip(self, "mesh", "b", bip);
+	snprintf(script, sizeof(script), "import socket;s=socket.create_connection(('%s',9000),timeout=5);"
+		 "d=b'x'*200000;s.sendall(b'WHOAMI\\n'+d);s.shutdown(1);r=b''\n"
+		 "while True:\n c=s.recv(65536)\n if not c: break\n r+=c\n"
+		 "print('ok' if r.endswith(d) and b'ztunnel' in r else 'bad', len(r))", bip);
+	/* A stand-in ztunnel in the node's cgroup, listening in a's netns. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "sh -c 'echo $$ > %s/cgroup.procs; exec ip netns exec %s "
+			  "%s/echoapp serve --tcp 15001 --pod ztunnel' >/dev/null 2>&1 & sleep 0.3",
+			  n1->cgroup, a->netns, test_build_dir()), 0);
+	ASSERT_OK(zm_bpf__set_fastpath(self->b1, false));
+	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"%s\"",
+			  self->ctl, self->lab, script), 0);
+	EXPECT_STRSTR(out, "ok");
+	ASSERT_OK(zm_bpf__counters(self->b1, &c1));
+	EXPECT_EQ(c1.fastpath_bytes, c0.fastpath_bytes);
+	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"%s\"",
+			  self->ctl, self->lab, script), 0);
+	EXPECT_STRSTR(out, "ok");
+	ASSERT_OK(zm_bpf__counters(self->b1, &c2));
+	test_log("fast path bytes: off %llu, on %llu", (unsigned long long)(c1.fastpath_bytes - c0.fastpath_bytes),
+		 (unsigned long long)(c2.fastpath_bytes - c1.fastpath_bytes));
+	EXPECT_GE(c2.fastpath_bytes - c1.fastpath_bytes, 400000);
+}
+
+TEST_F(mesh, pins_survive_the_loader_and_go_with_destroy)
+{
+	char bip[INET_ADDRSTRLEN], path[256], out[4096];
+	struct zm_error e = { 0 };
+	int lfd, cfd;
+	pid_t pid;
+
+	pod_ip(self, "mesh", "b", bip);
+	/* Every loader of this node closes: nothing of the process is left. */
+	zm_bpf__close(self->b1);
+	self->b1 = NULL;
+	lfd = listen_in_pod(self, "mesh", "a", "127.0.0.1", 15001);
+	ASSERT_GE(lfd, 0);
+	snprintf(path, sizeof(path), "/tmp/zm-bpf-pin-%d", getpid());
+	pid = bg(path, "%s lab exec a -n mesh --name %s -- echoapp client tcp://%s:9000 -n 1 --timeout 2000",
+		 self->ctl, self->lab, bip);
+	cfd = accept_within(lfd, 10000);
+	EXPECT_GE(cfd, 0);	/* still captured */
+	if (cfd >= 0)
+		close(cfd);
+	waitpid(pid, NULL, 0);
+	unlink(path);
+	close(lfd);
+	ASSERT_OK(zm_bpf__destroy(NULL, self->n1, &e));
+	snprintf(path, sizeof(path), "%s/%s", ZM_BPF_PIN_ROOT, self->n1);
+	EXPECT_NE(access(path, F_OK), 0);
+	/* Nothing attached any more: a's connects go direct. */
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
+			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+	EXPECT_STRSTR(out, "pod: b=1");
+	EXPECT_EQ(test_sh(out, sizeof(out), "bpftool cgroup show %s | grep -c zm_", 
+			  zm_lab_pod_find(&self->state, "mesh", "a")->cgroup), 1);
+	EXPECT_STREQ(out, "0\n");
+}
