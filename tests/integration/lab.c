@@ -130,10 +130,20 @@ TEST_F(lab, up_exec_status_down)
 	EXPECT_EQ(test_sh(out, sizeof(out), "grep -c serving /run/zmesh/lab/%s/logs/default_a.log",
 			  self->name), 0);
 
+	/* The pods' processes, by pid, from the state. */
+	char pids[1024];
+	ASSERT_EQ(test_sh(pids, sizeof(pids), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print(' '.join(str(p) for pod in json.load(sys.stdin)['pods'] "
+			  "for p in pod['pids']))\"", self->ctl, self->name), 0);
+	pids[strcspn(pids, "\n")] = 0;
+	test_log("pod pids: %s", pids);
+	EXPECT_GT(strlen(pids), 4);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab down --name %s", self->ctl, self->name), 0);
 	expect_gone(self->name);
-	EXPECT_NE(test_sh(NULL, 0, "pgrep -f 'echoapp serve --http 8080 --tcp 9000' >/dev/null && "
-			  "ls /run/netns | grep -q zm-%s", self->name), 0);
+	/* No process left (zombies waiting for init to reap them do not count). */
+	EXPECT_EQ(test_sh(out, sizeof(out), "for p in %s; do ps -o stat= -p $p | grep -v Z; done | wc -l",
+			  pids), 0);
+	EXPECT_STREQ(out, "0\n");
 	/* A second down is fine. */
 	EXPECT_EQ(test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name), 0);
 }
