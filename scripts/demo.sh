@@ -52,7 +52,7 @@ traffic() {
 echo
 echo "== traffic ($mesh)"
 traffic user-v1 ecommerce http://order-service:8080/orders 20
-traffic user-v1 ecommerce http://payment-service:8080/pay 40 -c 4
+traffic user-v1 ecommerce http://payment-service:8080/pay 40 -c 8
 traffic order-v1 ecommerce http://product-service.ecommerce:8080/items 10 --http2
 traffic payment-v2 ecommerce http://user-service:8080/users 30 -c 3
 traffic order-v1 ecommerce tcp://user-service:9000 6

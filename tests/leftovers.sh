@@ -26,11 +26,17 @@ for cg in /sys/fs/cgroup/unified/zmesh*; do
 done
 # Zombies do not count: their parent (often init, after the lab's zmeshctl
 # exited) reaps them in its own time.
-live() { ps -eo stat=,comm= | awk -v c="$1" '$2 == c && $1 !~ /^Z/' | grep -q .; }
+# Only binaries of this checkout: another checkout's tests on the same machine
+# are not ours to judge or kill.
+top=$(cd "$(dirname "$0")/.." && pwd)
 for p in ztunnel waypoint zmeshd echoapp; do
-	if live "$p"; then
-		echo "process $p"
-		[ $clean = 1 ] && pkill -9 -x "$p"
-	fi
+	for pid in $(pgrep -x "$p"); do
+		st=$(ps -o stat= -p "$pid" 2>/dev/null) || continue
+		case "$st" in Z*) continue ;; esac
+		exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+		case "$exe" in "$top"/*) ;; *) continue ;; esac
+		echo "process $p ($pid)"
+		[ $clean = 1 ] && kill -9 "$pid"
+	done
 done
 exit 0

@@ -17,8 +17,9 @@ TEST(demo_shows_traffic_and_tears_down)
 			  root), 0);
 	EXPECT_STRSTR(out, "lab demot up: 2 nodes, 7 pods, 4 services");
 	EXPECT_STRSTR(out, "-> http://order-service:8080/orders    order-v1 (node-1) x20 errors 0");
-	EXPECT_STRSTR(out, "payment-v1 (node-2)");
-	EXPECT_STRSTR(out, "payment-v2 (node-1)");
+	/* Which payment pods answer is up to kube-proxy's random choice per
+	 * connection: only that payment-service answered is certain. */
+	EXPECT_STRSTR(out, "-> http://payment-service:8080/pay     payment-v");
 	EXPECT_STRSTR(out, "legacy-client  (node-1) -> http://product-service.ecommerce.svc.cluster.local:8080/  product-v1 (node-2) x10 errors 0");
 	EXPECT_STRSTR(out, "\"namespace\": \"ecommerce\"");
 	EXPECT_FALSE(strstr(out, "errors 1"));
