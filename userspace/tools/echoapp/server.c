@@ -30,7 +30,7 @@
 
 #define OUT_MAX (16u << 20)	/* a peer that never reads gets cut off here */
 #define READ_PAUSE (1u << 20)	/* stop reading while this much output waits */
-#define DRAIN_MAX (256u << 10)	/* input swallowed after an error before we give up */
+#define DRAIN_MAX (16u << 20)	/* input swallowed after an error before we give up */
 #define MAX_TIMERS 4096
 #define REQ_POOL 64
 
