@@ -471,3 +471,23 @@ TEST_F(srv, sigterm_exits_cleanly)
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(WEXITSTATUS(st), 0);
 }
+
+TEST_F(srv, head_has_no_body)
+{
+	char out[8192];
+
+	start(self, NULL);
+	/* HEAD then GET on one connection: exactly one JSON body comes back. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "timeout 10 python3 -c \"import socket;"
+			  "s=socket.create_connection(('127.0.0.1',%d));"
+			  "s.sendall(b'HEAD /h HTTP/1.1\\r\\nHost: a\\r\\n\\r\\nGET /g HTTP/1.1\\r\\nHost: a\\r\\n"
+			  "Connection: close\\r\\n\\r\\n');"
+			  "d=b''\nwhile True:\n c=s.recv(65536)\n if not c: break\n d+=c\n"
+			  "print(d.count(b'HTTP/1.1 200'), d.count(b'\\\"pod\\\"'), b'/g' in d, b'/h' in d)\"",
+			  self->http), 0);
+	EXPECT_STREQ(out, "2 1 True False\n");
+	ASSERT_EQ(test_sh(out, sizeof(out), "curl -sS -I --http2-prior-knowledge http://127.0.0.1:%d/h2head",
+			  self->http), 0);
+	EXPECT_STRSTR(out, "HTTP/2 200");
+	EXPECT_STRSTR(out, "content-length: ");
+}

@@ -372,6 +372,11 @@ static int answer(struct conn *c, struct req *r, const char *proto)
 	return r->code == 200 ? delay : 0;
 }
 
+static bool is_head(const struct req *r)
+{
+	return zm_buf_len(&r->method) == 4 && !memcmp(zm_buf_data(&r->method), "HEAD", 4);
+}
+
 static int add_timer(struct conn *c, struct req *r, int ms)
 {
 	struct worker *w = c->w;
@@ -395,7 +400,8 @@ static int h1_write_response(struct conn *c, struct req *r)
 	rc = zm_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			   "Content-Length: %zu\r\n%s\r\n", r->code, reason(r->code),
 			   zm_buf_len(&r->body), keep ? "" : "Connection: close\r\n");
-	if (rc || zm_buf_append(&c->out, zm_buf_data(&r->body), zm_buf_len(&r->body)))
+	/* HEAD: the length of the answer GET would give, and no body (RFC 9110 9.3.2). */
+	if (rc || (!is_head(r) && zm_buf_append(&c->out, zm_buf_data(&r->body), zm_buf_len(&r->body))))
 		return -1;
 	if (!keep)
 		c->st = ST_CLOSING;
@@ -557,7 +563,7 @@ static int h2_submit(struct conn *c, struct req *r)
 
 	nv[0].valuelen = (size_t)snprintf(code, sizeof(code), "%d", r->code);
 	nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%zu", zm_buf_len(&r->body));
-	return nghttp2_submit_response(c->h2, r->stream_id, nv, 3, &prd);
+	return nghttp2_submit_response(c->h2, r->stream_id, nv, 3, is_head(r) ? NULL : &prd);
 }
 
 static void h2_answer(struct conn *c, struct req *r)
@@ -751,7 +757,7 @@ static int h1_upgrade(struct conn *c, const char *rest, size_t nrest)
 	size_t slen, hl;
 	const char *hs = req_header(&c->req, "http2-settings", &hl);
 	struct req *r;
-	bool head = zm_buf_len(&c->req.method) == 4 && !memcmp(zm_buf_data(&c->req.method), "HEAD", 4);
+	bool head = is_head(&c->req);
 
 	if (!hs || b64url_decode(hs, hl, settings, sizeof(settings), &slen)) {
 		h1_bad(c, 400, "bad HTTP2-Settings");
