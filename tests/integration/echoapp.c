@@ -491,3 +491,42 @@ TEST_F(srv, head_has_no_body)
 	EXPECT_STRSTR(out, "HTTP/2 200");
 	EXPECT_STRSTR(out, "content-length: ");
 }
+
+TEST_F(srv, closing_connection_has_a_deadline)
+{
+	char out[8192];
+
+	start(self, NULL);
+	/*
+	 * After the 400 and its FIN the client keeps its side open. The server
+	 * holds the connection (draining) for ~5 s, then closes it: from then on
+	 * what the client sends is answered with a reset.
+	 */
+	ASSERT_EQ(test_sh(out, sizeof(out), "timeout 30 python3 -c \"import socket,time;"
+			  "s=socket.create_connection(('127.0.0.1',%d));s.settimeout(15);"
+			  "s.sendall(b'BAD REQUEST LINE\\r\\n\\r\\n');d=b''\n"
+			  "while True:\n c=s.recv(65536)\n if not c: break\n d+=c\n"
+			  "def gone():\n try:\n  s.sendall(b'x');time.sleep(0.2);s.sendall(b'x');return False\n"
+			  " except OSError: return True\n"
+			  "time.sleep(1);early=gone();time.sleep(6);late=gone();"
+			  "print(d.split(b' ')[1].decode(), early, late)\"", self->http), 0);
+	EXPECT_STREQ(out, "400 False True\n");
+}
+
+TEST_F(srv, ipv6_loopback_when_available)
+{
+	char out[8192];
+
+	if (test_sh(NULL, 0, "ip -6 addr show dev lo | grep -q '::1/128'") != 0)
+		SKIP("no ::1 on lo");
+	start(self, NULL);
+	ASSERT_EQ(test_sh(out, sizeof(out), "curl -sS -g http://[::1]:%d/v6", self->http), 0);
+	EXPECT_STRSTR(out, "\"peer\":\"[::1]:");
+	char want[64];
+
+	snprintf(want, sizeof(want), "\"local\":\"[::1]:%d\"", self->http);
+	EXPECT_STRSTR(out, want);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s/echoapp client tcp://[::1]:%d -n 2", test_build_dir(),
+			  self->tcp), 0);
+	EXPECT_STRSTR(out, "pod: p1=2");
+}

@@ -31,6 +31,7 @@
 #define OUT_MAX (16u << 20)	/* a peer that never reads gets cut off here */
 #define READ_PAUSE (1u << 20)	/* stop reading while this much output waits */
 #define DRAIN_MAX (16u << 20)	/* input swallowed after an error before we give up */
+#define DRAIN_MS 5000		/* how long a closing connection waits for the peer's FIN */
 #define MAX_TIMERS 4096
 #define REQ_POOL 64
 
@@ -87,6 +88,7 @@ struct conn {
 	nghttp2_session *h2;
 };
 
+/* A /delay answer (r set) or the drain deadline of a closing connection (r NULL). */
 struct timer {
 	uint64_t at_ms;
 	struct conn *c;
@@ -986,6 +988,8 @@ static void conn_io(struct conn *c, uint32_t ev)
 		if (c->st == ST_CLOSING) {
 			shutdown(c->fd, SHUT_WR);
 			c->st = ST_DRAINING;
+			/* A peer that never closes its side does not hold us forever. */
+			add_timer(c, NULL, DRAIN_MS);
 		}
 		if (c->eof && !c->paused) {
 			/* The peer is done sending and we sent everything: pass the FIN on. */
@@ -1058,7 +1062,9 @@ static void run_timers(struct worker *w)
 			continue;
 		}
 		w->timers[i] = w->timers[--w->ntimers];
-		if (t.c->kind == K_H2) {
+		if (!t.r) {
+			conn_free(t.c);		/* the drain deadline */
+		} else if (t.c->kind == K_H2) {
 			if (h2_submit(t.c, t.r) == 0)
 				conn_io(t.c, 0);
 			else
