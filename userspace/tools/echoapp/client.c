@@ -113,6 +113,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1resp *r = p->data;
 
+	if (r->len + n > (1u << 20))
+		return -1;	/* echoapp answers are small: this is not one */
 	if (r->len + n + 1 > r->cap) {
 		size_t cap = (r->len + n + 1) * 2;
 		char *b = realloc(r->body, cap);
@@ -134,14 +136,23 @@ static int on_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/* host:port for Host and :authority, with brackets around an IPv6 literal. */
+static void authority(const struct copts *o, char *out, size_t sz)
+{
+	snprintf(out, sz, strchr(o->host, ':') ? "[%s]:%s" : "%s:%s", o->host, o->port);
+}
+
 static int h1_one(const struct copts *o, int *fd, struct tally *t)
 {
 	llhttp_settings_t s;	/* per call: threads share no parser state */
-	char req[8192], buf[16384];
-	int len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: echoapp\r\n",
-			   o->method, o->path, o->host, o->port);
+	char req[8192], buf[16384], auth[300];
 	struct h1resp r = { 0 };
 	llhttp_t p;
+	int len;
+
+	authority(o, auth, sizeof(auth));
+	len = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: echoapp\r\n",
+		       o->method, o->path, auth);
 
 	for (int i = 0; i < o->nheaders && len < (int)sizeof(req) - 4; i++)
 		len += snprintf(req + len, sizeof(req) - (size_t)len, "%s\r\n", o->headers[i]);
@@ -248,9 +259,9 @@ static void h2_run(const struct copts *o, int nreq, struct tally *t)
 	nghttp2_session_callbacks *cb;
 	nghttp2_session *s = NULL;
 	struct h2state st = { .fd = dial(o) };
-	char authority[300];
+	char auth[300];
 
-	snprintf(authority, sizeof(authority), "%s:%s", o->host, o->port);
+	authority(o, auth, sizeof(auth));
 	if (st.fd < 0 || nghttp2_session_callbacks_new(&cb)) {
 		t->requests += nreq;
 		t->errors += nreq;
@@ -269,7 +280,7 @@ static void h2_run(const struct copts *o, int nreq, struct tally *t)
 		nghttp2_nv nv[36] = {
 			{ (uint8_t *)":method", (uint8_t *)o->method, 7, strlen(o->method), 0 },
 			{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
-			{ (uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority), 0 },
+			{ (uint8_t *)":authority", (uint8_t *)auth, 10, strlen(auth), 0 },
 			{ (uint8_t *)":path", (uint8_t *)o->path, 5, strlen(o->path), 0 },
 		};
 		char lower[32][256];
@@ -395,8 +406,19 @@ static int parse_url(const char *url, struct copts *o)
 	if (!slash)
 		slash = host + strlen(host);
 	snprintf(o->path, sizeof(o->path), "%s", *slash ? slash : "/");
-	colon = memchr(host, ':', (size_t)(slash - host));
-	hl = (size_t)((colon ? colon : slash) - host);
+	if (*host == '[') {
+		/* An IPv6 literal: [addr] or [addr]:port. */
+		const char *close = memchr(host, ']', (size_t)(slash - host));
+
+		if (!close || (close + 1 != slash && close[1] != ':'))
+			return -1;
+		colon = close + 1 != slash ? close + 1 : NULL;
+		host++;
+		hl = (size_t)(close - host);
+	} else {
+		colon = memchr(host, ':', (size_t)(slash - host));
+		hl = (size_t)((colon ? colon : slash) - host);
+	}
 	if (!hl || hl >= sizeof(o->host))
 		return -1;
 	memcpy(o->host, host, hl);

@@ -12,6 +12,7 @@
 
 #define ECHO_MAX_PORTS 8
 #define ECHO_MAX_HEADER_BYTES (16 * 1024)	/* beyond: 431 */
+#define ECHO_MAX_HEADERS 128			/* header lines per request; beyond: 431 */
 #define ECHO_MAX_BODY (8u << 20)		/* beyond: 413 */
 
 struct echo_identity {

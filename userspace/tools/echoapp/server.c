@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-/* echoapp serve: epoll workers answering HTTP/1.1, HTTP/2 and TCP echo. */
-#include <arpa/inet.h>
+/*
+ * echoapp serve: epoll workers answering HTTP/1.1, HTTP/2 and TCP echo.
+ *
+ * It is also the backend of benchmarks, so the steady state of a keep-alive
+ * connection allocates nothing: request and output buffers are reset, not
+ * freed, and the JSON answer is written straight into a buffer.
+ */
 #include <errno.h>
-#include <fcntl.h>
-#include <jansson.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,59 +23,44 @@
 #include <unistd.h>
 
 #include "echoapp.h"
+#include "zmesh/buf.h"
+#include "zmesh/json.h"
 #include "zmesh/log.h"
+#include "zmesh/sock.h"
 
 #define OUT_MAX (16u << 20)	/* a peer that never reads gets cut off here */
+#define READ_PAUSE (1u << 20)	/* stop reading while this much output waits */
+#define DRAIN_MAX (16u << 20)	/* input swallowed after an error before we give up */
+#define DRAIN_MS 5000		/* how long a closing connection waits for the peer's FIN */
 #define MAX_TIMERS 4096
+#define REQ_POOL 64
 
 enum kind { K_LISTEN_HTTP, K_LISTEN_TCP, K_HTTP, K_H2, K_TCP };
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
+/*
+ * OPEN: serving. CLOSING: the last answer is queued; once it is out we send
+ * FIN. DRAINING: FIN sent, input is read and dropped until the peer closes,
+ * so the kernel does not reset the connection under an unread answer.
+ */
+enum cstate { ST_OPEN, ST_CLOSING, ST_DRAINING };
+
+struct hspan {
+	uint32_t noff, nlen, voff, vlen;
 };
 
-static int sbuf_add(struct sbuf *b, const void *d, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
-
-static void sbuf_free(struct sbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-/* One request, HTTP/1 or one HTTP/2 stream. */
+/* One request: HTTP/1 (one per connection, reused) or one HTTP/2 stream. */
 struct req {
-	struct sbuf method, url, host;
-	struct sbuf names, values;	/* NUL-separated, in arrival order */
+	struct zm_buf method, url, host;
+	struct zm_buf hb;			/* header names and values, spans below */
+	struct hspan hs[ECHO_MAX_HEADERS];
 	size_t nh;
-	bool in_value;			/* HTTP/1: the last callback was a value */
+	bool in_value;				/* HTTP/1: the last callback was a value */
 	size_t hdr_bytes, body_bytes;
-	bool too_big, upgrade_h2c;
-	struct sbuf h2settings;
+	bool hdr_too_big, body_too_big;
 	int32_t stream_id;
-	/* response */
 	int code;
-	char *body;
-	size_t body_len, body_off;
-	bool pending;			/* waiting for its /delay timer */
+	struct zm_buf body;			/* the answer */
+	struct req *next;			/* free list */
 };
 
 struct worker;
@@ -80,11 +68,12 @@ struct worker;
 struct conn {
 	int fd;
 	enum kind kind;
+	enum cstate st;
 	struct worker *w;
-	char peer[64], local[64];
-	struct sbuf out;
-	size_t out_off;
-	bool eof, close_after_flush, dead;
+	char peer[ZM_SOCK_ADDRSTRLEN], local[ZM_SOCK_ADDRSTRLEN];
+	struct zm_buf out;
+	bool eof, started;
+	size_t drained;
 	uint32_t events;
 	/* TCP echo: the first bytes decide WHOAMI */
 	char head[7];
@@ -93,12 +82,13 @@ struct conn {
 	/* HTTP/1 */
 	llhttp_t parser;
 	struct req req;
-	bool paused;
-	struct sbuf pending_in;		/* input after a paused request */
+	bool paused;			/* a /delay answer holds the pipeline */
+	struct zm_buf pending_in;	/* input after the paused request */
 	/* HTTP/2 */
 	nghttp2_session *h2;
 };
 
+/* A /delay answer (r set) or the drain deadline of a closing connection (r NULL). */
 struct timer {
 	uint64_t at_ms;
 	struct conn *c;
@@ -113,6 +103,8 @@ struct worker {
 	int nl;
 	struct timer timers[MAX_TIMERS];
 	int ntimers;
+	struct req *pool;
+	int npool;
 	unsigned int seed;
 	pthread_t th;
 };
@@ -128,29 +120,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void addr_str(const struct sockaddr_storage *ss, char *buf, size_t sz)
-{
-	char ip[INET6_ADDRSTRLEN];
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const void *)ss;
-
-		inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-		snprintf(buf, sz, "%s:%u", ip, ntohs(a->sin_port));
-	} else {
-		const struct sockaddr_in6 *a = (const void *)ss;
-
-		/* Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d. */
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, sizeof(ip));
-			snprintf(buf, sz, "%s:%u", ip, ntohs(a->sin6_port));
-		} else {
-			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-			snprintf(buf, sz, "[%s]:%u", ip, ntohs(a->sin6_port));
-		}
-	}
-}
-
 static void set_events(struct conn *c, uint32_t ev)
 {
 	struct epoll_event e = { .events = ev, .data.ptr = c };
@@ -159,16 +128,55 @@ static void set_events(struct conn *c, uint32_t ev)
 		c->events = ev;
 }
 
-static void req_reset(struct req *r)
+/* Forget the request but keep its buffers for the next one. */
+static void req_clear(struct req *r)
 {
-	sbuf_free(&r->method);
-	sbuf_free(&r->url);
-	sbuf_free(&r->host);
-	sbuf_free(&r->names);
-	sbuf_free(&r->values);
-	sbuf_free(&r->h2settings);
-	free(r->body);
-	memset(r, 0, sizeof(*r));
+	zm_buf_reset(&r->method);
+	zm_buf_reset(&r->url);
+	zm_buf_reset(&r->host);
+	zm_buf_reset(&r->hb);
+	zm_buf_reset(&r->body);
+	r->nh = 0;
+	r->in_value = false;
+	r->hdr_bytes = r->body_bytes = 0;
+	r->hdr_too_big = r->body_too_big = false;
+	r->stream_id = 0;
+	r->code = 0;
+}
+
+static void req_free_bufs(struct req *r)
+{
+	zm_buf_free(&r->method);
+	zm_buf_free(&r->url);
+	zm_buf_free(&r->host);
+	zm_buf_free(&r->hb);
+	zm_buf_free(&r->body);
+}
+
+static struct req *req_get(struct worker *w)
+{
+	struct req *r = w->pool;
+
+	if (r) {
+		w->pool = r->next;
+		w->npool--;
+		r->next = NULL;
+		return r;
+	}
+	return calloc(1, sizeof(*r));
+}
+
+static void req_put(struct worker *w, struct req *r)
+{
+	if (w->npool < REQ_POOL && r->body.cap < (64u << 10)) {
+		req_clear(r);
+		r->next = w->pool;
+		w->pool = r;
+		w->npool++;
+		return;
+	}
+	req_free_bufs(r);
+	free(r);
 }
 
 static void timers_drop(struct worker *w, struct conn *c, struct req *r)
@@ -186,18 +194,18 @@ static void conn_free(struct conn *c)
 	epoll_ctl(c->w->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->h2)
-		nghttp2_session_del(c->h2);	/* frees stream reqs via on_stream_close */
-	req_reset(&c->req);
-	sbuf_free(&c->out);
-	sbuf_free(&c->pending_in);
+		nghttp2_session_del(c->h2);	/* returns stream reqs via on_stream_close */
+	req_free_bufs(&c->req);
+	zm_buf_free(&c->out);
+	zm_buf_free(&c->pending_in);
 	free(c);
 }
 
-/* Try to send what is queued; 0 ok, -1 when the connection is gone. */
+/* Send what is queued; 0 ok (maybe partly sent), -1 when the connection is gone. */
 static int flush(struct conn *c)
 {
-	while (c->out_off < c->out.len) {
-		ssize_t n = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+	while (zm_buf_len(&c->out)) {
+		ssize_t n = send(c->fd, zm_buf_data(&c->out), zm_buf_len(&c->out), MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -205,21 +213,16 @@ static int flush(struct conn *c)
 			break;
 		if (n <= 0)
 			return -1;
-		c->out_off += (size_t)n;
-	}
-	if (c->out_off == c->out.len) {
-		c->out.len = c->out_off = 0;
-		if (c->close_after_flush)
-			return -1;
+		zm_buf_consume(&c->out, (size_t)n);
 	}
 	return 0;
 }
 
 static int queue(struct conn *c, const void *d, size_t n)
 {
-	if (c->out.len - c->out_off + n > OUT_MAX)
+	if (zm_buf_len(&c->out) + n > OUT_MAX)
 		return -ENOBUFS;
-	return sbuf_add(&c->out, d, n);
+	return zm_buf_append(&c->out, d, n);
 }
 
 /* ---- the answer ----------------------------------------------------------- */
@@ -228,23 +231,90 @@ static const char *reason(int code)
 {
 	switch (code) {
 	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
-	case 413: return "Payload Too Large";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	default: return "Status";
 	}
 }
 
-/* Fill r->code, r->body; returns the delay in ms (0: answer now). */
+static const char *span_name(const struct req *r, size_t i)
+{
+	return zm_buf_data(&r->hb) + r->hs[i].noff;
+}
+
+static const char *span_value(const struct req *r, size_t i)
+{
+	return zm_buf_data(&r->hb) + r->hs[i].voff;
+}
+
+/* The first value of header @name (lower case), or NULL. */
+static const char *req_header(const struct req *r, const char *name, size_t *len)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < r->nh; i++)
+		if (r->hs[i].nlen == nl && !memcmp(span_name(r, i), name, nl)) {
+			*len = r->hs[i].vlen;
+			return span_value(r, i);
+		}
+	return NULL;
+}
+
+/* Header object; repeated headers read as one, joined with ", " (RFC 9110 5.3). */
+static int json_headers(struct zm_buf *b, const struct req *r)
+{
+	bool done[ECHO_MAX_HEADERS] = { false };
+	int rc = zm_buf_append(b, "{", 1);
+
+	for (size_t i = 0; i < r->nh && !rc; i++) {
+		if (done[i])
+			continue;
+		rc = zm_buf_append(b, i ? "," : "", i ? 1 : 0);
+		if (!rc)
+			rc = zm_json_str(b, span_name(r, i), r->hs[i].nlen);
+		if (!rc)
+			rc = zm_buf_append(b, ":", 1);
+		if (rc)
+			break;
+		/* One JSON string from the pieces. */
+		rc = zm_buf_append(b, "\"", 1);
+		rc = rc ?: zm_json_escape(b, span_value(r, i), r->hs[i].vlen);
+		for (size_t j = i + 1; j < r->nh && !rc; j++) {
+			if (r->hs[j].nlen != r->hs[i].nlen ||
+			    memcmp(span_name(r, j), span_name(r, i), r->hs[i].nlen))
+				continue;
+			done[j] = true;
+			rc = zm_buf_append(b, ", ", 2);
+			rc = rc ?: zm_json_escape(b, span_value(r, j), r->hs[j].vlen);
+		}
+		rc = rc ?: zm_buf_append(b, "\"", 1);
+	}
+	if (!rc)
+		rc = zm_buf_append(b, "}", 1);
+	return rc;
+}
+
+/* Fill r->code and r->body; returns the delay in ms (0: answer now). */
 static int answer(struct conn *c, struct req *r, const char *proto)
 {
 	const struct echo_serve_opts *o = c->w->o;
-	json_t *j, *hdrs;
-	const char *path = r->url.p ? r->url.p : "/", *n, *v;
-	int delay = 0;
+	const char *path = zm_buf_len(&r->url) ? zm_buf_cstr(&r->url) : "/";
+	struct zm_buf *b = &r->body;
+	int delay = 0, rc;
 
 	r->code = 200;
 	if (!strncmp(path, "/status/", 8)) {
@@ -257,65 +327,56 @@ static int answer(struct conn *c, struct req *r, const char *proto)
 		char *end;
 		long ms = strtol(path + 7, &end, 10);
 
-		if (end == path + 7 || ms < 0 || ms > 60000)
+		if (end == path + 7 || ms < 0 || ms > 60000 ||
+		    (*end != 0 && *end != '?' && *end != '/'))
 			r->code = 400;
 		else
 			delay = (int)ms;
 	}
-	if (r->too_big)
+	if (r->hdr_too_big)
 		r->code = 431;
-	else if (r->body_bytes > ECHO_MAX_BODY)
+	else if (r->body_too_big || r->body_bytes > ECHO_MAX_BODY)
 		r->code = 413;
 	else if (r->code < 400 && o->fail_rate > 0 &&
-		 (double)rand_r(&c->w->seed) / RAND_MAX < o->fail_rate)
+		 (double)rand_r(&c->w->seed) / ((double)RAND_MAX + 1) < o->fail_rate)
 		r->code = 500;
 
-	hdrs = json_object();
-	n = r->names.p;
-	v = r->values.p;
-	for (size_t i = 0; i < r->nh; i++) {
-		json_t *old = json_object_get(hdrs, n);
-
-		/* Repeated headers read as one, joined with ", " (RFC 9110 5.3). */
-		if (old) {
-			char *joined;
-
-			if (asprintf(&joined, "%s, %s", json_string_value(old), v) >= 0) {
-				json_object_set_new(hdrs, n, json_string(joined));
-				free(joined);
-			}
-		} else {
-			json_object_set_new(hdrs, n, json_stringn(v, strlen(v)));
-		}
-		n += strlen(n) + 1;
-		v += strlen(v) + 1;
+	zm_buf_reset(b);
+	rc = zm_buf_append(b, "{", 1);
+	rc = rc ?: zm_json_kv_str(b, 1, "pod", o->id.pod);
+	rc = rc ?: zm_json_kv_str(b, 0, "namespace", o->id.ns);
+	rc = rc ?: zm_json_kv_str(b, 0, "version", o->id.version);
+	rc = rc ?: zm_buf_puts(b, ",\"method\":");
+	rc = rc ?: zm_json_str(b, zm_buf_data(&r->method), zm_buf_len(&r->method));
+	rc = rc ?: zm_buf_puts(b, ",\"path\":");
+	rc = rc ?: zm_json_str(b, path, strlen(path));
+	rc = rc ?: zm_buf_puts(b, ",\"host\":");
+	rc = rc ?: zm_json_str(b, zm_buf_data(&r->host), zm_buf_len(&r->host));
+	rc = rc ?: zm_json_kv_str(b, 0, "proto", proto);
+	rc = rc ?: zm_buf_puts(b, ",\"headers\":");
+	rc = rc ?: json_headers(b, r);
+	rc = rc ?: zm_json_kv_str(b, 0, "peer", c->peer);
+	rc = rc ?: zm_json_kv_str(b, 0, "local", c->local);
+	rc = rc ?: zm_json_kv_int(b, 0, "body_bytes", (long long)r->body_bytes);
+	rc = rc ?: zm_json_kv_int(b, 0, "code", r->code);
+	rc = rc ?: zm_buf_puts(b, "}\n");	/* newline: curl output reads well */
+	if (rc) {
+		zm_buf_reset(b);
+		r->code = 500;
 	}
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:i}",
-		      "pod", o->id.pod, "namespace", o->id.ns, "version", o->id.version,
-		      "method", r->method.p ? r->method.p : "", "path", path,
-		      "host", r->host.p ? r->host.p : "", "proto", proto, "headers", hdrs,
-		      "peer", c->peer, "local", c->local, "body_bytes", (json_int_t)r->body_bytes,
-		      "code", r->code);
-	r->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!r->body)
-		r->body = strdup("{}");
-	r->body_len = r->body ? strlen(r->body) : 0;
-	if (r->body)
-		r->body[r->body_len] = 0;
-	/* Newline-terminate so `curl` output reads well. */
-	if (r->body) {
-		char *b = realloc(r->body, r->body_len + 2);
+	if (o->verbose) {
+		char esc[256];
 
-		if (b) {
-			r->body = b;
-			r->body[r->body_len++] = '\n';
-			r->body[r->body_len] = 0;
-		}
+		zm_log_info("%s %s %s -> %d", c->peer, zm_buf_len(&r->method) ?
+			    zm_buf_cstr(&r->method) : "?",
+			    zm_log_escape(esc, sizeof(esc), path, strlen(path)), r->code);
 	}
-	if (o->verbose)
-		zm_log_info("%s %s %s -> %d", c->peer, r->method.p ? r->method.p : "?", path, r->code);
 	return r->code == 200 ? delay : 0;
+}
+
+static bool is_head(const struct req *r)
+{
+	return zm_buf_len(&r->method) == 4 && !memcmp(zm_buf_data(&r->method), "HEAD", 4);
 }
 
 static int add_timer(struct conn *c, struct req *r, int ms)
@@ -325,7 +386,6 @@ static int add_timer(struct conn *c, struct req *r, int ms)
 	if (w->ntimers == MAX_TIMERS)
 		return -ENOSPC;
 	w->timers[w->ntimers++] = (struct timer){ now_ms() + (uint64_t)ms, c, r };
-	r->pending = true;
 	return 0;
 }
 
@@ -333,17 +393,20 @@ static int add_timer(struct conn *c, struct req *r, int ms)
 
 static int h1_write_response(struct conn *c, struct req *r)
 {
-	char head[256];
 	bool keep = llhttp_should_keep_alive(&c->parser) && r->code != 400 && r->code != 431 &&
 		    r->code != 413;
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
-			 r->code, reason(r->code), r->body_len, keep ? "" : "Connection: close\r\n");
+	int rc;
 
-	if (queue(c, head, (size_t)n) || queue(c, r->body, r->body_len))
+	if (zm_buf_len(&c->out) + zm_buf_len(&r->body) + 256 > OUT_MAX)
+		return -1;
+	rc = zm_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			   "Content-Length: %zu\r\n%s\r\n", r->code, reason(r->code),
+			   zm_buf_len(&r->body), keep ? "" : "Connection: close\r\n");
+	/* HEAD: the length of the answer GET would give, and no body (RFC 9110 9.3.2). */
+	if (rc || (!is_head(r) && zm_buf_append(&c->out, zm_buf_data(&r->body), zm_buf_len(&r->body))))
 		return -1;
 	if (!keep)
-		c->close_after_flush = true;
+		c->st = ST_CLOSING;
 	return 0;
 }
 
@@ -354,15 +417,18 @@ static struct conn *parser_conn(llhttp_t *p)
 
 static int h1_on_message_begin(llhttp_t *p)
 {
-	req_reset(&parser_conn(p)->req);
+	req_clear(&parser_conn(p)->req);
 	return 0;
 }
 
+/* Header bytes so far; past the limit the parse stops and the answer is 431. */
 static int h1_count(struct req *r, size_t n)
 {
 	r->hdr_bytes += n;
-	if (r->hdr_bytes > ECHO_MAX_HEADER_BYTES)
-		r->too_big = true;
+	if (r->hdr_bytes > ECHO_MAX_HEADER_BYTES) {
+		r->hdr_too_big = true;
+		return -1;
+	}
 	return 0;
 }
 
@@ -370,89 +436,89 @@ static int h1_on_url(llhttp_t *p, const char *at, size_t n)
 {
 	struct req *r = &parser_conn(p)->req;
 
-	h1_count(r, n);
-	return r->too_big ? 0 : sbuf_add(&r->url, at, n) ? -1 : 0;
+	return h1_count(r, n) || zm_buf_append(&r->url, at, n) ? -1 : 0;
 }
 
 static int h1_on_method(llhttp_t *p, const char *at, size_t n)
 {
 	struct req *r = &parser_conn(p)->req;
 
-	return r->method.len + n > 32 ? -1 : sbuf_add(&r->method, at, n) ? -1 : 0;
+	return zm_buf_len(&r->method) + n > 32 || zm_buf_append(&r->method, at, n) ? -1 : 0;
 }
 
 static int h1_on_field(llhttp_t *p, const char *at, size_t n)
 {
 	struct req *r = &parser_conn(p)->req;
+	char *dst;
 
-	h1_count(r, n);
-	if (r->too_big)
-		return 0;
+	if (h1_count(r, n))
+		return -1;
 	if (r->in_value || r->nh == 0) {
-		/* A new header starts: close the previous value. */
-		if (r->nh && sbuf_add(&r->values, "", 1))
+		/* A new header starts. */
+		if (r->nh == ECHO_MAX_HEADERS) {
+			r->hdr_too_big = true;
 			return -1;
-		r->nh++;
+		}
+		r->hs[r->nh++] = (struct hspan){ .noff = (uint32_t)zm_buf_len(&r->hb) };
 		r->in_value = false;
-	} else if (r->names.len) {
-		r->names.len--;	/* continue the same name: drop its NUL */
 	}
-	for (size_t i = 0; i < n; i++) {
-		char ch = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
-
-		if (sbuf_add(&r->names, &ch, 1))
-			return -1;
-	}
-	return sbuf_add(&r->names, "", 1) ? -1 : 0;
+	dst = zm_buf_reserve(&r->hb, n);
+	if (!dst)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
+	zm_buf_commit(&r->hb, n);
+	r->hs[r->nh - 1].nlen += (uint32_t)n;
+	return 0;
 }
 
 static int h1_on_value(llhttp_t *p, const char *at, size_t n)
 {
 	struct req *r = &parser_conn(p)->req;
+	struct hspan *h;
 
-	h1_count(r, n);
-	if (r->too_big)
-		return 0;
-	r->in_value = true;
-	return sbuf_add(&r->values, at, n) ? -1 : 0;
-}
-
-static const char *req_header(struct req *r, const char *name)
-{
-	const char *n = r->names.p, *v = r->values.p;
-
-	for (size_t i = 0; i < r->nh && n && v; i++) {
-		if (!strcmp(n, name))
-			return v;
-		n += strlen(n) + 1;
-		v += strlen(v) + 1;
+	if (h1_count(r, n) || !r->nh)
+		return -1;
+	h = &r->hs[r->nh - 1];
+	if (!r->in_value) {
+		h->voff = (uint32_t)zm_buf_len(&r->hb);
+		r->in_value = true;
 	}
-	return NULL;
+	h->vlen += (uint32_t)n;
+	return zm_buf_append(&r->hb, at, n) ? -1 : 0;
 }
 
 static int h1_on_headers_complete(llhttp_t *p)
 {
 	struct req *r = &parser_conn(p)->req;
-	const char *h, *up, *s;
+	const char *h;
+	size_t hl;
 
-	if (r->nh && sbuf_add(&r->values, "", 1))
-		return -1;
-	h = req_header(r, "host");
-	if (h && sbuf_add(&r->host, h, strlen(h)))
-		return -1;
-	up = req_header(r, "upgrade");
-	s = req_header(r, "http2-settings");
-	r->upgrade_h2c = up && !strcasecmp(up, "h2c") && s && !r->too_big;
-	if (r->upgrade_h2c && sbuf_add(&r->h2settings, s, strlen(s)))
+	h = req_header(r, "host", &hl);
+	if (h && zm_buf_append(&r->host, h, hl))
 		return -1;
 	return 0;
 }
 
 static int h1_on_body(llhttp_t *p, const char *at, size_t n)
 {
+	struct req *r = &parser_conn(p)->req;
+
 	(void)at;
-	parser_conn(p)->req.body_bytes += n;
+	r->body_bytes += n;
+	if (r->body_bytes > ECHO_MAX_BODY) {
+		r->body_too_big = true;
+		return -1;
+	}
 	return 0;
+}
+
+static bool wants_h2c(const struct req *r)
+{
+	size_t ul, sl;
+	const char *up = req_header(r, "upgrade", &ul);
+
+	return up && ul == 3 && !strncasecmp(up, "h2c", 3) && req_header(r, "http2-settings", &sl);
 }
 
 static int h1_on_message_complete(llhttp_t *p)
@@ -461,7 +527,7 @@ static int h1_on_message_complete(llhttp_t *p)
 	struct req *r = &c->req;
 	int delay;
 
-	if (r->upgrade_h2c && p->upgrade)
+	if (p->upgrade && wants_h2c(r))
 		return 0;	/* answered on stream 1 after the switch */
 	delay = answer(c, r, "HTTP/1.1");
 	if (delay > 0 && add_timer(c, r, delay) == 0)
@@ -475,14 +541,14 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
 			    uint32_t *flags, nghttp2_data_source *src, void *u)
 {
 	struct req *r = src->ptr;
-	size_t n = r->body_len - r->body_off;
+	size_t n = zm_buf_len(&r->body);
 
 	(void)s; (void)sid; (void)u;
 	if (n > len)
 		n = len;
-	memcpy(buf, r->body + r->body_off, n);
-	r->body_off += n;
-	if (r->body_off == r->body_len)
+	memcpy(buf, zm_buf_data(&r->body), n);
+	zm_buf_consume(&r->body, n);
+	if (!zm_buf_len(&r->body))
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
@@ -498,9 +564,8 @@ static int h2_submit(struct conn *c, struct req *r)
 	nghttp2_data_provider prd = { .source.ptr = r, .read_callback = h2_read_body };
 
 	nv[0].valuelen = (size_t)snprintf(code, sizeof(code), "%d", r->code);
-	nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%zu", r->body_len);
-	r->pending = false;
-	return nghttp2_submit_response(c->h2, r->stream_id, nv, 3, &prd);
+	nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%zu", zm_buf_len(&r->body));
+	return nghttp2_submit_response(c->h2, r->stream_id, nv, 3, is_head(r) ? NULL : &prd);
 }
 
 static void h2_answer(struct conn *c, struct req *r)
@@ -514,12 +579,12 @@ static void h2_answer(struct conn *c, struct req *r)
 
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *u)
 {
+	struct conn *c = u;
 	struct req *r;
 
-	(void)u;
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	r = calloc(1, sizeof(*r));
+	r = req_get(c->w);
 	if (!r)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	r->stream_id = f->hd.stream_id;
@@ -531,25 +596,30 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *u)
 {
 	struct req *r = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+	struct zm_buf *dst = NULL;
 
 	(void)flags; (void)u;
-	if (!r)
+	if (!r || r->hdr_too_big)
 		return 0;
-	if (r->hdr_bytes + nlen + vlen > ECHO_MAX_HEADER_BYTES) {
-		r->too_big = true;
+	if (r->hdr_bytes + nlen + vlen > ECHO_MAX_HEADER_BYTES || r->nh == ECHO_MAX_HEADERS) {
+		r->hdr_too_big = true;	/* answered 431 when the request ends */
 		return 0;
 	}
 	r->hdr_bytes += nlen + vlen;
 	if (nlen == 7 && !memcmp(name, ":method", 7))
-		return sbuf_add(&r->method, value, vlen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-	if (nlen == 5 && !memcmp(name, ":path", 5))
-		return sbuf_add(&r->url, value, vlen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-	if (nlen == 10 && !memcmp(name, ":authority", 10))
-		return sbuf_add(&r->host, value, vlen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-	if (nlen && name[0] == ':')
+		dst = &r->method;
+	else if (nlen == 5 && !memcmp(name, ":path", 5))
+		dst = &r->url;
+	else if (nlen == 10 && !memcmp(name, ":authority", 10))
+		dst = &r->host;
+	else if (nlen && name[0] == ':')
 		return 0;
-	if (sbuf_add(&r->names, name, nlen) || sbuf_add(&r->names, "", 1) ||
-	    sbuf_add(&r->values, value, vlen) || sbuf_add(&r->values, "", 1))
+	if (dst)
+		return zm_buf_append(dst, value, vlen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+	r->hs[r->nh] = (struct hspan){ .noff = (uint32_t)zm_buf_len(&r->hb), .nlen = (uint32_t)nlen,
+				       .voff = (uint32_t)(zm_buf_len(&r->hb) + nlen),
+				       .vlen = (uint32_t)vlen };
+	if (zm_buf_append(&r->hb, name, nlen) || zm_buf_append(&r->hb, value, vlen))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	r->nh++;
 	return 0;
@@ -562,7 +632,7 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
 
 	(void)flags; (void)d; (void)u;
 	if (r)
-		r->body_bytes += len;
+		r->body_bytes += len;	/* counted, not kept: no cap needed for memory */
 	return 0;
 }
 
@@ -589,8 +659,7 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t err, voi
 		return 0;
 	timers_drop(c->w, c, r);
 	nghttp2_session_set_stream_user_data(s, sid, NULL);
-	req_reset(r);
-	free(r);
+	req_put(c->w, r);
 	return 0;
 }
 
@@ -631,33 +700,40 @@ static int h2_pump(struct conn *c)
 		if (queue(c, d, (size_t)n))
 			return -1;
 	}
+	/* GOAWAY exchanged (or a fatal error): finish sending, then close. */
 	if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-	    c->out.len == c->out_off)
-		return -1;
+	    c->st == ST_OPEN)
+		c->st = ST_CLOSING;
 	return 0;
 }
 
 static int h2_input(struct conn *c, const char *d, size_t n)
 {
-	if (n && nghttp2_session_mem_recv(c->h2, (const uint8_t *)d, n) < 0)
-		return -1;
+	if (n && nghttp2_session_mem_recv(c->h2, (const uint8_t *)d, n) < 0) {
+		/* Garbage (a bad preface, a flood): say GOAWAY if we still can. */
+		nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+		h2_pump(c);
+		c->st = ST_CLOSING;
+		return 0;
+	}
 	return h2_pump(c);
 }
 
-static int b64url_decode(const char *in, uint8_t *out, size_t cap, size_t *outlen)
+static int b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen)
 {
 	uint32_t acc = 0;
 	int bits = 0;
 	size_t o = 0;
 
-	for (; *in && *in != '='; in++) {
+	for (size_t i = 0; i < len && in[i] != '='; i++) {
+		char ch = in[i];
 		int v;
 
-		if (*in >= 'A' && *in <= 'Z') v = *in - 'A';
-		else if (*in >= 'a' && *in <= 'z') v = *in - 'a' + 26;
-		else if (*in >= '0' && *in <= '9') v = *in - '0' + 52;
-		else if (*in == '-' || *in == '+') v = 62;
-		else if (*in == '_' || *in == '/') v = 63;
+		if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+		else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+		else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+		else if (ch == '-' || ch == '+') v = 62;
+		else if (ch == '_' || ch == '/') v = 63;
 		else return -EINVAL;
 		acc = (acc << 6) | (uint32_t)v;
 		bits += 6;
@@ -672,30 +748,51 @@ static int b64url_decode(const char *in, uint8_t *out, size_t cap, size_t *outle
 	return 0;
 }
 
-/* HTTP/1.1 Upgrade: h2c (RFC 7540 3.2): 101, then the request is stream 1. */
+static void h1_bad(struct conn *c, int code, const char *why);
+
+/* HTTP/1.1 Upgrade: h2c (RFC 9113 drops it; curl and RFC 7540 3.2 still speak
+ * it): 101, then the request becomes stream 1. */
 static int h1_upgrade(struct conn *c, const char *rest, size_t nrest)
 {
 	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
 	uint8_t settings[256];
-	size_t slen;
+	size_t slen, hl;
+	const char *hs = req_header(&c->req, "http2-settings", &hl);
 	struct req *r;
-	bool head = c->req.method.p && !strcmp(c->req.method.p, "HEAD");
+	bool head = is_head(&c->req);
 
-	if (b64url_decode(c->req.h2settings.p, settings, sizeof(settings), &slen))
-		return -1;
+	if (!hs || b64url_decode(hs, hl, settings, sizeof(settings), &slen)) {
+		h1_bad(c, 400, "bad HTTP2-Settings");
+		return 0;
+	}
 	if (queue(c, sw, sizeof(sw) - 1) || h2_start(c))
 		return -1;
 	if (nghttp2_session_upgrade2(c->h2, settings, slen, head, NULL))
 		return -1;
-	r = calloc(1, sizeof(*r));
+	r = req_get(c->w);
 	if (!r)
 		return -1;
-	*r = c->req;		/* the request moves to stream 1 */
-	memset(&c->req, 0, sizeof(c->req));
+	/* The request moves to stream 1; swap so c->req keeps valid empty buffers. */
+	{
+		struct req tmp = *r;
+
+		*r = c->req;
+		c->req = tmp;
+	}
+	r->next = NULL;
 	r->stream_id = 1;
 	nghttp2_session_set_stream_user_data(c->h2, 1, r);
 	h2_answer(c, r);
 	return h2_input(c, rest, nrest);
+}
+
+/* Malformed request: answer @code with a text body and close after it. */
+static void h1_bad(struct conn *c, int code, const char *why)
+{
+	zm_buf_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+		      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+		      code, reason(code), strlen(why) + 1, why);
+	c->st = ST_CLOSING;
 }
 
 static int h1_input(struct conn *c, const char *d, size_t n)
@@ -703,7 +800,7 @@ static int h1_input(struct conn *c, const char *d, size_t n)
 	llhttp_errno_t err;
 
 	if (c->paused)
-		return sbuf_add(&c->pending_in, d, n) ? -1 : 0;
+		return zm_buf_append(&c->pending_in, d, n) ? -1 : 0;
 	err = llhttp_execute(&c->parser, d, n);
 	if (err == HPE_OK)
 		return 0;
@@ -711,57 +808,90 @@ static int h1_input(struct conn *c, const char *d, size_t n)
 		const char *pos = llhttp_get_error_pos(&c->parser);
 
 		c->paused = true;
-		set_events(c, EPOLLOUT);	/* stop reading until the answer is out */
-		return sbuf_add(&c->pending_in, pos, (size_t)(d + n - pos)) ? -1 : 0;
+		return zm_buf_append(&c->pending_in, pos, (size_t)(d + n - pos)) ? -1 : 0;
 	}
 	if (err == HPE_PAUSED_UPGRADE) {
 		const char *pos = llhttp_get_error_pos(&c->parser);
 
-		if (c->req.upgrade_h2c)
+		if (wants_h2c(&c->req))
 			return h1_upgrade(c, pos, (size_t)(d + n - pos));
 		/* Not an upgrade we speak: answer the request and close. */
-		c->close_after_flush = true;
 		answer(c, &c->req, "HTTP/1.1");
-		return h1_write_response(c, &c->req);
+		if (h1_write_response(c, &c->req))
+			return -1;
+		c->st = ST_CLOSING;
+		return 0;
 	}
-	/* Malformed: 400 (431 when the header block was too large) and close. */
-	if (c->req.too_big)
-		c->req.code = 431;
+	if (c->req.hdr_too_big)
+		h1_bad(c, 431, "request header fields too large");
+	else if (c->req.body_too_big)
+		h1_bad(c, 413, "request body too large");
 	else
-		c->req.code = 400;
-	{
-		char msg[160];
-		int len = snprintf(msg, sizeof(msg),
-				   "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-				   c->req.code, reason(c->req.code), strlen(llhttp_errno_name(err)) + 1,
-				   llhttp_errno_name(err));
-
-		c->close_after_flush = true;
-		return queue(c, msg, (size_t)len);
-	}
+		h1_bad(c, 400, llhttp_errno_name(err));
+	return 0;
 }
 
 /* The delay of a paused HTTP/1 request is over: answer, go on parsing. */
 static int h1_resume(struct conn *c)
 {
-	struct sbuf rest = c->pending_in;
+	struct zm_buf rest = c->pending_in;
+	int rc;
 
-	c->req.pending = false;
 	if (h1_write_response(c, &c->req))
 		return -1;
 	c->paused = false;
 	memset(&c->pending_in, 0, sizeof(c->pending_in));
 	llhttp_resume(&c->parser);
-	set_events(c, EPOLLIN | EPOLLOUT);
-	int rc = rest.len ? h1_input(c, rest.p, rest.len) : 0;
-
-	sbuf_free(&rest);
+	rc = zm_buf_len(&rest) && c->st == ST_OPEN ?
+		h1_input(c, zm_buf_data(&rest), zm_buf_len(&rest)) : 0;
+	/* Keep whichever buffer has memory for the next pause. */
+	if (!c->pending_in.base) {
+		zm_buf_reset(&rest);
+		c->pending_in = rest;
+	} else {
+		zm_buf_free(&rest);
+	}
 	return rc;
 }
 
 /* ---- TCP echo --------------------------------------------------------------- */
 
 static const char whoami[] = "WHOAMI\n";
+
+/* Echo: send at once when nothing waits, queue only what the socket refuses. */
+static int echo(struct conn *c, const char *d, size_t n)
+{
+	if (!zm_buf_len(&c->out)) {
+		while (n) {
+			ssize_t w = send(c->fd, d, n, MSG_NOSIGNAL);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (w <= 0)
+				return -1;
+			d += w;
+			n -= (size_t)w;
+		}
+	}
+	return n ? queue(c, d, n) : 0;
+}
+
+static int whoami_line(struct conn *c)
+{
+	const struct echo_serve_opts *o = c->w->o;
+	struct zm_buf *b = &c->out;
+	int rc = zm_buf_append(b, "{", 1);
+
+	rc = rc ?: zm_json_kv_str(b, 1, "pod", o->id.pod);
+	rc = rc ?: zm_json_kv_str(b, 0, "namespace", o->id.ns);
+	rc = rc ?: zm_json_kv_str(b, 0, "version", o->id.version);
+	rc = rc ?: zm_json_kv_str(b, 0, "peer", c->peer);
+	rc = rc ?: zm_json_kv_str(b, 0, "local", c->local);
+	rc = rc ?: zm_buf_puts(b, "}\n");
+	return rc;
+}
 
 static int tcp_input(struct conn *c, const char *d, size_t n)
 {
@@ -774,22 +904,11 @@ static int tcp_input(struct conn *c, const char *d, size_t n)
 		c->nhead += take;
 		if (memcmp(c->head, whoami, c->nhead)) {
 			c->decided = true;	/* not WHOAMI: echo what we held back */
-			if (queue(c, c->head, c->nhead))
+			if (echo(c, c->head, c->nhead))
 				return -1;
 		} else if (c->nhead == sizeof(whoami) - 1) {
-			const struct echo_serve_opts *o = c->w->o;
-			json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "pod", o->id.pod,
-					      "namespace", o->id.ns, "version", o->id.version,
-					      "peer", c->peer, "local", c->local);
-			char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-			int rc = s ? queue(c, s, strlen(s)) : -1;
-
-			if (!rc)
-				rc = queue(c, "\n", 1);
-			free(s);
-			json_decref(j);
 			c->decided = true;
-			if (rc)
+			if (whoami_line(c))
 				return -1;
 		} else {
 			return 0;	/* could still be WHOAMI: wait */
@@ -797,72 +916,97 @@ static int tcp_input(struct conn *c, const char *d, size_t n)
 		d += take;
 		n -= take;
 	}
-	return n ? queue(c, d, n) : 0;
+	return n ? echo(c, d, n) : 0;
 }
 
 /* ---- the loop --------------------------------------------------------------- */
 
-static void conn_io(struct conn *c, uint32_t ev)
+static int conn_read(struct conn *c)
 {
 	char buf[65536];
-	int rc = 0;
 
-	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR) && !c->paused && !c->eof) {
-		for (int round = 0; round < 16 && rc == 0; round++) {
-			ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+	for (int round = 0; round < 16; round++) {
+		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		int rc = 0;
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			if (n < 0) {
-				rc = -1;
-				break;
-			}
-			if (n == 0) {
-				c->eof = true;
-				break;
-			}
-			if (c->kind == K_HTTP && c->req.method.len == 0 && c->out.len == 0 &&
-			    c->parser.type == HTTP_REQUEST && (size_t)n >= 3 &&
-			    !memcmp(buf, "PRI", 3) && !c->paused) {
-				/* h2c with prior knowledge: the client preface starts "PRI *". */
-				if (h2_start(c))
-					rc = -1;
-			}
-			if (rc)
-				break;
-			switch (c->kind) {
-			case K_HTTP: rc = h1_input(c, buf, (size_t)n); break;
-			case K_H2: rc = h2_input(c, buf, (size_t)n); break;
-			case K_TCP: rc = tcp_input(c, buf, (size_t)n); break;
-			default: rc = -1;
-			}
-			/* Back-pressure: stop reading while much is queued. */
-			if (c->out.len - c->out_off > (1u << 20))
-				break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			c->eof = true;
+			return 0;
 		}
+		if (c->st != ST_OPEN) {
+			/* After an error: swallow, within reason. */
+			c->drained += (size_t)n;
+			if (c->drained > DRAIN_MAX)
+				return -1;
+			continue;
+		}
+		/* h2c with prior knowledge: the client preface starts "PRI * HTTP/2.0". */
+		if (c->kind == K_HTTP && !c->started && (size_t)n >= 3 && !memcmp(buf, "PRI", 3)) {
+			if (h2_start(c))
+				return -1;
+		}
+		c->started = true;
+		switch (c->kind) {
+		case K_HTTP: rc = h1_input(c, buf, (size_t)n); break;
+		case K_H2: rc = h2_input(c, buf, (size_t)n); break;
+		case K_TCP: rc = tcp_input(c, buf, (size_t)n); break;
+		default: rc = -1;
+		}
+		if (rc)
+			return rc;
+		if (c->paused || zm_buf_len(&c->out) > READ_PAUSE)
+			return 0;	/* back-pressure */
 	}
-	if (rc == 0 && c->kind == K_H2)
+	return 0;
+}
+
+static void conn_io(struct conn *c, uint32_t ev)
+{
+	int rc = 0;
+	uint32_t want;
+
+	if (c->paused && (ev & (EPOLLERR | EPOLLHUP)))
+		rc = -1;	/* nobody left to answer; level-triggered ERR would spin */
+	else if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->paused && !c->eof)
+		rc = conn_read(c);
+	if (rc == 0 && c->kind == K_H2 && c->st == ST_OPEN)
 		rc = h2_pump(c);
+	/* A half-closed TCP peer still gets what it sent before WHOAMI was decided. */
+	if (rc == 0 && c->eof && c->kind == K_TCP && !c->decided && c->nhead) {
+		c->decided = true;
+		rc = queue(c, c->head, c->nhead);
+	}
 	if (rc == 0)
 		rc = flush(c);
-	if (rc == 0 && c->eof && c->out.len == c->out_off && !c->paused) {
-		/* Half-close: the peer is done sending and we sent everything. */
-		if (c->kind == K_TCP)
+	if (rc == 0 && !zm_buf_len(&c->out)) {
+		if (c->st == ST_CLOSING) {
 			shutdown(c->fd, SHUT_WR);
-		rc = -1;
+			c->st = ST_DRAINING;
+			/* A peer that never closes its side does not hold us forever. */
+			add_timer(c, NULL, DRAIN_MS);
+		}
+		if (c->eof && !c->paused) {
+			/* The peer is done sending and we sent everything: pass the FIN on. */
+			if (c->st == ST_OPEN)
+				shutdown(c->fd, SHUT_WR);
+			rc = -1;
+		}
 	}
 	if (rc) {
 		conn_free(c);
 		return;
 	}
-	uint32_t want = (c->paused ? 0 : EPOLLIN) |
-			(c->out.len > c->out_off ? EPOLLOUT : 0);
-
-	if (!c->paused && c->out.len - c->out_off > (1u << 20))
-		want &= ~(uint32_t)EPOLLIN;
-	set_events(c, want ? want : EPOLLIN);
+	want = (zm_buf_len(&c->out) ? EPOLLOUT : 0);
+	if (!c->paused && !c->eof && zm_buf_len(&c->out) <= READ_PAUSE)
+		want |= EPOLLIN;
+	/* EPOLLRDHUP is not asked for: a paused connection waits for its timer. */
+	set_events(c, want);
 }
 
 static void do_accept(struct worker *w, struct conn *l)
@@ -875,8 +1019,11 @@ static void do_accept(struct worker *w, struct conn *l)
 		struct epoll_event e;
 		int one = 1;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				zm_log_warn("accept: %s", strerror(errno));
 			return;
+		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
@@ -886,10 +1033,8 @@ static void do_accept(struct worker *w, struct conn *l)
 		c->w = w;
 		c->kind = l->kind == K_LISTEN_HTTP ? K_HTTP : K_TCP;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		addr_str(&ss, c->peer, sizeof(c->peer));
-		sl = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-			addr_str(&ss, c->local, sizeof(c->local));
+		zm_sock_addr_str((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+		zm_sock_local_str(fd, c->local, sizeof(c->local));
 		if (c->kind == K_HTTP) {
 			llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
 			c->parser.data = c;
@@ -904,6 +1049,7 @@ static void do_accept(struct worker *w, struct conn *l)
 	}
 }
 
+/* A bounded pass: at most the timers that were due when it started. */
 static void run_timers(struct worker *w)
 {
 	uint64_t now = now_ms();
@@ -916,13 +1062,17 @@ static void run_timers(struct worker *w)
 			continue;
 		}
 		w->timers[i] = w->timers[--w->ntimers];
-		if (t.c->kind == K_H2) {
-			h2_submit(t.c, t.r);
-			conn_io(t.c, 0);
+		if (!t.r) {
+			conn_free(t.c);		/* the drain deadline */
+		} else if (t.c->kind == K_H2) {
+			if (h2_submit(t.c, t.r) == 0)
+				conn_io(t.c, 0);
+			else
+				conn_free(t.c);
 		} else if (h1_resume(t.c)) {
 			conn_free(t.c);
 		} else {
-			conn_io(t.c, 0);
+			conn_io(t.c, EPOLLIN);
 		}
 		i = 0;	/* the list may have changed under us */
 	}
@@ -961,52 +1111,27 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static int listen_on(int port)
-{
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-				   .sin6_addr = IN6ADDR_ANY_INIT };
-	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int one = 1, zero = 0, fd;
-
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 && listen(fd, 1024) == 0)
-			return fd;
-		close(fd);
-	}
-	/* No IPv6 in this namespace: IPv4 only. */
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 1024) < 0) {
-		int rc = -errno;
-
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
-static int bound_port(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return -1;
-	return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) :
-					 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-}
-
 static void on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
+}
+
+static void write_port_file(const struct echo_serve_opts *o, const int *ports)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
+	f = fopen(tmp, "w");
+	if (!f) {
+		zm_log_warn("port file %s: %s", tmp, strerror(errno));
+		return;
+	}
+	fprintf(f, "http=%d tcp=%d\n", o->nhttp ? ports[0] : 0, o->ntcp ? ports[o->nhttp] : 0);
+	fclose(f);
+	if (rename(tmp, o->port_file))
+		zm_log_warn("port file %s: %s", o->port_file, strerror(errno));
 }
 
 int echo_serve(const struct echo_serve_opts *o)
@@ -1043,7 +1168,7 @@ int echo_serve(const struct echo_serve_opts *o)
 		}
 		for (int i = 0; i < nports; i++) {
 			/* Port 0: the first worker picks, the others share it. */
-			int fd = listen_on(ports[i]);
+			int fd = zm_sock_listen_tcp(ports[i], 1024, ZM_SOCK_REUSEPORT);
 			struct conn *l;
 			struct epoll_event e;
 
@@ -1053,7 +1178,7 @@ int echo_serve(const struct echo_serve_opts *o)
 				break;
 			}
 			if (ports[i] == 0)
-				ports[i] = bound_port(fd);
+				ports[i] = zm_sock_local_port(fd);
 			l = calloc(1, sizeof(*l));
 			if (!l) {
 				close(fd);
@@ -1070,19 +1195,8 @@ int echo_serve(const struct echo_serve_opts *o)
 			w->lconns[w->nl++] = l;
 		}
 	}
-	if (!rc && o->port_file) {
-		char tmp[4096];
-		FILE *f;
-
-		snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
-		f = fopen(tmp, "w");
-		if (f) {
-			fprintf(f, "http=%d tcp=%d\n", o->nhttp ? ports[0] : 0,
-				o->ntcp ? ports[o->nhttp] : 0);
-			fclose(f);
-			rename(tmp, o->port_file);
-		}
-	}
+	if (!rc && o->port_file)
+		write_port_file(o, ports);
 	if (!rc) {
 		zm_log_info("pod %s/%s version %s serving (%d threads)", o->id.ns, o->id.pod,
 			    o->id.version, o->threads);
@@ -1091,12 +1205,20 @@ int echo_serve(const struct echo_serve_opts *o)
 		worker_run(&ws[0]);
 		for (int t = 1; t < o->threads; t++)
 			pthread_join(ws[t].th, NULL);
+		zm_log_info("stopping");
 	}
-	/* Exit tears down connections; listeners go with the process. */
+	/* Open connections go with the process; listeners and pools are ours to free. */
 	for (int t = 0; t < o->threads; t++) {
 		for (int i = 0; i < ws[t].nl; i++) {
 			close(ws[t].lfds[i]);
 			free(ws[t].lconns[i]);
+		}
+		while (ws[t].pool) {
+			struct req *r = ws[t].pool;
+
+			ws[t].pool = r->next;
+			req_free_bufs(r);
+			free(r);
 		}
 		if (ws[t].ep > 0)
 			close(ws[t].ep);
