@@ -20,6 +20,7 @@
 #include "bpf/sk_msg.skel.h"
 #include "bpf/sockops.skel.h"
 #include "zmesh/bpf_loader.h"
+#include "zmesh/fsutil.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -63,22 +64,6 @@ static int probe(struct zm_error *e)
 				    "kernel %s has no bpf_get_netns_cookie() in sk_msg: zmesh needs Linux 5.15 or later",
 				    u.release);
 	return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 static bool id_ok(const char *id)
@@ -129,7 +114,7 @@ int zm_bpf__open(const struct zm_bpf_opts *o, struct zm_bpf **out, struct zm_err
 		return zm_error_set(e, ENOMEM, "out of memory");
 	snprintf(b->dir, sizeof(b->dir), "%s/%s", root, o->node);
 	snprintf(path, sizeof(path), "%s/pods", b->dir);
-	rc = mkdir_p(path);
+	rc = zm_mkdir_p(path, 0700);
 	if (rc) {
 		zm_error_set(e, -rc, "%s: %s (is bpffs mounted at /sys/fs/bpf?)", path, strerror(-rc));
 		goto fail;
@@ -223,7 +208,7 @@ int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error
 	if (!cg)
 		return zm_error_set(e, errno, "%s: cannot read the cgroup id: %s", p->cgroup, strerror(errno));
 	snprintf(dir, sizeof(dir), "%s/pods/%s", b->dir, p->id);
-	rc = mkdir_p(dir);
+	rc = zm_mkdir_p(dir, 0700);
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
 	/* Mark first: the programs check the map, so capture starts with the

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zmesh/fsutil.h"
 #include "zmesh/lab.h"
 #include "zmesh/netlink.h"
 #include "zmesh/netns.h"
@@ -40,25 +41,6 @@ int zm_cgroup2_root(char *buf, size_t sz)
 	}
 	fclose(f);
 	return rc;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* Kill every process in cgroup @dir and below, then remove the directories. */
@@ -112,30 +94,6 @@ static int cgroup_kill_rm(const char *dir)
 	return 0;
 }
 
-static int rm_rf(const char *path)
-{
-	struct stat st;
-	DIR *d;
-	struct dirent *de;
-	char sub[PATH_MAX + 300];
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path) < 0 ? -errno : 0;
-	d = opendir(path);
-	if (d) {
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-			rm_rf(sub);
-		}
-		closedir(d);
-	}
-	return rmdir(path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
 /* Every name that starts with @prefix in directory @dir. */
 static void for_each_prefixed(const char *dir, const char *prefix,
 			      void (*fn)(const char *dir, const char *name))
@@ -163,7 +121,7 @@ static void del_etc_netns(const char *dir, const char *name)
 	char path[PATH_MAX + 300];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	rm_rf(path);
+	zm_rm_rf(path);
 }
 
 int zm_lab_down(const char *name, struct zm_error *e)
@@ -185,7 +143,7 @@ int zm_lab_down(const char *name, struct zm_error *e)
 	if (zm_lab_load(name, &lab, NULL) == 0) {
 		for (size_t i = 0; i < lab.nnodes; i++) {
 			snprintf(path, sizeof(path), "%s/%s", BPF_PIN_ROOT, lab.nodes[i].name);
-			rm_rf(path);
+			zm_rm_rf(path);
 		}
 		rmdir(BPF_PIN_ROOT);
 		zm_lab_free(&lab);
@@ -195,7 +153,7 @@ int zm_lab_down(const char *name, struct zm_error *e)
 	for_each_prefixed(ZM_NETNS_RUN_DIR, prefix, del_netns);
 	for_each_prefixed(ETC_NETNS, prefix, del_etc_netns);
 	snprintf(path, sizeof(path), "%s/%s", ZM_LAB_STATE_ROOT, name);
-	rm_rf(path);
+	zm_rm_rf(path);
 	return 0;
 }
 
@@ -417,7 +375,7 @@ static int build_pod(struct zm_lab *lab, struct zm_lab_pod *p, struct zm_error *
 	});
 	if (rc)
 		return zm_error_set(e, -rc, "pod %s/%s: eth0: %s", p->ns, p->name, strerror(-rc));
-	rc = mkdir_p(p->cgroup, 0755);
+	rc = zm_mkdir_p(p->cgroup, 0755);
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", p->cgroup, strerror(-rc));
 	return 0;
@@ -430,7 +388,7 @@ static int write_hosts(struct zm_lab *lab, struct zm_lab_pod *p, struct zm_error
 	int rc;
 
 	snprintf(dir, sizeof(dir), "%s/%s", ETC_NETNS, p->netns);
-	rc = mkdir_p(dir, 0755);
+	rc = zm_mkdir_p(dir, 0755);
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
 	snprintf(path, sizeof(path), "%s/hosts", dir);
@@ -754,7 +712,7 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 	/* Leftovers of a crashed lab of the same name would clash: clear them. */
 	zm_lab_down(lab->name, NULL);
 	snprintf(path, sizeof(path), "%s/logs", lab->state_dir);
-	rc = mkdir_p(path, 0755);
+	rc = zm_mkdir_p(path, 0755);
 	if (rc) {
 		zm_error_set(e, -rc, "%s: %s", path, strerror(-rc));
 		goto fail;
@@ -767,7 +725,7 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < lab->nnodes; i++) {
-		rc = mkdir_p(lab->nodes[i].cgroup, 0755);
+		rc = zm_mkdir_p(lab->nodes[i].cgroup, 0755);
 		if (rc) {
 			zm_error_set(e, -rc, "%s: %s", lab->nodes[i].cgroup, strerror(-rc));
 			goto fail;
