@@ -62,6 +62,14 @@ struct {
 } zm_pod_ips SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__uint(max_entries, ZM_MAX_PODS);
+	__type(key, __u32);
+	__type(value, struct zm_pod_stats);
+} zm_pod_stats SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__uint(max_entries, 1);

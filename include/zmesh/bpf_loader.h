@@ -8,6 +8,8 @@
  *   node_sockops         link: sockops on the node's cgroup (ztunnel's side)
  *   pods/<id>/connect4, getpeername4, sockops   links on the pod's cgroup
  *   pods/<id>/sk_lookup  link: inbound capture in the pod's netns
+ *   pods/<id>/tc         where the TC programs sit (clsact on the host veth;
+ *                        TC attachments outlive the process by themselves)
  * Links are pinned, so the data plane outlives the process that made it:
  * a restarted ztunnel re-opens the node and finds every enrolled pod still
  * captured. zm_bpf__destroy() unpins everything, which detaches it.
@@ -42,6 +44,10 @@ struct zm_bpf_pod {
 	const char *netns;		/* path of the pod's netns (/run/netns/...) */
 	struct in_addr ip;
 	bool strict;			/* STRICT mTLS: inbound plaintext never bypasses ztunnel */
+	/* The host side of the pod's veth, for the TC counters and STRICT
+	 * drop; both NULL to skip TC. */
+	const char *node_netns;		/* path of the node's netns */
+	const char *host_veth;		/* interface name in that netns */
 };
 
 /*
@@ -72,6 +78,8 @@ int zm_bpf__set_listener(struct zm_bpf *b, struct in_addr pod_ip, enum zm_listen
  * 15001 (found by the socket's netns cookie and peer port). -ENOENT if none. */
 int zm_bpf__orig_dst(struct zm_bpf *b, int accepted_fd, struct sockaddr_in *out);
 int zm_bpf__set_fastpath(struct zm_bpf *b, bool on);
+/* Traffic seen by TC on pod @ip's veth. -ENOENT for an unknown pod. */
+int zm_bpf__pod_stats(struct zm_bpf *b, struct in_addr ip, struct zm_pod_stats *out);
 /* Sum of the per-CPU counters. */
 int zm_bpf__counters(struct zm_bpf *b, struct zm_counters *sum);
 

@@ -19,6 +19,7 @@
 #define ZM_MAP_CONFIG "zm_config"
 #define ZM_MAP_COUNTERS "zm_counters"
 #define ZM_MAP_POD_IPS "zm_pod_ips"
+#define ZM_MAP_POD_STATS "zm_pod_stats"
 
 #define ZM_MAX_PODS 4096
 
@@ -65,6 +66,13 @@ enum zm_listener_kind {
 struct zm_listener_key {
 	__u32 pod_ip;		/* network order */
 	__u32 kind;
+};
+
+/* zm_pod_stats: pod IP -> traffic seen on the pod's veth (TC). */
+struct zm_pod_stats {
+	__u64 to_pod_pkts, to_pod_bytes;	/* node -> pod */
+	__u64 from_pod_pkts, from_pod_bytes;	/* pod -> node */
+	__u64 strict_drops;			/* plaintext SYNs dropped (STRICT) */
 };
 
 /* zm_config[0]: run-time switches. */

@@ -322,21 +322,31 @@ TEST_F(mesh, inbound_lands_at_ztunnel)
 
 TEST_F(mesh, strict_pod_without_ztunnel_drops_plaintext)
 {
-	char bip[INET_ADDRSTRLEN], out[4096], netns[256], id[] = "mesh_b";
+	char bip[INET_ADDRSTRLEN], out[4096], netns[256], nodens[256], id[] = "mesh_b";
 	struct zm_lab_pod *b = zm_lab_pod_find(&self->state, "mesh", "b");
 	struct zm_counters before, after;
+	struct zm_pod_stats st0, st1;
 	struct zm_error e = { 0 };
 
 	ASSERT_OK_PTR(b);
 	pod_ip(self, "mesh", "b", bip);
 	snprintf(netns, sizeof(netns), "/run/netns/%s", b->netns);
-	struct zm_bpf_pod bp = { .id = id, .cgroup = b->cgroup, .netns = netns, .ip = b->ip, .strict = true };
+	snprintf(nodens, sizeof(nodens), "/run/netns/%s", zm_lab_node_find(&self->state, self->n2)->netns);
+	struct zm_bpf_pod bp = { .id = id, .cgroup = b->cgroup, .netns = netns, .ip = b->ip, .strict = true,
+				 .node_netns = nodens, .host_veth = b->veth };
 	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));
 	ASSERT_OK(zm_bpf__counters(self->b2, &before));
+	ASSERT_OK(zm_bpf__pod_stats(self->b2, b->ip, &st0));
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
 			  "tcp://%s:9000 -n 1 --timeout 1500", self->ctl, self->lab, bip), 0);
 	ASSERT_OK(zm_bpf__counters(self->b2, &after));
+	ASSERT_OK(zm_bpf__pod_stats(self->b2, b->ip, &st1));
 	EXPECT_GT(after.inbound_drop, before.inbound_drop);
+	/* TC on the veth dropped the SYN before it reached the pod. */
+	EXPECT_GT(st1.strict_drops, st0.strict_drops);
+	EXPECT_GT(st1.to_pod_pkts, st0.to_pod_pkts);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --node %s", self->ctl, self->n2), 0);
+	EXPECT_STRSTR(out, "mesh_b");
 	/* PERMISSIVE again (no STRICT, no listener): plaintext passes to the app. */
 	bp.strict = false;
 	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));

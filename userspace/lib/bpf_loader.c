@@ -13,14 +13,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include "bpf/cgroup_connect.skel.h"
 #include "bpf/inbound.skel.h"
 #include "bpf/sk_msg.skel.h"
 #include "bpf/sockops.skel.h"
+#include "bpf/tc.skel.h"
 #include "zmesh/bpf_loader.h"
 #include "zmesh/fsutil.h"
+#include "zmesh/netns.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -32,6 +35,7 @@ struct zm_bpf {
 	struct sockops *so;
 	struct sk_msg *sm;
 	struct inbound *in;
+	struct tc *tc;
 };
 
 /* What we need, and since when (for the error message). */
@@ -125,16 +129,18 @@ int zm_bpf__open(const struct zm_bpf_opts *o, struct zm_bpf **out, struct zm_err
 	b->so = sockops__open_opts(&oo);
 	b->sm = sk_msg__open_opts(&oo);
 	b->in = inbound__open_opts(&oo);
-	if (!b->cc || !b->so || !b->sm || !b->in) {
+	b->tc = tc__open_opts(&oo);
+	if (!b->cc || !b->so || !b->sm || !b->in || !b->tc) {
 		rc = zm_error_set(e, errno ? errno : ENOMEM, "bpf: open objects: %s", strerror(errno));
 		goto fail;
 	}
 	b->cc->rodata->outbound_port = outp;
 	b->so->rodata->outbound_port = outp;
 	b->in->rodata->hbone_port = hbp;
+	b->tc->rodata->hbone_port = hbp;
 	/* The first load creates and pins the maps; the rest reuse the pins. */
 	if ((rc = cgroup_connect__load(b->cc)) || (rc = sockops__load(b->so)) ||
-	    (rc = sk_msg__load(b->sm)) || (rc = inbound__load(b->in))) {
+	    (rc = sk_msg__load(b->sm)) || (rc = inbound__load(b->in)) || (rc = tc__load(b->tc))) {
 		zm_error_set(e, -rc, "bpf: load: %s (run with -v or see the kernel verifier log)",
 			     strerror(-rc));
 		goto fail;
@@ -175,6 +181,7 @@ void zm_bpf__close(struct zm_bpf *b)
 	sockops__destroy(b->so);
 	sk_msg__destroy(b->sm);
 	inbound__destroy(b->in);
+	tc__destroy(b->tc);
 	free(b);
 }
 
@@ -189,6 +196,47 @@ static uint64_t cgroup_id(const char *path)
 	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) < 0)
 		return 0;
 	return h.id;
+}
+
+/* clsact on @ifname in netns @netns: to-pod on egress, from-pod on ingress.
+ * @attach false removes the qdisc (and so both programs). */
+static int tc_setup(struct zm_bpf *b, const char *netns, const char *ifname, bool attach)
+{
+	int nsfd = open(netns, O_RDONLY | O_CLOEXEC), saved, rc, ifindex;
+
+	if (nsfd < 0)
+		return -errno;
+	rc = zm_netns_enter_fd(nsfd, &saved);
+	close(nsfd);
+	if (rc)
+		return rc;
+	ifindex = (int)if_nametoindex(ifname);
+	if (!ifindex) {
+		rc = -ENODEV;
+		goto out;
+	}
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+	if (!attach) {
+		rc = bpf_tc_hook_destroy(&hook);
+		goto out;
+	}
+	rc = bpf_tc_hook_create(&hook);
+	if (rc && rc != -EEXIST)
+		goto out;
+	LIBBPF_OPTS(bpf_tc_opts, eg, .prog_fd = bpf_program__fd(b->tc->progs.zm_tc_to_pod));
+	LIBBPF_OPTS(bpf_tc_opts, in, .prog_fd = bpf_program__fd(b->tc->progs.zm_tc_from_pod));
+	hook.attach_point = BPF_TC_EGRESS;
+	eg.flags = BPF_TC_F_REPLACE;
+	rc = bpf_tc_attach(&hook, &eg);
+	if (!rc) {
+		hook.attach_point = BPF_TC_INGRESS;
+		in.flags = BPF_TC_F_REPLACE;
+		rc = bpf_tc_attach(&hook, &in);
+	}
+out:
+	zm_netns_restore(saved);
+	return rc;
 }
 
 int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error *e)
@@ -255,6 +303,25 @@ int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error
 		zm_error_set(e, -rc, "bpf: attach to %s: %s", p->cgroup, strerror(-rc));
 		goto out;
 	}
+	if (p->node_netns && p->host_veth) {
+		struct zm_pod_stats zero = { 0 };
+		FILE *f;
+
+		bpf_map_update_elem(bpf_map__fd(b->tc->maps.zm_pod_stats), &cfg.pod_ip, &zero, BPF_NOEXIST);
+		rc = tc_setup(b, p->node_netns, p->host_veth, true);
+		if (rc) {
+			zm_error_set(e, -rc, "bpf: TC on %s in %s: %s", p->host_veth, p->node_netns,
+				     strerror(-rc));
+			goto out;
+		}
+		/* Unenrol must find the veth again, maybe from another process. */
+		snprintf(path, sizeof(path), "%s/tc", dir);
+		f = fopen(path, "we");
+		if (f) {
+			fprintf(f, "%s %s\n", p->node_netns, p->host_veth);
+			fclose(f);
+		}
+	}
 	snprintf(path, sizeof(path), "%s/sk_lookup", dir);
 	if (p->netns && access(path, F_OK) < 0) {
 		struct bpf_link *link;
@@ -289,7 +356,11 @@ out:
 /* Unpin one link: with no pin and no fd left, the kernel detaches it. */
 static void unpin(const char *path)
 {
-	struct bpf_link *link = bpf_link__open(path);
+	struct bpf_link *link;
+
+	if (access(path, F_OK) < 0)
+		return;
+	link = bpf_link__open(path);
 
 	if (link) {
 		bpf_link__unpin(link);
@@ -298,7 +369,7 @@ static void unpin(const char *path)
 	unlink(path);
 }
 
-static int unenroll_dir(const char *dir, int pods_fd, int ips_fd)
+static int unenroll_dir(struct zm_bpf *b, const char *dir, int pods_fd, int ips_fd)
 {
 	static const char *const links[] = { "connect4", "connect6", "getpeername4", "getpeername6",
 					     "sockops", "sk_lookup" };
@@ -326,6 +397,17 @@ static int unenroll_dir(const char *dir, int pods_fd, int ips_fd)
 		snprintf(path, sizeof(path), "%s/%s", dir, links[i]);
 		unpin(path);
 	}
+	snprintf(path, sizeof(path), "%s/tc", dir);
+	f = fopen(path, "re");
+	if (f) {
+		char netns[PATH_MAX], ifname[IF_NAMESIZE + 1];
+
+		/* The veth may be gone already (lab down): nothing to detach then. */
+		if (fscanf(f, "%4095s %16s", netns, ifname) == 2)
+			tc_setup(b, netns, ifname, false);
+		fclose(f);
+		unlink(path);
+	}
 	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
 }
 
@@ -337,7 +419,7 @@ int zm_bpf__unenroll(struct zm_bpf *b, const char *id, struct zm_error *e)
 	if (!id_ok(id))
 		return zm_error_set(e, EINVAL, "bpf: invalid pod id");
 	snprintf(dir, sizeof(dir), "%s/pods/%s", b->dir, id);
-	rc = unenroll_dir(dir, bpf_map__fd(b->cc->maps.zm_pods), bpf_map__fd(b->cc->maps.zm_pod_ips));
+	rc = unenroll_dir(b, dir, bpf_map__fd(b->cc->maps.zm_pods), bpf_map__fd(b->cc->maps.zm_pod_ips));
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
 	return 0;
@@ -382,7 +464,8 @@ void zm_bpf__free_ids(char **ids, size_t n)
 int zm_bpf__destroy(const char *pin_root, const char *node, struct zm_error *e)
 {
 	static const char *const maps[] = { "zm_pods", "zm_orig_sk", "zm_orig_dst", "zm_sockhash",
-					    "zm_listeners", "zm_config", "zm_counters", "zm_pod_ips" };
+					    "zm_listeners", "zm_config", "zm_counters", "zm_pod_ips",
+					    "zm_pod_stats" };
 	char dir[PATH_MAX], path[PATH_MAX + 300];
 	char **ids;
 	size_t n;
@@ -395,7 +478,7 @@ int zm_bpf__destroy(const char *pin_root, const char *node, struct zm_error *e)
 	zm_bpf__list(pin_root, node, &ids, &n);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/pods/%s", dir, ids[i]);
-		unenroll_dir(path, -1, -1);
+		unenroll_dir(NULL, path, -1, -1);
 	}
 	zm_bpf__free_ids(ids, n);
 	snprintf(path, sizeof(path), "%s/pods", dir);
@@ -443,6 +526,11 @@ int zm_bpf__orig_dst(struct zm_bpf *b, int fd, struct sockaddr_in *out)
 	out->sin_addr.s_addr = orig.ip;
 	out->sin_port = orig.port;
 	return 0;
+}
+
+int zm_bpf__pod_stats(struct zm_bpf *b, struct in_addr ip, struct zm_pod_stats *out)
+{
+	return bpf_map_lookup_elem(bpf_map__fd(b->tc->maps.zm_pod_stats), &ip.s_addr, out) ? -errno : 0;
 }
 
 int zm_bpf__set_fastpath(struct zm_bpf *b, bool on)

@@ -22,7 +22,7 @@ static const char usage_text[] =
 static const char *const links[] = { "connect4", "connect6", "getpeername4", "getpeername6",
 				     "sockops", "sk_lookup" };
 static const char *const maps[] = { "zm_pods", "zm_pod_ips", "zm_orig_dst", "zm_sockhash",
-				    "zm_listeners", "zm_config", "zm_counters" };
+				    "zm_listeners", "zm_config", "zm_counters", "zm_pod_stats" };
 
 static int link_prog_id(const char *path)
 {
@@ -70,6 +70,31 @@ static json_t *node_status(const char *node)
 			json_object_set_new(pl, links[k], json_integer(link_prog_id(path)));
 		}
 		json_object_set_new(p, "prog_ids", pl);
+		{
+			/* pods/<id>/cgroup_id holds "<cgroup id> <pod ip>". */
+			unsigned long long cg;
+			unsigned ip;
+			FILE *f;
+			struct zm_pod_stats st;
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/%s/pods/%s/cgroup_id", ZM_BPF_PIN_ROOT, node, ids[i]);
+			f = fopen(path, "re");
+			snprintf(path, sizeof(path), "%s/%s/zm_pod_stats", ZM_BPF_PIN_ROOT, node);
+			fd = bpf_obj_get(path);
+			if (f && fd >= 0 && fscanf(f, "%llu %u", &cg, &ip) == 2 &&
+			    bpf_map_lookup_elem(fd, &ip, &st) == 0)
+				json_object_set_new(p, "traffic", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+					"to_pod_pkts", (json_int_t)st.to_pod_pkts,
+					"to_pod_bytes", (json_int_t)st.to_pod_bytes,
+					"from_pod_pkts", (json_int_t)st.from_pod_pkts,
+					"from_pod_bytes", (json_int_t)st.from_pod_bytes,
+					"strict_drops", (json_int_t)st.strict_drops));
+			if (f)
+				fclose(f);
+			if (fd >= 0)
+				close(fd);
+		}
 		json_array_append_new(pods, p);
 	}
 	zm_bpf__free_ids(ids, n);
@@ -105,15 +130,20 @@ static void print_table(json_t *j)
 
 	printf("node %s: %zu pods enrolled\n", json_string_value(json_object_get(j, "node")),
 	       json_array_size(pods));
-	printf("  %-32s %9s %12s %8s %10s\n", "POD", "CONNECT4", "GETPEERNAME4", "SOCKOPS", "SK_LOOKUP");
+	printf("  %-28s %8s %8s %8s %9s %10s %10s %7s\n", "POD", "CONNECT4", "CONNECT6", "SOCKOPS",
+	       "SK_LOOKUP", "PKTS-IN", "PKTS-OUT", "DROPS");
 	json_array_foreach(pods, i, p) {
-		json_t *ids = json_object_get(p, "prog_ids");
+		json_t *ids = json_object_get(p, "prog_ids"), *t = json_object_get(p, "traffic");
 
-		printf("  %-32s %9lld %12lld %8lld %10lld\n", json_string_value(json_object_get(p, "id")),
+		printf("  %-28s %8lld %8lld %8lld %9lld %10lld %10lld %7lld\n",
+		       json_string_value(json_object_get(p, "id")),
 		       json_integer_value(json_object_get(ids, "connect4")),
-		       json_integer_value(json_object_get(ids, "getpeername4")),
+		       json_integer_value(json_object_get(ids, "connect6")),
 		       json_integer_value(json_object_get(ids, "sockops")),
-		       json_integer_value(json_object_get(ids, "sk_lookup")));
+		       json_integer_value(json_object_get(ids, "sk_lookup")),
+		       json_integer_value(json_object_get(t, "to_pod_pkts")),
+		       json_integer_value(json_object_get(t, "from_pod_pkts")),
+		       json_integer_value(json_object_get(t, "strict_drops")));
 	}
 	printf("  maps:");
 	json_object_foreach(m, k, v)
@@ -192,13 +222,15 @@ static int sync_lab(const char *lab_name, const char *only)
 		for (size_t p = 0; p < lab.npods; p++) {
 			struct zm_lab_pod *pod = &lab.pods[p];
 			struct zm_lab_ns *ns = zm_lab_ns_find(&lab, pod->ns);
-			char id[160], netns[256];
-			struct zm_bpf_pod bp = { .id = id, .cgroup = pod->cgroup, .netns = netns, .ip = pod->ip };
+			char id[160], netns[256], node_netns[256];
+			struct zm_bpf_pod bp = { .id = id, .cgroup = pod->cgroup, .netns = netns, .ip = pod->ip,
+						 .node_netns = node_netns, .host_veth = pod->veth };
 
 			if (strcmp(pod->node, nd->name) || !ns || !zm_enroll_wanted(&ns->labels, &pod->labels))
 				continue;
 			snprintf(id, sizeof(id), "%s_%s", pod->ns, pod->name);
 			snprintf(netns, sizeof(netns), "/run/netns/%s", pod->netns);
+			snprintf(node_netns, sizeof(node_netns), "/run/netns/%s", nd->netns);
 			if (zm_bpf__enroll(b, &bp, &e)) {
 				fprintf(stderr, "\nzmeshctl bpf sync: %s: %s\n", id, e.msg);
 				failed = 1;
