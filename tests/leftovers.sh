@@ -19,6 +19,10 @@ if [ -d /sys/fs/bpf/zmesh ] && [ -n "$(ls -A /sys/fs/bpf/zmesh 2>/dev/null)" ]; 
 	echo "bpf pins under /sys/fs/bpf/zmesh"
 	[ $clean = 1 ] && rm -rf /sys/fs/bpf/zmesh
 fi
+if [ -d /run/zmesh/bpf ] && [ -n "$(ls -A /run/zmesh/bpf 2>/dev/null)" ]; then
+	echo "loader notes under /run/zmesh/bpf"
+	[ $clean = 1 ] && rm -rf /run/zmesh/bpf
+fi
 for cg in /sys/fs/cgroup/unified/zmesh*; do
 	[ -d "$cg" ] || continue
 	echo "cgroup $cg"

@@ -40,6 +40,7 @@ struct zm_lab_node {
 	struct in_addr pod_cidr;	/* 10.244.<index>.0/24 */
 	struct in_addr gateway;		/* 10.244.<index>.1: the node side of every pod veth */
 	int npods;
+	pid_t ztunnel_pid;		/* 0 when the lab runs without the mesh */
 };
 
 struct zm_lab_ns {
@@ -106,6 +107,7 @@ struct zm_lab {
 	char state_dir[PATH_MAX];
 	char cgroup_root[PATH_MAX];	/* <cgroup2>/zmesh/<lab> */
 	char bin_dir[PATH_MAX];		/* where zmesh binaries are (ZMESH_BIN) */
+	bool no_mesh;			/* up: do not start a ztunnel per node */
 	struct zm_lab_node *nodes;
 	size_t nnodes;
 	struct zm_lab_ns *namespaces;

@@ -71,7 +71,7 @@ FIXTURE_SETUP(mesh)
 			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
 			pods[i].name, pods[i].ns, pods[i].labels, pods[i].node == 1 ? self->n1 : self->n2);
 	fclose(f);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s && %s bpf sync --name %s",
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s && %s bpf sync --name %s",
 			  self->ctl, self->file, self->lab, self->ctl, self->lab), 0);
 	EXPECT_STRSTR(out, "+mesh_a");
 	EXPECT_STRSTR(out, "+mesh_b");

@@ -29,8 +29,13 @@
 #define SO_NETNS_COOKIE 71
 #endif
 
+/* bpffs holds only pins and directories: what unenrolment needs to know of
+ * a pod (its map keys, where its TC sits) is kept here, one file per pod. */
+#define META_ROOT "/run/zmesh/bpf"
+
 struct zm_bpf {
 	char dir[PATH_MAX];
+	char meta[PATH_MAX];
 	struct cgroup_connect *cc;
 	struct sockops *so;
 	struct sk_msg *sm;
@@ -117,6 +122,12 @@ int zm_bpf__open(const struct zm_bpf_opts *o, struct zm_bpf **out, struct zm_err
 	if (!b)
 		return zm_error_set(e, ENOMEM, "out of memory");
 	snprintf(b->dir, sizeof(b->dir), "%s/%s", root, o->node);
+	snprintf(b->meta, sizeof(b->meta), "%s/%s", META_ROOT, o->node);
+	rc = zm_mkdir_p(b->meta, 0700);
+	if (rc) {
+		zm_error_set(e, -rc, "%s: %s", b->meta, strerror(-rc));
+		goto fail;
+	}
 	snprintf(path, sizeof(path), "%s/pods", b->dir);
 	rc = zm_mkdir_p(path, 0700);
 	if (rc) {
@@ -266,15 +277,19 @@ int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error
 		rc = zm_error_set(e, errno, "bpf: zm_pods update: %s", strerror(errno));
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/cgroup_id", dir);
+	snprintf(path, sizeof(path), "%s/%s", b->meta, p->id);
 	{
 		FILE *f = fopen(path, "we");
 
-		/* Unenrol needs the key after a restart; the pin dir keeps it. */
-		if (f) {
-			fprintf(f, "%llu %u\n", (unsigned long long)cg, cfg.pod_ip);
-			fclose(f);
+		/* Unenrolment needs the keys, maybe in another process. */
+		if (!f) {
+			rc = zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+			goto out;
 		}
+		fprintf(f, "%llu %u %s %s\n", (unsigned long long)cg, cfg.pod_ip,
+			p->node_netns && p->host_veth ? p->node_netns : "-",
+			p->node_netns && p->host_veth ? p->host_veth : "-");
+		fclose(f);
 	}
 	cgfd = open(p->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cgfd < 0) {
@@ -305,7 +320,6 @@ int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error
 	}
 	if (p->node_netns && p->host_veth) {
 		struct zm_pod_stats zero = { 0 };
-		FILE *f;
 
 		bpf_map_update_elem(bpf_map__fd(b->tc->maps.zm_pod_stats), &cfg.pod_ip, &zero, BPF_NOEXIST);
 		rc = tc_setup(b, p->node_netns, p->host_veth, true);
@@ -313,13 +327,6 @@ int zm_bpf__enroll(struct zm_bpf *b, const struct zm_bpf_pod *p, struct zm_error
 			zm_error_set(e, -rc, "bpf: TC on %s in %s: %s", p->host_veth, p->node_netns,
 				     strerror(-rc));
 			goto out;
-		}
-		/* Unenrol must find the veth again, maybe from another process. */
-		snprintf(path, sizeof(path), "%s/tc", dir);
-		f = fopen(path, "we");
-		if (f) {
-			fprintf(f, "%s %s\n", p->node_netns, p->host_veth);
-			fclose(f);
 		}
 	}
 	snprintf(path, sizeof(path), "%s/sk_lookup", dir);
@@ -369,57 +376,52 @@ static void unpin(const char *path)
 	unlink(path);
 }
 
-static int unenroll_dir(struct zm_bpf *b, const char *dir, int pods_fd, int ips_fd)
+/* Undo an enrolment: map entries first (new connects go direct at once),
+ * then the links (unpinned, so detached) and TC. @meta is the pod's file. */
+static int unenroll_dir(const char *dir, const char *meta, int pods_fd, int ips_fd)
 {
 	static const char *const links[] = { "connect4", "connect6", "getpeername4", "getpeername6",
 					     "sockops", "sk_lookup" };
-	char path[PATH_MAX + 300];
+	char path[PATH_MAX + 300], netns[PATH_MAX], ifname[IF_NAMESIZE + 1];
 	unsigned long long cg = 0;
 	unsigned ip = 0;
-	FILE *f;
+	int fields = 0;
+	FILE *f = fopen(meta, "re");
 
-	snprintf(path, sizeof(path), "%s/cgroup_id", dir);
-	f = fopen(path, "re");
 	if (f) {
-		if (fscanf(f, "%llu %u", &cg, &ip) == 2) {
-			uint64_t key = cg;
-			uint32_t k2 = ip;
-
-			if (pods_fd >= 0)
-				bpf_map_delete_elem(pods_fd, &key);
-			if (ips_fd >= 0)
-				bpf_map_delete_elem(ips_fd, &k2);
-		}
+		fields = fscanf(f, "%llu %u %4095s %16s", &cg, &ip, netns, ifname);
 		fclose(f);
-		unlink(path);
+	}
+	if (fields >= 2) {
+		uint64_t key = cg;
+		uint32_t k2 = ip;
+
+		if (pods_fd >= 0)
+			bpf_map_delete_elem(pods_fd, &key);
+		if (ips_fd >= 0)
+			bpf_map_delete_elem(ips_fd, &k2);
 	}
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, links[i]);
 		unpin(path);
 	}
-	snprintf(path, sizeof(path), "%s/tc", dir);
-	f = fopen(path, "re");
-	if (f) {
-		char netns[PATH_MAX], ifname[IF_NAMESIZE + 1];
-
-		/* The veth may be gone already (lab down): nothing to detach then. */
-		if (fscanf(f, "%4095s %16s", netns, ifname) == 2)
-			tc_setup(b, netns, ifname, false);
-		fclose(f);
-		unlink(path);
-	}
+	/* The veth may be gone already (lab down): nothing to detach then. */
+	if (fields == 4 && strcmp(netns, "-"))
+		tc_setup(NULL, netns, ifname, false);
+	unlink(meta);
 	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
 }
 
 int zm_bpf__unenroll(struct zm_bpf *b, const char *id, struct zm_error *e)
 {
-	char dir[PATH_MAX + 256];
+	char dir[PATH_MAX + 256], meta[PATH_MAX + 256];
 	int rc;
 
 	if (!id_ok(id))
 		return zm_error_set(e, EINVAL, "bpf: invalid pod id");
 	snprintf(dir, sizeof(dir), "%s/pods/%s", b->dir, id);
-	rc = unenroll_dir(b, dir, bpf_map__fd(b->cc->maps.zm_pods), bpf_map__fd(b->cc->maps.zm_pod_ips));
+	snprintf(meta, sizeof(meta), "%s/%s", b->meta, id);
+	rc = unenroll_dir(dir, meta, bpf_map__fd(b->cc->maps.zm_pods), bpf_map__fd(b->cc->maps.zm_pod_ips));
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
 	return 0;
@@ -477,9 +479,14 @@ int zm_bpf__destroy(const char *pin_root, const char *node, struct zm_error *e)
 		return 0;
 	zm_bpf__list(pin_root, node, &ids, &n);
 	for (size_t i = 0; i < n; i++) {
+		char meta[PATH_MAX + 300];
+
 		snprintf(path, sizeof(path), "%s/pods/%s", dir, ids[i]);
-		unenroll_dir(NULL, path, -1, -1);
+		snprintf(meta, sizeof(meta), "%s/%s/%s", META_ROOT, node, ids[i]);
+		unenroll_dir(path, meta, -1, -1);
 	}
+	snprintf(path, sizeof(path), "%s/%s", META_ROOT, node);
+	zm_rm_rf(path);
 	zm_bpf__free_ids(ids, n);
 	snprintf(path, sizeof(path), "%s/pods", dir);
 	rmdir(path);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zmesh/bpf_loader.h"
 #include "zmesh/fsutil.h"
 #include "zmesh/lab.h"
 #include "zmesh/netlink.h"
@@ -141,11 +142,10 @@ int zm_lab_down(const char *name, struct zm_error *e)
 		rmdir(path);	/* only when no other lab is there */
 	}
 	if (zm_lab_load(name, &lab, NULL) == 0) {
-		for (size_t i = 0; i < lab.nnodes; i++) {
-			snprintf(path, sizeof(path), "%s/%s", BPF_PIN_ROOT, lab.nodes[i].name);
-			zm_rm_rf(path);
-		}
+		for (size_t i = 0; i < lab.nnodes; i++)
+			zm_bpf__destroy(NULL, lab.nodes[i].name, NULL);
 		rmdir(BPF_PIN_ROOT);
+		rmdir("/run/zmesh/bpf");
 		zm_lab_free(&lab);
 	}
 	/* Names are unique per lab (lab names have no '-'), so the prefix
@@ -621,6 +621,40 @@ static int start_container(struct zm_lab *lab, struct zm_lab_pod *p,
 	return 0;
 }
 
+/* One ztunnel per node, in the node's netns and cgroup (hostNetwork, as a
+ * DaemonSet pod would be), when this build has one. */
+static int start_ztunnel(struct zm_lab *lab, struct zm_lab_node *n, struct zm_error *e)
+{
+	char bin[PATH_MAX + 16], log[PATH_MAX + 300];
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/ztunnel", lab->bin_dir);
+	if (access(bin, X_OK) < 0)
+		return 0;
+	snprintf(log, sizeof(log), "%s/logs/ztunnel-%s.log", lab->state_dir, n->name);
+	pid = fork();
+	if (pid < 0)
+		return zm_error_set(e, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct zm_error ce = { 0 };
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		setsid();
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (enter(n->netns, n->cgroup, &ce)) {
+			fprintf(stderr, "zmeshctl lab: %s\n", ce.msg);
+			_exit(126);
+		}
+		execl(bin, "ztunnel", "--node", n->name, "--lab", lab->name, (char *)NULL);
+		_exit(127);
+	}
+	n->ztunnel_pid = pid;
+	return 0;
+}
+
 /* Assign names and addresses (deterministic: from manifest order). */
 static int plan(struct zm_lab *lab, struct zm_error *e)
 {
@@ -741,6 +775,10 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 	rc = build_services(lab, e);
 	if (rc)
 		goto fail;
+	/* Save before ztunnel starts: it reads the state to learn its pods. */
+	rc = zm_lab_save(lab, e);
+	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh; i++)
+		rc = start_ztunnel(lab, &lab->nodes[i], e);
 	for (size_t i = 0; i < lab->npods && !rc; i++)
 		for (size_t c = 0; c < lab->pods[i].ncontainers && !rc; c++)
 			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);

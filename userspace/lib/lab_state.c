@@ -98,10 +98,10 @@ static json_t *lab_json(const struct zm_lab *lab)
 	for (size_t i = 0; i < lab->nnodes; i++) {
 		const struct zm_lab_node *n = &lab->nodes[i];
 
-		json_array_append_new(nodes, json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o}",
+		json_array_append_new(nodes, json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:i}",
 			"name", n->name, "index", n->index, "netns", n->netns, "cgroup", n->cgroup,
 			"underlay_ip", ip_json(n->underlay_ip), "pod_cidr", ip_json(n->pod_cidr),
-			"gateway", ip_json(n->gateway)));
+			"gateway", ip_json(n->gateway), "ztunnel_pid", (int)n->ztunnel_pid));
 	}
 	for (size_t i = 0; i < lab->nnamespaces; i++)
 		json_array_append_new(nss, json_pack("{s:s, s:o}", "name", lab->namespaces[i].name,
@@ -230,6 +230,7 @@ static int lab_from_json(json_t *root, struct zm_lab *lab)
 		struct zm_lab_node *n = &lab->nodes[lab->nnodes++];
 
 		n->index = (int)json_integer_value(json_object_get(v, "index"));
+		n->ztunnel_pid = (pid_t)json_integer_value(json_object_get(v, "ztunnel_pid"));
 		if (str_into(v, "name", n->name, sizeof(n->name)) ||
 		    str_into(v, "netns", n->netns, sizeof(n->netns)) ||
 		    str_into(v, "cgroup", n->cgroup, sizeof(n->cgroup)) ||

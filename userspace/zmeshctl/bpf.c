@@ -71,14 +71,14 @@ static json_t *node_status(const char *node)
 		}
 		json_object_set_new(p, "prog_ids", pl);
 		{
-			/* pods/<id>/cgroup_id holds "<cgroup id> <pod ip>". */
+			/* The loader's note of the pod: "<cgroup id> <pod ip> ...". */
 			unsigned long long cg;
 			unsigned ip;
 			FILE *f;
 			struct zm_pod_stats st;
 			int fd;
 
-			snprintf(path, sizeof(path), "%s/%s/pods/%s/cgroup_id", ZM_BPF_PIN_ROOT, node, ids[i]);
+			snprintf(path, sizeof(path), "/run/zmesh/bpf/%s/%s", node, ids[i]);
 			f = fopen(path, "re");
 			snprintf(path, sizeof(path), "%s/%s/zm_pod_stats", ZM_BPF_PIN_ROOT, node);
 			fd = bpf_obj_get(path);

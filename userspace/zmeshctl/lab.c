@@ -12,7 +12,7 @@
 #include "zmesh/lab.h"
 
 static const char usage_text[] =
-	"usage: zmeshctl lab up -f FILE [-f FILE]... [--name LAB]\n"
+	"usage: zmeshctl lab up -f FILE [-f FILE]... [--name LAB] [--no-mesh]\n"
 	"       zmeshctl lab down [--name LAB]\n"
 	"       zmeshctl lab status [--name LAB] [-o json]\n"
 	"       zmeshctl lab exec POD -n NS [--name LAB] -- CMD [ARGS...]\n"
@@ -22,6 +22,7 @@ static const char usage_text[] =
 
 struct opts {
 	const char *name, *ns, *node, *output;
+	bool no_mesh;
 	const char *files[64];
 	size_t nfiles;
 	char *pos[8];		/* positional arguments before "--" */
@@ -40,6 +41,10 @@ static int parse(int argc, char **argv, struct opts *o)
 		if (!strcmp(a, "--")) {
 			o->cmd = &argv[i + 1];
 			break;
+		}
+		if (!strcmp(a, "--no-mesh")) {
+			o->no_mesh = true;
+			continue;
 		}
 		if (!strcmp(a, "--name"))
 			dst = &o->name;
@@ -90,6 +95,7 @@ static int up(struct opts *o)
 		return 2;
 	}
 	snprintf(lab.name, sizeof(lab.name), "%s", o->name);
+	lab.no_mesh = o->no_mesh;
 	rc = zm_lab_spec_load(&lab, o->files, o->nfiles, &e);
 	if (!rc)
 		rc = zm_lab_up(&lab, &e);

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+/* ztunnel: main loop, enrolment refresh, health and metrics endpoints. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ztunnel.h"
+#include "zmesh/sock.h"
+
+static volatile sig_atomic_t stop, reload;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		reload = 1;
+	else
+		stop = 1;
+}
+
+static const char usage[] =
+	"usage: ztunnel --node NODE [--lab LAB] [--fastpath on|off] [--log-level LEVEL]\n"
+	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n";
+
+static int http_listener(struct zt *z, struct zt_ev *ev, enum zt_kind kind, int port)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = ev };
+	int fd = zm_sock_listen_tcp(port, 64, ZM_SOCK_V4ONLY);
+
+	if (fd < 0)
+		return fd;
+	*ev = (struct zt_ev){ .kind = kind, .fd = fd };
+	return epoll_ctl(z->ep, EPOLL_CTL_ADD, fd, &e) ? -errno : 0;
+}
+
+/* Tiny HTTP: one request per connection, answered at once. */
+static void http_serve(struct zt *z, struct zt_ev *l, bool ready)
+{
+	char req[2048];
+	struct timeval tv = { 0, 200000 };
+	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = recv(fd, req, sizeof(req) - 1, 0);
+	req[n > 0 ? n : 0] = 0;
+	if (l == &z->metrics && !strncmp(req, "GET /metrics", 12)) {
+		zt_metrics_write(z, fd);
+	} else if (l == &z->ready && !strncmp(req, "GET /healthz/ready", 18)) {
+		const char *r = ready ? "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nready\n" :
+					"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot ready\n";
+
+		(void)!write(fd, r, strlen(r));
+	} else {
+		static const char nf[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+		(void)!write(fd, nf, sizeof(nf) - 1);
+	}
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct zt *z = calloc(1, sizeof(*z));
+	struct zm_error e = { 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
+	struct timespec last = { 0 };
+	bool ready = false;
+	int rc = 1;
+
+	zm_log_init("ztunnel");
+	if (!z)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v) {
+			fputs(usage, stderr);
+			return 2;
+		}
+		if (!strcmp(argv[i], "--node"))
+			snprintf(z->node, sizeof(z->node), "%s", v);
+		else if (!strcmp(argv[i], "--lab"))
+			lab = v;
+		else if (!strcmp(argv[i], "--fastpath"))
+			z->fastpath = !strcmp(v, "on");
+		else if (!strcmp(argv[i], "--log-level") && zm_log_level_parse(v) >= 0)
+			zm_log_set_level((enum zm_log_level)zm_log_level_parse(v));
+		else {
+			fputs(usage, stderr);
+			return 2;
+		}
+		i++;
+	}
+	snprintf(z->lab, sizeof(z->lab), "%s", lab);
+	if (!z->node[0]) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	z->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (zm_lab_load(z->lab, &z->state, &e)) {
+		zm_log_error("%s", e.msg);
+		goto out;
+	}
+	z->me = zm_lab_node_find(&z->state, z->node);
+	if (!z->me) {
+		zm_log_error("no node %s in lab %s", z->node, z->lab);
+		goto out;
+	}
+	snprintf(z->node_netns, sizeof(z->node_netns), "/run/netns/%s", z->me->netns);
+	struct zm_bpf_opts bo = { .node = z->node, .node_cgroup = z->me->cgroup };
+
+	if (zm_bpf__open(&bo, &z->bpf, &e)) {
+		zm_log_error("%s", e.msg);
+		goto out;
+	}
+	zm_bpf__set_fastpath(z->bpf, z->fastpath);
+	if (http_listener(z, &z->metrics, ZT_HTTP_LISTEN, 15020) ||
+	    http_listener(z, &z->ready, ZT_HTTP_LISTEN, 15021)) {
+		zm_log_error("cannot listen on 15020/15021: %s", strerror(errno));
+		goto out;
+	}
+	zm_log_info("node %s of lab %s: fast path %s", z->node, z->lab, z->fastpath ? "on" : "off");
+	while (!stop) {
+		struct epoll_event ev[128];
+		struct stat st;
+		char path[512];
+		int n;
+
+		/* The lab state is the enrolment source: reconcile when it changes. */
+		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, z->lab);
+		if (reload || (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last.tv_sec ||
+							st.st_mtim.tv_nsec != last.tv_nsec))) {
+			reload = 0;
+			last = st.st_mtim;
+			if (zt_reconcile(z) == 0 && !ready) {
+				ready = true;
+				zm_log_info("ready");
+			}
+		}
+		n = epoll_wait(z->ep, ev, 128, 200);
+		for (int i = 0; i < n; i++) {
+			struct zt_ev *x = ev[i].data.ptr;
+
+			switch (x->kind) {
+			case ZT_L_OUTBOUND:
+			case ZT_L_INBOUND:
+			case ZT_L_HBONE:
+				zt_accept(z, x);
+				break;
+			case ZT_CONN:
+				zt_conn_event(z, x, ev[i].events);
+				break;
+			case ZT_HTTP_LISTEN:
+				http_serve(z, x, ready);
+				break;
+			default:
+				break;
+			}
+		}
+		zt_reap();
+	}
+	zm_log_info("stopping: listeners close, capture stays pinned");
+	rc = 0;
+out:
+	zt_pods_close(z);
+	zm_bpf__close(z->bpf);
+	zm_lab_free(&z->state);
+	free(z);
+	return rc;
+}

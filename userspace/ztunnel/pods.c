@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Enrolment: the node's pods from the lab state, BPF capture and listeners. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ztunnel.h"
+#include "zmesh/netns.h"
+
+/* A listener inside the pod's netns; the socket stays there after we leave. */
+static int listen_in(const char *netns, const char *addr, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int saved, fd, one = 1, rc;
+
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	rc = zm_netns_enter(netns + strlen("/run/netns/"), &saved);
+	if (rc)
+		return rc;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
+			rc = -errno;
+			close(fd);
+			fd = rc;
+		}
+	} else {
+		fd = -errno;
+	}
+	zm_netns_restore(saved);
+	return fd;
+}
+
+/* @unenroll false (ztunnel stopping): the capture stays pinned, so the
+ * pod's connects are refused until ztunnel is back: closed, never open. */
+static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
+{
+	struct zm_error e = { 0 };
+
+	if (unenroll && zm_bpf__unenroll(z->bpf, p->id, &e))
+		zm_log_warn("unenrol %s: %s", p->id, e.msg);
+	for (int i = 0; i < 3; i++) {
+		if (p->l[i].fd >= 0) {
+			epoll_ctl(z->ep, EPOLL_CTL_DEL, p->l[i].fd, NULL);
+			close(p->l[i].fd);
+		}
+	}
+	if (unenroll)
+		zm_log_info("pod %s/%s left the mesh", p->ns, p->name);
+	memset(p, 0, sizeof(*p));
+}
+
+static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
+{
+	static const struct { const char *addr; int port; enum zt_kind kind; } ls[3] = {
+		{ "127.0.0.1", 15001, ZT_L_OUTBOUND },
+		{ "0.0.0.0", 15006, ZT_L_INBOUND },
+		{ "0.0.0.0", 15008, ZT_L_HBONE },
+	};
+	struct zm_bpf_pod bp = { .id = p->id, .cgroup = lp->cgroup, .netns = p->netns,
+				 .ip = lp->ip, .node_netns = z->node_netns, .host_veth = lp->veth };
+	struct zm_error e = { 0 };
+	const char *app = zm_labels_get(&lp->labels, "app");
+	int rc;
+
+	snprintf(p->ns, sizeof(p->ns), "%s", lp->ns);
+	snprintf(p->name, sizeof(p->name), "%s", lp->name);
+	snprintf(p->workload, sizeof(p->workload), "%s", app ? app : lp->name);
+	snprintf(p->sa, sizeof(p->sa), "%s", lp->sa);
+	p->ip = lp->ip;
+	for (int i = 0; i < 3; i++)
+		p->l[i].fd = -1;
+	/* Listeners first, then capture: a captured connect always finds 15001. */
+	for (int i = 0; i < 3; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->l[i] };
+
+		rc = listen_in(p->netns, ls[i].addr, ls[i].port);
+		if (rc < 0) {
+			zm_log_error("pod %s: listen on %s:%d: %s", p->id, ls[i].addr, ls[i].port,
+				     strerror(-rc));
+			goto fail;
+		}
+		p->l[i] = (struct zt_ev){ .kind = ls[i].kind, .fd = rc, .owner = p };
+		epoll_ctl(z->ep, EPOLL_CTL_ADD, rc, &ev);
+	}
+	rc = zm_bpf__enroll(z->bpf, &bp, &e);
+	if (!rc)
+		rc = zm_bpf__set_listener(z->bpf, lp->ip, ZM_LISTEN_INBOUND, p->l[1].fd);
+	if (!rc)
+		rc = zm_bpf__set_listener(z->bpf, lp->ip, ZM_LISTEN_HBONE, p->l[2].fd);
+	if (rc) {
+		zm_log_error("pod %s: %s", p->id, e.msg[0] ? e.msg : strerror(-rc));
+		goto fail;
+	}
+	p->used = true;
+	zm_log_info("pod %s/%s joined the mesh (%s)", p->ns, p->name, inet_ntoa(lp->ip));
+	return 0;
+fail:
+	p->used = true;
+	pod_close(z, p, true);
+	return rc;
+}
+
+static struct zt_pod *find(struct zt *z, const char *id)
+{
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		if (z->pods[i].used && !strcmp(z->pods[i].id, id))
+			return &z->pods[i];
+	return NULL;
+}
+
+const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip)
+{
+	for (size_t i = 0; i < z->state.npods; i++)
+		if (z->state.pods[i].ip.s_addr == ip.s_addr)
+			return &z->state.pods[i];
+	return NULL;
+}
+
+int zt_reconcile(struct zt *z)
+{
+	struct zm_lab fresh;
+	struct zm_error e = { 0 };
+
+	if (zm_lab_load(z->lab, &fresh, &e)) {
+		zm_log_warn("lab state: %s (keeping the last good one)", e.msg);
+		return -EINVAL;
+	}
+	zm_lab_free(&z->state);
+	z->state = fresh;
+	z->me = zm_lab_node_find(&z->state, z->node);
+	if (!z->me)
+		return -ENOENT;
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		z->pods[i].seen = false;
+	for (size_t i = 0; i < z->state.npods; i++) {
+		const struct zm_lab_pod *lp = &z->state.pods[i];
+		const struct zm_lab_ns *ns = zm_lab_ns_find(&z->state, lp->ns);
+		char id[160];
+		struct zt_pod *p;
+
+		if (strcmp(lp->node, z->node) || !ns || !zm_enroll_wanted(&ns->labels, &lp->labels))
+			continue;
+		snprintf(id, sizeof(id), "%s_%s", lp->ns, lp->name);
+		p = find(z, id);
+		if (!p) {
+			for (int k = 0; k < ZT_MAX_PODS && !p; k++)
+				if (!z->pods[k].used)
+					p = &z->pods[k];
+			if (!p) {
+				zm_log_error("more than %d pods on this node", ZT_MAX_PODS);
+				break;
+			}
+			snprintf(p->id, sizeof(p->id), "%s", id);
+			snprintf(p->netns, sizeof(p->netns), "/run/netns/%s", lp->netns);
+			if (pod_open(z, p, lp))
+				continue;
+		}
+		p->seen = true;
+	}
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		if (z->pods[i].used && !z->pods[i].seen)
+			pod_close(z, &z->pods[i], true);
+	/* Pinned by an earlier run but no longer wanted (changed while we were down). */
+	{
+		char **ids;
+		size_t n;
+
+		if (zm_bpf__list(NULL, z->node, &ids, &n) == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (!find(z, ids[i]) && !zm_bpf__unenroll(z->bpf, ids[i], &e))
+					zm_log_info("pod %s left the mesh (while ztunnel was down)", ids[i]);
+			zm_bpf__free_ids(ids, n);
+		}
+	}
+	return 0;
+}
+
+void zt_pods_close(struct zt *z)
+{
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		if (z->pods[i].used)
+			pod_close(z, &z->pods[i], false);
+}

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Accepting captured connections and relaying bytes, with Istio's TCP metrics. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ztunnel.h"
+#include "zmesh/buf.h"
+#include "zmesh/netns.h"
+
+#define HALF_CAP (64 * 1024)
+#define MAX_SERIES 1024
+
+/* One direction of a connection: bytes read from one socket, not yet
+ * written to the other. Bounded: a full buffer stops reading (back-pressure). */
+struct half {
+	char buf[HALF_CAP];
+	size_t off, len;
+	bool eof;	/* the reading side sent FIN */
+	bool shut;	/* we passed the FIN on */
+};
+
+struct series {
+	bool used;
+	char reporter[12], src_wl[64], src_ns[64], dst_wl[64], dst_ns[64];
+	uint64_t opened, closed, sent, received;
+};
+
+struct zt_pair {
+	struct zt_ev ev[2];	/* 0 downstream (the client side), 1 upstream */
+	struct half h[2];	/* h[0]: 0 -> 1, h[1]: 1 -> 0 */
+	bool connecting;
+	struct series *ser;
+	uint32_t want[2];
+	bool dead;
+	struct zt_pair *next_dead;
+};
+
+/* Pairs closed during an epoll batch are freed after it: a later event of
+ * the same batch may still point at them. */
+static struct zt_pair *graveyard;
+
+static struct series series[MAX_SERIES];
+
+static struct series *series_get(const char *reporter, const char *sw, const char *sn,
+				 const char *dw, const char *dn)
+{
+	struct series *free_slot = NULL;
+
+	for (int i = 0; i < MAX_SERIES; i++) {
+		struct series *s = &series[i];
+
+		if (!s->used) {
+			if (!free_slot)
+				free_slot = s;
+			continue;
+		}
+		if (!strcmp(s->reporter, reporter) && !strcmp(s->src_wl, sw) && !strcmp(s->src_ns, sn) &&
+		    !strcmp(s->dst_wl, dw) && !strcmp(s->dst_ns, dn))
+			return s;
+	}
+	if (!free_slot)
+		return &series[MAX_SERIES - 1];	/* full: the last one absorbs the rest */
+	free_slot->used = true;
+	snprintf(free_slot->reporter, sizeof(free_slot->reporter), "%s", reporter);
+	snprintf(free_slot->src_wl, sizeof(free_slot->src_wl), "%s", sw);
+	snprintf(free_slot->src_ns, sizeof(free_slot->src_ns), "%s", sn);
+	snprintf(free_slot->dst_wl, sizeof(free_slot->dst_wl), "%s", dw);
+	snprintf(free_slot->dst_ns, sizeof(free_slot->dst_ns), "%s", dn);
+	return free_slot;
+}
+
+static void workload_of(struct zt *z, struct in_addr ip, const char **wl, const char **ns)
+{
+	const struct zm_lab_pod *p = zt_pod_by_ip(z, ip);
+	const char *app = p ? zm_labels_get(&p->labels, "app") : NULL;
+
+	*wl = p ? (app ? app : p->name) : "unknown";
+	*ns = p ? p->ns : "unknown";
+}
+
+static void set_events(struct zt *z, struct zt_pair *c, int side, uint32_t want)
+{
+	struct epoll_event ev = { .events = want, .data.ptr = &c->ev[side] };
+
+	if (c->want[side] == want)
+		return;
+	epoll_ctl(z->ep, c->want[side] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev[side].fd, &ev);
+	c->want[side] = want;
+}
+
+static void pair_free(struct zt *z, struct zt_pair *c, bool reset)
+{
+	for (int i = 0; i < 2; i++) {
+		if (c->ev[i].fd < 0)
+			continue;
+		if (reset) {
+			/* Abort, so the peer sees a reset, as ours did. */
+			struct linger lg = { 1, 0 };
+
+			setsockopt(c->ev[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		epoll_ctl(z->ep, EPOLL_CTL_DEL, c->ev[i].fd, NULL);
+		close(c->ev[i].fd);
+	}
+	if (c->ser)
+		c->ser->closed++;
+	z->st.closed++;
+	c->dead = true;
+	c->next_dead = graveyard;
+	graveyard = c;
+}
+
+void zt_reap(void)
+{
+	while (graveyard) {
+		struct zt_pair *c = graveyard;
+
+		graveyard = c->next_dead;
+		free(c);
+	}
+}
+
+/* Move bytes both ways as far as the sockets allow; 1 when the pair is done,
+ * -1 when it must be reset. */
+static int pump(struct zt_pair *c)
+{
+	for (int dir = 0; dir < 2; dir++) {
+		struct half *h = &c->h[dir];
+		int from = c->ev[dir].fd, to = c->ev[!dir].fd;
+
+		while (!h->eof && h->len < HALF_CAP) {
+			size_t room = HALF_CAP - h->len;
+			ssize_t n;
+
+			if (h->off && h->off + h->len == HALF_CAP) {
+				memmove(h->buf, h->buf + h->off, h->len);
+				h->off = 0;
+			}
+			room = HALF_CAP - h->off - h->len;
+			if (!room)
+				break;
+			n = recv(from, h->buf + h->off + h->len, room, 0);
+			if (n > 0) {
+				h->len += (size_t)n;
+				if (c->ser)
+					*(dir == 0 ? &c->ser->sent : &c->ser->received) += (uint64_t)n;
+				continue;
+			}
+			if (n == 0)
+				h->eof = true;
+			else if (errno == EAGAIN || errno == EINTR)
+				break;
+			else
+				return -1;	/* ECONNRESET and friends: pass the reset on */
+		}
+		while (h->len) {
+			ssize_t n = send(to, h->buf + h->off, h->len, MSG_NOSIGNAL);
+
+			if (n > 0) {
+				h->off += (size_t)n;
+				h->len -= (size_t)n;
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			return -1;
+		}
+		if (!h->len)
+			h->off = 0;
+		if (h->eof && !h->len && !h->shut) {
+			shutdown(to, SHUT_WR);	/* half-close, end to end */
+			h->shut = true;
+		}
+	}
+	return c->h[0].shut && c->h[1].shut ? 1 : 0;
+}
+
+static void update(struct zt *z, struct zt_pair *c)
+{
+	int rc = pump(c);
+
+	if (rc) {
+		pair_free(z, c, rc < 0);
+		return;
+	}
+	for (int side = 0; side < 2; side++) {
+		uint32_t want = 0;
+
+		if (!c->h[side].eof && c->h[side].len < HALF_CAP)
+			want |= EPOLLIN;
+		if (c->h[!side].len)
+			want |= EPOLLOUT;
+		set_events(z, c, side, want ? want : EPOLLRDHUP);
+	}
+}
+
+void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events)
+{
+	struct zt_pair *c = ev->owner;
+
+	if (c->dead)
+		return;
+	if (c->connecting) {
+		int err = 0;
+		socklen_t l = sizeof(err);
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		getsockopt(c->ev[1].fd, SOL_SOCKET, SO_ERROR, &err, &l);
+		if (err) {
+			/* Upstream refused or unreachable: the client gets a reset. */
+			z->st.refused++;
+			pair_free(z, c, true);
+			return;
+		}
+		c->connecting = false;
+	}
+	update(z, c);
+}
+
+/* A socket made inside @netns (so it leaves from the pod), non-blocking. */
+static int socket_in(const char *netns)
+{
+	int saved, fd;
+
+	if (zm_netns_enter(netns + strlen("/run/netns/"), &saved))
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	zm_netns_restore(saved);
+	return fd;
+}
+
+void zt_accept(struct zt *z, struct zt_ev *l)
+{
+	struct zt_pod *p = l->owner;
+
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_in dst;
+		socklen_t dl = sizeof(dst);
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), up, one = 1;
+		const char *sw, *sn, *dw, *dn;
+		struct zt_pair *c;
+
+		if (fd < 0)
+			return;
+		if (l->kind == ZT_L_HBONE) {
+			/* No HBONE yet: refuse rather than pretend. */
+			struct linger lg = { 1, 0 };
+
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			close(fd);
+			z->st.refused++;
+			continue;
+		}
+		if (l->kind == ZT_L_OUTBOUND) {
+			struct sockaddr_in orig;
+
+			if (zm_bpf__orig_dst(z->bpf, fd, &orig)) {
+				zm_log_warn("pod %s: a connection on 15001 without an original destination: refused",
+					    p->id);
+				close(fd);
+				z->st.refused++;
+				continue;
+			}
+			dst = orig;
+			sw = p->workload;
+			sn = p->ns;
+			workload_of(z, dst.sin_addr, &dw, &dn);
+		} else {
+			struct sockaddr_in peer;
+			socklen_t pl = sizeof(peer);
+
+			/* sk_lookup kept the address the client dialled. */
+			getsockname(fd, (struct sockaddr *)&dst, &dl);
+			getpeername(fd, (struct sockaddr *)&peer, &pl);
+			dw = p->workload;
+			dn = p->ns;
+			workload_of(z, peer.sin_addr, &sw, &sn);
+		}
+		up = socket_in(p->netns);
+		c = calloc(1, sizeof(*c));
+		if (up < 0 || !c) {
+			close(fd);
+			if (up >= 0)
+				close(up);
+			free(c);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->ev[0] = (struct zt_ev){ .kind = ZT_CONN, .fd = fd, .owner = c, .side = 0 };
+		c->ev[1] = (struct zt_ev){ .kind = ZT_CONN, .fd = up, .owner = c, .side = 1 };
+		c->ser = series_get(l->kind == ZT_L_OUTBOUND ? "source" : "destination", sw, sn, dw, dn);
+		c->ser->opened++;
+		z->st.opened++;
+		if (connect(up, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+			pair_free(z, c, true);
+			continue;
+		}
+		c->connecting = true;
+		set_events(z, c, 1, EPOLLOUT);
+		set_events(z, c, 0, EPOLLRDHUP);
+	}
+}
+
+void zt_metrics_write(struct zt *z, int fd)
+{
+	static const struct { const char *name, *help; } m[4] = {
+		{ "istio_tcp_connections_opened_total", "TCP connections opened" },
+		{ "istio_tcp_connections_closed_total", "TCP connections closed" },
+		{ "istio_tcp_sent_bytes_total", "Bytes sent from the client side" },
+		{ "istio_tcp_received_bytes_total", "Bytes received by the client side" },
+	};
+	struct zm_buf b = { 0 };
+
+	for (int k = 0; k < 4; k++) {
+		zm_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
+		for (int i = 0; i < MAX_SERIES; i++) {
+			struct series *s = &series[i];
+			uint64_t v = k == 0 ? s->opened : k == 1 ? s->closed : k == 2 ? s->sent : s->received;
+
+			if (!s->used)
+				continue;
+			/* No mTLS yet: the security policy and principals are unknown. */
+			zm_buf_printf(&b, "%s{reporter=\"%s\",source_workload=\"%s\",source_workload_namespace=\"%s\","
+				      "source_principal=\"unknown\",destination_workload=\"%s\","
+				      "destination_workload_namespace=\"%s\",destination_principal=\"unknown\","
+				      "connection_security_policy=\"none\"} %llu\n",
+				      m[k].name, s->reporter, s->src_wl, s->src_ns, s->dst_wl, s->dst_ns,
+				      (unsigned long long)v);
+		}
+	}
+	zm_buf_printf(&b, "# TYPE zmesh_ztunnel_refused_total counter\nzmesh_ztunnel_refused_total %llu\n",
+		      (unsigned long long)z->st.refused);
+	{
+		char head[160];
+		int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+				 "Content-Length: %zu\r\nConnection: close\r\n\r\n", zm_buf_len(&b));
+
+		(void)!write(fd, head, (size_t)n);
+		(void)!write(fd, zm_buf_data(&b), zm_buf_len(&b));
+	}
+	zm_buf_free(&b);
+}
