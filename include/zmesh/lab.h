@@ -155,6 +155,10 @@ struct zm_lab_ns *zm_lab_ns_find(struct zm_lab *lab, const char *name);
 int zm_lab_exec(const struct zm_lab *lab, const struct zm_lab_pod *pod,
 		const struct zm_lab_node *node, char *const argv[], struct zm_error *e);
 
+/* The port service port @sp sends to on @pod (named target ports resolve
+ * per pod through its containers' ports); 0 when @pod has no such port. */
+int zm_lab_target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *pod);
+
 /* The cgroup v2 mount point (from /proc/mounts) into @buf. */
 int zm_cgroup2_root(char *buf, size_t sz);
 

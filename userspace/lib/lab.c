@@ -410,8 +410,7 @@ static int write_hosts(struct zm_lab *lab, struct zm_lab_pod *p, struct zm_error
 	return 0;
 }
 
-/* The port a service port sends to on @pod (named target ports resolve per pod). */
-static int target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *pod)
+int zm_lab_target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *pod)
 {
 	if (sp->target_port)
 		return sp->target_port;
@@ -448,7 +447,7 @@ static int build_services(struct zm_lab *lab, struct zm_error *e)
 			for (size_t p = 0; p < lab->npods; p++)
 				if (!strcmp(lab->pods[p].ns, s->ns) && s->selector.n &&
 				    zm_labels_match(&s->selector, &lab->pods[p].labels) &&
-				    target_port(sp, &lab->pods[p]))
+				    zm_lab_target_port(sp, &lab->pods[p]))
 					nep++;
 			if (!nep)
 				continue;
@@ -458,10 +457,10 @@ static int build_services(struct zm_lab *lab, struct zm_error *e)
 			for (size_t p = 0; p < lab->npods; p++) {
 				if (strcmp(lab->pods[p].ns, s->ns) || !s->selector.n ||
 				    !zm_labels_match(&s->selector, &lab->pods[p].labels) ||
-				    !target_port(sp, &lab->pods[p]))
+				    !zm_lab_target_port(sp, &lab->pods[p]))
 					continue;
 				OUT("%s%zu : %s . %d", nep ? ", " : "", nep,
-				    ipstr(lab->pods[p].ip, ip), target_port(sp, &lab->pods[p]));
+				    ipstr(lab->pods[p].ip, ip), zm_lab_target_port(sp, &lab->pods[p]));
 				nep++;
 			}
 			OUT(" }\n");

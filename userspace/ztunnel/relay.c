@@ -226,6 +226,49 @@ void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events)
 	update(z, c);
 }
 
+/*
+ * A Service VIP: pick one of its endpoints at random, as Istio's ztunnel
+ * does, so the connection goes pod to pod (and the destination is known).
+ * Returns false when @dst is not a VIP; a VIP with no endpoint leaves
+ * *dst unchanged (the connect then fails as it would without the mesh).
+ */
+static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
+{
+	for (size_t i = 0; i < z->state.nservices; i++) {
+		const struct zm_lab_svc *s = &z->state.services[i];
+
+		if (s->cluster_ip.s_addr != dst->sin_addr.s_addr)
+			continue;
+		for (size_t k = 0; k < s->nports; k++) {
+			const struct zm_lab_pod *pick = NULL;
+			int n = 0, port = 0;
+
+			if (s->ports[k].port != ntohs(dst->sin_port))
+				continue;
+			for (size_t p = 0; p < z->state.npods; p++) {
+				const struct zm_lab_pod *pod = &z->state.pods[p];
+				int tp = zm_lab_target_port(&s->ports[k], pod);
+
+				if (strcmp(pod->ns, s->ns) || !s->selector.n ||
+				    !zm_labels_match(&s->selector, &pod->labels) || !tp)
+					continue;
+				/* Reservoir sampling: a uniform pick in one pass. */
+				if (rand() % ++n == 0) {
+					pick = pod;
+					port = tp;
+				}
+			}
+			if (pick) {
+				dst->sin_addr = pick->ip;
+				dst->sin_port = htons((uint16_t)port);
+			}
+			return true;
+		}
+		return true;
+	}
+	return false;
+}
+
 /* A socket made inside @netns (so it leaves from the pod), non-blocking. */
 static int socket_in(const char *netns)
 {
@@ -271,6 +314,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 				continue;
 			}
 			dst = orig;
+			resolve_vip(z, &dst);
 			sw = p->workload;
 			sn = p->ns;
 			workload_of(z, dst.sin_addr, &dw, &dn);
