@@ -27,14 +27,20 @@ declare -A node_of
 while read -r ns pod node _; do node_of[$pod]=$node; done < <(
 	"$ctl" lab status --name "$lab" | awk '/^NAMESPACE *POD/{p=1;next} /^$/{p=0} p{print $1, $2, $3}')
 
-# Wait for the echoapps to listen.
+# Wait for the ztunnels and the echoapps.
+for n in node-1 node-2; do
+	for _ in $(seq 1 50); do
+		"$ctl" lab exec --node "$n" --name "$lab" -- curl -sf localhost:15021/healthz/ready >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+done
 for _ in $(seq 1 50); do
 	"$ctl" lab exec user-v1 -n ecommerce --name "$lab" -- \
 		echoapp client http://order-service:8080/ -n 1 >/dev/null 2>&1 && break
 	sleep 0.1
 done
 
-mesh="plain TCP: the mesh (BPF redirection, ztunnel mTLS) is not in this build yet"
+mesh="ecommerce is in the mesh: BPF captures it and each node's ztunnel carries it; plain TCP between ztunnels until HBONE/mTLS lands"
 
 # from-pod namespace url requests [extra client args]
 traffic() {
@@ -57,6 +63,14 @@ traffic order-v1 ecommerce http://product-service.ecommerce:8080/items 10 --http
 traffic payment-v2 ecommerce http://user-service:8080/users 30 -c 3
 traffic order-v1 ecommerce tcp://user-service:9000 6
 traffic legacy-client legacy http://product-service.ecommerce.svc.cluster.local:8080/ 10
+
+echo
+echo "== what the mesh saw"
+"$ctl" bpf status --node node-1 | sed -n '1p;/^  counters:/p'
+echo "  ztunnel on node-2, connections it received (Istio's metric):"
+"$ctl" lab exec --node node-2 --name "$lab" -- curl -s localhost:15020/metrics |
+	grep '^istio_tcp_connections_opened_total{reporter="destination"' |
+	sed -E 's/.*source_workload="([^"]*)",source_workload_namespace="([^"]*)".*destination_workload="([^"]*)".*\} ([0-9]+)/    \2\/\1 -> \3: \4/'
 
 echo
 echo "== one answer in full (user-v1 -> payment-service)"
