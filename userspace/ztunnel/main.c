@@ -84,7 +84,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!v) {
@@ -103,7 +103,6 @@ int main(int argc, char **argv)
 			fputs(usage, stderr);
 			return 2;
 		}
-		i++;
 	}
 	snprintf(z->lab, sizeof(z->lab), "%s", lab);
 	if (!z->node[0]) {
