@@ -10,7 +10,7 @@ pkgs=(
 	liburing-dev libmnl-dev libyaml-dev libssl-dev openssl
 	libnghttp2-dev nghttp2-client node-llhttp libjansson-dev
 	libclang-rt-14-dev
-	iproute2 nftables iptables curl procps psmisc python3
+	iproute2 nftables iptables curl procps psmisc python3 wrk
 )
 
 missing=()
