@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HBONE: HTTP/2 CONNECT tunnels over mutual TLS 1.3 (Istio ambient's wire),
+ * without I/O: the caller moves ciphertext (zm_hbone_input / zm_hbone_output),
+ * so the same code serves an epoll or io_uring loop and tests in memory.
+ *
+ * Client: zm_hbone_open() sends CONNECT with :authority = the original
+ * ip:port and the given headers (baggage, forwarded, traceparent); on_response
+ * brings the status. Server: on_connect decides (return 200 to accept, 0 to
+ * decide later with zm_hbone_respond(), or an error status); no tunnel byte
+ * reaches on_data before the stream is answered 200 (early data is held,
+ * bounded, then delivered, or dropped with the stream). Non-CONNECT requests
+ * get 405. ALPN must be h2. Limits: 100 concurrent streams, a reset-rate
+ * limit (rapid reset), 16 KiB of headers, bounded per-stream buffers.
+ */
+#ifndef ZMESH_HBONE_H
+#define ZMESH_HBONE_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZM_HBONE_MAX_STREAMS 100
+#define ZM_HBONE_STREAM_BUF (256 * 1024)	/* per stream and direction */
+
+struct zm_hbone;
+
+struct zm_hbone_hdr {
+	const char *name, *value;
+};
+
+struct zm_hbone_cbs {
+	int (*on_connect)(void *ud, struct zm_hbone *h, int32_t stream, const char *authority,
+			  const struct zm_hbone_hdr *hdrs, size_t nhdrs);
+	void (*on_response)(void *ud, struct zm_hbone *h, int32_t stream, int status);
+	void (*on_data)(void *ud, struct zm_hbone *h, int32_t stream, const uint8_t *d, size_t n);
+	void (*on_end)(void *ud, struct zm_hbone *h, int32_t stream);
+	void (*on_close)(void *ud, struct zm_hbone *h, int32_t stream, uint32_t error_code);
+};
+
+int zm_hbone_new(SSL_CTX *ctx, bool server, const struct zm_hbone_cbs *cbs, void *ud,
+		 struct zm_hbone **out);
+void zm_hbone_free(struct zm_hbone *h);
+/* Ciphertext from the peer. -EPROTO when the connection is beyond repair
+ * (TLS failure, not HTTP/2, flood): close it. */
+int zm_hbone_input(struct zm_hbone *h, const void *data, size_t n);
+/* Ciphertext to send: *data and its length (0: nothing); then consumed(). */
+size_t zm_hbone_output(struct zm_hbone *h, const void **data);
+void zm_hbone_consumed(struct zm_hbone *h, size_t n);
+bool zm_hbone_ready(struct zm_hbone *h);	/* handshake done, HTTP/2 up */
+SSL *zm_hbone_ssl(struct zm_hbone *h);
+/* Streams that may still be opened on this connection (pooling). */
+int zm_hbone_capacity(struct zm_hbone *h);
+
+int zm_hbone_open(struct zm_hbone *h, const char *authority, const struct zm_hbone_hdr *hdrs,
+		  size_t nhdrs, int32_t *stream);
+int zm_hbone_respond(struct zm_hbone *h, int32_t stream, int status);
+/* Queue tunnel bytes; -ENOBUFS when the stream's buffer is full (back off). */
+int zm_hbone_send(struct zm_hbone *h, int32_t stream, const void *d, size_t n);
+int zm_hbone_end(struct zm_hbone *h, int32_t stream);	/* half-close */
+int zm_hbone_reset(struct zm_hbone *h, int32_t stream);
+
+#endif
