@@ -40,7 +40,7 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
-mesh="ecommerce is in the mesh: BPF captures it and each node's ztunnel carries it; plain TCP between ztunnels until HBONE/mTLS lands"
+mesh="ecommerce is in the mesh: BPF captures it, ztunnels carry it as HBONE (mTLS 1.3) between meshed pods"
 
 # from-pod namespace url requests [extra client args]
 traffic() {
@@ -70,7 +70,7 @@ echo "== what the mesh saw"
 echo "  ztunnel on node-2, connections it received (Istio's metric):"
 "$ctl" lab exec --node node-2 --name "$lab" -- curl -s localhost:15020/metrics |
 	grep '^istio_tcp_connections_opened_total{reporter="destination"' |
-	sed -E 's/.*source_workload="([^"]*)",source_workload_namespace="([^"]*)".*destination_workload="([^"]*)".*\} ([0-9]+)/    \2\/\1 -> \3: \4/'
+	sed -E 's/.*source_workload="([^"]*)",source_workload_namespace="([^"]*)".*destination_workload="([^"]*)".*connection_security_policy="([^"]*)"\} ([0-9]+)/    \2\/\1 -> \3 (\4): \5/'
 
 echo
 echo "== one answer in full (user-v1 -> payment-service)"

@@ -99,12 +99,16 @@ TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://bsvc:80/ -n 30 -c 3"), 0);
 	EXPECT_STRSTR(out, "requests 30, ok 30, errors 0");
 
+	/* Meshed to meshed: HBONE, so both sides know the verified identities. */
 	metrics(self, self->n1, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a\","
-		      "source_workload_namespace=\"mesh\",source_principal=\"unknown\",destination_workload=\"b\","
-		      "destination_workload_namespace=\"mesh\"");
+		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
+		      "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
+		      "destination_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
+		      "connection_security_policy=\"mutual_tls\"}");
 	metrics(self, self->n2, out, sizeof(out));
-	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\"");
+	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
+		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\"");
 	EXPECT_STRSTR(out, "istio_tcp_sent_bytes_total{reporter=\"destination\"");
 }
 
@@ -135,8 +139,18 @@ TEST_F(zt, plaintext_from_outside_the_mesh_is_captured_inbound)
 	metrics(self, self->n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"c\","
 		      "source_workload_namespace=\"plain\"");
-	/* HBONE is not served yet: 15008 refuses instead of pretending. */
-	EXPECT_NE(in_pod(self, "c", "plain", out, sizeof(out), "echoapp client tcp://10.244.1.2:15008 -n 1"), 0);
+	/* Plaintext to the HBONE port is refused (it is mTLS or nothing). */
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
+			  "tcp://10.244.1.2:15008 -n 1 --timeout 2000", self->ctl, self->lab), 0);
+	/* openssl s_client trusting the mesh CA: the server's certificate checks
+	 * out, but a client without a mesh certificate is cut off. */
+	test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- sh -c '(sleep 1; printf "
+		"\"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n\"; sleep 1) | timeout 5 openssl s_client "
+		"-connect 10.244.1.2:15008 -alpn h2 -tls1_3 -CAfile /run/zmesh/lab/%s/ca/root-cert.pem 2>&1'",
+		self->ctl, self->lab, self->lab);
+	EXPECT_STRSTR(out, "Verify return code: 0 (ok)");
+	EXPECT_STRSTR(out, "Cipher is TLS_AES_");
+	EXPECT_STRSTR(out, "read:errno=104");
 }
 
 TEST_F(zt, restart_keeps_capture_and_recovers)

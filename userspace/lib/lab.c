@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "zmesh/bpf_loader.h"
+#include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
 #include "zmesh/lab.h"
 #include "zmesh/netlink.h"
@@ -776,6 +777,15 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 		goto fail;
 	/* Save before ztunnel starts: it reads the state to learn its pods. */
 	rc = zm_lab_save(lab, e);
+	/* The mesh CA, made once here so the ztunnels never race to create it. */
+	if (!rc && !lab->no_mesh) {
+		char cadir[PATH_MAX + 8];
+		struct zm_ca *ca;
+
+		snprintf(cadir, sizeof(cadir), "%s/ca", lab->state_dir);
+		rc = zm_ca_open(cadir, &ca, e);
+		zm_ca_free(ca);
+	}
 	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh; i++)
 		rc = start_ztunnel(lab, &lab->nodes[i], e);
 	for (size_t i = 0; i < lab->npods && !rc; i++)

@@ -127,6 +127,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	zm_bpf__set_fastpath(z->bpf, z->fastpath);
+	{
+		char cadir[512];
+
+		/* The lab's CA (made by `lab up`): zmeshd's role until zmeshd exists. */
+		snprintf(cadir, sizeof(cadir), "%s/%s/ca", ZM_LAB_STATE_ROOT, z->lab);
+		if (zm_ca_open(cadir, &z->ca, &e))
+			zm_log_warn("no CA (%s): meshed traffic cannot use HBONE", e.msg);
+	}
 	if (http_listener(z, &z->metrics, ZT_HTTP_LISTEN, 15020) ||
 	    http_listener(z, &z->ready, ZT_HTTP_LISTEN, 15021)) {
 		zm_log_error("cannot listen on 15020/15021: %s", strerror(errno));
@@ -163,6 +171,9 @@ int main(int argc, char **argv)
 			case ZT_CONN:
 				zt_conn_event(z, x, ev[i].events);
 				break;
+			case ZT_TUN:
+				zt_tunnel_event(z, x, ev[i].events);
+				break;
 			case ZT_HTTP_LISTEN:
 				http_serve(z, x, ready);
 				break;
@@ -171,12 +182,14 @@ int main(int argc, char **argv)
 			}
 		}
 		zt_reap();
+		zt_tunnel_reap();
 	}
 	zm_log_info("stopping: listeners close, capture stays pinned");
 	rc = 0;
 out:
 	zt_pods_close(z);
 	zm_bpf__close(z->bpf);
+	zm_ca_free(z->ca);
 	zm_lab_free(&z->state);
 	free(z);
 	return rc;

@@ -7,10 +7,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "ztunnel.h"
 #include "zmesh/netns.h"
+#include "zmesh/tls.h"
 
 /* A listener inside the pod's netns; the socket stays there after we leave. */
 static int listen_in(const char *netns, const char *addr, int port)
@@ -51,6 +53,8 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 			close(p->l[i].fd);
 		}
 	}
+	SSL_CTX_free(p->client_ctx);
+	SSL_CTX_free(p->server_ctx);
 	if (unenroll)
 		zm_log_info("pod %s/%s left the mesh", p->ns, p->name);
 	memset(p, 0, sizeof(*p));
@@ -76,6 +80,21 @@ static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 	p->ip = lp->ip;
 	for (int i = 0; i < 3; i++)
 		p->l[i].fd = -1;
+	/* The workload certificate: key and CSR here, signed by the CA (zmeshd's
+	 * job, later: the same calls behind the control-plane stream). */
+	if (z->ca) {
+		char *key = NULL, *csr = NULL, *chain = NULL;
+
+		zt_pod_identity(lp, &p->id_spiffe);
+		if (zm_key_csr(&p->id_spiffe, &key, &csr, &e) ||
+		    zm_ca_sign(z->ca, csr, &p->id_spiffe, 24 * 3600, &chain, &e) ||
+		    !(p->client_ctx = zm_tls_ctx_new(false, key, chain, zm_ca_bundle(z->ca), "cluster.local", &e)) ||
+		    !(p->server_ctx = zm_tls_ctx_new(true, key, chain, zm_ca_bundle(z->ca), "cluster.local", &e)))
+			zm_log_error("pod %s: certificate: %s", p->id, e.msg);
+		free(key);
+		free(csr);
+		free(chain);
+	}
 	/* Listeners first, then capture: a captured connect always finds 15001. */
 	for (int i = 0; i < 3; i++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->l[i] };
@@ -113,6 +132,21 @@ static struct zt_pod *find(struct zt *z, const char *id)
 		if (z->pods[i].used && !strcmp(z->pods[i].id, id))
 			return &z->pods[i];
 	return NULL;
+}
+
+void zt_pod_identity(const struct zm_lab_pod *p, struct zm_spiffe_id *id)
+{
+	memset(id, 0, sizeof(*id));
+	snprintf(id->td, sizeof(id->td), "cluster.local");
+	snprintf(id->ns, sizeof(id->ns), "%s", p->ns);
+	snprintf(id->sa, sizeof(id->sa), "%s", p->sa);
+}
+
+bool zt_pod_meshed(struct zt *z, const struct zm_lab_pod *p)
+{
+	const struct zm_lab_ns *ns = zm_lab_ns_find(&z->state, p->ns);
+
+	return ns && zm_enroll_wanted(&ns->labels, &p->labels);
 }
 
 const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip)

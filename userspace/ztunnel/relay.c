@@ -28,8 +28,9 @@ struct half {
 };
 
 struct series {
-	bool used;
+	bool used, mtls;
 	char reporter[12], src_wl[64], src_ns[64], dst_wl[64], dst_ns[64];
+	char src_p[160], dst_p[160];
 	uint64_t opened, closed, sent, received;
 };
 
@@ -49,8 +50,8 @@ static struct zt_pair *graveyard;
 
 static struct series series[MAX_SERIES];
 
-static struct series *series_get(const char *reporter, const char *sw, const char *sn,
-				 const char *dw, const char *dn)
+static struct series *series_get2(const char *reporter, const char *sw, const char *sn,
+				  const char *dw, const char *dn, bool mtls, const char *sp, const char *dp)
 {
 	struct series *free_slot = NULL;
 
@@ -63,7 +64,8 @@ static struct series *series_get(const char *reporter, const char *sw, const cha
 			continue;
 		}
 		if (!strcmp(s->reporter, reporter) && !strcmp(s->src_wl, sw) && !strcmp(s->src_ns, sn) &&
-		    !strcmp(s->dst_wl, dw) && !strcmp(s->dst_ns, dn))
+		    !strcmp(s->dst_wl, dw) && !strcmp(s->dst_ns, dn) && s->mtls == mtls &&
+		    !strcmp(s->src_p, sp) && !strcmp(s->dst_p, dp))
 			return s;
 	}
 	if (!free_slot)
@@ -74,7 +76,32 @@ static struct series *series_get(const char *reporter, const char *sw, const cha
 	snprintf(free_slot->src_ns, sizeof(free_slot->src_ns), "%s", sn);
 	snprintf(free_slot->dst_wl, sizeof(free_slot->dst_wl), "%s", dw);
 	snprintf(free_slot->dst_ns, sizeof(free_slot->dst_ns), "%s", dn);
+	free_slot->mtls = mtls;
+	snprintf(free_slot->src_p, sizeof(free_slot->src_p), "%s", sp);
+	snprintf(free_slot->dst_p, sizeof(free_slot->dst_p), "%s", dp);
 	return free_slot;
+}
+
+static struct series *series_get(const char *reporter, const char *sw, const char *sn,
+				 const char *dw, const char *dn)
+{
+	return series_get2(reporter, sw, sn, dw, dn, false, "unknown", "unknown");
+}
+
+struct zt_series *zt_series_get(const char *reporter, const char *sw, const char *sn,
+				const char *dw, const char *dn, bool mtls, const char *sp, const char *dp)
+{
+	return (struct zt_series *)series_get2(reporter, sw, sn, dw, dn, mtls, sp, dp);
+}
+
+void zt_series_count(struct zt_series *zs, int opened, int closed, uint64_t sent, uint64_t received)
+{
+	struct series *s = (struct series *)zs;
+
+	s->opened += (uint64_t)opened;
+	s->closed += (uint64_t)closed;
+	s->sent += sent;
+	s->received += received;
 }
 
 static void workload_of(struct zt *z, struct in_addr ip, const char **wl, const char **ns)
@@ -295,12 +322,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 		if (fd < 0)
 			return;
 		if (l->kind == ZT_L_HBONE) {
-			/* No HBONE yet: refuse rather than pretend. */
-			struct linger lg = { 1, 0 };
-
-			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-			close(fd);
-			z->st.refused++;
+			zt_tunnel_in(z, p, fd);
 			continue;
 		}
 		if (l->kind == ZT_L_OUTBOUND) {
@@ -315,6 +337,15 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			}
 			dst = orig;
 			resolve_vip(z, &dst);
+			/* A meshed destination talks HBONE; anything else is passthrough. */
+			{
+				const struct zm_lab_pod *dpod = zt_pod_by_ip(z, dst.sin_addr);
+
+				if (dpod && zt_pod_meshed(z, dpod) && p->client_ctx) {
+					zt_tunnel_out(z, p, fd, &dst, dpod);
+					continue;
+				}
+			}
 			sw = p->workload;
 			sn = p->ns;
 			workload_of(z, dst.sin_addr, &dw, &dn);
@@ -373,13 +404,13 @@ void zt_metrics_write(struct zt *z, int fd)
 
 			if (!s->used)
 				continue;
-			/* No mTLS yet: the security policy and principals are unknown. */
+			/* Principals are known only through mTLS (HBONE). */
 			zm_buf_printf(&b, "%s{reporter=\"%s\",source_workload=\"%s\",source_workload_namespace=\"%s\","
-				      "source_principal=\"unknown\",destination_workload=\"%s\","
-				      "destination_workload_namespace=\"%s\",destination_principal=\"unknown\","
-				      "connection_security_policy=\"none\"} %llu\n",
-				      m[k].name, s->reporter, s->src_wl, s->src_ns, s->dst_wl, s->dst_ns,
-				      (unsigned long long)v);
+				      "source_principal=\"%s\",destination_workload=\"%s\","
+				      "destination_workload_namespace=\"%s\",destination_principal=\"%s\","
+				      "connection_security_policy=\"%s\"} %llu\n",
+				      m[k].name, s->reporter, s->src_wl, s->src_ns, s->src_p, s->dst_wl, s->dst_ns,
+				      s->dst_p, s->mtls ? "mutual_tls" : "none", (unsigned long long)v);
 		}
 	}
 	zm_buf_printf(&b, "# TYPE zmesh_ztunnel_refused_total counter\nzmesh_ztunnel_refused_total %llu\n",

@@ -22,12 +22,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "zmesh/bpf_loader.h"
+#include "zmesh/ca.h"
 #include "zmesh/lab.h"
+#include "zmesh/spiffe.h"
 
 #define ZT_MAX_PODS 256
 
-enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_HTTP_LISTEN, ZT_HTTP };
+enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP };
 
 /* What epoll hands back: every registered fd has one. */
 struct zt_ev {
@@ -45,6 +49,8 @@ struct zt_pod {
 	struct in_addr ip;
 	struct zt_ev l[3];	/* outbound, inbound, hbone */
 	bool seen;		/* reconcile mark */
+	struct zm_spiffe_id id_spiffe;
+	SSL_CTX *client_ctx, *server_ctx;	/* this pod's workload certificate */
 };
 
 struct zt_stats {
@@ -62,17 +68,33 @@ struct zt {
 	struct zt_ev metrics, ready;
 	struct zt_stats st;
 	bool fastpath;
+	struct zm_ca *ca;	/* until zmeshd: the lab's CA, signing for our pods */
 };
 
 /* pods.c */
 int zt_reconcile(struct zt *z);
 void zt_pods_close(struct zt *z);
 const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip);
+/* Is @p in the mesh (so it talks HBONE)? */
+bool zt_pod_meshed(struct zt *z, const struct zm_lab_pod *p);
+void zt_pod_identity(const struct zm_lab_pod *p, struct zm_spiffe_id *id);
 
 /* relay.c */
 void zt_accept(struct zt *z, struct zt_ev *l);
 void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events);
 void zt_metrics_write(struct zt *z, int fd);
 void zt_reap(void);
+struct zt_series;
+struct zt_series *zt_series_get(const char *reporter, const char *sw, const char *sn,
+				const char *dw, const char *dn, bool mtls, const char *sp, const char *dp);
+void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent, uint64_t received);
+
+/* tunnel.c: HBONE. Outbound: a captured connection to a meshed pod. */
+void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
+		   const struct zm_lab_pod *dpod);
+/* Inbound: a connection accepted on a pod's 15008. */
+void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd);
+void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events);
+void zt_tunnel_reap(void);
 
 #endif
