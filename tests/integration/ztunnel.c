@@ -110,6 +110,14 @@ TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\"");
 	EXPECT_STRSTR(out, "istio_tcp_sent_bytes_total{reporter=\"destination\"");
+
+	/* One JSON access-log line per connection, in each ztunnel's log. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep '\"type\":\"access\"' /run/zmesh/lab/%s/logs/ztunnel-%s.log | "
+			  "grep '\"protocol\":\"HBONE\"' | head -1 | python3 -c \"import json,sys; d=json.load(sys.stdin); "
+			  "print(d['reporter'], d['src.identity'], d['dst.identity'], d['dst.addr'], d['result'], "
+			  "d['bytes_sent'] > 0)\"", self->lab, self->n1), 0);
+	EXPECT_STREQ(out, "source spiffe://cluster.local/ns/mesh/sa/default spiffe://cluster.local/ns/mesh/sa/default "
+		     "10.244.1.2:8080 ok True\n");
 }
 
 TEST_F(zt, half_close_and_reset_cross_the_mesh)

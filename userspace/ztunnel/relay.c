@@ -9,10 +9,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ztunnel.h"
 #include "zmesh/buf.h"
+#include "zmesh/json.h"
+#include "zmesh/sock.h"
 #include "zmesh/netns.h"
 
 #define HALF_CAP (64 * 1024)
@@ -39,6 +42,7 @@ struct zt_pair {
 	struct half h[2];	/* h[0]: 0 -> 1, h[1]: 1 -> 0 */
 	bool connecting;
 	struct series *ser;
+	struct zt_conn_info info;
 	uint32_t want[2];
 	bool dead;
 	struct zt_pair *next_dead;
@@ -139,10 +143,45 @@ static void pair_free(struct zt *z, struct zt_pair *c, bool reset)
 	}
 	if (c->ser)
 		c->ser->closed++;
+	zt_access_log((struct zt_series *)c->ser, &c->info, "TCP", reset ? "reset" : "ok");
 	z->st.closed++;
 	c->dead = true;
 	c->next_dead = graveyard;
 	graveyard = c;
+}
+
+void zt_access_log(const struct zt_series *zs, const struct zt_conn_info *ci, const char *protocol,
+		   const char *result)
+{
+	const struct series *s = (const struct series *)zs;
+	struct timespec now;
+	struct zm_buf b = { 0 };
+
+	if (!s)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* One JSON object per connection, one write() so lines never interleave;
+	 * every string goes through the JSON escaper (peers control some). */
+	zm_buf_puts(&b, "{");
+	zm_json_kv_str(&b, 1, "type", "access");
+	zm_json_kv_str(&b, 0, "reporter", s->reporter);
+	zm_json_kv_str(&b, 0, "protocol", protocol);
+	zm_json_kv_str(&b, 0, "src.addr", ci->src);
+	zm_json_kv_str(&b, 0, "dst.addr", ci->dst);
+	zm_json_kv_str(&b, 0, "src.workload", s->src_wl);
+	zm_json_kv_str(&b, 0, "src.namespace", s->src_ns);
+	zm_json_kv_str(&b, 0, "src.identity", s->src_p);
+	zm_json_kv_str(&b, 0, "dst.workload", s->dst_wl);
+	zm_json_kv_str(&b, 0, "dst.namespace", s->dst_ns);
+	zm_json_kv_str(&b, 0, "dst.identity", s->dst_p);
+	zm_json_kv_int(&b, 0, "bytes_sent", (long long)ci->sent);
+	zm_json_kv_int(&b, 0, "bytes_received", (long long)ci->received);
+	zm_json_kv_int(&b, 0, "duration_ms", (long long)((now.tv_sec - ci->start.tv_sec) * 1000 +
+						      (now.tv_nsec - ci->start.tv_nsec) / 1000000));
+	zm_json_kv_str(&b, 0, "result", result);
+	zm_buf_puts(&b, "}\n");
+	(void)!write(1, zm_buf_data(&b), zm_buf_len(&b));
+	zm_buf_free(&b);
 }
 
 void zt_reap(void)
@@ -179,6 +218,7 @@ static int pump(struct zt_pair *c)
 				h->len += (size_t)n;
 				if (c->ser)
 					*(dir == 0 ? &c->ser->sent : &c->ser->received) += (uint64_t)n;
+				*(dir == 0 ? &c->info.sent : &c->info.received) += (uint64_t)n;
 				continue;
 			}
 			if (n == 0)
@@ -374,6 +414,9 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 		c->ev[0] = (struct zt_ev){ .kind = ZT_CONN, .fd = fd, .owner = c, .side = 0 };
 		c->ev[1] = (struct zt_ev){ .kind = ZT_CONN, .fd = up, .owner = c, .side = 1 };
 		c->ser = series_get(l->kind == ZT_L_OUTBOUND ? "source" : "destination", sw, sn, dw, dn);
+		clock_gettime(CLOCK_MONOTONIC, &c->info.start);
+		zm_sock_peer_str(fd, c->info.src, sizeof(c->info.src));
+		zm_sock_addr_str((struct sockaddr *)&dst, c->info.dst, sizeof(c->info.dst));
 		c->ser->opened++;
 		z->st.opened++;
 		if (connect(up, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ztunnel.h"
@@ -38,6 +39,7 @@ struct zt_tun {
 	struct zm_spiffe_id want_id;
 	char authority[64];
 	struct zt_series *ser;
+	struct zt_conn_info info;
 	bool dead;
 	struct zt_tun *next_dead;
 };
@@ -70,8 +72,10 @@ static void tun_free(struct zt_tun *t, bool reset)
 		close(t->ev[i].fd);
 		t->ev[i].fd = -1;
 	}
-	if (t->ser)
+	if (t->ser) {
 		zt_series_count(t->ser, 0, 1, 0, 0);
+		zt_access_log(t->ser, &t->info, "HBONE", reset ? "reset" : "ok");
+	}
 	t->z->st.closed++;
 	zm_hbone_free(t->hb);
 	t->hb = NULL;
@@ -99,6 +103,7 @@ static void cb_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, 
 	(void)h; (void)id;
 	if (t->ser)
 		zt_series_count(t->ser, 0, 0, t->server ? n : 0, t->server ? 0 : n);
+	*(t->server ? &t->info.sent : &t->info.received) += n;
 	zm_buf_append(&t->to_plain, d, n);
 }
 
@@ -174,6 +179,9 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 			sns = src->ns;
 		}
 		zm_spiffe_format(&t->pod->id_spiffe, dp, sizeof(dp));
+		if (getpeername(t->ev[1].fd, (struct sockaddr *)&pa, &pl) == 0)
+			snprintf(t->info.src, sizeof(t->info.src), "%s", inet_ntoa(pa.sin_addr));
+		snprintf(t->info.dst, sizeof(t->info.dst), "%s", auth);
 		t->ser = zt_series_get("destination", swl, sns, t->pod->workload, t->pod->ns, true, sp, dp);
 		zt_series_count(t->ser, 1, 0, 0, 0);
 	}
@@ -257,6 +265,7 @@ static int pump(struct zt_tun *t)
 			if (r > 0) {
 				if (t->ser)
 					zt_series_count(t->ser, 0, 0, t->server ? 0 : (uint64_t)r, t->server ? (uint64_t)r : 0);
+				*(t->server ? &t->info.received : &t->info.sent) += (uint64_t)r;
 				rc = zm_hbone_send(t->hb, t->sid, buf, (size_t)r);
 				if (rc == -ENOBUFS)
 					zm_buf_append(&t->stash, buf, (size_t)r);
@@ -377,6 +386,7 @@ static struct zt_tun *tun_new(struct zt *z, struct zt_pod *p, bool server)
 	t->pod = p;
 	t->server = server;
 	t->sid = -1;
+	clock_gettime(CLOCK_MONOTONIC, &t->info.start);
 	t->ev[0].fd = t->ev[1].fd = -1;
 	if (zm_hbone_new(server ? p->server_ctx : p->client_ctx, server, &cbs, t, &t->hb)) {
 		free(t);
@@ -408,6 +418,8 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 	zt_series_count(t->ser, 1, 0, 0, 0);
 	t->ev[0] = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = t, .side = 0 };
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	snprintf(t->info.src, sizeof(t->info.src), "%s", inet_ntoa(p->ip));
+	snprintf(t->info.dst, sizeof(t->info.dst), "%s", t->authority);
 	/* The tunnel leaves from the source pod, to the destination pod's 15008. */
 	hb.sin_port = htons(15008);
 	up = -1;

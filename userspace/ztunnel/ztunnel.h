@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -85,6 +86,15 @@ void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events);
 void zt_metrics_write(struct zt *z, int fd);
 void zt_reap(void);
 struct zt_series;
+/* Per connection, for the access log. */
+struct zt_conn_info {
+	struct timespec start;
+	char src[72], dst[72];
+	uint64_t sent, received;	/* from the client's side */
+};
+/* One JSON line per connection on stdout (the ztunnel log). */
+void zt_access_log(const struct zt_series *s, const struct zt_conn_info *ci, const char *protocol,
+		   const char *result);
 struct zt_series *zt_series_get(const char *reporter, const char *sw, const char *sn,
 				const char *dw, const char *dn, bool mtls, const char *sp, const char *dp);
 void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent, uint64_t received);
