@@ -131,6 +131,9 @@ int zm_cfg_load_buf(struct zm_cfg_set *s, const char *name, const char *buf, siz
  */
 int zm_cfg_validate(struct zm_cfg_set *s, const struct zm_cfg_set *base);
 
+/* Order s->errs by file, line and column (stable), as a reader expects. */
+void zm_cfg_sort_errors(struct zm_cfg_set *s);
+
 /* Find an object, or NULL. @ns is ignored for cluster-scoped kinds. */
 struct zm_cfg_obj *zm_cfg_find(const struct zm_cfg_set *s, enum zm_kind kind,
 			       const char *ns, const char *name);
@@ -170,9 +173,9 @@ const char *zm_regex_check(const char *re);
 /*
  * Host names. zm_host_check: FQDN or short name of DNS labels, optionally
  * starting with "*." (or exactly "*" when @allow_star); NULL or a static
- * message. zm_host_fqdn: a short name ("reviews", "reviews.ns") completed
- * relative to @ns as Istio does ("reviews.<ns>.svc.cluster.local");
- * names with a dot that are not "<svc>.<ns>" and wildcards are kept.
+ * message. zm_host_fqdn: a short name ("reviews") completed
+ * relative to @ns as Istio does: a name without a dot becomes
+ * "reviews.<ns>.svc.cluster.local"; names with a dot and wildcards are kept.
  */
 const char *zm_host_check(const char *host, bool allow_star);
 void zm_host_fqdn(const char *host, const char *ns, char *out, size_t outsz);

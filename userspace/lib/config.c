@@ -325,6 +325,30 @@ done:
 	}
 }
 
+/* The YAML layer formats "file:line:col: why" (or "file: why") itself: take
+ * it apart so the error carries its position like every other. */
+static void yaml_err(struct zm_cfg_set *s, const char *file, const char *msg)
+{
+	size_t fl = strlen(file);
+	struct zm_cpos pos = { 0, 0 };
+	unsigned line, col;
+	int off = 0;
+
+	if (!strncmp(msg, file, fl) && msg[fl] == ':') {
+		msg += fl + 1;
+		if (sscanf(msg, "%u:%u: %n", &line, &col, &off) == 2 && off > 0) {
+			pos.line = line;
+			pos.col = col;
+			msg += off;
+		} else if (*msg == ' ') {
+			msg++;
+		}
+		zm_cfg_add_err(s, file, pos, NULL, "%s", msg);
+		return;
+	}
+	zm_cfg_add_err(s, NULL, pos, NULL, "%s", msg);
+}
+
 int zm_cfg_load_buf(struct zm_cfg_set *s, const char *name, const char *buf, size_t len)
 {
 	struct zm_error e = { 0 };
@@ -334,8 +358,7 @@ int zm_cfg_load_buf(struct zm_cfg_set *s, const char *name, const char *buf, siz
 
 	rc = zm_yaml_load_buf(name, buf, len, &f, &e);
 	if (rc) {
-		/* The YAML layer formats "file:line:col: why" itself. */
-		zm_cfg_add_err(s, NULL, (struct zm_cpos){ 0, 0 }, NULL, "%s", e.msg);
+		yaml_err(s, name, e.msg);
 		return rc == -ENOMEM ? rc : -EINVAL;
 	}
 	for (size_t i = 0; i < f.ndocs; i++)
@@ -353,7 +376,7 @@ int zm_cfg_load_file(struct zm_cfg_set *s, const char *path)
 
 	rc = zm_yaml_load_file(path, &f, &e);
 	if (rc) {
-		zm_cfg_add_err(s, NULL, (struct zm_cpos){ 0, 0 }, NULL, "%s", e.msg);
+		yaml_err(s, path, e.msg);
 		return rc == -ENOMEM ? rc : -EINVAL;
 	}
 	for (size_t i = 0; i < f.ndocs; i++)
@@ -646,4 +669,30 @@ int zm_cfg_validate(struct zm_cfg_set *s, const struct zm_cfg_set *base)
 		if (s->objs[i]->kind == ZM_K_VIRTUALSERVICE)
 			check_vs(s, &w, s->objs[i]);
 	return s->nerrs || s->errs_truncated ? -EINVAL : 0;
+}
+
+static int cmp_err(const struct zm_cfg_err *x, const struct zm_cfg_err *y)
+{
+	int c = strcmp(x->file ? x->file : "", y->file ? y->file : "");
+
+	if (c)
+		return c;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->col < y->col ? -1 : x->col > y->col;
+}
+
+void zm_cfg_sort_errors(struct zm_cfg_set *s)
+{
+	/* Insertion sort: stable, and the list is capped at ZM_CFG_MAX_ERRORS. */
+	for (size_t i = 1; i < s->nerrs; i++) {
+		struct zm_cfg_err e = s->errs[i];
+		size_t j = i;
+
+		while (j > 0 && cmp_err(&s->errs[j - 1], &e) > 0) {
+			s->errs[j] = s->errs[j - 1];
+			j--;
+		}
+		s->errs[j] = e;
+	}
 }

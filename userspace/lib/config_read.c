@@ -522,6 +522,7 @@ void zm_cread_obj(struct zm_crd *r, const struct zm_cschema *s, const struct zm_
 {
 	struct zm_cobj *o = dst;
 	size_t before = r->nerr;
+	uint64_t seen = 0;	/* fields whose key was written (the first 64) */
 
 	if (!zm_ynode_is_null(n) && n->kind != ZM_Y_MAP) {
 		type_err(r, n, "a mapping");
@@ -546,11 +547,15 @@ void zm_cread_obj(struct zm_crd *r, const struct zm_cschema *s, const struct zm_
 			}
 			size_t old = push_field(r, fd->name);
 
+			if (fd - s->fields < 64)
+				seen |= 1ull << (fd - s->fields);
 			read_value(r, fd, n->items[i], (char *)dst + fd->off);
 			zm_crd_pop(r, old);
 		}
+		/* A field written with a bad value already has its error. */
 		for (const struct zm_cfield *fd = s->fields; fd->name; fd++)
-			if ((fd->flags & ZM_CF_REQUIRED) && !value_present(fd, (char *)dst + fd->off))
+			if ((fd->flags & ZM_CF_REQUIRED) && !value_present(fd, (char *)dst + fd->off) &&
+			    !(fd - s->fields < 64 && (seen >> (fd - s->fields)) & 1))
 				zm_crd_err(r, o->pos, fd->name, "required field is missing");
 	}
 	/* Object rules only make sense on fields that read cleanly. */
