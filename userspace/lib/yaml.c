@@ -129,13 +129,23 @@ static int push(struct builder *b, struct zm_ynode *n)
 	return 0;
 }
 
-static int add_doc(struct zm_yfile *f)
+static int add_doc(struct builder *b, const yaml_mark_t *mark)
 {
-	struct zm_ydoc *docs = realloc(f->docs, (f->ndocs + 1) * sizeof(*docs));
+	struct zm_yfile *f = b->f;
 
-	if (!docs)
-		return -ENOMEM;
-	f->docs = docs;
+	/* Empty documents ("---\n" over and over) cost no node: cap them too,
+	 * and grow at powers of two so a long stream stays linear. */
+	if (f->ndocs >= ZM_YAML_MAX_NODES)
+		return zm_error_set(b->e, E2BIG, "%s:%zu:%zu: document too large (more than %u documents)",
+				    f->name, mark->line + 1, mark->column + 1, ZM_YAML_MAX_NODES);
+	if ((f->ndocs & (f->ndocs - 1)) == 0) {
+		size_t cap = f->ndocs ? f->ndocs * 2 : 1;
+		struct zm_ydoc *docs = realloc(f->docs, cap * sizeof(*docs));
+
+		if (!docs)
+			return -ENOMEM;
+		f->docs = docs;
+	}
 	f->docs[f->ndocs++].root = NULL;
 	return 0;
 }
@@ -180,7 +190,7 @@ int zm_yaml_load_buf(const char *name, const char *buf, size_t len,
 			done = true;
 			break;
 		case YAML_DOCUMENT_START_EVENT:
-			rc = add_doc(out);
+			rc = add_doc(&b, &ev.start_mark);
 			break;
 		case YAML_ALIAS_EVENT:
 			rc = zm_error_set(e, EINVAL, "%s:%zu:%zu: aliases are not supported",
