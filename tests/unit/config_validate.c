@@ -268,6 +268,8 @@ static const struct vcase cases[] = {
 	  "t.yaml:5:38: spec.rules[0].to[0].operation.ports[0]: \"http\": invalid port (want 1-65535)" },
 	{ "unknown condition key", AP "  rules: [{when: [{key: source.name, values: [a]}]}]\n",
 	  "t.yaml:5:25: spec.rules[0].when[0].key: unknown condition key \"source.name\" (want request.headers[NAME], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME], destination.ip, destination.port, connection.sni or experimental.envoy.filters.*)" },
+	{ "required field given null", AP "  rules: [{when: [{key: ~, values: [a]}]}]\n",
+	  "t.yaml:5:19: spec.rules[0].when[0].key: required field is missing" },
 	{ "condition without values", AP "  rules: [{when: [{key: source.ip}]}]\n",
 	  "t.yaml:5:19: spec.rules[0].when[0].values: at least one of values or notValues is required" },
 	{ "condition ip value", AP "  rules: [{when: [{key: source.ip, values: [\"10.0.0.0/8\", nope]}]}]\n",

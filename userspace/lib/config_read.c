@@ -522,7 +522,7 @@ void zm_cread_obj(struct zm_crd *r, const struct zm_cschema *s, const struct zm_
 {
 	struct zm_cobj *o = dst;
 	size_t before = r->nerr;
-	uint64_t seen = 0;	/* fields whose key was written (the first 64) */
+	uint64_t seen = 0;	/* fields (the first 64) written with a bad value */
 
 	if (!zm_ynode_is_null(n) && n->kind != ZM_Y_MAP) {
 		type_err(r, n, "a mapping");
@@ -547,9 +547,11 @@ void zm_cread_obj(struct zm_crd *r, const struct zm_cschema *s, const struct zm_
 			}
 			size_t old = push_field(r, fd->name);
 
-			if (fd - s->fields < 64)
-				seen |= 1ull << (fd - s->fields);
+			size_t nerr = r->nerr;
+
 			read_value(r, fd, n->items[i], (char *)dst + fd->off);
+			if (r->nerr != nerr && fd - s->fields < 64)
+				seen |= 1ull << (fd - s->fields);
 			zm_crd_pop(r, old);
 		}
 		/* A field written with a bad value already has its error. */
