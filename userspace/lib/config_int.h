@@ -77,7 +77,8 @@ struct zm_crd {
 void zm_cfg_add_err(struct zm_cfg_set *s, const char *file, struct zm_cpos pos,
 		    const char *path, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void zm_cfg_add_verr(struct zm_cfg_set *s, const char *file, struct zm_cpos pos,
-		     const char *path, const char *fmt, va_list ap);
+		     const char *path, const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
 
 /* An error at the reader's current path, plus @sub (".field" or "[i]" is
  * added as needed; NULL: the path itself). */
