@@ -19,8 +19,15 @@ TEST(yaml_corpus)
 	DIR *d;
 	int n = 0;
 
+	/* build/ or build/clang/: walk up to the checkout. */
 	snprintf(dir, sizeof(dir), "%s/../tests/fuzz/yaml/corpus", test_build_dir());
 	d = opendir(dir);
+	for (int up = 0; up < 3 && !d; up++) {
+		size_t l = strlen(dir) - strlen("/tests/fuzz/yaml/corpus");
+
+		snprintf(dir + l, sizeof(dir) - l, "/..%s", "/tests/fuzz/yaml/corpus");
+		d = opendir(dir);
+	}
 	ASSERT_OK_PTR(d);
 	while ((de = readdir(d))) {
 		FILE *f;
