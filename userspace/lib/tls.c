@@ -25,7 +25,7 @@ struct ctx_conf {
 
 /* Per connection: the identity we want (client), the verdict and why. */
 struct verdict {
-	bool ok, want_set;
+	bool ok, want_set, started;
 	struct zm_spiffe_id id, want;
 	char why[ZM_ERROR_MAX];
 };
@@ -228,6 +228,8 @@ SSL_CTX *zm_tls_ctx_new(bool server, const char *key_pem, const char *chain_pem,
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_max_early_data(ctx, 0);
+	/* Send leaf + intermediates only: the peer has the roots. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
 	/* A server checks client certificates for clientAuth, and vice versa. */
 	if (!SSL_CTX_set_purpose(ctx, server ? X509_PURPOSE_SSL_CLIENT : X509_PURPOSE_SSL_SERVER)) {
@@ -344,10 +346,22 @@ int zm_tls_handshake(SSL *ssl, struct zm_error *e)
 	int r, kind;
 
 	ERR_clear_error();
+	v = verdict_of(ssl, true);
+	if (!v)
+		return zm_error_set(e, ENOMEM, "TLS handshake: out of memory");
+	if (!v->started) {
+		/* SSL_new leaves the role unset; the method knows it. */
+		if (SSL_in_before(ssl)) {
+			if (SSL_is_server(ssl))
+				SSL_set_accept_state(ssl);
+			else
+				SSL_set_connect_state(ssl);
+		}
+		v->started = true;
+	}
 	r = SSL_do_handshake(ssl);
-	v = verdict_of(ssl, false);
 	if (r == 1) {
-		if (!v || !v->ok)	/* cannot happen with our contexts: belt and braces */
+		if (!v->ok)	/* cannot happen with our contexts: belt and braces */
 			return zm_error_set(e, EACCES, "TLS handshake: peer not verified");
 		if (!alpn_is_h2(ssl))
 			return zm_error_set(e, EPROTO, "TLS handshake: ALPN h2 not negotiated");
@@ -360,7 +374,7 @@ int zm_tls_handshake(SSL *ssl, struct zm_error *e)
 	}
 	err = ERR_get_error();
 	ERR_clear_error();
-	if (v && v->why[0])
+	if (v->why[0])
 		return zm_error_set(e, EACCES, "TLS handshake: %s", v->why);
 	if (kind == SSL_ERROR_SSL && err) {
 		ERR_error_string_n(err, buf, sizeof(buf));
