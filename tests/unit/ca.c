@@ -5,6 +5,7 @@
  * with an overlap, and the trust bundle list.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "pki.h"
@@ -446,4 +447,48 @@ TEST_F(ca, bundle_list)
 	free(k);
 	free(c);
 	zm_bundle_free(b);
+}
+
+/* Several processes opening a fresh directory at once end with one root, key matching. */
+TEST_F(ca, concurrent_first_open_makes_one_root)
+{
+	char dir[160], path[200];
+	pid_t pids[6];
+	struct zm_error e = { 0 };
+	struct zm_ca *c;
+
+	snprintf(dir, sizeof(dir), "%s/race", self->dir);
+	for (int i = 0; i < 6; i++) {
+		pids[i] = fork();
+		ASSERT_GE(pids[i], 0);
+		if (pids[i] == 0) {
+			struct zm_ca *x;
+			FILE *f;
+
+			if (zm_ca_open(dir, &x, NULL))
+				_exit(1);
+			snprintf(path, sizeof(path), "%s.%d", dir, i);
+			f = fopen(path, "w");
+			fputs(zm_ca_bundle(x), f);
+			fclose(f);
+			zm_ca_free(x);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		int st;
+
+		waitpid(pids[i], &st, 0);
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	ASSERT_OK(zm_ca_open(dir, &c, &e));	/* fails if key and cert came from different processes */
+	for (int i = 0; i < 6; i++) {
+		char *got;
+
+		snprintf(path, sizeof(path), "%s.%d", dir, i);
+		got = pki_read(path);
+		EXPECT_STREQ(got, zm_ca_bundle(c));
+		free(got);
+	}
+	zm_ca_free(c);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -371,14 +372,42 @@ static int open_plugin(struct zm_ca *ca, struct zm_error *e)
 	return rc ? rc : check_plugin_chain(ca, e);
 }
 
+/*
+ * Several processes may open or rotate the same directory (the lab starts
+ * a ztunnel per node): an exclusive flock on <dir>/.lock keeps a key from
+ * one process from being paired with a certificate from another.
+ */
+static int dir_lock(const struct zm_ca *ca, struct zm_error *e)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	path_of(path, ca, ".lock");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) && errno == EINTR)
+		;
+	return fd;
+}
+
+static void dir_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);	/* drops the flock */
+}
+
 static int open_selfsigned(struct zm_ca *ca, struct zm_error *e)
 {
 	char path[PATH_MAX], next[PATH_MAX];
-	int rc;
+	int rc, lk;
 
 	rc = zm_mkdir_p(ca->dir, 0700);
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", ca->dir, strerror(-rc));
+	lk = dir_lock(ca, e);
+	if (lk < 0)
+		return lk;
 	path_of(path, ca, "root-cert.pem");
 	if (access(path, F_OK) != 0) {
 		rc = new_root(&ca->key, &ca->cert, e);
@@ -409,7 +438,10 @@ static int open_selfsigned(struct zm_ca *ca, struct zm_error *e)
 	ca->chain = strdup("");
 	if (!rc && !ca->chain)
 		rc = zm_error_set(e, ENOMEM, "out of memory");
-	return rc ? rc : reload_bundle(ca, e);
+	if (!rc)
+		rc = reload_bundle(ca, e);
+	dir_unlock(lk);
+	return rc;
 }
 
 int zm_ca_open(const char *dir, struct zm_ca **out, struct zm_error *e)
@@ -570,11 +602,16 @@ int zm_ca_root_prepare(struct zm_ca *ca, struct zm_error *e)
 	char path[PATH_MAX];
 	EVP_PKEY *k = NULL;
 	X509 *c = NULL;
-	int rc;
+	int rc, lk;
 
 	if (ca->plugin)
 		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
 	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
 	path_of(path, ca, "next-root-cert.pem");
 	if (access(path, F_OK) == 0) {
 		rc = zm_error_set(e, EEXIST, "%s: a new root is already prepared", path);
@@ -586,6 +623,7 @@ int zm_ca_root_prepare(struct zm_ca *ca, struct zm_error *e)
 	if (!rc)
 		rc = reload_bundle(ca, e);
 out:
+	dir_unlock(lk);
 	pthread_mutex_unlock(&ca->lock);
 	EVP_PKEY_free(k);
 	X509_free(c);
@@ -597,11 +635,16 @@ int zm_ca_root_activate(struct zm_ca *ca, struct zm_error *e)
 	char path[PATH_MAX], next[PATH_MAX], *retired = NULL, *old = NULL, *joined = NULL;
 	EVP_PKEY *k = NULL;
 	X509 *c = NULL;
-	int rc;
+	int rc, lk;
 
 	if (ca->plugin)
 		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
 	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
 	path_of(next, ca, "next-root-cert.pem");
 	rc = load_cert(next, &c, NULL);
 	if (rc) {
@@ -648,6 +691,7 @@ int zm_ca_root_activate(struct zm_ca *ca, struct zm_error *e)
 	c = NULL;
 	rc = reload_bundle(ca, e);
 out:
+	dir_unlock(lk);
 	pthread_mutex_unlock(&ca->lock);
 	EVP_PKEY_free(k);
 	X509_free(c);
@@ -661,16 +705,22 @@ out:
 int zm_ca_root_retire(struct zm_ca *ca, struct zm_error *e)
 {
 	char path[PATH_MAX];
-	int rc = 0;
+	int rc = 0, lk;
 
 	if (ca->plugin)
 		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
 	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
 	path_of(path, ca, "retired-roots.pem");
 	if (unlink(path) && errno != ENOENT)
 		rc = zm_error_set(e, errno, "%s: %s", path, strerror(errno));
 	if (!rc)
 		rc = reload_bundle(ca, e);
+	dir_unlock(lk);
 	pthread_mutex_unlock(&ca->lock);
 	return rc;
 }
