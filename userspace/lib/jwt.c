@@ -559,9 +559,10 @@ enum zm_jwt_status zm_jwt_verify(const char *token, size_t len,
 	plen = (size_t)(dot2 - dot1 - 1);
 	sig_b64 = dot2 + 1;
 	slen = len - (size_t)(sig_b64 - token);
-	if (!hlen || !plen || !slen)
+	if (!hlen)
 		return ZM_JWT_MALFORMED;
 
+	/* The header first, so "alg":"none" (empty signature) is named as such. */
 	header = decode_json(token, hlen);
 	if (!header)
 		goto out;
@@ -575,6 +576,8 @@ enum zm_jwt_status zm_jwt_verify(const char *token, size_t len,
 		goto out;
 
 	st = ZM_JWT_MALFORMED;
+	if (!plen || !slen)
+		goto out;
 	claims = decode_json(dot1 + 1, plen);
 	if (!claims)
 		goto out;
