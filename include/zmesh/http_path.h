@@ -12,8 +12,9 @@
  * Steps, in Envoy's order:
  *  1. The target is split at the first '?' (query) and the first '#'
  *     (fragment). The fragment is dropped from the output entirely
- *     (CVE-2021-39156); the query is forwarded unchanged but is not part of
- *     the path that rules match (res->path_len).
+ *     (CVE-2021-39156); the query is forwarded unchanged (but for bytes
+ *     >= 0x80, percent-encoded as in step 2, and control bytes, rejected)
+ *     and is not part of the path that rules match (res->path_len).
  *  2. Every byte of the path is checked: NUL, other control bytes (< 0x20,
  *     0x7f) and space -> -EINVAL (400). Bytes >= 0x80 are percent-encoded
  *     (%HH, upper case), so the output is always printable ASCII.

@@ -99,6 +99,7 @@ static const struct pcase cases[] = {
 	{ MERGE, "/a?", 0, 0, "/a", "/a?" },
 	{ MERGE, "/a?b%zz", 0, 0, "/a", "/a?b%zz" },
 	{ MERGE, "/a?b c", 0, -EINVAL, NULL, NULL },
+	{ MERGE, "/a?q=caf\xc3\xa9", 0, 0, "/a", "/a?q=caf%C3%A9" },
 	/* %00, NUL and invalid escapes */
 	{ MERGE, "/admin%00.html", 0, -EINVAL, NULL, NULL },
 	{ NONE, "/admin%00", 0, -EINVAL, NULL, NULL },

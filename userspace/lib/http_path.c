@@ -260,12 +260,20 @@ int zm_http_path_normalize(const char *in, size_t in_len, char *out, size_t out_
 		o = merge_slashes(out, o);
 	res->path_len = o;
 
-	/* The query is forwarded as sent; it still must not smuggle bytes. */
+	/* The query is forwarded as sent, except that raw bytes >= 0x80 are
+	 * percent-encoded like in the path; it still must not smuggle bytes. */
 	for (size_t i = plen; i < qend; i++) {
 		unsigned char c = (unsigned char)in[i];
 
 		if (forbidden_raw(c))
 			return -EINVAL;
+		if (c >= 0x80) {
+			int rc = put_escape(out, out_sz, &o, c);
+
+			if (rc)
+				return rc;
+			continue;
+		}
 		if (o + 1 >= out_sz)
 			return -ENOSPC;
 		out[o++] = (char)c;
