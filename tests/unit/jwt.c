@@ -631,7 +631,7 @@ TEST_F(jwt, claims_lookup)
 {
 	char *t = sign_token("{\"alg\":\"ES256\",\"kid\":\"ec1\"}", self->payload, ec1, "ES256", NULL, 0);
 	struct zm_claim_seg seg[ZM_CLAIM_MAX_DEPTH];
-	struct zm_jwt j;
+	static struct zm_jwt j;	/* outlives the body: the deferred free runs later */
 	int n;
 
 	ASSERT_EQ(zm_jwt_verify(t, strlen(t), &self->rule, 1, self->now, &j), ZM_JWT_OK);

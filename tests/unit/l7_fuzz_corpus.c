@@ -27,8 +27,14 @@ static int replay(const char *target, int (*fn)(const uint8_t *, size_t))
 	DIR *d;
 	int n = 0;
 
-	snprintf(dir, sizeof(dir), "%s/../tests/fuzz/%s/corpus", test_build_dir(), target);
-	d = opendir(dir);
+	/* The build dir is build/ or build/<variant>/ (B=build/clang). */
+	static const char *const ups[] = { "/..", "/../.." };
+
+	d = NULL;
+	for (size_t i = 0; !d && i < sizeof(ups) / sizeof(ups[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s%s/tests/fuzz/%s/corpus", test_build_dir(), ups[i], target);
+		d = opendir(dir);
+	}
 	if (!d)
 		return -1;
 	while ((de = readdir(d))) {
