@@ -317,6 +317,7 @@ static struct srv *srv_start(enum kind kind, long size)
 }
 
 /* Run build/loadgen with @args and -o json; the parsed object (NULL on failure). @rc gets the exit status. */
+static json_t *run_loadgen(int *rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static json_t *run_loadgen(int *rc, const char *fmt, ...)
 {
 	char args[1024], *out = malloc(1 << 20), *brace;
