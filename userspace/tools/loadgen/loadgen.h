@@ -96,6 +96,7 @@ struct lg_stats {
 	uint64_t requests, warmup_requests, errors, non_2xx, timeouts;
 	uint64_t connects, connect_errors, unsent;
 	uint64_t bytes;			/* bulk: bytes received (echo) or delivered (send) in the window */
+	uint64_t lag_sum, lag_max, lag_n;	/* open loop: actual send - intended send, ns */
 };
 
 struct worker {
@@ -112,6 +113,8 @@ struct worker {
 	struct slot *slots;		/* nconns * nslots, carved up among the connections */
 	bool meas_started;
 	double interval_ns;		/* open loop: time between this worker's requests */
+	double phase_ns;		/* open loop: offset of this worker's schedule (threads interleave) */
+	int64_t pause_until;		/* tcp-connect: back off after a connect() that failed at once */
 	uint64_t k;			/* open loop: requests issued (index into the schedule) */
 	bool draining;
 	int64_t inflight;

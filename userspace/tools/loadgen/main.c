@@ -193,6 +193,9 @@ static json_t *to_json(const struct lg_cfg *cfg, const struct result *r)
 	json_object_set_new(o, "max_us", json_real(us(h->count ? h->max : 0)));
 	json_object_set_new(o, "min_us", json_real(us(h->count ? h->min : 0)));
 	json_object_set_new(o, "mean_us", json_real(zm_hist_mean(h) / 1000.0));
+	json_object_set_new(o, "send_lag_mean_us", json_real(r->st.lag_n ?
+		(double)r->st.lag_sum / (double)r->st.lag_n / 1000.0 : 0));
+	json_object_set_new(o, "send_lag_max_us", json_real(us(r->st.lag_max)));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)r->st.bytes));
 	json_object_set_new(o, "gbps", json_real(gbps));
 	json_object_set_new(o, "conn_per_s", json_real(cfg->proto == P_TCP_CONNECT ? rps : 0));
@@ -249,6 +252,10 @@ static void print_human(const struct lg_cfg *cfg, const struct result *r)
 		       us(zm_hist_percentile(h, 50)), us(zm_hist_percentile(h, 90)),
 		       us(zm_hist_percentile(h, 99)), us(zm_hist_percentile(h, 99.9)),
 		       us(h->count ? h->max : 0), zm_hist_mean(h) / 1000.0);
+		if (cfg->rate > 0)
+			printf("send lag us (actual - intended send): mean %.1f  max %.1f\n",
+			       r->st.lag_n ? (double)r->st.lag_sum / (double)r->st.lag_n / 1000.0 : 0,
+			       us(r->st.lag_max));
 	}
 	printf("cpu: loadgen %.2f s", r->cpu_s);
 	if (cfg->nwatch_pids || cfg->nwatch_cgroups)
@@ -493,6 +500,10 @@ int main(int argc, char **argv)
 		res.st.connect_errors += s->connect_errors;
 		res.st.unsent += s->unsent;
 		res.st.bytes += s->bytes;
+		res.st.lag_sum += s->lag_sum;
+		res.st.lag_n += s->lag_n;
+		if (s->lag_max > res.st.lag_max)
+			res.st.lag_max = s->lag_max;
 		zm_hist_merge(res.hist, ws[i].hist);
 		if (ws[i].rc < 0)
 			fprintf(stderr, "loadgen: worker %d: %s\n", i, strerror(-ws[i].rc));

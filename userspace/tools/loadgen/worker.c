@@ -295,6 +295,12 @@ static void established(struct conn *c)
 	}
 }
 
+/* When the k-th request of @w's open-loop schedule is due. */
+static inline int64_t due_time(const struct worker *w, uint64_t k)
+{
+	return w->cfg->t0 + (int64_t)(w->phase_ns + (double)k * w->interval_ns);
+}
+
 /* Issue one request on @c, meant to go out at @due (0: now, closed loop). */
 static void issue(struct conn *c, int64_t due)
 {
@@ -315,6 +321,14 @@ static void issue(struct conn *c, int64_t due)
 	}
 	s->sent = lg_now();
 	s->intended = due ? due : s->sent;
+	if (due && s->intended >= cfg->t_meas) {
+		uint64_t lag = (uint64_t)(s->sent > due ? s->sent - due : 0);
+
+		w->st.lag_sum += lag;
+		w->st.lag_n++;
+		if (lag > w->st.lag_max)
+			w->st.lag_max = lag;
+	}
 	s->busy = true;
 	s->status = 0;
 	c->inflight++;
@@ -344,6 +358,8 @@ static void issue(struct conn *c, int64_t due)
 			w->st.errors++;
 			w->st.connect_errors++;
 			free_push(c);
+			/* (ephemeral ports or descriptors ran out): do not spin on it */
+			w->pause_until = lg_now() + 1000000LL;
 			return;
 		}
 		break;
@@ -358,11 +374,11 @@ static void dispatch(struct worker *w, int64_t now)
 {
 	const struct lg_cfg *cfg = w->cfg;
 
-	while (w->nfree > 0) {
+	while (w->nfree > 0 && now >= w->pause_until) {
 		int64_t due = 0;
 
 		if (w->interval_ns > 0) {
-			due = cfg->t0 + (int64_t)((double)w->k * w->interval_ns);
+			due = due_time(w, w->k);
 			if (due > now || due >= cfg->t_end)
 				break;
 		} else if (now >= cfg->t_end || now < cfg->t0) {
@@ -610,7 +626,8 @@ void *worker_run(void *arg)
 			if (w->interval_ns > 0) {
 				/* Scheduled before the end but never sent: the generator or the
 				 * connections could not keep up. */
-				uint64_t due = (uint64_t)ceil((double)(cfg->t_end - cfg->t0) / w->interval_ns);
+				uint64_t due = (uint64_t)ceil(((double)(cfg->t_end - cfg->t0) - w->phase_ns) /
+							      w->interval_ns);
 
 				if (due > w->k)
 					w->st.unsent = due - w->k;
@@ -635,8 +652,10 @@ void *worker_run(void *arg)
 			if (!w->meas_started && cfg->t_meas < wake)
 				wake = cfg->t_meas;
 			if (w->nfree > 0) {
-				int64_t due = w->interval_ns > 0 ?
-					cfg->t0 + (int64_t)((double)w->k * w->interval_ns) : cfg->t0;
+				int64_t due = w->interval_ns > 0 ? due_time(w, w->k) : cfg->t0;
+
+				if (due < w->pause_until)
+					due = w->pause_until;
 
 				if (due < wake)
 					wake = due;
@@ -674,6 +693,7 @@ void *worker_run(void *arg)
 
 int worker_init(struct worker *w, const struct lg_cfg *cfg, int id, int nconns, double rate)
 {
+	double interval = rate > 0 ? 1e9 / rate : 0;
 	int nslots = cfg->proto == P_HTTP2 ? cfg->streams : 1;
 
 	memset(w, 0, sizeof(*w));
@@ -681,7 +701,8 @@ int worker_init(struct worker *w, const struct lg_cfg *cfg, int id, int nconns, 
 	w->cfg = cfg;
 	w->ep = -1;
 	w->nconns = nconns;
-	w->interval_ns = rate > 0 ? 1e9 / rate : 0;
+	w->interval_ns = interval;
+	w->phase_ns = interval * id / cfg->threads;
 	w->rbufsz = cfg->proto == P_BULK && (size_t)cfg->size > 65536 ? (size_t)cfg->size : 65536;
 	w->conns = calloc((size_t)nconns, sizeof(*w->conns));
 	w->freel = calloc((size_t)nconns, sizeof(*w->freel));
