@@ -1,16 +1,38 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The mesh CA (Citadel's job) and workload key material.
+ * The mesh CA (Citadel's job in Istio), used by zmeshd (and the lab).
  *
- * zm_ca_open(dir) uses <dir>/cacerts/ when present (Istio's plug-in layout:
- * ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), else a self-signed
- * ECDSA P-256 root in <dir>/root-cert.pem + root-key.pem, made on first use.
- * It signs CSRs for SPIFFE identities: the identity comes from the caller
- * (who has checked the requester may have it), never from the CSR, whose
- * extensions are ignored; the CSR's signature and key type (P-256) are
- * checked. Leaves: CA:FALSE, digitalSignature+keyEncipherment,
- * serverAuth+clientAuth, one URI SAN, a random serial, notBefore a minute in
- * the past.
+ * zm_ca_open(dir) picks one of two modes:
+ *  - plug-in: <dir>/cacerts/ holds Istio's files: ca-cert.pem (the signing
+ *    CA, usually an intermediate), ca-key.pem, cert-chain.pem (ca-cert first,
+ *    then up towards the root) and root-cert.pem (the trusted root(s); an
+ *    operator rotating roots puts old and new there). The CA checks the key
+ *    matches ca-cert and that ca-cert chains to root-cert.
+ *  - self-signed: otherwise; a self-signed ECDSA P-256 root is made on first
+ *    open and persisted in <dir> (root-cert.pem, root-key.pem mode 0600; the
+ *    directory 0700). Later opens load it.
+ *
+ * Signing: zm_ca_sign() takes a CSR and the identity the caller has
+ * authorized (zmeshd: a node's ztunnel may get only the service accounts of
+ * pods on that node). The leaf's SAN is that identity and nothing from the
+ * CSR is copied but its public key; the CSR's signature and key type (EC
+ * P-256) are checked. Leaves: X509v3, CA:FALSE, keyUsage
+ * digitalSignature+keyEncipherment (critical), EKU serverAuth+clientAuth,
+ * one URI SAN (critical, as the subject is empty), AKI, a random 128-bit
+ * serial, notBefore one minute in the past (peer clock skew), notAfter
+ * now+TTL capped at the CA's own notAfter.
+ *
+ * Root rotation (self-signed mode), each step persisted:
+ *   zm_ca_root_prepare   a new root is made and trusted (in the bundle) but
+ *                        does not sign yet: proxies learn it first;
+ *   zm_ca_root_activate  the new root signs; the old root stays trusted
+ *                        (retired-roots.pem) so its certificates still verify;
+ *   zm_ca_root_retire    once every workload renewed: the old roots leave
+ *                        the bundle and their certificates fail.
+ * Files: <dir>/next-root-cert.pem, next-root-key.pem, retired-roots.pem.
+ *
+ * Thread-safe: one mutex per CA. Pointers returned by zm_ca_bundle() are
+ * valid until the next rotation step; zm_ca_bundle_dup() gives a copy.
  */
 #ifndef ZMESH_CA_H
 #define ZMESH_CA_H
@@ -19,29 +41,38 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "zmesh/keymat.h"
 #include "zmesh/log.h"
 #include "zmesh/spiffe.h"
+
+#define ZM_CA_DEFAULT_TTL (24u * 3600)
+#define ZM_CA_MIN_TTL 60u
+#define ZM_CA_MAX_TTL (90u * 24 * 3600)
 
 struct zm_ca;
 
 int zm_ca_open(const char *dir, struct zm_ca **out, struct zm_error *e);
 void zm_ca_free(struct zm_ca *ca);
-/* Sign @csr_pem for @id, valid @ttl seconds. *chain_pem (malloc'd): the
- * leaf, then the intermediates up to (not including) the root. */
-int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
-	       unsigned ttl, char **chain_pem, struct zm_error *e);
-/* The trust bundle (root certificates, PEM); owned by the CA. */
-const char *zm_ca_bundle(struct zm_ca *ca);
-
-/* A new ECDSA P-256 key and a CSR for @id, both PEM, malloc'd. */
-int zm_key_csr(const struct zm_spiffe_id *id, char **key_pem, char **csr_pem, struct zm_error *e);
+/* True when the CA came from <dir>/cacerts/. */
+bool zm_ca_plugged_in(struct zm_ca *ca);
 
 /*
- * When to renew a certificate valid [@not_before, @not_after] at time @now:
- * at half life, minus up to @jitter_pct percent of the lifetime (0-20), at
- * once when it is not yet valid or already expired. @rnd in [0,1) picks the
- * jitter (pass a random number; tests pass fixed ones).
+ * Sign @csr_pem for @id, valid @ttl seconds (0: ZM_CA_DEFAULT_TTL; else
+ * ZM_CA_MIN_TTL..ZM_CA_MAX_TTL). *chain_pem (malloc'd): the leaf, then the
+ * signing CA's chain up to, not including, a self-signed root. 0, or
+ * -EINVAL with e saying why (bad PEM, bad signature, not P-256, TTL).
  */
-time_t zm_renew_at(time_t not_before, time_t not_after, time_t now, int jitter_pct, double rnd);
+int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
+	       unsigned ttl, char **chain_pem, struct zm_error *e);
+
+/* The trust bundle (root certificates, PEM); owned by the CA (see above). */
+const char *zm_ca_bundle(struct zm_ca *ca);
+/* The same, malloc'd. */
+char *zm_ca_bundle_dup(struct zm_ca *ca);
+
+/* Root rotation, self-signed mode only (-ENOTSUP for a plug-in CA). */
+int zm_ca_root_prepare(struct zm_ca *ca, struct zm_error *e);	/* -EEXIST: already prepared */
+int zm_ca_root_activate(struct zm_ca *ca, struct zm_error *e);	/* -ENOENT: nothing prepared */
+int zm_ca_root_retire(struct zm_ca *ca, struct zm_error *e);
 
 #endif

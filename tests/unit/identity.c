@@ -453,3 +453,49 @@ TEST_F(pki, rotation_keeps_open_connections)
 	free(k2);
 	free(ch2);
 }
+
+TEST(spiffe_limits_and_make)
+{
+	char buf[1024], ns[80], sa[300], td[300], out[ZM_SPIFFE_MAX];
+	struct zm_spiffe_id id, id2;
+	static const char *const bad[] = {
+		"spiffe://cluster.local/ns/shop/sa/web/", "spiffe://cluster.local/ns/shop/sa/web?x=1",
+		"spiffe://cluster.local/ns/shop/sa/web#f", "spiffe://cluster.local/ns/sh%6Fp/sa/web",
+		"spiffe://cluster.local:443/ns/shop/sa/web", "spiffe://u@cluster.local/ns/shop/sa/web",
+		"SPIFFE://cluster.local/ns/shop/sa/web", "spiffe://cluster.local//ns/shop/sa/web",
+		"spiffe://cluster.local/ns/./sa/web", "spiffe://cluster.local/NS/shop/sa/web",
+		"spiffe://cluster.local/ns/shop/sa/w b",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (!EXPECT_EQ(zm_spiffe_parse(bad[i], strlen(bad[i]), &id), -EINVAL))
+			test_log("%s", bad[i]);
+	/* Longest parts that fit: namespace 63, service account 253, trust domain 255. */
+	memset(ns, 'n', 63);
+	ns[63] = 0;
+	memset(sa, 'S', 253);
+	sa[253] = 0;
+	memset(td, 't', 255);
+	td[255] = 0;
+	snprintf(buf, sizeof(buf), "spiffe://%s/ns/%s/sa/%s", td, ns, sa);
+	ASSERT_OK(zm_spiffe_parse(buf, strlen(buf), &id));
+	ASSERT_OK(zm_spiffe_format(&id, out, sizeof(out)));
+	EXPECT_STREQ(out, buf);
+	ASSERT_OK(zm_spiffe_make(&id2, td, ns, sa));
+	EXPECT_TRUE(zm_spiffe_eq(&id, &id2));
+	EXPECT_EQ(zm_spiffe_format(&id, out, 40), -ENOSPC);
+	/* One more byte anywhere is refused. */
+	snprintf(buf, sizeof(buf), "spiffe://%s/ns/%sn/sa/%s", td, ns, sa);
+	EXPECT_EQ(zm_spiffe_parse(buf, strlen(buf), &id), -EINVAL);
+	snprintf(buf, sizeof(buf), "spiffe://%s/ns/%s/sa/%sS", td, ns, sa);
+	EXPECT_EQ(zm_spiffe_parse(buf, strlen(buf), &id), -EINVAL);
+	snprintf(buf, sizeof(buf), "spiffe://%st/ns/%s/sa/%s", td, ns, sa);
+	EXPECT_EQ(zm_spiffe_parse(buf, strlen(buf), &id), -EINVAL);
+	EXPECT_EQ(zm_spiffe_make(&id2, "Bad", "a", "b"), -EINVAL);
+	EXPECT_EQ(zm_spiffe_make(&id2, "td", "..", "b"), -EINVAL);
+	EXPECT_EQ(zm_spiffe_make(&id2, "td", "a", ""), -EINVAL);
+	/* Equality sees every field. */
+	ASSERT_OK(zm_spiffe_make(&id, "cluster.local", "shop", "web"));
+	ASSERT_OK(zm_spiffe_make(&id2, "cluster.local", "shop", "web2"));
+	EXPECT_FALSE(zm_spiffe_eq(&id, &id2));
+}

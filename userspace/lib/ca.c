@@ -1,27 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The mesh CA: root generation or plug-in CA, CSR signing, key+CSR making. */
+/* The mesh CA: self-signed root or plug-in CA, CSR signing, root rotation. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "zmesh/bundle.h"
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
 
 struct zm_ca {
+	pthread_mutex_t lock;
+	char *dir;
+	bool plugin;
 	EVP_PKEY *key;		/* signing key */
 	X509 *cert;		/* signing certificate */
-	char *chain;		/* PEM: signing cert + intermediates (not the root); "" for a root */
-	char *bundle;		/* PEM: trusted roots */
+	char *chain;		/* PEM: signing cert + intermediates (plug-in); "" for a root */
+	struct zm_bundle *bundle;
+	char *bundle_pem;	/* cache of the bundle, rebuilt on each change */
 };
 
 static char *bio_str(BIO *b)
@@ -67,23 +74,86 @@ static int ssl_err(struct zm_error *e, const char *what)
 	return zm_error_set(e, EINVAL, "%s: %s", what, buf);
 }
 
-static EVP_PKEY *p256_key(void)
+static void path_of(char *out, const struct zm_ca *ca, const char *name)
 {
-	return EVP_EC_gen("P-256");
+	snprintf(out, PATH_MAX, "%s/%s", ca->dir, name);
+}
+
+/* Write @data to <dir>/<name> atomically (temp file, fsync, rename), mode 0600. */
+static int write_file(const struct zm_ca *ca, const char *name, const char *data, struct zm_error *e)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 16];
+	size_t len = strlen(data), off = 0;
+	int fd, rc = 0;
+
+	path_of(path, ca, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return zm_error_set(e, errno, "%s: %s", tmp, strerror(errno));
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = zm_error_set(e, n < 0 ? errno : EIO, "%s: %s", tmp, strerror(n < 0 ? errno : EIO));
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (!rc && fsync(fd))
+		rc = zm_error_set(e, errno, "%s: %s", tmp, strerror(errno));
+	close(fd);
+	if (!rc && rename(tmp, path))
+		rc = zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static char *cert_pem(X509 *c)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *s = NULL;
+
+	if (b && PEM_write_bio_X509(b, c))
+		s = bio_str(b);
+	BIO_free(b);
+	return s;
+}
+
+static char *key_pem(EVP_PKEY *k)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *s = NULL;
+
+	if (b && PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL))
+		s = bio_str(b);
+	BIO_free(b);
+	return s;
+}
+
+static void free_secret(char *s)
+{
+	if (s)
+		OPENSSL_cleanse(s, strlen(s));
+	free(s);
 }
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX ctx;
 	X509_EXTENSION *ext;
+	int ok;
 
 	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
 	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
 	if (!ext)
 		return -EINVAL;
-	X509_add_ext(cert, ext, -1);
+	ok = X509_add_ext(cert, ext, -1);
 	X509_EXTENSION_free(ext);
-	return 0;
+	return ok ? 0 : -ENOMEM;
 }
 
 static int random_serial(X509 *cert)
@@ -95,6 +165,7 @@ static int random_serial(X509 *cert)
 	if (RAND_bytes(b, sizeof(b)) != 1)
 		return -EIO;
 	b[0] &= 0x7f;	/* positive */
+	b[0] |= 0x01;	/* and never zero or short */
 	bn = BN_bin2bn(b, sizeof(b), NULL);
 	if (bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)))
 		rc = 0;
@@ -102,77 +173,275 @@ static int random_serial(X509 *cert)
 	return rc;
 }
 
-static int make_root(const char *dir, struct zm_ca *ca, struct zm_error *e)
+/* A new self-signed P-256 root, valid ten years. */
+static int new_root(EVP_PKEY **key, X509 **cert, struct zm_error *e)
 {
-	char path[PATH_MAX];
 	X509 *c = X509_new();
 	X509_NAME *name = X509_NAME_new();
-	FILE *f;
-	int rc = -EIO;
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	unsigned char rnd[4];
+	char cn[64];
+	int rc = -EINVAL;
 
-	ca->key = p256_key();
-	if (!c || !name || !ca->key)
+	if (!c || !name || !k || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		rc = zm_error_set(e, ENOMEM, "make root CA: out of memory");
 		goto out;
-	X509_set_version(c, 2);
-	random_serial(c);
-	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"cluster.local", -1, -1, 0);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"zmesh root CA", -1, -1, 0);
-	X509_set_subject_name(c, name);
-	X509_set_issuer_name(c, name);
-	X509_gmtime_adj(X509_getm_notBefore(c), -60);
-	X509_gmtime_adj(X509_getm_notAfter(c), 10L * 365 * 24 * 3600);
-	X509_set_pubkey(c, ca->key);
-	if (add_ext(c, c, NID_basic_constraints, "critical,CA:TRUE") ||
+	}
+	/* A distinct subject per root, so old and new roots never shadow each other. */
+	snprintf(cn, sizeof(cn), "zmesh root CA %02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+	if (!X509_set_version(c, 2) || random_serial(c) ||
+	    !X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"zmesh", -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) ||
+	    !X509_set_subject_name(c, name) || !X509_set_issuer_name(c, name) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(c), -3600) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(c), 10L * 365 * 24 * 3600) || !X509_set_pubkey(c, k) ||
+	    add_ext(c, c, NID_basic_constraints, "critical,CA:TRUE") ||
 	    add_ext(c, c, NID_key_usage, "critical,keyCertSign,cRLSign") ||
 	    add_ext(c, c, NID_subject_key_identifier, "hash") ||
-	    !X509_sign(c, ca->key, EVP_sha256())) {
+	    !X509_sign(c, k, EVP_sha256())) {
 		rc = ssl_err(e, "make root CA");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/root-key.pem", dir);
-	umask(077);
-	f = fopen(path, "we");
-	if (!f || !PEM_write_PrivateKey(f, ca->key, NULL, NULL, 0, NULL, NULL)) {
-		rc = zm_error_set(e, errno ? errno : EIO, "%s: cannot write", path);
-		if (f)
-			fclose(f);
-		goto out;
-	}
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/root-cert.pem", dir);
-	f = fopen(path, "we");
-	if (!f || !PEM_write_X509(f, c)) {
-		rc = zm_error_set(e, errno ? errno : EIO, "%s: cannot write", path);
-		if (f)
-			fclose(f);
-		goto out;
-	}
-	fclose(f);
-	ca->cert = c;
+	*key = k;
+	*cert = c;
+	k = NULL;
 	c = NULL;
 	rc = 0;
 out:
 	X509_free(c);
 	X509_NAME_free(name);
+	EVP_PKEY_free(k);
 	return rc;
 }
 
-static int load_pem(const char *path, X509 **cert, EVP_PKEY **key, struct zm_error *e)
+/* Persist a key + cert pair as <prefix>-key.pem and <prefix>-cert.pem (key first). */
+static int save_pair(const struct zm_ca *ca, const char *prefix, EVP_PKEY *k, X509 *c, struct zm_error *e)
+{
+	char name[64], *kp = key_pem(k), *cp = cert_pem(c);
+	int rc;
+
+	if (!kp || !cp) {
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s-key.pem", prefix);
+	rc = write_file(ca, name, kp, e);
+	snprintf(name, sizeof(name), "%s-cert.pem", prefix);
+	if (!rc)
+		rc = write_file(ca, name, cp, e);
+out:
+	free_secret(kp);
+	free(cp);
+	return rc;
+}
+
+static int load_cert(const char *path, X509 **cert, struct zm_error *e)
 {
 	FILE *f = fopen(path, "re");
-	void *x;
 
 	if (!f)
 		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
-	x = cert ? (void *)PEM_read_X509(f, NULL, NULL, NULL) : (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	*cert = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	if (!x)
-		return ssl_err(e, path);
-	if (cert)
-		*cert = x;
-	else
-		*key = x;
+	return *cert ? 0 : ssl_err(e, path);
+}
+
+static int load_key(const char *path, EVP_PKEY **key, struct zm_error *e)
+{
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	*key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	return *key ? 0 : ssl_err(e, path);
+}
+
+/* Add the PEM file <dir>/<name> to the bundle; a missing file is fine unless @required. */
+static int bundle_add_file(struct zm_ca *ca, const char *name, bool required, struct zm_error *e)
+{
+	char path[PATH_MAX], *pem;
+	int rc;
+
+	path_of(path, ca, name);
+	pem = read_file(path);
+	if (!pem)
+		return required || errno != ENOENT ? zm_error_set(e, errno ? errno : EIO, "%s: cannot read", path) : 0;
+	rc = zm_bundle_add_pem(ca->bundle, pem, e);
+	free(pem);
+	if (rc)
+		zm_error_set(e, EINVAL, "%s: not a list of CA certificates", path);
+	return rc;
+}
+
+/* Rebuild the bundle from the files, and its PEM cache. Caller holds the lock (or owns ca). */
+static int reload_bundle(struct zm_ca *ca, struct zm_error *e)
+{
+	struct zm_bundle *old = ca->bundle;
+	char *pem;
+	int rc;
+
+	ca->bundle = zm_bundle_new();
+	if (!ca->bundle) {
+		ca->bundle = old;
+		return zm_error_set(e, ENOMEM, "out of memory");
+	}
+	if (ca->plugin) {
+		rc = bundle_add_file(ca, "cacerts/root-cert.pem", true, e);
+	} else {
+		rc = bundle_add_file(ca, "root-cert.pem", true, e);
+		if (!rc)
+			rc = bundle_add_file(ca, "next-root-cert.pem", false, e);
+		if (!rc)
+			rc = bundle_add_file(ca, "retired-roots.pem", false, e);
+	}
+	pem = rc ? NULL : zm_bundle_pem(ca->bundle);
+	if (!rc && !pem)
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+	if (rc) {
+		zm_bundle_free(ca->bundle);
+		ca->bundle = old;
+		return rc;
+	}
+	zm_bundle_free(old);
+	free(ca->bundle_pem);
+	ca->bundle_pem = pem;
 	return 0;
+}
+
+/* ca-cert.pem must chain, through cert-chain.pem, to a root of root-cert.pem. */
+static int check_plugin_chain(struct zm_ca *ca, struct zm_error *e)
+{
+	STACK_OF(X509) *chain = zm_pem_certs(ca->chain, e);
+	X509_STORE *store = zm_bundle_store(ca->bundle);
+	X509_STORE_CTX *xs = X509_STORE_CTX_new();
+	int rc = -EINVAL;
+
+	if (!chain) {
+		rc = zm_error_set(e, EINVAL, "%s/cacerts/cert-chain.pem: no certificate", ca->dir);
+		goto out;
+	}
+	if (X509_cmp(sk_X509_value(chain, 0), ca->cert)) {
+		rc = zm_error_set(e, EINVAL, "%s/cacerts/cert-chain.pem must start with ca-cert.pem", ca->dir);
+		goto out;
+	}
+	if (X509_check_ca(ca->cert) != 1) {
+		rc = zm_error_set(e, EINVAL, "%s/cacerts/ca-cert.pem is not a CA certificate", ca->dir);
+		goto out;
+	}
+	if (!store || !xs || X509_STORE_CTX_init(xs, store, ca->cert, chain) != 1) {
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (X509_verify_cert(xs) != 1) {
+		rc = zm_error_set(e, EINVAL, "%s/cacerts: ca-cert.pem does not chain to root-cert.pem: %s", ca->dir,
+				  X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
+		goto out;
+	}
+	rc = 0;
+out:
+	X509_STORE_CTX_free(xs);
+	X509_STORE_free(store);
+	sk_X509_pop_free(chain, X509_free);
+	ERR_clear_error();
+	return rc;
+}
+
+static int open_plugin(struct zm_ca *ca, struct zm_error *e)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	ca->plugin = true;
+	path_of(path, ca, "cacerts/ca-cert.pem");
+	rc = load_cert(path, &ca->cert, e);
+	path_of(path, ca, "cacerts/ca-key.pem");
+	if (!rc)
+		rc = load_key(path, &ca->key, e);
+	if (rc)
+		return rc;
+	if (X509_check_private_key(ca->cert, ca->key) != 1) {
+		ERR_clear_error();
+		return zm_error_set(e, EINVAL, "%s/cacerts: ca-key.pem does not match ca-cert.pem", ca->dir);
+	}
+	path_of(path, ca, "cacerts/cert-chain.pem");
+	ca->chain = read_file(path);
+	if (!ca->chain)
+		return zm_error_set(e, ENOENT, "%s: cannot read", path);
+	rc = reload_bundle(ca, e);
+	return rc ? rc : check_plugin_chain(ca, e);
+}
+
+/*
+ * Several processes may open or rotate the same directory (the lab starts
+ * a ztunnel per node): an exclusive flock on <dir>/.lock keeps a key from
+ * one process from being paired with a certificate from another.
+ */
+static int dir_lock(const struct zm_ca *ca, struct zm_error *e)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	path_of(path, ca, ".lock");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) && errno == EINTR)
+		;
+	return fd;
+}
+
+static void dir_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);	/* drops the flock */
+}
+
+static int open_selfsigned(struct zm_ca *ca, struct zm_error *e)
+{
+	char path[PATH_MAX], next[PATH_MAX];
+	int rc, lk;
+
+	rc = zm_mkdir_p(ca->dir, 0700);
+	if (rc)
+		return zm_error_set(e, -rc, "%s: %s", ca->dir, strerror(-rc));
+	lk = dir_lock(ca, e);
+	if (lk < 0)
+		return lk;
+	path_of(path, ca, "root-cert.pem");
+	if (access(path, F_OK) != 0) {
+		rc = new_root(&ca->key, &ca->cert, e);
+		if (!rc)
+			rc = save_pair(ca, "root", ca->key, ca->cert, e);
+	} else {
+		rc = load_cert(path, &ca->cert, e);
+		path_of(path, ca, "root-key.pem");
+		if (!rc)
+			rc = load_key(path, &ca->key, e);
+		if (!rc && X509_check_private_key(ca->cert, ca->key) != 1) {
+			/* Crash between the two renames of zm_ca_root_activate: finish it. */
+			X509 *n = NULL;
+
+			ERR_clear_error();
+			path_of(next, ca, "next-root-cert.pem");
+			if (load_cert(next, &n, NULL) == 0 && X509_check_private_key(n, ca->key) == 1 &&
+			    rename(next, path) == 0) {
+				X509_free(ca->cert);
+				ca->cert = n;
+			} else {
+				X509_free(n);
+				rc = zm_error_set(e, EINVAL, "%s: root-key.pem does not match root-cert.pem", ca->dir);
+			}
+			ERR_clear_error();
+		}
+	}
+	ca->chain = strdup("");
+	if (!rc && !ca->chain)
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+	if (!rc)
+		rc = reload_bundle(ca, e);
+	dir_unlock(lk);
+	return rc;
 }
 
 int zm_ca_open(const char *dir, struct zm_ca **out, struct zm_error *e)
@@ -182,45 +451,14 @@ int zm_ca_open(const char *dir, struct zm_ca **out, struct zm_error *e)
 	int rc;
 
 	*out = NULL;
-	if (!ca)
+	if (!ca || !(ca->dir = strdup(dir))) {
+		free(ca);
 		return zm_error_set(e, ENOMEM, "out of memory");
-	snprintf(path, sizeof(path), "%s/cacerts/ca-cert.pem", dir);
-	if (access(path, F_OK) == 0) {
-		/* Istio's plug-in CA: an intermediate signs, root-cert.pem is trusted. */
-		rc = load_pem(path, &ca->cert, NULL, e);
-		snprintf(path, sizeof(path), "%s/cacerts/ca-key.pem", dir);
-		if (!rc)
-			rc = load_pem(path, NULL, &ca->key, e);
-		snprintf(path, sizeof(path), "%s/cacerts/cert-chain.pem", dir);
-		ca->chain = read_file(path);
-		snprintf(path, sizeof(path), "%s/cacerts/root-cert.pem", dir);
-		ca->bundle = read_file(path);
-		if (!rc && (!ca->chain || !ca->bundle))
-			rc = zm_error_set(e, ENOENT, "%s/cacerts: need ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem", dir);
-		if (!rc && X509_check_private_key(ca->cert, ca->key) != 1)
-			rc = zm_error_set(e, EINVAL, "%s/cacerts: ca-key.pem does not match ca-cert.pem", dir);
-	} else {
-		snprintf(path, sizeof(path), "%s/root-cert.pem", dir);
-		rc = zm_mkdir_p(dir, 0700);
-		if (rc)
-			rc = zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
-		else if (access(path, F_OK) == 0) {
-			rc = load_pem(path, &ca->cert, NULL, e);
-			snprintf(path, sizeof(path), "%s/root-key.pem", dir);
-			if (!rc)
-				rc = load_pem(path, NULL, &ca->key, e);
-		} else {
-			rc = make_root(dir, ca, e);
-		}
-		if (!rc) {
-			BIO *b = BIO_new(BIO_s_mem());
-
-			PEM_write_bio_X509(b, ca->cert);
-			ca->bundle = bio_str(b);
-			BIO_free(b);
-			ca->chain = strdup("");
-		}
 	}
+	pthread_mutex_init(&ca->lock, NULL);
+	path_of(path, ca, "cacerts/ca-cert.pem");
+	rc = access(path, F_OK) == 0 ? open_plugin(ca, e) : open_selfsigned(ca, e);
+	ERR_clear_error();
 	if (rc) {
 		zm_ca_free(ca);
 		return rc;
@@ -236,13 +474,31 @@ void zm_ca_free(struct zm_ca *ca)
 	EVP_PKEY_free(ca->key);
 	X509_free(ca->cert);
 	free(ca->chain);
-	free(ca->bundle);
+	zm_bundle_free(ca->bundle);
+	free(ca->bundle_pem);
+	free(ca->dir);
+	pthread_mutex_destroy(&ca->lock);
 	free(ca);
+}
+
+bool zm_ca_plugged_in(struct zm_ca *ca)
+{
+	return ca->plugin;
 }
 
 const char *zm_ca_bundle(struct zm_ca *ca)
 {
-	return ca->bundle;
+	return ca->bundle_pem;
+}
+
+char *zm_ca_bundle_dup(struct zm_ca *ca)
+{
+	char *s;
+
+	pthread_mutex_lock(&ca->lock);
+	s = strdup(ca->bundle_pem);
+	pthread_mutex_unlock(&ca->lock);
+	return s;
 }
 
 static bool is_p256(EVP_PKEY *k)
@@ -258,14 +514,23 @@ static bool is_p256(EVP_PKEY *k)
 int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
 	       unsigned ttl, char **chain_pem, struct zm_error *e)
 {
-	BIO *in = BIO_new_mem_buf(csr_pem, -1), *out = NULL;
+	BIO *in = NULL, *out = NULL;
 	X509_REQ *req = NULL;
 	EVP_PKEY *pub = NULL;
 	X509 *c = NULL;
-	char san[ZM_SPIFFE_MAX + 8], uri[ZM_SPIFFE_MAX];
+	char san[ZM_SPIFFE_MAX + 16], uri[ZM_SPIFFE_MAX];
 	int rc = -EINVAL;
+	bool locked = false;
 
 	*chain_pem = NULL;
+	if (ttl == 0)
+		ttl = ZM_CA_DEFAULT_TTL;
+	if (ttl < ZM_CA_MIN_TTL || ttl > ZM_CA_MAX_TTL)
+		return zm_error_set(e, EINVAL, "TTL %u s out of range (%u s to %u s)", ttl, ZM_CA_MIN_TTL,
+				    ZM_CA_MAX_TTL);
+	if (!csr_pem || zm_spiffe_format(id, uri, sizeof(uri)))
+		return zm_error_set(e, EINVAL, "CSR or identity missing");
+	in = BIO_new_mem_buf(csr_pem, -1);
 	if (!in)
 		return zm_error_set(e, ENOMEM, "out of memory");
 	req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
@@ -274,30 +539,36 @@ int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id 
 		goto out;
 	}
 	pub = X509_REQ_get_pubkey(req);
-	if (!pub || X509_REQ_verify(req, pub) != 1) {
-		rc = zm_error_set(e, EINVAL, "CSR: bad signature");
+	if (!pub) {
+		rc = zm_error_set(e, EINVAL, "CSR: unreadable public key");
 		goto out;
 	}
 	if (!is_p256(pub)) {
 		rc = zm_error_set(e, EINVAL, "CSR: key must be ECDSA P-256");
 		goto out;
 	}
-	if (ttl < 60 || ttl > 90u * 24 * 3600) {
-		rc = zm_error_set(e, EINVAL, "TTL %u s out of range (60 s to 90 days)", ttl);
+	if (X509_REQ_verify(req, pub) != 1) {
+		rc = zm_error_set(e, EINVAL, "CSR: bad signature");
 		goto out;
 	}
-	if (zm_spiffe_format(id, uri, sizeof(uri))) {
-		rc = zm_error_set(e, EINVAL, "identity too long");
-		goto out;
-	}
+	pthread_mutex_lock(&ca->lock);
+	locked = true;
 	c = X509_new();
-	X509_set_version(c, 2);
-	random_serial(c);
-	X509_set_issuer_name(c, X509_get_subject_name(ca->cert));
-	X509_gmtime_adj(X509_getm_notBefore(c), -60);
-	X509_gmtime_adj(X509_getm_notAfter(c), (long)ttl);
-	X509_set_pubkey(c, pub);
-	snprintf(san, sizeof(san), "URI:%s", uri);
+	/* Nothing of the CSR but its key: the SAN is the identity the caller authorized. */
+	snprintf(san, sizeof(san), "critical,URI:%s", uri);
+	if (!c || !X509_set_version(c, 2) || random_serial(c) ||
+	    !X509_set_issuer_name(c, X509_get_subject_name(ca->cert)) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(c), -60) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(c), (long)ttl) || !X509_set_pubkey(c, pub)) {
+		rc = ssl_err(e, "sign");
+		goto out;
+	}
+	/* Never outlive the signer. */
+	if (ASN1_TIME_compare(X509_get0_notAfter(c), X509_get0_notAfter(ca->cert)) > 0 &&
+	    !X509_set1_notAfter(c, X509_get0_notAfter(ca->cert))) {
+		rc = ssl_err(e, "sign");
+		goto out;
+	}
 	if (add_ext(c, ca->cert, NID_basic_constraints, "critical,CA:FALSE") ||
 	    add_ext(c, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") ||
 	    add_ext(c, ca->cert, NID_ext_key_usage, "serverAuth,clientAuth") ||
@@ -308,59 +579,148 @@ int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id 
 		goto out;
 	}
 	out = BIO_new(BIO_s_mem());
-	PEM_write_bio_X509(out, c);
-	if (ca->chain[0])
-		BIO_puts(out, ca->chain);
-	*chain_pem = bio_str(out);
-	rc = *chain_pem ? 0 : zm_error_set(e, ENOMEM, "out of memory");
+	if (!out || !PEM_write_bio_X509(out, c) || (ca->chain[0] && BIO_puts(out, ca->chain) <= 0) ||
+	    !(*chain_pem = bio_str(out))) {
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = 0;
 out:
+	if (locked)
+		pthread_mutex_unlock(&ca->lock);
 	BIO_free(in);
 	BIO_free(out);
 	X509_REQ_free(req);
 	EVP_PKEY_free(pub);
 	X509_free(c);
+	ERR_clear_error();
 	return rc;
 }
 
-int zm_key_csr(const struct zm_spiffe_id *id, char **key_pem, char **csr_pem, struct zm_error *e)
+int zm_ca_root_prepare(struct zm_ca *ca, struct zm_error *e)
 {
-	EVP_PKEY *k = p256_key();
-	X509_REQ *req = X509_REQ_new();
-	BIO *kb = BIO_new(BIO_s_mem()), *cb = BIO_new(BIO_s_mem());
-	int rc = -EIO;
+	char path[PATH_MAX];
+	EVP_PKEY *k = NULL;
+	X509 *c = NULL;
+	int rc, lk;
 
-	(void)id;	/* the CA decides the SAN; the CSR only proves the key */
-	*key_pem = *csr_pem = NULL;
-	if (!k || !req || !kb || !cb)
-		goto out;
-	X509_REQ_set_version(req, 0);
-	X509_REQ_set_pubkey(req, k);
-	if (!X509_REQ_sign(req, k, EVP_sha256()) || !PEM_write_bio_PrivateKey(kb, k, NULL, NULL, 0, NULL, NULL) ||
-	    !PEM_write_bio_X509_REQ(cb, req)) {
-		rc = ssl_err(e, "key/CSR");
+	if (ca->plugin)
+		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
+	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
+	path_of(path, ca, "next-root-cert.pem");
+	if (access(path, F_OK) == 0) {
+		rc = zm_error_set(e, EEXIST, "%s: a new root is already prepared", path);
 		goto out;
 	}
-	*key_pem = bio_str(kb);
-	*csr_pem = bio_str(cb);
-	rc = *key_pem && *csr_pem ? 0 : -ENOMEM;
+	rc = new_root(&k, &c, e);
+	if (!rc)
+		rc = save_pair(ca, "next-root", k, c, e);
+	if (!rc)
+		rc = reload_bundle(ca, e);
 out:
+	dir_unlock(lk);
+	pthread_mutex_unlock(&ca->lock);
 	EVP_PKEY_free(k);
-	X509_REQ_free(req);
-	BIO_free(kb);
-	BIO_free(cb);
+	X509_free(c);
 	return rc;
 }
 
-time_t zm_renew_at(time_t nb, time_t na, time_t now, int jitter_pct, double rnd)
+int zm_ca_root_activate(struct zm_ca *ca, struct zm_error *e)
 {
-	time_t life = na - nb, at;
+	char path[PATH_MAX], next[PATH_MAX], *retired = NULL, *old = NULL, *joined = NULL;
+	EVP_PKEY *k = NULL;
+	X509 *c = NULL;
+	int rc, lk;
 
-	if (now < nb || now >= na || life <= 0)
-		return now;
-	if (jitter_pct < 0)
-		jitter_pct = 0;
-	if (jitter_pct > 20)
-		jitter_pct = 20;
-	at = nb + life / 2 - (time_t)((double)life * jitter_pct / 100.0 * rnd);
-	return at < now ? now : at;
+	if (ca->plugin)
+		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
+	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
+	path_of(next, ca, "next-root-cert.pem");
+	rc = load_cert(next, &c, NULL);
+	if (rc) {
+		rc = zm_error_set(e, ENOENT, "%s: no new root prepared", next);
+		goto out;
+	}
+	path_of(path, ca, "next-root-key.pem");
+	rc = load_key(path, &k, e);
+	if (rc)
+		goto out;
+	/* The old root stays trusted: append it to retired-roots.pem first. */
+	path_of(path, ca, "retired-roots.pem");
+	retired = read_file(path);
+	old = cert_pem(ca->cert);
+	if (!old || asprintf(&joined, "%s%s", retired ? retired : "", old) < 0) {
+		joined = NULL;
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = write_file(ca, "retired-roots.pem", joined, e);
+	if (rc)
+		goto out;
+	/* Key first: a crash in between is repaired by the next open. */
+	path_of(path, ca, "root-key.pem");
+	{
+		char nk[PATH_MAX];
+
+		path_of(nk, ca, "next-root-key.pem");
+		if (rename(nk, path)) {
+			rc = zm_error_set(e, errno, "%s: %s", nk, strerror(errno));
+			goto out;
+		}
+	}
+	path_of(path, ca, "root-cert.pem");
+	if (rename(next, path)) {
+		rc = zm_error_set(e, errno, "%s: %s", next, strerror(errno));
+		goto out;
+	}
+	EVP_PKEY_free(ca->key);
+	X509_free(ca->cert);
+	ca->key = k;
+	ca->cert = c;
+	k = NULL;
+	c = NULL;
+	rc = reload_bundle(ca, e);
+out:
+	dir_unlock(lk);
+	pthread_mutex_unlock(&ca->lock);
+	EVP_PKEY_free(k);
+	X509_free(c);
+	free(retired);
+	free(old);
+	free(joined);
+	ERR_clear_error();
+	return rc;
+}
+
+int zm_ca_root_retire(struct zm_ca *ca, struct zm_error *e)
+{
+	char path[PATH_MAX];
+	int rc = 0, lk;
+
+	if (ca->plugin)
+		return zm_error_set(e, ENOTSUP, "root rotation of a plug-in CA: replace %s/cacerts/", ca->dir);
+	pthread_mutex_lock(&ca->lock);
+	lk = dir_lock(ca, e);
+	if (lk < 0) {
+		pthread_mutex_unlock(&ca->lock);
+		return lk;
+	}
+	path_of(path, ca, "retired-roots.pem");
+	if (unlink(path) && errno != ENOENT)
+		rc = zm_error_set(e, errno, "%s: %s", path, strerror(errno));
+	if (!rc)
+		rc = reload_bundle(ca, e);
+	dir_unlock(lk);
+	pthread_mutex_unlock(&ca->lock);
+	return rc;
 }

@@ -221,7 +221,7 @@ static int pump(struct zt_tun *t)
 				continue;
 			}
 			if (r == 0)
-				return t->stream_closed && !zm_buf_len(&t->to_plain) ? 1 : -1;
+				return t->stream_ok && t->stream_closed && !zm_buf_len(&t->to_plain) ? 1 : -1;
 			if (errno != EAGAIN && errno != EINTR)
 				return -1;
 			break;
