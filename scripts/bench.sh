@@ -106,7 +106,7 @@ for mode in none ambient-l4 ambient-l4-nofastpath; do
 				sleep 0.1
 			done
 		done
-		[ "$mode" = ambient-l4 ] && { "$ctl" bpf fastpath on --node bn1 >/dev/null; "$ctl" bpf fastpath on --node bn2 >/dev/null; }
+		[ "$mode" = ambient-l4 ] && { "$ctl" bpf fastpath on --name "$lab" --node bn1 >/dev/null; "$ctl" bpf fastpath on --name "$lab" --node bn2 >/dev/null; }
 	fi
 	sleep 0.5
 	run "$mode" cross-node 10.244.1.2

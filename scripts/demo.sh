@@ -66,7 +66,7 @@ traffic legacy-client legacy http://product-service.ecommerce.svc.cluster.local:
 
 echo
 echo "== what the mesh saw"
-"$ctl" bpf status --node node-1 | sed -n '1p;/^  counters:/p'
+"$ctl" bpf status --name "$lab" --node node-1 | sed -n '1p;/^  counters:/p'
 echo "  ztunnel on node-2, connections it received (Istio's metric):"
 "$ctl" lab exec --node node-2 --name "$lab" -- curl -s localhost:15020/metrics |
 	grep '^istio_tcp_connections_opened_total{reporter="destination"' |

@@ -30,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# BPF pins live under /sys/fs/bpf/zmesh/<node>/.
+# BPF pins live under /sys/fs/bpf/zmesh/<key>/.
 if [ "$(id -u)" -eq 0 ] && ! mountpoint -q /sys/fs/bpf; then
 	mount -t bpf bpf /sys/fs/bpf
 fi

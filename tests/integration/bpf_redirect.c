@@ -27,7 +27,7 @@
 #endif
 
 FIXTURE(mesh) {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200];
+	char lab[16], n1[32], n2[32], k1[96], k2[96], file[64], ctl[4200];
 	struct zm_lab state;
 	struct zm_bpf *b1, *b2;
 };
@@ -78,7 +78,10 @@ FIXTURE_SETUP(mesh)
 	EXPECT_FALSE(strstr(out, "mesh_d"));
 	EXPECT_FALSE(strstr(out, "plain_c"));
 	ASSERT_OK(zm_lab_load(self->lab, &self->state, &e));
-	struct zm_bpf_opts o1 = { .node = self->n1 }, o2 = { .node = self->n2 };
+	/* BPF state is keyed by the node's netns name (unique per lab). */
+	snprintf(self->k1, sizeof(self->k1), "%s", zm_lab_node_find(&self->state, self->n1)->netns);
+	snprintf(self->k2, sizeof(self->k2), "%s", zm_lab_node_find(&self->state, self->n2)->netns);
+	struct zm_bpf_opts o1 = { .node = self->k1 }, o2 = { .node = self->k2 };
 	ASSERT_OK(zm_bpf__open(&o1, &self->b1, &e));
 	ASSERT_OK(zm_bpf__open(&o2, &self->b2, &e));
 }
@@ -246,8 +249,8 @@ TEST_F(mesh, enrolment_follows_labels_live)
 	EXPECT_STRSTR(out, "pod: b=1");
 	/* A pod label opts a single pod in. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod a -n mesh istio.io/dataplane-mode=ambient "
-			  "--name %s && %s bpf sync --name %s && %s bpf status --node %s",
-			  self->ctl, self->lab, self->ctl, self->lab, self->ctl, self->n1), 0);
+			  "--name %s && %s bpf sync --name %s && %s bpf status --name %s --node %s",
+			  self->ctl, self->lab, self->ctl, self->lab, self->ctl, self->lab, self->n1), 0);
 	EXPECT_STRSTR(out, "1 pods enrolled");
 	EXPECT_STRSTR(out, "mesh_a");
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
@@ -345,7 +348,7 @@ TEST_F(mesh, strict_pod_without_ztunnel_drops_plaintext)
 	/* TC on the veth dropped the SYN before it reached the pod. */
 	EXPECT_GT(st1.strict_drops, st0.strict_drops);
 	EXPECT_GT(st1.to_pod_pkts, st0.to_pod_pkts);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --node %s", self->ctl, self->n2), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --name %s --node %s", self->ctl, self->lab, self->n2), 0);
 	EXPECT_STRSTR(out, "mesh_b");
 	/* PERMISSIVE again (no STRICT, no listener): plaintext passes to the app. */
 	bp.strict = false;
@@ -453,8 +456,8 @@ TEST_F(mesh, pins_survive_the_loader_and_go_with_destroy)
 	waitpid(pid, NULL, 0);
 	unlink(path);
 	close(lfd);
-	ASSERT_OK(zm_bpf__destroy(NULL, self->n1, &e));
-	snprintf(path, sizeof(path), "%s/%s", ZM_BPF_PIN_ROOT, self->n1);
+	ASSERT_OK(zm_bpf__destroy(NULL, self->k1, &e));
+	snprintf(path, sizeof(path), "%s/%s", ZM_BPF_PIN_ROOT, self->k1);
 	EXPECT_NE(access(path, F_OK), 0);
 	/* Nothing attached any more: a's connects go direct. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "

@@ -144,7 +144,7 @@ int zm_lab_down(const char *name, struct zm_error *e)
 	}
 	if (zm_lab_load(name, &lab, NULL) == 0) {
 		for (size_t i = 0; i < lab.nnodes; i++)
-			zm_bpf__destroy(NULL, lab.nodes[i].name, NULL);
+			zm_bpf__destroy(NULL, lab.nodes[i].netns, NULL);
 		rmdir(BPF_PIN_ROOT);
 		rmdir("/run/zmesh/bpf");
 		zm_lab_free(&lab);

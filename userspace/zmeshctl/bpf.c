@@ -154,6 +154,25 @@ static void print_table(json_t *j)
 	printf("\n");
 }
 
+/*
+ * The BPF state of a lab node is keyed by the node's netns name
+ * ("zm-<lab>-<node>"), unique per lab, so two labs with a "node-1" each do
+ * not share pins. A name that is not a node of @lab is taken as a key.
+ */
+static void node_key(const char *lab_name, const char *node, char *out, size_t outsz)
+{
+	struct zm_lab lab;
+	struct zm_lab_node *nd;
+
+	snprintf(out, outsz, "%s", node);
+	if (zm_lab_load(lab_name, &lab, NULL))
+		return;
+	nd = zm_lab_node_find(&lab, node);
+	if (nd)
+		snprintf(out, outsz, "%s", nd->netns);
+	zm_lab_free(&lab);
+}
+
 static int status(const char *node, bool as_json)
 {
 	json_t *all = json_array();
@@ -205,7 +224,7 @@ static int sync_lab(const char *lab_name, const char *only)
 	}
 	for (size_t i = 0; i < lab.nnodes; i++) {
 		struct zm_lab_node *nd = &lab.nodes[i];
-		struct zm_bpf_opts o = { .node = nd->name, .node_cgroup = nd->cgroup };
+		struct zm_bpf_opts o = { .node = nd->netns, .node_cgroup = nd->cgroup };
 		struct zm_bpf *b;
 		char **ids;
 		size_t nids;
@@ -217,7 +236,7 @@ static int sync_lab(const char *lab_name, const char *only)
 			failed = 1;
 			continue;
 		}
-		zm_bpf__list(NULL, nd->name, &ids, &nids);
+		zm_bpf__list(NULL, nd->netns, &ids, &nids);
 		printf("%s:", nd->name);
 		for (size_t p = 0; p < lab.npods; p++) {
 			struct zm_lab_pod *pod = &lab.pods[p];
@@ -290,6 +309,7 @@ static int fastpath(const char *node, const char *onoff)
 static int cmd_bpf(int argc, char **argv)
 {
 	const char *node = NULL, *out = NULL, *lab = getenv("ZMESH_LAB"), *pos = NULL;
+	char key[256];
 
 	if (!lab)
 		lab = ZM_LAB_DEFAULT;
@@ -314,6 +334,10 @@ static int cmd_bpf(int argc, char **argv)
 	if (out && strcmp(out, "json")) {
 		fprintf(stderr, "zmeshctl bpf: -o %s: want json\n", out);
 		return 2;
+	}
+	if (node && strcmp(argv[1], "sync")) {
+		node_key(lab, node, key, sizeof(key));
+		node = key;
 	}
 	if (!strcmp(argv[1], "status"))
 		return status(node, out != NULL);

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	snprintf(z->node_netns, sizeof(z->node_netns), "/run/netns/%s", z->me->netns);
-	struct zm_bpf_opts bo = { .node = z->node, .node_cgroup = z->me->cgroup };
+	struct zm_bpf_opts bo = { .node = z->me->netns, .node_cgroup = z->me->cgroup };
 
 	if (zm_bpf__open(&bo, &z->bpf, &e)) {
 		zm_log_error("%s", e.msg);

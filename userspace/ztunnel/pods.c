@@ -206,7 +206,7 @@ int zt_reconcile(struct zt *z)
 		char **ids;
 		size_t n;
 
-		if (zm_bpf__list(NULL, z->node, &ids, &n) == 0) {
+		if (zm_bpf__list(NULL, z->me->netns, &ids, &n) == 0) {
 			for (size_t i = 0; i < n; i++)
 				if (!find(z, ids[i]) && !zm_bpf__unenroll(z->bpf, ids[i], &e))
 					zm_log_info("pod %s left the mesh (while ztunnel was down)", ids[i]);
