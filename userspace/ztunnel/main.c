@@ -25,7 +25,7 @@ static void on_signal(int sig)
 }
 
 static const char usage[] =
-	"usage: ztunnel --node NODE [--lab LAB] [--fastpath on|off] [--log-level LEVEL]\n"
+	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--log-level LEVEL]\n"
 	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n";
 
 static int http_listener(struct zt *z, struct zt_ev *ev, enum zt_kind kind, int port)
@@ -95,6 +95,8 @@ int main(int argc, char **argv)
 			snprintf(z->node, sizeof(z->node), "%s", v);
 		else if (!strcmp(argv[i], "--lab"))
 			lab = v;
+		else if (!strcmp(argv[i], "--store"))
+			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
 			z->fastpath = !strcmp(v, "on");
 		else if (!strcmp(argv[i], "--log-level") && zm_log_level_parse(v) >= 0)
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
 		fputs(usage, stderr);
 		return 2;
 	}
+	zt_policy_init(z);
 	z->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (zm_lab_load(z->lab, &z->state, &e)) {
 		zm_log_error("%s", e.msg);
@@ -147,6 +150,9 @@ int main(int argc, char **argv)
 		char path[512];
 		int n;
 
+		/* Policy before pods: a pod joins with its STRICT state known. */
+		if (zt_policy_reload(z) > 0)
+			zt_pods_restrict(z);
 		/* The lab state is the enrolment source: reconcile when it changes. */
 		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, z->lab);
 		if (reload || (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last.tv_sec ||
@@ -191,6 +197,7 @@ out:
 	zm_bpf__close(z->bpf);
 	zm_ca_free(z->ca);
 	zm_lab_free(&z->state);
+	zt_policy_free(z);
 	free(z);
 	return rc;
 }

@@ -80,6 +80,7 @@ static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 	p->ip = lp->ip;
 	for (int i = 0; i < 3; i++)
 		p->l[i].fd = -1;
+	p->strict = bp.strict = zt_pod_strict(z, p);
 	/* The workload certificate: key and CSR here, signed by the CA (zmeshd's
 	 * job, later: the same calls behind the control-plane stream). */
 	if (z->ca) {
@@ -124,6 +125,33 @@ fail:
 	p->used = true;
 	pod_close(z, p, true);
 	return rc;
+}
+
+void zt_pods_restrict(struct zt *z)
+{
+	for (int i = 0; i < ZT_MAX_PODS; i++) {
+		struct zt_pod *p = &z->pods[i];
+		const struct zm_lab_pod *lp;
+		struct zm_error e = { 0 };
+		bool strict;
+
+		if (!p->used || p->l[0].fd < 0)
+			continue;
+		strict = zt_pod_strict(z, p);
+		lp = zt_pod_by_ip(z, p->ip);
+		if (strict == p->strict || !lp)
+			continue;
+		struct zm_bpf_pod bp = { .id = p->id, .cgroup = lp->cgroup, .netns = p->netns, .ip = lp->ip,
+					 .node_netns = z->node_netns, .host_veth = lp->veth, .strict = strict };
+
+		if (zm_bpf__enroll(z->bpf, &bp, &e)) {
+			zm_log_error("pod %s: STRICT %s: %s", p->id, strict ? "on" : "off", e.msg);
+			continue;
+		}
+		p->strict = strict;
+		zm_log_info("pod %s: mTLS %s", p->id, strict ? "STRICT: plaintext can no longer bypass ztunnel"
+							    : "no longer STRICT everywhere");
+	}
 }
 
 static struct zt_pod *find(struct zt *z, const char *id)

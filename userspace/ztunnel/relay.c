@@ -396,6 +396,15 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			/* sk_lookup kept the address the client dialled. */
 			getsockname(fd, (struct sockaddr *)&dst, &dl);
 			getpeername(fd, (struct sockaddr *)&peer, &pl);
+			if (!zt_policy_check(z, p, NULL, peer.sin_addr, ntohs(dst.sin_port),
+					     "plaintext connection")) {
+				struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+				/* Refused with a reset, as Istio's ztunnel does. */
+				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+				close(fd);
+				continue;
+			}
 			dw = p->workload;
 			dn = p->ns;
 			workload_of(z, peer.sin_addr, &sw, &sn);
@@ -458,6 +467,7 @@ void zt_metrics_write(struct zt *z, int fd)
 	}
 	zm_buf_printf(&b, "# TYPE zmesh_ztunnel_refused_total counter\nzmesh_ztunnel_refused_total %llu\n",
 		      (unsigned long long)z->st.refused);
+	zt_policy_metrics(z, &b);
 	{
 		char head[160];
 		int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

@@ -160,6 +160,23 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	dst.sin_port = htons((uint16_t)port);
 	snprintf(t->authority, sizeof(t->authority), "%s", auth);
 	{
+		/* Policy on the verified peer identity (Istio's principal form,
+		 * without "spiffe://") and the address it connected from. */
+		struct zm_spiffe_id peer;
+		struct sockaddr_in pa = { 0 };
+		socklen_t pl = sizeof(pa);
+		char sp[ZM_SPIFFE_MAX], desc[96];
+		const char *principal = NULL;
+
+		if (zm_tls_peer_id(zm_hbone_ssl(t->hb), &peer) == 0 &&
+		    zm_spiffe_format(&peer, sp, sizeof(sp)) == 0 && !strncmp(sp, "spiffe://", 9))
+			principal = sp + 9;
+		getpeername(t->ev[1].fd, (struct sockaddr *)&pa, &pl);
+		snprintf(desc, sizeof(desc), "HBONE CONNECT %s", auth);
+		if (!principal || !zt_policy_check(t->z, t->pod, principal, pa.sin_addr, (uint16_t)port, desc))
+			return 403;
+	}
+	{
 		/* Metrics: the peer's verified identity, its workload by address. */
 		struct zm_spiffe_id peer;
 		struct sockaddr_in pa;

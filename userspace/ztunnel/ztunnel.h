@@ -18,6 +18,7 @@
 #ifndef ZTUNNEL_H
 #define ZTUNNEL_H
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +28,8 @@
 
 #include "zmesh/bpf_loader.h"
 #include "zmesh/ca.h"
+#include "zmesh/config.h"
+#include "zmesh/l4policy.h"
 #include "zmesh/lab.h"
 #include "zmesh/spiffe.h"
 
@@ -52,10 +55,12 @@ struct zt_pod {
 	bool seen;		/* reconcile mark */
 	struct zm_spiffe_id id_spiffe;
 	SSL_CTX *client_ctx, *server_ctx;	/* this pod's workload certificate */
+	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
 };
 
 struct zt_stats {
 	uint64_t opened, closed, refused;
+	uint64_t denied_authz, denied_mtls;
 };
 
 struct zt {
@@ -70,6 +75,9 @@ struct zt {
 	struct zt_stats st;
 	bool fastpath;
 	struct zm_ca *ca;	/* until zmeshd: the lab's CA, signing for our pods */
+	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
+	struct zm_cfg_set cfg;		/* the last good config */
+	uint64_t cfg_version;
 };
 
 /* pods.c */
@@ -79,6 +87,24 @@ const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip);
 /* Is @p in the mesh (so it talks HBONE)? */
 bool zt_pod_meshed(struct zt *z, const struct zm_lab_pod *p);
 void zt_pod_identity(const struct zm_lab_pod *p, struct zm_spiffe_id *id);
+
+/* Re-enrol pods whose STRICT state changed with the config. */
+void zt_pods_restrict(struct zt *z);
+
+/* policy.c */
+struct zm_buf;
+void zt_policy_init(struct zt *z);
+void zt_policy_free(struct zt *z);
+/* Load the store's version when it moved: 1 loaded, 0 unchanged, <0 kept the old one. */
+int zt_policy_reload(struct zt *z);
+bool zt_pod_strict(struct zt *z, const struct zt_pod *p);
+/*
+ * May a connection from @src (verified @principal in Istio's form, NULL for
+ * plaintext) reach pod @p on @port? Logs and counts a refusal.
+ */
+bool zt_policy_check(struct zt *z, const struct zt_pod *p, const char *principal, struct in_addr src,
+		     uint16_t port, const char *conn_desc);
+void zt_policy_metrics(struct zt *z, struct zm_buf *b);
 
 /* relay.c */
 void zt_accept(struct zt *z, struct zt_ev *l);
