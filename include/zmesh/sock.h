@@ -16,6 +16,7 @@
 enum {
 	ZM_SOCK_REUSEPORT = 1 << 0,	/* SO_REUSEPORT: one listener per worker thread */
 	ZM_SOCK_V4ONLY = 1 << 1,	/* do not try [::] first */
+	ZM_SOCK_LOOPBACK = 1 << 2,	/* 127.0.0.1 (or ::1) only: admin endpoints */
 };
 
 /*

@@ -17,6 +17,11 @@ static int listen_family(int family, int port, int backlog, unsigned int flags)
 				  .sin_addr.s_addr = htonl(INADDR_ANY) };
 	int one = 1, zero = 0, fd, rc;
 
+	if (flags & ZM_SOCK_LOOPBACK) {
+		a6.sin6_addr = in6addr_loopback;
+		a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	}
+
 	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

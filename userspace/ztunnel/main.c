@@ -25,13 +25,26 @@ static void on_signal(int sig)
 }
 
 static const char usage[] =
-	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--log-level LEVEL]\n"
-	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n";
+	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--cert-ttl DUR]\n"
+	"               [--drain-timeout DUR] [--log-level LEVEL]\n"
+	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n"
+	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m).\n";
 
-static int http_listener(struct zt *z, struct zt_ev *ev, enum zt_kind kind, int port)
+/* "24h", "90s": seconds in *out, or -EINVAL. */
+static int seconds(const char *v, unsigned *out)
+{
+	int64_t ns;
+
+	if (zm_duration_parse(v, &ns) || ns < 0 || ns / ZM_NS_PER_S > 365LL * 24 * 3600)
+		return -EINVAL;
+	*out = (unsigned)(ns / ZM_NS_PER_S);
+	return 0;
+}
+
+static int http_listener(struct zt *z, struct zt_ev *ev, enum zt_kind kind, int port, unsigned flags)
 {
 	struct epoll_event e = { .events = EPOLLIN, .data.ptr = ev };
-	int fd = zm_sock_listen_tcp(port, 64, ZM_SOCK_V4ONLY);
+	int fd = zm_sock_listen_tcp(port, 64, ZM_SOCK_V4ONLY | flags);
 
 	if (fd < 0)
 		return fd;
@@ -54,6 +67,8 @@ static void http_serve(struct zt *z, struct zt_ev *l, bool ready)
 	req[n > 0 ? n : 0] = 0;
 	if (l == &z->metrics && !strncmp(req, "GET /metrics", 12)) {
 		zt_metrics_write(z, fd);
+	} else if (l == &z->admin) {
+		zt_admin_serve(z, fd, req);
 	} else if (l == &z->ready && !strncmp(req, "GET /healthz/ready", 18)) {
 		const char *r = ready ? "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nready\n" :
 					"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot ready\n";
@@ -73,7 +88,9 @@ int main(int argc, char **argv)
 	struct zm_error e = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
-	struct timespec last = { 0 };
+	const char *ttl = getenv("ZMESH_CERT_TTL");
+	unsigned drain_s = 5;
+	struct timespec last = { 0 }, drain_until = { 0 };
 	bool ready = false;
 	int rc = 1;
 
@@ -95,6 +112,10 @@ int main(int argc, char **argv)
 			snprintf(z->node, sizeof(z->node), "%s", v);
 		else if (!strcmp(argv[i], "--lab"))
 			lab = v;
+		else if (!strcmp(argv[i], "--cert-ttl"))
+			ttl = v;
+		else if (!strcmp(argv[i], "--drain-timeout") && !seconds(v, &drain_s))
+			;
 		else if (!strcmp(argv[i], "--store"))
 			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -109,6 +130,11 @@ int main(int argc, char **argv)
 	snprintf(z->lab, sizeof(z->lab), "%s", lab);
 	if (!z->node[0]) {
 		fputs(usage, stderr);
+		return 2;
+	}
+	if (ttl && (seconds(ttl, &z->cert_ttl) || z->cert_ttl < ZM_CA_MIN_TTL)) {
+		fprintf(stderr, "ztunnel: certificate TTL %s: want a duration of at least %us\n", ttl,
+			ZM_CA_MIN_TTL);
 		return 2;
 	}
 	zt_policy_init(z);
@@ -138,25 +164,51 @@ int main(int argc, char **argv)
 		if (zm_ca_open(cadir, &z->ca, &e))
 			zm_log_warn("no CA (%s): meshed traffic cannot use HBONE", e.msg);
 	}
-	if (http_listener(z, &z->metrics, ZT_HTTP_LISTEN, 15020) ||
-	    http_listener(z, &z->ready, ZT_HTTP_LISTEN, 15021)) {
-		zm_log_error("cannot listen on 15020/15021: %s", strerror(errno));
+	if (http_listener(z, &z->metrics, ZT_HTTP_LISTEN, 15020, 0) ||
+	    http_listener(z, &z->ready, ZT_HTTP_LISTEN, 15021, 0) ||
+	    http_listener(z, &z->admin, ZT_HTTP_LISTEN, 15000, ZM_SOCK_LOOPBACK)) {
+		zm_log_error("cannot listen on 15020/15021/15000: %s", strerror(errno));
 		goto out;
 	}
 	zm_log_info("node %s of lab %s: fast path %s", z->node, z->lab, z->fastpath ? "on" : "off");
-	while (!stop) {
+	for (;;) {
 		struct epoll_event ev[128];
 		struct stat st;
 		char path[512];
 		int n;
+
+		if (stop && !drain_until.tv_sec) {
+			/* Drain: no new connections (the capture stays, so new
+			 * ones are refused: closed, never open); live ones may
+			 * finish until the deadline. */
+			zt_pods_stop_listening(z);
+			clock_gettime(CLOCK_MONOTONIC, &drain_until);
+			drain_until.tv_sec += drain_s;
+			zm_log_info("draining: %llu connections, up to %us",
+				    (unsigned long long)(z->st.opened - z->st.closed), drain_s);
+		}
+		if (stop) {
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (z->st.opened == z->st.closed || now.tv_sec >= drain_until.tv_sec) {
+				if (z->st.opened != z->st.closed)
+					zm_log_info("drain deadline: %llu connections cut",
+						    (unsigned long long)(z->st.opened - z->st.closed));
+				break;
+			}
+		}
+		if (reload)
+			z->cfg_version = 0;	/* SIGHUP: read the config again too */
+		zt_certs_tick(z);
 
 		/* Policy before pods: a pod joins with its STRICT state known. */
 		if (zt_policy_reload(z) > 0)
 			zt_pods_restrict(z);
 		/* The lab state is the enrolment source: reconcile when it changes. */
 		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, z->lab);
-		if (reload || (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last.tv_sec ||
-							st.st_mtim.tv_nsec != last.tv_nsec))) {
+		if (!stop && (reload || (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last.tv_sec ||
+								    st.st_mtim.tv_nsec != last.tv_nsec)))) {
 			reload = 0;
 			last = st.st_mtim;
 			if (zt_reconcile(z) == 0 && !ready) {
@@ -181,7 +233,7 @@ int main(int argc, char **argv)
 				zt_tunnel_event(z, x, ev[i].events);
 				break;
 			case ZT_HTTP_LISTEN:
-				http_serve(z, x, ready);
+				http_serve(z, x, ready && !stop);
 				break;
 			default:
 				break;

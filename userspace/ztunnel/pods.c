@@ -53,8 +53,7 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 			close(p->l[i].fd);
 		}
 	}
-	SSL_CTX_free(p->client_ctx);
-	SSL_CTX_free(p->server_ctx);
+	zt_cert_drop(p);
 	if (unenroll)
 		zm_log_info("pod %s/%s left the mesh", p->ns, p->name);
 	memset(p, 0, sizeof(*p));
@@ -81,21 +80,8 @@ static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 	for (int i = 0; i < 3; i++)
 		p->l[i].fd = -1;
 	p->strict = bp.strict = zt_pod_strict(z, p);
-	/* The workload certificate: key and CSR here, signed by the CA (zmeshd's
-	 * job, later: the same calls behind the control-plane stream). */
-	if (z->ca) {
-		char *key = NULL, *csr = NULL, *chain = NULL;
-
-		zt_pod_identity(lp, &p->id_spiffe);
-		if (zm_key_csr(&p->id_spiffe, &key, &csr, &e) ||
-		    zm_ca_sign(z->ca, csr, &p->id_spiffe, 24 * 3600, &chain, &e) ||
-		    !(p->client_ctx = zm_tls_ctx_new(false, key, chain, zm_ca_bundle(z->ca), "cluster.local", &e)) ||
-		    !(p->server_ctx = zm_tls_ctx_new(true, key, chain, zm_ca_bundle(z->ca), "cluster.local", &e)))
-			zm_log_error("pod %s: certificate: %s", p->id, e.msg);
-		free(key);
-		free(csr);
-		free(chain);
-	}
+	zt_pod_identity(lp, &p->id_spiffe);
+	zt_cert_issue(z, p);
 	/* Listeners first, then capture: a captured connect always finds 15001. */
 	for (int i = 0; i < 3; i++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->l[i] };
@@ -125,6 +111,20 @@ fail:
 	p->used = true;
 	pod_close(z, p, true);
 	return rc;
+}
+
+void zt_pods_stop_listening(struct zt *z)
+{
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		for (int k = 0; k < 3 && z->pods[i].used; k++) {
+			struct zt_ev *l = &z->pods[i].l[k];
+
+			if (l->fd < 0)
+				continue;
+			epoll_ctl(z->ep, EPOLL_CTL_DEL, l->fd, NULL);
+			close(l->fd);
+			l->fd = -1;
+		}
 }
 
 void zt_pods_restrict(struct zt *z)

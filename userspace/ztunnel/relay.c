@@ -381,7 +381,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			{
 				const struct zm_lab_pod *dpod = zt_pod_by_ip(z, dst.sin_addr);
 
-				if (dpod && zt_pod_meshed(z, dpod) && p->client_ctx) {
+				if (dpod && zt_pod_meshed(z, dpod) && p->client_creds) {
 					zt_tunnel_out(z, p, fd, &dst, dpod);
 					continue;
 				}

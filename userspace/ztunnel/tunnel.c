@@ -405,9 +405,16 @@ static struct zt_tun *tun_new(struct zt *z, struct zt_pod *p, bool server)
 	t->sid = -1;
 	clock_gettime(CLOCK_MONOTONIC, &t->info.start);
 	t->ev[0].fd = t->ev[1].fd = -1;
-	if (zm_hbone_new(server ? p->server_ctx : p->client_ctx, server, &cbs, t, &t->hb)) {
-		free(t);
-		return NULL;
+	{
+		/* The SSL keeps its own reference to this generation. */
+		SSL_CTX *ctx = zt_pod_ctx(p, server);
+		int rc = ctx ? zm_hbone_new(ctx, server, &cbs, t, &t->hb) : -ENOENT;
+
+		SSL_CTX_free(ctx);
+		if (rc) {
+			free(t);
+			return NULL;
+		}
 	}
 	z->st.opened++;
 	return t;
@@ -422,7 +429,7 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 	const char *dwl = zm_labels_get(&dpod->labels, "app");
 	int saved, up, one = 1;
 
-	t = p->client_ctx ? tun_new(z, p, false) : NULL;
+	t = tun_new(z, p, false);
 	if (!t) {
 		close(fd);
 		return;
@@ -459,7 +466,7 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 
 void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd)
 {
-	struct zt_tun *t = p->server_ctx ? tun_new(z, p, true) : NULL;
+	struct zt_tun *t = tun_new(z, p, true);
 	int one = 1;
 
 	if (!t) {

@@ -28,6 +28,8 @@
 
 #include "zmesh/bpf_loader.h"
 #include "zmesh/ca.h"
+#include "zmesh/keymat.h"
+#include "zmesh/tls.h"
 #include "zmesh/config.h"
 #include "zmesh/l4policy.h"
 #include "zmesh/lab.h"
@@ -54,13 +56,18 @@ struct zt_pod {
 	struct zt_ev l[3];	/* outbound, inbound, hbone */
 	bool seen;		/* reconcile mark */
 	struct zm_spiffe_id id_spiffe;
-	SSL_CTX *client_ctx, *server_ctx;	/* this pod's workload certificate */
+	/* This pod's workload certificate: rotatable contexts for both HBONE
+	 * roles, the SVID record and when to renew it (certs.c). */
+	struct zm_tls_creds *client_creds, *server_creds;
+	struct zm_svid_cert svid;
+	time_t renew_at;
+	unsigned cert_gen;
 	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
 };
 
 struct zt_stats {
 	uint64_t opened, closed, refused;
-	uint64_t denied_authz, denied_mtls;
+	uint64_t denied_authz, denied_mtls, renewed;
 };
 
 struct zt {
@@ -75,6 +82,8 @@ struct zt {
 	struct zt_stats st;
 	bool fastpath;
 	struct zm_ca *ca;	/* until zmeshd: the lab's CA, signing for our pods */
+	unsigned cert_ttl;		/* seconds; 0: the CA's default (24h) */
+	struct zt_ev admin;		/* localhost:15000 */
 	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
@@ -88,11 +97,27 @@ const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip);
 bool zt_pod_meshed(struct zt *z, const struct zm_lab_pod *p);
 void zt_pod_identity(const struct zm_lab_pod *p, struct zm_spiffe_id *id);
 
+/* Close every pod's listeners (drain); the capture stays pinned. */
+void zt_pods_stop_listening(struct zt *z);
 /* Re-enrol pods whose STRICT state changed with the config. */
 void zt_pods_restrict(struct zt *z);
 
-/* policy.c */
 struct zm_buf;
+
+/* admin.c: localhost:15000, one request per connection. */
+void zt_admin_serve(struct zt *z, int fd, const char *req);
+
+/* certs.c */
+/* A new key + certificate for @p, swapped in for new connections. */
+int zt_cert_issue(struct zt *z, struct zt_pod *p);
+void zt_cert_drop(struct zt_pod *p);
+/* Renew what is due. */
+void zt_certs_tick(struct zt *z);
+/* The current context of @p's role (a reference: SSL_CTX_free it), or NULL. */
+SSL_CTX *zt_pod_ctx(struct zt_pod *p, bool server);
+void zt_certs_json(struct zt *z, struct zm_buf *b);
+
+/* policy.c */
 void zt_policy_init(struct zt *z);
 void zt_policy_free(struct zt *z);
 /* Load the store's version when it moved: 1 loaded, 0 unchanged, <0 kept the old one. */
