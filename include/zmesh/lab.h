@@ -25,6 +25,7 @@
 #include "zmesh/log.h"
 
 #define ZM_LAB_STATE_ROOT "/run/zmesh/lab"
+#define ZM_LAB_STORE "store"	/* the lab's config store: <state root>/<lab>/store */
 #define ZM_LAB_DEFAULT "zmesh"
 #define ZM_LAB_NAME_MAX 12
 #define ZM_K8S_NAME_MAX 63	/* DNS-1123 label */
@@ -102,12 +103,18 @@ struct zm_lab_sa {
 	char name[ZM_K8S_NAME_MAX + 1];
 };
 
+struct zm_cfg_set;
+
 struct zm_lab {
 	char name[ZM_LAB_NAME_MAX + 1];
 	char state_dir[PATH_MAX];
 	char cgroup_root[PATH_MAX];	/* <cgroup2>/zmesh/<lab> */
 	char bin_dir[PATH_MAX];		/* where zmesh binaries are (ZMESH_BIN) */
 	bool no_mesh;			/* up: do not start a ztunnel per node */
+	/* up: Istio objects (validated by the caller) applied to the lab's
+	 * config store, <state_dir>/store, before any ztunnel starts; NULL:
+	 * the store starts empty. Not owned, not saved: the store keeps them. */
+	struct zm_cfg_set *config;
 	struct zm_lab_node *nodes;
 	size_t nnodes;
 	struct zm_lab_ns *namespaces;

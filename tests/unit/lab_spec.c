@@ -102,6 +102,9 @@ static const struct {
 	  ":26:23: spec.serviceAccountName: no ServiceAccount \"ghost\" in namespace \"shop\"" },
 	{ "---\napiVersion: v1\nkind: Pod\nmetadata: [1]\n",
 	  ":21:11: metadata: want a mapping" },
+	/* Only Istio's two API groups are skipped as config, not look-alikes. */
+	{ "---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n  name: t\n",
+	  ":19:13: apiVersion: want v1 for kind Telemetry" },
 };
 
 TEST(errors_name_file_line_col_and_field)

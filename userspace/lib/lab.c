@@ -22,6 +22,7 @@
 #include "zmesh/lab.h"
 #include "zmesh/netlink.h"
 #include "zmesh/netns.h"
+#include "zmesh/store.h"
 
 #define ETC_NETNS "/etc/netns"
 #define BPF_PIN_ROOT "/sys/fs/bpf/zmesh"
@@ -725,6 +726,25 @@ static int self_dir(char *buf, size_t sz)
 	return 0;
 }
 
+/* The lab's config store, with the Istio objects of the cluster files: made
+ * before any ztunnel starts, so proxies find their policy from the start. */
+static int make_store(struct zm_lab *lab, struct zm_error *e)
+{
+	char dir[PATH_MAX + 16];
+	struct zm_store *st;
+	uint64_t version;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/%s", lab->state_dir, ZM_LAB_STORE);
+	rc = zm_store_open(dir, &st, e);
+	if (rc)
+		return rc;
+	if (lab->config && lab->config->nobjs)
+		rc = zm_store_apply(st, lab->config, &version, e);
+	zm_store_close(st);
+	return rc;
+}
+
 int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 {
 	char path[PATH_MAX + 32];
@@ -753,6 +773,9 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 	}
 	/* The plan goes to disk before anything is made: `down` finds it all. */
 	rc = zm_lab_save(lab, e);
+	if (rc)
+		goto fail;
+	rc = make_store(lab, e);
 	if (rc)
 		goto fail;
 	rc = build_underlay(lab, e);

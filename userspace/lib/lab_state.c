@@ -301,6 +301,20 @@ static int lab_from_json(json_t *root, struct zm_lab *lab)
 				if (!ct->argv[ct->argc++])
 					return -ENOMEM;
 			}
+			/* Named service target ports resolve through these. */
+			json_t *cports = json_object_get(x, "ports");
+
+			ct->ports = calloc(json_array_size(cports) + 1, sizeof(*ct->ports));
+			if (!ct->ports)
+				return -ENOMEM;
+			json_array_foreach(cports, m, y) {
+				struct zm_lab_cport *cp = &ct->ports[ct->nports];
+				const char *pn = json_string_value(json_object_get(y, "name"));
+
+				snprintf(cp->name, sizeof(cp->name), "%s", pn ? pn : "");
+				cp->port = (int)json_integer_value(json_object_get(y, "containerPort"));
+				ct->nports++;
+			}
 		}
 	}
 	a = json_object_get(root, "services");

@@ -2,6 +2,8 @@
 /* zmeshctl lab: up, down, status, exec, label. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,7 +11,9 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "zmesh/config.h"
 #include "zmesh/lab.h"
+#include "zmesh/store.h"
 
 static const char usage_text[] =
 	"usage: zmeshctl lab up -f FILE [-f FILE]... [--name LAB] [--no-mesh]\n"
@@ -80,8 +84,43 @@ static int parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+static const char *store_dir(const char *lab, char *buf, size_t sz)
+{
+	snprintf(buf, sz, "%s/%s/%s", ZM_LAB_STATE_ROOT, lab, ZM_LAB_STORE);
+	return buf;
+}
+
+/*
+ * The Istio objects of the cluster files into @cfg, checked as an apply to an
+ * empty store would check them. The core documents are read too (the config
+ * model checks their metadata), then dropped: they are the lab's.
+ */
+static int load_config(struct opts *o, struct zm_cfg_set *cfg)
+{
+	for (size_t i = 0; i < o->nfiles; i++) {
+		if (zm_cfg_load_path(cfg, o->files[i]) == -ENOMEM) {
+			fprintf(stderr, "zmeshctl lab up: out of memory\n");
+			return -ENOMEM;
+		}
+	}
+	if (zm_cfg_validate(cfg, NULL)) {
+		zm_cfg_sort_errors(cfg);
+		for (size_t i = 0; i < cfg->nerrs; i++)
+			fprintf(stderr, "%s\n", cfg->errs[i].text);
+		fprintf(stderr, "zmeshctl lab up: %zu error%s: nothing made\n", cfg->nerrs,
+			cfg->nerrs == 1 ? "" : "s");
+		return -EINVAL;
+	}
+	for (size_t i = cfg->nobjs; i > 0; i--)
+		if (!zm_kind_is_istio(cfg->objs[i - 1]->kind))
+			zm_cfg_obj_free(zm_cfg_set_remove(cfg, i - 1));
+	return 0;
+}
+
 static int up(struct opts *o)
 {
+	struct zm_cfg_set cfg;
+	char path[PATH_MAX];
 	struct zm_lab lab = { 0 };
 	struct zm_error e = { 0 };
 	int rc;
@@ -96,17 +135,29 @@ static int up(struct opts *o)
 	}
 	snprintf(lab.name, sizeof(lab.name), "%s", o->name);
 	lab.no_mesh = o->no_mesh;
+	zm_cfg_set_init(&cfg);
+	/* The Istio documents first, before anything is built: an invalid
+	 * policy fails `up` with its file:line:col and nothing is made. */
+	rc = load_config(o, &cfg);
+	if (rc) {
+		zm_cfg_set_free(&cfg);
+		return 1;
+	}
+	lab.config = &cfg;
 	rc = zm_lab_spec_load(&lab, o->files, o->nfiles, &e);
 	if (!rc)
 		rc = zm_lab_up(&lab, &e);
 	if (rc) {
 		fprintf(stderr, "zmeshctl lab up: %s\n", e.msg[0] ? e.msg : strerror(-rc));
 		zm_lab_free(&lab);
+		zm_cfg_set_free(&cfg);
 		return 1;
 	}
-	printf("lab %s up: %zu nodes, %zu pods, %zu services\n", lab.name, lab.nnodes,
-	       lab.npods, lab.nservices);
+	printf("lab %s up: %zu nodes, %zu pods, %zu services, %zu config objects (store version %" PRIu64 ")\n",
+	       lab.name, lab.nnodes, lab.npods, lab.nservices, cfg.nobjs,
+	       zm_store_version(store_dir(lab.name, path, sizeof(path))));
 	zm_lab_free(&lab);
+	zm_cfg_set_free(&cfg);
 	return 0;
 }
 
