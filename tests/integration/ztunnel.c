@@ -183,3 +183,84 @@ TEST_F(zt, restart_keeps_capture_and_recovers)
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
 	EXPECT_STRSTR(out, "pod: b=2");
 }
+
+/* Stop a background capture or server started with `... & echo $!`. */
+static void kill_pid_file(void *arg)
+{
+	test_sh(NULL, 0, "[ -s %s ] && kill -INT $(cat %s) 2>/dev/null; sleep 0.5; rm -f %s", (char *)arg,
+		(char *)arg, (char *)arg);
+}
+
+TEST_F(zt, the_wire_carries_only_tls13)
+{
+	static char out[65536];
+	static char pcap[64], pidf[64];
+
+	snprintf(pcap, sizeof(pcap), "/tmp/zm-zt-%d.pcap", getpid());
+	snprintf(pidf, sizeof(pidf), "/tmp/zm-zt-%d.pid", getpid());
+	test_defer(kill_pid_file, pidf);
+	/* Everything between the pods, as node 2 sees it on the wire. */
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c 'tcpdump -i any -U -n -s 0 -w %s "
+			  "host 10.244.0.2 and host 10.244.1.2 >%s.log 2>&1 & echo $! > %s'",
+			  self->ctl, self->n2, self->lab, pcap, pcap, pidf), 0);
+	/* Capturing only once it says so. */
+	for (int i = 0; i < 100 && test_sh(NULL, 0, "grep -q 'listening on' %s.log", pcap); i++)
+		usleep(100000);
+	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+			 "s=socket.create_connection(('10.244.1.2',9000),timeout=5);"
+			 "s.sendall(b'zmesh-secret-marker\\n');print(s.recv(100))\""), 0);
+	EXPECT_STRSTR(out, "zmesh-secret-marker");
+	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
+	usleep(500000);
+	kill_pid_file(pidf);
+	/* Packets were seen, all of them on 15008, none carries the payload in clear. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "tshark -r %s -d tcp.port==15008,tls -T fields -e tcp.dstport 2>/dev/null | "
+			  "sort -u | tr '\\n' ' '", pcap), 0);
+	EXPECT_STRSTR(out, "15008");
+	EXPECT_FALSE(strstr(out, "9000"));
+	EXPECT_FALSE(strstr(out, "8080"));
+	EXPECT_NE(test_sh(NULL, 0, "grep -a -c zmesh-secret %s", pcap), 0);
+	/* Every handshake is TLS 1.3 (the ServerHello's supported_versions). */
+	ASSERT_EQ(test_sh(out, sizeof(out), "tshark -r %s -d tcp.port==15008,tls -Y 'tls.handshake.type == 2' "
+			  "-T fields -e tls.handshake.extensions.supported_version 2>/dev/null | sort | uniq -c",
+			  pcap), 0);
+	EXPECT_STRSTR(out, " 0x0304\n");
+	EXPECT_FALSE(strstr(out, "0x0303"));
+	ASSERT_EQ(test_sh(out, sizeof(out), "tshark -r %s -d tcp.port==15008,tls -Y 'tls.record.opaque_type == 23 || tls.record.content_type == 23' "
+			  "2>/dev/null | wc -l", pcap), 0);
+	EXPECT_GT(atoi(out), 0);	/* application data went through, encrypted */
+	test_sh(NULL, 0, "rm -f %s %s.log", pcap, pcap);
+}
+
+TEST_F(zt, prometheus_scrapes_the_istio_series)
+{
+	static char out[65536], cfg[64], dir[64], pidf[64];
+	FILE *f;
+	bool found = false;
+
+	snprintf(cfg, sizeof(cfg), "/tmp/zm-zt-prom-%d.yml", getpid());
+	snprintf(dir, sizeof(dir), "/tmp/zm-zt-prom-%d", getpid());
+	snprintf(pidf, sizeof(pidf), "/tmp/zm-zt-prom-%d.pid", getpid());
+	f = fopen(cfg, "w");
+	ASSERT_OK_PTR(f);
+	fprintf(f, "global: {scrape_interval: 1s}\nscrape_configs:\n- job_name: ztunnel\n"
+		"  static_configs:\n  - targets: ['127.0.0.1:15020']\n");
+	fclose(f);
+	test_defer(kill_pid_file, pidf);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c 'prometheus --config.file=%s "
+			  "--storage.tsdb.path=%s --web.listen-address=127.0.0.1:9090 >%s.log 2>&1 & echo $! > %s'",
+			  self->ctl, self->n2, self->lab, cfg, dir, dir, pidf), 0);
+	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+	for (int i = 0; i < 60 && !found; i++) {
+		sleep(1);
+		test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -s "
+			"'http://127.0.0.1:9090/api/v1/query?query=istio_tcp_connections_opened_total"
+			"%%7Breporter%%3D%%22destination%%22%%7D'", self->ctl, self->n2, self->lab);
+		found = strstr(out, "\"source_workload\":\"a\"") != NULL;
+	}
+	EXPECT_TRUE(found);
+	EXPECT_STRSTR(out, "\"connection_security_policy\":\"mutual_tls\"");
+	EXPECT_STRSTR(out, "\"source_principal\":\"spiffe://cluster.local/ns/mesh/sa/default\"");
+	kill_pid_file(pidf);
+	test_sh(NULL, 0, "rm -rf %s %s %s.log", dir, cfg, dir);
+}
