@@ -301,6 +301,11 @@ TEST_F(lab, bad_apply_changes_nothing)
 			  self->ctl, self->name), 1);
 	EXPECT_STRSTR(out, "authorizationpolicies.security.istio.io \"nope\" not found");
 	EXPECT_EQ(version(self->store), v);
+	/* A lab that is not up has no store, and apply does not make one. */
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name nolab%d", self->ctl, self->file,
+			  getpid() % 1000), 1);
+	EXPECT_STRSTR(out, "is not up");
+	EXPECT_NE(test_sh(NULL, 0, "test -e /run/zmesh/lab/nolab%d", getpid() % 1000), 0);
 	/* Usage errors. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s get frobs --name %s", self->ctl, self->name), 2);
 	EXPECT_STRSTR(out, "unknown kind \"frobs\"");

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -523,4 +524,34 @@ TEST_F(st, leftovers_of_a_dead_writer_are_cleared)
 	EXPECT_EQ(count(self->dir, NULL), 1);
 	test_sh(out, sizeof(out), "ls -a %s | tr '\\n' ' '", self->dir);
 	EXPECT_STREQ(out, ". .. current gen-1 gen-2 lock ");
+}
+
+/* The watch contract of store.h: one IN_MOVED_TO "current" per new version,
+ * none for a no-op or a rejected apply. */
+TEST_F(st, watchers_see_current_move)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct zm_error e = { 0 };
+	int fd, moves = 0;
+	uint64_t v;
+	ssize_t n;
+
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_GE(inotify_add_watch(fd, self->dir, IN_MOVED_TO), 0);
+	ASSERT_OK(apply_buf(self->st, dr_v1v2, &v, &e));
+	ASSERT_OK(apply_buf(self->st, vs_v2, &v, &e));
+	ASSERT_OK(apply_buf(self->st, vs_v2, &v, &e));		/* no-op */
+	EXPECT_EQ(apply_buf(self->st, vs_v3, &v, &e), -EINVAL);	/* rejected */
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->len && !strcmp(ev->name, "current"))
+				moves++;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	close(fd);
+	EXPECT_EQ(moves, 2);
 }

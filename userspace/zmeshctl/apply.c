@@ -63,7 +63,7 @@ static int cmd_apply(int argc, char **argv)
 		return 2;
 	}
 	if (zmctl_store_dir("apply", &o, dir, sizeof(dir)))
-		return 2;
+		return 1;
 
 	zm_cfg_set_init(&in);
 	zm_cfg_set_init(&before);

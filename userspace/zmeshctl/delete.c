@@ -91,7 +91,7 @@ static int cmd_delete(int argc, char **argv)
 		return 2;
 	}
 	if (zmctl_store_dir("delete", &o, dir, sizeof(dir)))
-		return 2;
+		return 1;
 
 	zm_cfg_set_init(&del);
 	if (npos) {

@@ -349,7 +349,7 @@ static int cmd_describe(int argc, char **argv)
 	if (!o.lab)
 		o.lab = getenv("ZMESH_LAB") && *getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
 	if (zmctl_store_dir("describe", &o, dir, sizeof(dir)))
-		return 2;
+		return 1;
 	if (zm_lab_load(o.lab, &lab, &e)) {
 		fprintf(stderr, "zmeshctl describe: lab %s: %s\n", o.lab, e.msg);
 		return 1;

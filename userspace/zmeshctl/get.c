@@ -220,7 +220,7 @@ static int cmd_get(int argc, char **argv)
 		return 2;
 	}
 	if (zmctl_store_dir("get", &o, dir, sizeof(dir)))
-		return 2;
+		return 1;
 	ns = o.ns ? o.ns : "default";
 	if (zm_kind_cluster_scoped((enum zm_kind)kind))
 		o.all_ns = false;

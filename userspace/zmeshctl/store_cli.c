@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "store_cli.h"
@@ -61,7 +62,13 @@ int zmctl_store_dir(const char *cmd, const struct zmctl_store_opts *o, char *out
 			fprintf(stderr, "zmeshctl %s: %s\n", cmd, e.msg);
 			return -1;
 		}
-		snprintf(out, sz, "%s/%s/store", ZM_LAB_STATE_ROOT, lab);
+		/* A store made for a lab that is not up would be wiped by its `up`. */
+		snprintf(out, sz, "%s/%s/state.json", ZM_LAB_STATE_ROOT, lab);
+		if (access(out, F_OK)) {
+			fprintf(stderr, "zmeshctl %s: lab %s is not up (no %s)\n", cmd, lab, out);
+			return -1;
+		}
+		snprintf(out, sz, "%s/%s/%s", ZM_LAB_STATE_ROOT, lab, ZM_LAB_STORE);
 	} else {
 		snprintf(out, sz, "%s", ZM_STORE_DEFAULT_DIR);
 	}

@@ -35,7 +35,8 @@ int zmctl_store_opt(const char *cmd, int argc, char **argv, int *i, struct zmctl
 /*
  * The store directory: --store, else $ZMESH_STORE, else the lab's store
  * (/run/zmesh/lab/<lab>/store) for --name or $ZMESH_LAB, else
- * ZM_STORE_DEFAULT_DIR. Prints why and returns -1 on a bad lab name.
+ * ZM_STORE_DEFAULT_DIR. Prints why and returns -1 on a bad lab name or a
+ * lab that is not up.
  */
 int zmctl_store_dir(const char *cmd, const struct zmctl_store_opts *o, char *out, size_t sz);
 
