@@ -93,6 +93,7 @@ struct zm_lab_svc {
 	char ns[ZM_K8S_NAME_MAX + 1];
 	char name[ZM_K8S_NAME_MAX + 1];
 	struct zm_labels selector;
+	struct zm_labels labels;	/* metadata.labels (istio.io/use-waypoint...) */
 	struct zm_lab_sport *ports;
 	size_t nports;
 	struct in_addr cluster_ip;	/* 0 until allocated */
@@ -144,6 +145,15 @@ int zm_lab_spec_load(struct zm_lab *lab, const char *const *files, size_t nfiles
 int zm_lab_up(struct zm_lab *lab, struct zm_error *e);
 /* Remove everything of lab @name; 0 also when nothing (or part) exists. */
 int zm_lab_down(const char *name, struct zm_error *e);
+/*
+ * Add to a lab that is up (loaded with zm_lab_load): the pods from index
+ * @first_pod and services from @first_svc of @lab were appended by the
+ * caller (ns, name, node, labels, sa, containers; services: ns, name,
+ * selector, labels, ports). They get addresses, netns, cgroups and veths as
+ * at `up`; every hosts file and the nodes' service rules are rewritten; the
+ * pods' commands start; the state is saved (ztunnels pick it up).
+ */
+int zm_lab_grow(struct zm_lab *lab, size_t first_pod, size_t first_svc, struct zm_error *e);
 
 /* Load the state of a running lab; -ENOENT when it is not up. */
 int zm_lab_load(const char *name, struct zm_lab *lab, struct zm_error *e);

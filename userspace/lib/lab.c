@@ -436,7 +436,8 @@ static int build_services(struct zm_lab *lab, struct zm_error *e)
 #define OUT(...) do { if (o < cap) o += (size_t)snprintf(rules + o, cap - o, __VA_ARGS__); } while (0)
 	if (!rules)
 		return zm_error_set(e, ENOMEM, "out of memory");
-	OUT("table ip zmesh_lab {\n chain svc {\n");
+	/* Idempotent: a lab that grows loads the whole table again. */
+	OUT("table ip zmesh_lab\nflush table ip zmesh_lab\ntable ip zmesh_lab {\n chain svc {\n");
 	for (size_t i = 0; i < lab->nservices; i++) {
 		struct zm_lab_svc *s = &lab->services[i];
 
@@ -820,5 +821,61 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 		return 0;
 fail:
 	zm_lab_down(lab->name, NULL);
+	return rc;
+}
+
+int zm_lab_grow(struct zm_lab *lab, size_t first_pod, size_t first_svc, struct zm_error *e)
+{
+	uint32_t next_vip = (10u << 24) | (96u << 16) | 10u;
+	int rc = 0;
+
+	if (!lab->bin_dir[0] && self_dir(lab->bin_dir, sizeof(lab->bin_dir)) < 0)
+		return zm_error_set(e, errno, "/proc/self/exe: %s", strerror(errno));
+	/* Plan the newcomers as `up` would have: the next address of their
+	 * node (addresses are never reused while the lab is up). */
+	for (size_t i = first_pod; i < lab->npods; i++) {
+		struct zm_lab_pod *p = &lab->pods[i];
+		struct zm_lab_node *n = zm_lab_node_find(lab, p->node);
+		unsigned k = 0;
+
+		if (!n)
+			return zm_error_set(e, ENOENT, "pod %s/%s: no node %s", p->ns, p->name, p->node);
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(lab->pods[j].node, p->node))
+				k++;
+		if (k + 2 > 254)
+			return zm_error_set(e, ENOSPC, "node %s has no pod address left", n->name);
+		snprintf(p->netns, sizeof(p->netns), "zm-%s-%s-%s", lab->name, p->ns, p->name);
+		snprintf(p->cgroup, sizeof(p->cgroup), "%.3000s/pods/%s_%s", lab->cgroup_root, p->ns, p->name);
+		snprintf(p->veth, sizeof(p->veth), "zp%u", k);
+		p->ip = ip4(10, 244, (unsigned)n->index, k + 2);
+	}
+	for (size_t i = first_svc; i < lab->nservices; i++) {
+		bool taken;
+
+		do {
+			taken = false;
+			for (size_t j = 0; j < lab->nservices; j++)
+				if (lab->services[j].cluster_ip.s_addr == htonl(next_vip))
+					taken = true;
+			if (taken)
+				next_vip++;
+		} while (taken);
+		lab->services[i].cluster_ip.s_addr = htonl(next_vip++);
+	}
+	/* On disk first, so `down` finds whatever gets made. */
+	rc = zm_lab_save(lab, e);
+	for (size_t i = first_pod; i < lab->npods && !rc; i++)
+		rc = build_pod(lab, &lab->pods[i], e);
+	/* Every pod's hosts file learns the new service names. */
+	for (size_t i = 0; i < lab->npods && !rc; i++)
+		rc = write_hosts(lab, &lab->pods[i], e);
+	if (!rc)
+		rc = build_services(lab, e);
+	for (size_t i = first_pod; i < lab->npods && !rc; i++)
+		for (size_t c = 0; c < lab->pods[i].ncontainers && !rc; c++)
+			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);
+	if (!rc)
+		rc = zm_lab_save(lab, e);
 	return rc;
 }

@@ -418,7 +418,7 @@ static int read_service(struct rd *r, struct zm_lab *lab, const struct zm_ynode 
 	svc = GROW(lab->services, lab->nservices);
 	if (!svc)
 		return -ENOMEM;
-	rc = read_meta(r, doc, svc->name, svc->ns, NULL);
+	rc = read_meta(r, doc, svc->name, svc->ns, &svc->labels);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i + 1 < lab->nservices; i++)

@@ -61,6 +61,7 @@ void zm_lab_free(struct zm_lab *lab)
 	}
 	for (size_t i = 0; i < lab->nservices; i++) {
 		zm_labels_free(&lab->services[i].selector);
+		zm_labels_free(&lab->services[i].labels);
 		free(lab->services[i].ports);
 	}
 	free(lab->nodes);
@@ -147,9 +148,10 @@ static json_t *lab_json(const struct zm_lab *lab)
 				"name", sp->name, "port", sp->port, "targetPort", sp->target_port,
 				"targetPortName", sp->target_name, "protocol", sp->protocol));
 		}
-		json_array_append_new(svcs, json_pack("{s:s, s:s, s:o, s:o, s:o}",
+		json_array_append_new(svcs, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o}",
 			"namespace", s->ns, "name", s->name, "clusterIP", ip_json(s->cluster_ip),
-			"selector", labels_json(&s->selector), "ports", ports));
+			"selector", labels_json(&s->selector), "labels", labels_json(&s->labels),
+			"ports", ports));
 	}
 	json_object_set_new(root, "nodes", nodes);
 	json_object_set_new(root, "namespaces", nss);
@@ -331,6 +333,8 @@ static int lab_from_json(json_t *root, struct zm_lab *lab)
 		    ip_from(v, "clusterIP", &s->cluster_ip))
 			return -EINVAL;
 		rc = labels_from(json_object_get(v, "selector"), &s->selector);
+		if (!rc && json_object_get(v, "labels"))
+			rc = labels_from(json_object_get(v, "labels"), &s->labels);
 		if (rc)
 			return rc;
 		s->ports = calloc(json_array_size(ports) + 1, sizeof(*s->ports));

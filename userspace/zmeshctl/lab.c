@@ -22,7 +22,8 @@ static const char usage_text[] =
 	"       zmeshctl lab exec POD -n NS [--name LAB] -- CMD [ARGS...]\n"
 	"       zmeshctl lab exec --node NODE [--name LAB] -- CMD [ARGS...]\n"
 	"       zmeshctl lab label namespace NAME KEY=VALUE|KEY- [--name LAB]\n"
-	"       zmeshctl lab label pod NAME -n NS KEY=VALUE|KEY- [--name LAB]\n";
+	"       zmeshctl lab label pod NAME -n NS KEY=VALUE|KEY- [--name LAB]\n"
+	"       zmeshctl lab label service NAME -n NS KEY=VALUE|KEY- [--name LAB]\n";
 
 struct opts {
 	const char *name, *ns, *node, *output;
@@ -309,8 +310,13 @@ static int label(struct opts *o)
 		struct zm_lab_pod *p = zm_lab_pod_find(&lab, o->ns ? o->ns : "default", name);
 
 		labels = p ? &p->labels : NULL;
+	} else if (!strcmp(kind, "service") || !strcmp(kind, "svc")) {
+		for (size_t i = 0; i < lab.nservices && !labels; i++)
+			if (!strcmp(lab.services[i].ns, o->ns ? o->ns : "default") &&
+			    !strcmp(lab.services[i].name, name))
+				labels = &lab.services[i].labels;
 	} else {
-		fprintf(stderr, "zmeshctl lab label: kind %s: want namespace or pod\n", kind);
+		fprintf(stderr, "zmeshctl lab label: kind %s: want namespace, pod or service\n", kind);
 		zm_lab_free(&lab);
 		return 2;
 	}

@@ -299,6 +299,50 @@ void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events)
  * Returns false when @dst is not a VIP; a VIP with no endpoint leaves
  * *dst unchanged (the connect then fails as it would without the mesh).
  */
+/*
+ * The waypoint that traffic to @vip must go through, or NULL. Istio's rule
+ * for service-addressed traffic: the Service's label istio.io/use-waypoint,
+ * else its namespace's ("none" opts out); the waypoint is the pod labelled
+ * gateway.networking.k8s.io/gateway-name=<name> in the Service's namespace
+ * (or istio.io/use-waypoint-namespace). A waypoint named but not running
+ * means the traffic cannot get its L7 policy: *missing is set and the
+ * caller refuses the connection (fails closed).
+ */
+static const struct zm_lab_pod *waypoint_for(struct zt *z, struct in_addr vip, const struct zt_pod *src,
+					     bool *missing)
+{
+	*missing = false;
+	for (size_t i = 0; i < z->state.nservices; i++) {
+		const struct zm_lab_svc *s = &z->state.services[i];
+		const struct zm_lab_ns *ns;
+		const char *wp, *wpns;
+
+		if (s->cluster_ip.s_addr != vip.s_addr)
+			continue;
+		ns = zm_lab_ns_find(&z->state, s->ns);
+		wp = zm_labels_get(&s->labels, "istio.io/use-waypoint");
+		wpns = zm_labels_get(&s->labels, "istio.io/use-waypoint-namespace");
+		if (!wp && ns) {
+			wp = zm_labels_get(&ns->labels, "istio.io/use-waypoint");
+			wpns = zm_labels_get(&ns->labels, "istio.io/use-waypoint-namespace");
+		}
+		if (!wp || !strcmp(wp, "none") || zm_labels_get(&s->labels, "gateway.networking.k8s.io/gateway-name"))
+			return NULL;
+		for (size_t p = 0; p < z->state.npods; p++) {
+			const struct zm_lab_pod *pod = &z->state.pods[p];
+			const char *gw = zm_labels_get(&pod->labels, "gateway.networking.k8s.io/gateway-name");
+
+			if (gw && !strcmp(gw, wp) && !strcmp(pod->ns, wpns ? wpns : s->ns))
+				return pod->ip.s_addr == src->ip.s_addr ? NULL : pod;
+		}
+		*missing = true;
+		zm_log_warn("pod %s: service %s/%s uses waypoint %s/%s, which does not exist: refused", src->id,
+			    s->ns, s->name, wpns ? wpns : s->ns, wp);
+		return NULL;
+	}
+	return NULL;
+}
+
 static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
 {
 	for (size_t i = 0; i < z->state.nservices; i++) {
@@ -376,6 +420,22 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 				continue;
 			}
 			dst = orig;
+			{
+				bool missing;
+				const struct zm_lab_pod *wp = p->client_creds ?
+					waypoint_for(z, orig.sin_addr, p, &missing) : NULL;
+
+				if (wp) {
+					/* HBONE to the waypoint; :authority stays the service. */
+					zt_tunnel_out(z, p, fd, &orig, wp);
+					continue;
+				}
+				if (p->client_creds && missing) {
+					close(fd);
+					z->st.refused++;
+					continue;
+				}
+			}
 			resolve_vip(z, &dst);
 			/* A meshed destination talks HBONE; anything else is passthrough. */
 			{

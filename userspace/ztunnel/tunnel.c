@@ -444,7 +444,9 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	snprintf(t->info.src, sizeof(t->info.src), "%s", inet_ntoa(p->ip));
 	snprintf(t->info.dst, sizeof(t->info.dst), "%s", t->authority);
-	/* The tunnel leaves from the source pod, to the destination pod's 15008. */
+	/* The tunnel leaves from the source pod, to the destination pod's (or
+	 * the waypoint's) 15008. */
+	hb.sin_addr = dpod->ip;
 	hb.sin_port = htons(15008);
 	up = -1;
 	if (!zm_netns_enter(p->netns + strlen("/run/netns/"), &saved)) {

@@ -150,7 +150,12 @@ struct zt_series *zt_series_get(const char *reporter, const char *sw, const char
 				const char *dw, const char *dn, bool mtls, const char *sp, const char *dp);
 void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent, uint64_t received);
 
-/* tunnel.c: HBONE. Outbound: a captured connection to a meshed pod. */
+/*
+ * tunnel.c: HBONE. Outbound: a captured connection to @dst, tunnelled to
+ * @dpod's 15008 and its identity: the destination pod itself, or the
+ * waypoint in front of the Service @dst (then :authority is the service
+ * address and the waypoint picks the endpoint).
+ */
 void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod);
 /* Inbound: a connection accepted on a pod's 15008. */
