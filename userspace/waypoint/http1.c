@@ -184,6 +184,7 @@ void wp_msg_reset(struct wp_msg *m)
 	m->hdr_bytes = 0;
 	m->in_value = m->headers_done = m->complete = false;
 	m->too_big = m->body_too_big = m->bad_header = false;
+	m->prev_lf = m->prev_cr = m->hdr_end = false;
 	m->status = 0;
 	if (llhttp_get_errno(&m->p) == HPE_PAUSED)
 		llhttp_resume(&m->p);
@@ -198,9 +199,39 @@ void wp_msg_free(struct wp_msg *m)
 	zm_buf_free(&m->body);
 }
 
+/*
+ * llhttp (built without strict mode) accepts obs-fold (a header line
+ * starting with SP/HTAB, handed over unfolded) and a bare LF as a line end.
+ * A proxy may refuse both (RFC 9112 2.2, 5.2) and we do: a peer behind us
+ * may split lines differently. Only the header block is scanned: up to the
+ * blank line that ends it (the body may hold anything).
+ */
+static bool bad_framing(struct wp_msg *m, const char *d, size_t n)
+{
+	for (size_t i = 0; i < n && !m->hdr_end; i++) {
+		char ch = d[i];
+
+		if (ch == '\n' && !m->prev_cr)
+			return true;
+		if (m->prev_lf && (ch == ' ' || ch == '\t'))
+			return true;
+		if (m->prev_lf && ch == '\r')
+			m->hdr_end = true;	/* blank line: the headers are over */
+		m->prev_lf = ch == '\n' || (ch == '\r' && m->prev_lf);
+		m->prev_cr = ch == '\r';
+	}
+	return false;
+}
+
 long wp_msg_feed(struct wp_msg *m, const char *d, size_t n)
 {
-	llhttp_errno_t err = llhttp_execute(&m->p, d, n);
+	llhttp_errno_t err;
+
+	if (!m->headers_done && bad_framing(m, d, n)) {
+		m->bad_header = true;
+		return -EBADMSG;
+	}
+	err = llhttp_execute(&m->p, d, n);
 
 	if (err == HPE_OK)
 		return (long)n;

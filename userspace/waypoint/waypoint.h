@@ -71,6 +71,7 @@ struct wp_msg {
 	bool in_value, headers_done, complete;
 	bool too_big, body_too_big, bad_header;
 	bool head_response;		/* response to HEAD: no body */
+	bool prev_lf, prev_cr, hdr_end;	/* line-ending scan state */
 	size_t body_limit;
 	int status;
 	struct zm_http_field f[WP_MAX_HEADERS];	/* views into hb, built by wp_msg_fields */
