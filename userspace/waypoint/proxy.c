@@ -21,12 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zmesh/authz_match.h"
 #include "zmesh/json.h"
 #include "zmesh/log.h"
 #include "zmesh/sock.h"
 #include "waypoint.h"
 
-#define UP_POOL 4
 #define BODY_TIMEOUT_MS 60000
 
 atomic_int wp_nconns;
@@ -116,16 +116,7 @@ static long read_some(int fd, struct zm_buf *b, int64_t deadline)
 
 /* ---- header lists ------------------------------------------------------------ */
 
-struct hkv {
-	char *n, *v;
-};
-
-struct hlist {
-	struct hkv *v;
-	size_t n, cap;
-};
-
-static void hl_free(struct hlist *h)
+void hl_free(struct hlist *h)
 {
 	for (size_t i = 0; i < h->n; i++) {
 		free(h->v[i].n);
@@ -218,22 +209,7 @@ static int hl_write(struct zm_buf *b, const struct hlist *h)
 
 /* ---- upstream connections ----------------------------------------------------- */
 
-struct up {
-	int fd;
-	char addr[64];
-	int port;
-};
 
-struct conn {
-	int fd;
-	char peer[ZM_SOCK_ADDRSTRLEN];
-	int family;
-	uint8_t addr[16];
-	struct wp_msg req;
-	struct zm_buf in;
-	struct up pool[UP_POOL];
-	uint64_t nreq;
-};
 
 static void up_close(struct up *u)
 {
@@ -430,25 +406,15 @@ struct result {
 	uint64_t resp_bytes;
 };
 
-static int send_local(struct conn *c, int code, const char *body, size_t blen,
-		      const struct hlist *extra, bool close_after, bool head)
+/* A locally made answer into @rs. */
+static void local(struct wp_resp *rs, int code, const char *body, size_t blen)
 {
-	struct zm_buf o = { 0 };
-	int rc;
-
-	zm_buf_printf(&o, "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n",
-		      code, wp_reason(code), blen);
-	if (extra)
-		hl_write(&o, extra);
-	if (close_after)
-		zm_buf_puts(&o, "connection: close\r\n");
-	zm_buf_puts(&o, "server: zmesh-waypoint\r\n\r\n");
-	if (!head)
-		zm_buf_append(&o, body, blen);
-	rc = zm_buf_cstr(&o) ? write_all(c->fd, zm_buf_data(&o), zm_buf_len(&o),
-					 now_ns() + 30LL * ZM_NS_PER_S) : -ENOMEM;
-	zm_buf_free(&o);
-	return rc;
+	rs->status = code;
+	rs->status_text = NULL;
+	zm_buf_reset(&rs->body);
+	zm_buf_append(&rs->body, body, blen);
+	hl_set(&rs->h, "content-type", "text/plain");
+	hl_set(&rs->h, "server", "zmesh-waypoint");
 }
 
 struct mirror_job {
@@ -489,7 +455,7 @@ static void *mirror_thread(void *arg)
 }
 
 static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const char *method,
-			 const struct hlist *h, const struct wp_msg *req)
+			 const struct hlist *h, const struct zm_buf *body)
 {
 	struct mirror_job *j;
 	pthread_t th;
@@ -509,10 +475,9 @@ static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, c
 	zm_buf_printf(&j->out, "%s %s HTTP/1.1\r\nhost: %s-shadow\r\n", method,
 		      zm_buf_cstr((struct zm_buf *)&d->path), zm_buf_cstr((struct zm_buf *)&d->authority));
 	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->v[i].n, "host"))
-			zm_buf_printf(&j->out, "%s: %s\r\n", h->v[i].n, h->v[i].v);
-	zm_buf_printf(&j->out, "content-length: %zu\r\nconnection: close\r\n\r\n", zm_buf_len(&req->body));
-	zm_buf_append(&j->out, zm_buf_data(&req->body), zm_buf_len(&req->body));
+		zm_buf_printf(&j->out, "%s: %s\r\n", h->v[i].n, h->v[i].v);
+	zm_buf_printf(&j->out, "content-length: %zu\r\nconnection: close\r\n\r\n", zm_buf_len(body));
+	zm_buf_append(&j->out, zm_buf_data(body), zm_buf_len(body));
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, mirror_thread, j)) {
@@ -531,16 +496,24 @@ static const char *lbl(const struct zm_labels *l, const char *k)
 	return v ? v : "unknown";
 }
 
-static void log_and_count(struct conn *c, const struct wp_msg *req, const struct zm_l7_decision *d,
+/* Joined value of field @name in @rq (lower-case name), or NULL. */
+static const char *req_header(const struct wp_req *rq, const char *name, char *buf, size_t sz,
+			      size_t *len)
+{
+	return zm_http_header_join(rq->f, rq->nf, name, strlen(name), buf, sz, len) == 0 ? buf : NULL;
+}
+
+static void log_and_count(struct conn *c, const struct wp_req *rq, const struct zm_l7_decision *d,
 			  const struct result *res, const struct zm_lab_pod *src, const char *src_principal,
 			  int64_t t0_ns, int64_t t0_wall, const char *reqid)
 {
 	struct zm_buf l = { 0 };
-	char tmp[8192], code[16];
+	char tmp[8192];
 	size_t len;
 	const char *v;
 	double ms = (double)(now_ns() - t0_ns) / 1e6;
 	const struct zm_l7_ep *ep = res->ep;
+	size_t reqb = rq->body ? zm_buf_len(rq->body) : 0;
 	struct wp_labels ml = {
 		.src_workload = src ? src->name : NULL, .src_ns = src ? src->ns : NULL,
 		.src_principal = src_principal,
@@ -552,27 +525,28 @@ static void log_and_count(struct conn *c, const struct wp_msg *req, const struct
 		.dst_service = d->svc ? d->svc->fqdn : NULL,
 		.dst_service_name = d->svc ? d->svc->name : NULL,
 		.dst_service_ns = d->svc ? d->svc->ns : NULL,
-		.code = res->code, .flags = res->flags, .mtls = false,
+		.code = res->code, .flags = res->flags, .mtls = c->mtls,
+		.proto = rq->proto,
 	};
 	time_t secs = (time_t)(t0_wall / 1000000);
 	struct tm tm;
 	char ts[64];
 
-	wp_metrics_record(&ml, ms, zm_buf_len(&req->body), res->resp_bytes);
+	wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
 	gmtime_r(&secs, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(t0_wall / 1000 % 1000));
-	snprintf(code, sizeof(code), "%d", res->code);
 	zm_buf_puts(&l, "{");
 	zm_json_kv_str(&l, 1, "start_time", ts);
-	zm_json_kv_str(&l, 0, "method", zm_buf_cstr((struct zm_buf *)&req->method));
+	zm_buf_puts(&l, ",\"method\":");
+	zm_json_str(&l, rq->method, strlen(rq->method));
 	zm_buf_puts(&l, ",\"path\":");
-	zm_json_str(&l, zm_buf_data(&req->url), zm_buf_len(&req->url));
-	zm_json_kv_str(&l, 0, "protocol", req->p.http_minor ? "HTTP/1.1" : "HTTP/1.0");
+	zm_json_str(&l, rq->target ? rq->target : "", rq->target_len);
+	zm_json_kv_str(&l, 0, "protocol", rq->proto);
 	zm_json_kv_int(&l, 0, "response_code", res->code);
 	zm_json_kv_str(&l, 0, "response_flags", res->flags[0] ? res->flags : "-");
 	zm_json_kv_str(&l, 0, "response_code_details", res->reason ? res->reason : "via_upstream");
-	zm_json_kv_int(&l, 0, "bytes_received", (long long)zm_buf_len(&req->body));
+	zm_json_kv_int(&l, 0, "bytes_received", (long long)reqb);
 	zm_json_kv_int(&l, 0, "bytes_sent", (long long)res->resp_bytes);
 	zm_json_kv_int(&l, 0, "duration", (long long)ms);
 	zm_json_kv_int(&l, 0, "upstream_attempts", res->attempts);
@@ -591,10 +565,15 @@ static void log_and_count(struct conn *c, const struct wp_msg *req, const struct
 	zm_json_kv_str(&l, 0, "request_principal", d->request_principal ? d->request_principal : "-");
 	zm_json_kv_str(&l, 0, "x_request_id", reqid);
 #define HDR_FIELD(h, key) do { \
-		v = wp_msg_header((struct wp_msg *)req, h, tmp, sizeof(tmp), &len); \
+		v = req_header(rq, h, tmp, sizeof(tmp), &len); \
 		zm_buf_puts(&l, ",\"" key "\":"); \
 		if (v) zm_json_str(&l, v, len); else zm_buf_puts(&l, "\"-\""); } while (0)
-	HDR_FIELD("host", "authority");
+	if (rq->authority) {
+		zm_buf_puts(&l, ",\"authority\":");
+		zm_json_str(&l, rq->authority, strlen(rq->authority));
+	} else {
+		HDR_FIELD("host", "authority");
+	}
 	HDR_FIELD("user-agent", "user_agent");
 	HDR_FIELD("traceparent", "traceparent");
 	HDR_FIELD("x-b3-traceid", "b3_trace_id");
@@ -605,30 +584,39 @@ static void log_and_count(struct conn *c, const struct wp_msg *req, const struct
 	zm_buf_free(&l);
 }
 
-/* Handle one complete request on @c. Returns true to keep the connection. */
-static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
+void wp_resp_init(struct wp_resp *rs)
 {
-	struct wp_msg *req = &c->req;
+	memset(rs, 0, sizeof(*rs));
+}
+
+void wp_resp_free(struct wp_resp *rs)
+{
+	hl_free(&rs->h);
+	zm_buf_free(&rs->body);
+	zm_buf_free(&rs->status_buf);
+}
+
+void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_ns, int64_t t0_wall)
+{
 	struct wp_snap *snap = wp_snap_get();
 	struct zm_l7_decision d;
 	struct zm_l7_request r;
-	struct hlist h = { 0 }, rh = { 0 }, lh = { 0 };
+	struct hlist h = { 0 };
 	struct wp_msg resp;
 	struct result res = { .code = 0 };
 	const struct zm_lab_pod *src = NULL;
-	char principal[320] = "", reqid[40], host[512] = "", tmp[256];
-	const char *method = zm_buf_cstr(&req->method);
-	bool keep = llhttp_should_keep_alive(&req->p), head = !strcmp(method, "HEAD");
-	size_t nf = wp_msg_fields(req), len;
-	bool admitted = false;
+	char principal[320] = "", reqid[40] = "-", host[512] = "", tmp[256];
+	size_t len, nf = rq->nf;
+	bool admitted = false, head = !strcmp(rq->method, "HEAD");
 
 	zm_l7_decision_init(&d);
 	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
+	rs->head = head;
 	if (!snap) {
 		res.code = 503;
 		res.reason = "no config";
 		snprintf(res.flags, sizeof(res.flags), "NC");
-		send_local(c, 503, "no config", 9, NULL, !keep, head);
+		local(rs, 503, "no config", 9);
 		goto done;
 	}
 	if (wp_options->peer_identity && c->family == AF_INET) {
@@ -640,42 +628,40 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 			snprintf(principal, sizeof(principal), "spiffe://cluster.local/ns/%s/sa/%s",
 				 src->ns, src->sa);
 	}
-	if (wp_msg_header(req, "host", host, sizeof(host), &len) && strchr(host, ',')) {
+	if (rq->authority) {
+		snprintf(host, sizeof(host), "%s", rq->authority);
+	} else if (req_header(rq, "host", host, sizeof(host), &len) && strchr(host, ',')) {
 		/* two Host fields: RFC 9112 says 400 */
 		res.code = 400;
 		res.reason = "duplicate host";
 		snprintf(res.flags, sizeof(res.flags), "DPE");
-		send_local(c, 400, "bad request: host", 17, NULL, true, head);
-		keep = false;
+		local(rs, 400, "bad request: host", 17);
+		rs->close = true;
 		goto done;
 	}
 	/* Internal headers from an untrusted peer never reach policy or the backend. */
-	nf = zm_http_strip_internal(req->f, nf, ZM_PEER_UNTRUSTED);
+	nf = rq->nf = zm_http_strip_internal(rq->f, rq->nf, ZM_PEER_UNTRUSTED);
 	r = (struct zm_l7_request){
-		.method = method, .scheme = "http", .authority = host,
-		.target = zm_buf_data(&req->url), .target_len = zm_buf_len(&req->url),
-		.headers = req->f, .nheaders = nf, .port = 80,
+		.method = rq->method, .scheme = "http", .authority = host,
+		.target = rq->target ? rq->target : "", .target_len = rq->target ? rq->target_len : 0,
+		.headers = rq->f, .nheaders = nf, .port = 80,
 		.src_principal = principal[0] ? principal : NULL, .src_ns = src ? src->ns : NULL,
 		.src_labels = src ? &src->labels : NULL, .src_family = c->family,
 		.now_s = time(NULL),
 	};
 	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
-	if (!r.target) {
-		r.target = "";
-		r.target_len = 0;
-	}
 	if (zm_l7_decide(snap->l7, &r, &d) < 0) {
 		res.code = 500;
 		res.reason = "engine failure";
-		send_local(c, 500, "internal error", 14, NULL, true, head);
-		keep = false;
+		local(rs, 500, "internal error", 14);
+		rs->close = true;
 		goto done;
 	}
 	{
-		const char *x = wp_msg_header(req, "x-request-id", tmp, sizeof(tmp), &len);
+		const char *x = req_header(rq, "x-request-id", tmp, sizeof(tmp), &len);
 
-		if (x && len < sizeof(reqid) && zm_http_value_valid(x, len))
-			snprintf(reqid, sizeof(reqid), "%s", x);
+		if (x && len < sizeof(reqid))
+			memcpy(reqid, x, len + 1);
 		else
 			random_id(reqid, 32);
 	}
@@ -689,21 +675,18 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	if (d.action == ZM_L7_RESPOND) {
 		res.code = d.status;
 		res.reason = d.reason;
+		local(rs, d.status, zm_buf_data(&d.body) ? zm_buf_data(&d.body) : "", zm_buf_len(&d.body));
 		if (zm_buf_len(&d.location))
-			hl_add(&lh, "location", 8, zm_buf_data(&d.location), zm_buf_len(&d.location));
+			hl_add(&rs->h, "location", 8, zm_buf_data(&d.location), zm_buf_len(&d.location));
 		if (d.status == 401)
-			hl_add(&lh, "www-authenticate", 16, "Bearer realm=\"zmesh\"", 20);
+			hl_add(&rs->h, "www-authenticate", 16, "Bearer realm=\"zmesh\"", 20);
 		for (size_t i = 0; i < d.nresp_set; i++)
-			hl_set(&lh, d.resp_set[i].name, d.resp_set[i].value);
-		res.resp_bytes = zm_buf_len(&d.body);
-		if (send_local(c, d.status, zm_buf_data(&d.body) ? zm_buf_data(&d.body) : "",
-			       zm_buf_len(&d.body), &lh, !keep, head))
-			keep = false;
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
 		goto done;
 	}
 	/* FORWARD: the request as the backend sees it. */
 	for (size_t i = 0; i < nf; i++) {
-		const struct zm_http_field *f = &req->f[i];
+		const struct zm_http_field *f = &rq->f[i];
 
 		if (wp_hop_by_hop(f->name, f->name_len) || (f->name_len == 4 && !memcmp(f->name, "host", 4)))
 			continue;
@@ -720,10 +703,8 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	if (zm_l7_admit(snap->l7, &d) < 0) {
 		res.code = 503;
 		snprintf(res.flags, sizeof(res.flags), "UO");
-		res.reason = "upstream overflow";
-		res.resp_bytes = 81;
-		send_local(c, 503, "upstream connect error or disconnect/reset before headers. "
-			   "reset reason: overflow", 81, NULL, !keep, head);
+		res.reason = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+		local(rs, 503, res.reason, strlen(res.reason));
 		goto done;
 	}
 	admitted = true;
@@ -733,13 +714,16 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
 		enum try_result tr = TRY_CONNECT_FAIL;
-		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", method, zm_buf_cstr(&d.path),
+		size_t blen = rq->body ? zm_buf_len(rq->body) : 0;
+
+		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", rq->method, zm_buf_cstr(&d.path),
 			      zm_buf_cstr(&d.authority));
 		hl_write(&out, &h);
-		if (zm_buf_len(&req->body) || req->p.flags & (F_CONTENT_LENGTH | F_CHUNKED))
-			zm_buf_printf(&out, "content-length: %zu\r\n", zm_buf_len(&req->body));
+		if (blen || rq->framed_body)
+			zm_buf_printf(&out, "content-length: %zu\r\n", blen);
 		zm_buf_puts(&out, "\r\n");
-		zm_buf_append(&out, zm_buf_data(&req->body), zm_buf_len(&req->body));
+		if (blen)
+			zm_buf_append(&out, zm_buf_data(rq->body), blen);
 		for (int t = 0; t < tries; t++) {
 			int64_t try_deadline = deadline, tnow = now_ns();
 			int ep = zm_l7_pick(snap->l7, &d, &r, skip, tnow);
@@ -790,7 +774,7 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 			break;
 		}
 		zm_buf_free(&out);
-		if (tr != TRY_OK && res.code == 0) {
+		if (tr != TRY_OK && res.code != 503) {
 			switch (tr) {
 			case TRY_TIMEOUT:
 				res.code = 504;
@@ -816,76 +800,101 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 					     "reset reason: connection termination";
 				break;
 			}
-		} else if (tr != TRY_OK && res.code) {
-			/* the last try failed after an earlier one answered: report the failure */
-			res.code = tr == TRY_TIMEOUT ? 504 : 503;
-			snprintf(res.flags, sizeof(res.flags), tr == TRY_TIMEOUT ? "UT" : "UF");
-			res.reason = tr == TRY_TIMEOUT ? "upstream request timeout" : "upstream failure";
 		}
-		if (d.timeout_ns && tr == TRY_TIMEOUT && deadline && now_ns() >= deadline) {
-			res.code = 504;
-			snprintf(res.flags, sizeof(res.flags), "UT");
-			res.reason = "upstream request timeout";
-		}
-		if (tr != TRY_OK) {
+		if (tr != TRY_OK || !res.ep) {
+			if (!res.reason)
+				res.reason = "upstream failure";
+			local(rs, res.code, res.reason, strlen(res.reason));
 			for (size_t i = 0; i < d.nresp_set; i++)
-				hl_set(&lh, d.resp_set[i].name, d.resp_set[i].value);
-			res.resp_bytes = strlen(res.reason);
-			if (send_local(c, res.code, res.reason, strlen(res.reason), &lh, !keep, head))
-				keep = false;
+				hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
 			goto mirror;
 		}
 	}
-	/* The answer, re-framed, with response header ops. */
+	/* The answer with response header ops; framing is the front end's. */
 	{
-		struct zm_buf o = { 0 };
-		const char *cl = NULL;
 		size_t rn = wp_msg_fields(&resp);
 
+		rs->status = resp.status;
+		zm_buf_append(&rs->status_buf, zm_buf_data(&resp.status_text), zm_buf_len(&resp.status_text));
+		rs->status_text = zm_buf_cstr(&rs->status_buf);
 		for (size_t i = 0; i < rn; i++) {
 			const struct zm_http_field *f = &resp.f[i];
+			bool cl = f->name_len == 14 && !memcmp(f->name, "content-length", 14);
 
-			if (head && f->name_len == 14 && !memcmp(f->name, "content-length", 14))
-				cl = "keep";
-			if (wp_hop_by_hop(f->name, f->name_len) && !(head && cl && f->name_len == 14 &&
-								     !memcmp(f->name, "content-length", 14)))
+			if (head && cl) {
+				rs->keep_length = true;	/* HEAD: the length of what GET would send */
+				hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
 				continue;
-			hl_add(&rh, f->name, f->name_len, f->value, f->value_len);
+			}
+			if (wp_hop_by_hop(f->name, f->name_len))
+				continue;
+			hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
 		}
-		hl_apply(&rh, d.resp_ops, d.nresp_ops);
+		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
 		for (size_t i = 0; i < d.nresp_set; i++)
-			hl_set(&rh, d.resp_set[i].name, d.resp_set[i].value);
-		zm_buf_printf(&o, "HTTP/1.1 %d %.*s\r\n", resp.status, (int)zm_buf_len(&resp.status_text),
-			      zm_buf_data(&resp.status_text) ? zm_buf_data(&resp.status_text) : "");
-		hl_write(&o, &rh);
-		if (!head && resp.status != 204 && resp.status != 304)
-			zm_buf_printf(&o, "content-length: %zu\r\n", zm_buf_len(&resp.body));
-		if (!keep)
-			zm_buf_puts(&o, "connection: close\r\n");
-		zm_buf_puts(&o, "\r\n");
-		if (!head)
-			zm_buf_append(&o, zm_buf_data(&resp.body), zm_buf_len(&resp.body));
-		res.resp_bytes = zm_buf_len(&resp.body);
-		if (!zm_buf_cstr(&o) || write_all(c->fd, zm_buf_data(&o), zm_buf_len(&o),
-						  now_ns() + 60LL * ZM_NS_PER_S))
-			keep = false;
-		zm_buf_free(&o);
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+		rs->body = resp.body;
+		memset(&resp.body, 0, sizeof(resp.body));
 	}
 mirror:
 	if (d.mirror_svc)
-		start_mirror(snap, &d, method, &h, req);
+		start_mirror(snap, &d, rq->method, &h, rq->body ? rq->body : &(struct zm_buf){ 0 });
 done:
+	res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
 	if (admitted)
 		zm_l7_release(snap->l7, &d);
-	if (res.code)
-		log_and_count(c, req, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall,
-			      res.code && reqid[0] ? reqid : "-");
+	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
 	hl_free(&h);
-	hl_free(&rh);
-	hl_free(&lh);
 	wp_msg_free(&resp);
 	zm_l7_decision_free(&d);
 	wp_snap_put(snap);
+}
+
+/* The HTTP/1.1 answer for @rs on @c. 0 or a negative errno. */
+static int h1_write(struct conn *c, const struct wp_resp *rs, bool keep)
+{
+	struct zm_buf o = { 0 };
+	int rc;
+
+	zm_buf_printf(&o, "HTTP/1.1 %d %s\r\n", rs->status,
+		      rs->status_text && *rs->status_text ? rs->status_text : wp_reason(rs->status));
+	hl_write(&o, &rs->h);
+	if (!rs->keep_length && rs->status != 204 && rs->status != 304 && rs->status >= 200)
+		zm_buf_printf(&o, "content-length: %zu\r\n", zm_buf_len(&rs->body));
+	if (!keep)
+		zm_buf_puts(&o, "connection: close\r\n");
+	zm_buf_puts(&o, "\r\n");
+	if (!rs->head)
+		zm_buf_append(&o, zm_buf_data(&rs->body), zm_buf_len(&rs->body));
+	rc = zm_buf_cstr(&o) ? write_all(c->fd, zm_buf_data(&o), zm_buf_len(&o),
+					 now_ns() + 60LL * ZM_NS_PER_S) : -ENOMEM;
+	zm_buf_free(&o);
+	return rc;
+}
+
+/* Handle one complete HTTP/1 request on @c. Returns true to keep the connection. */
+static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
+{
+	struct wp_msg *req = &c->req;
+	struct wp_resp rs;
+	struct wp_req rq = {
+		.method = zm_buf_cstr(&req->method),
+		.target = zm_buf_data(&req->url), .target_len = zm_buf_len(&req->url),
+		.f = req->f, .nf = wp_msg_fields(req), .body = &req->body,
+		.framed_body = req->p.flags & (F_CONTENT_LENGTH | F_CHUNKED),
+		.proto = req->p.http_minor ? "HTTP/1.1" : "HTTP/1.0",
+	};
+	bool keep = llhttp_should_keep_alive(&req->p);
+
+	wp_resp_init(&rs);
+	if (!rq.method)
+		rq.method = "";
+	wp_serve(c, &rq, &rs, t0_ns, t0_wall);
+	if (rs.close)
+		keep = false;
+	if (h1_write(c, &rs, keep))
+		keep = false;
+	wp_resp_free(&rs);
 	return keep;
 }
 
@@ -900,18 +909,27 @@ static void conn_close(struct conn *c)
 	atomic_fetch_sub(&wp_nconns, 1);
 }
 
-/* Answer a request that failed to parse (or time out), then close. */
+/* Answer a request that failed to parse (or timed out), then close. */
 static void refuse(struct conn *c, int code, const char *why)
 {
 	struct result res = { .code = code, .reason = why };
 	struct zm_l7_decision d;
+	struct wp_resp rs;
+	struct wp_req rq = {
+		.method = zm_buf_cstr(&c->req.method), .target = zm_buf_data(&c->req.url),
+		.target_len = zm_buf_len(&c->req.url), .proto = "HTTP/1.1",
+	};
 
 	snprintf(res.flags, sizeof(res.flags), "DPE");
-	send_local(c, code, why, strlen(why), NULL, true, false);
+	wp_resp_init(&rs);
+	local(&rs, code, why, strlen(why));
+	h1_write(c, &rs, false);
+	res.resp_bytes = zm_buf_len(&rs.body);
+	wp_resp_free(&rs);
 	zm_l7_decision_init(&d);
-	if (!zm_buf_cstr(&c->req.method))
-		return;
-	log_and_count(c, &c->req, &d, &res, NULL, NULL, now_ns(), wall_us(), "-");
+	if (!rq.method)
+		rq.method = "";
+	log_and_count(c, &rq, &d, &res, NULL, NULL, now_ns(), wall_us(), "-");
 }
 
 struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss)

@@ -100,7 +100,69 @@ bool wp_hop_by_hop(const char *name, size_t len);
 /* ---- the proxy (proxy.c) -------------------------------------------------------- */
 
 struct sockaddr_storage;
-struct conn;
+
+/* An owned header list (lower-case names), in order. */
+struct hkv {
+	char *n, *v;
+};
+
+struct hlist {
+	struct hkv *v;
+	size_t n, cap;
+};
+
+void hl_free(struct hlist *h);
+
+#define UP_POOL 4
+
+struct up {
+	int fd;
+	char addr[64];
+	int port;
+};
+
+/* A downstream connection (either front end) and its upstream pool. */
+struct conn {
+	int fd;
+	char peer[64];
+	int family;
+	uint8_t addr[16];
+	bool mtls;			/* arrived over HBONE */
+	struct wp_msg req;
+	struct zm_buf in;
+	struct up pool[UP_POOL];
+	uint64_t nreq;
+};
+
+/* A request as a front end hands it over. */
+struct wp_req {
+	const char *method;		/* NUL-terminated */
+	const char *target;		/* request-target / :path */
+	size_t target_len;
+	const char *authority;		/* HTTP/2 :authority; NULL: the Host field */
+	struct zm_http_field *f;	/* fields (no pseudo-headers); stripped in place */
+	size_t nf;
+	const struct zm_buf *body;	/* may be NULL */
+	bool framed_body;		/* the client sent Content-Length/chunked/DATA */
+	const char *proto;		/* "HTTP/1.1", "HTTP/2" */
+};
+
+/* The answer; framing (content-length, connection) is the front end's. */
+struct wp_resp {
+	int status;
+	const char *status_text;	/* may be NULL */
+	struct zm_buf status_buf;
+	struct hlist h;
+	struct zm_buf body;
+	bool head;			/* HEAD: send no body */
+	bool keep_length;		/* h already has content-length (HEAD) */
+	bool close;			/* close the connection after this */
+};
+
+void wp_resp_init(struct wp_resp *rs);
+void wp_resp_free(struct wp_resp *rs);
+/* Decide, forward (or answer locally), log and count one request. */
+void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_ns, int64_t t0_wall);
 
 extern const struct wp_opts *wp_options;
 /* A downstream connection for accepted socket @fd; NULL on ENOMEM. */
@@ -117,6 +179,7 @@ struct wp_labels {
 	int code;
 	const char *flags;
 	bool mtls;
+	const char *proto;
 };
 
 void wp_metrics_record(const struct wp_labels *l, double dur_ms, uint64_t req_bytes,
