@@ -522,3 +522,33 @@ TEST_F(wp, sighup_reload_keeps_last_good)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'keeping the last good one' "
 			  "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name), 0);
 }
+
+TEST_F(wp, http2_prior_knowledge)
+{
+	char out[16384], args[512];
+	int n2xx = -1, n4xx = -1;
+	const char *p;
+
+	/* curl over h2c: header routing, policy and the protocol in the log */
+	snprintf(args, sizeof(args), "--http2-prior-knowledge -H 'Host: echo' -H 'x-canary: yes' "
+		 "-w '\\n%%{http_version} %%{http_code}' 'http://%s:8080/h2'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	EXPECT_STRSTR(out, "\n2 200");
+	EXPECT_EQ(code_of(self, "secure", "--http2-prior-knowledge -X DELETE", "/api/items"), 403);
+	EXPECT_EQ(code_of(self, "secure", "--http2-prior-knowledge -H 'Authorization: Bearer a.b.c'",
+			  "/api/items"), 401);
+	/* many streams on few connections: the fault rate holds (h2load counts statuses) */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- h2load -n 400 -c 2 -m 10 "
+			  "-H ':authority: echo' http://%s:8080/abort", self->ctl, self->name, self->ip), 0);
+	p = strstr(out, "status codes:");
+	ASSERT_TRUE(p != NULL);
+	ASSERT_EQ(sscanf(p, "status codes: %d 2xx, %*d 3xx, %d 4xx", &n2xx, &n4xx), 2);
+	test_log("h2: %d 2xx, %d 4xx", n2xx, n4xx);
+	EXPECT_EQ(n2xx + n4xx, 400);
+	EXPECT_GE(n4xx, 150);
+	EXPECT_LE(n4xx, 250);
+	snprintf(out, sizeof(out), "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name);
+	ASSERT_EQ(test_sh(args, sizeof(args), "grep -c '\"protocol\":\"HTTP/2\"' %s", out), 0);
+	EXPECT_GE(atoi(args), 400);
+}

@@ -966,6 +966,19 @@ void *wp_conn_thread(void *arg)
 			long used, r;
 			int64_t dl;
 
+			if (zm_buf_len(&c->in) && !c->nreq && !t0) {
+				/* HTTP/2 with prior knowledge starts with the client preface. */
+				static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+				size_t have = zm_buf_len(&c->in), k = have < 24 ? have : 24;
+
+				if (!memcmp(zm_buf_data(&c->in), pri, k)) {
+					if (have >= 24) {
+						wp_h2_serve(c);
+						goto out;
+					}
+					goto more;
+				}
+			}
 			if (zm_buf_len(&c->in)) {
 				if (!t0) {
 					t0 = now_ns();
@@ -993,6 +1006,7 @@ void *wp_conn_thread(void *arg)
 					sent_continue = true;
 				}
 			}
+more:
 			dl = !t0 ? idle_deadline : !c->req.headers_done ? hdr_deadline :
 			     t0 + (int64_t)BODY_TIMEOUT_MS * 1000000;
 			r = read_some(c->fd, &c->in, dl);

@@ -159,6 +159,9 @@ struct wp_resp {
 	bool close;			/* close the connection after this */
 };
 
+/* Serve an HTTP/2 connection (h2c prior knowledge; c->in holds what was read). */
+void wp_h2_serve(struct conn *c);
+
 void wp_resp_init(struct wp_resp *rs);
 void wp_resp_free(struct wp_resp *rs);
 /* Decide, forward (or answer locally), log and count one request. */
