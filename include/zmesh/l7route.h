@@ -156,8 +156,9 @@ struct zm_l7_request {
 	size_t nheaders;
 	int port;			/* destination port: Host's port, or the caller's default */
 	/* source, as the transport proved it (never from headers) */
-	const char *src_principal;	/* spiffe://...; NULL for plaintext */
-	const char *src_ns;		/* NULL when unknown */
+	const char *src_principal;	/* spiffe://td/ns/N/sa/S; NULL for plaintext. Policy's
+					 * principals and namespaces come from it alone */
+	const char *src_ns;		/* for VirtualService sourceNamespace; NULL when unknown */
 	const struct zm_labels *src_labels;	/* NULL when unknown */
 	int src_family;			/* AF_INET / AF_INET6, 0 when unknown */
 	uint8_t src_addr[16];

@@ -5,7 +5,12 @@
  * waypoint's pod IP with the Host of the service, as ztunnel will hand it
  * traffic for services labelled istio.io/use-waypoint.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zmesh/buf.h"
+#include "zmesh/ca.h"
+#include "zmesh/hbone.h"
+#include "zmesh/keymat.h"
+#include "zmesh/netns.h"
+#include "zmesh/spiffe.h"
+#include "zmesh/tls.h"
 #include "../unit/jwt_sign.h"
 #include "../harness/test.h"
 
@@ -30,12 +42,14 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: flaky, labels: {app: flaky, version: v1}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n"
 	"  - {name: c, command: [echoapp, serve, --http, \"8080\", --fail-rate, \"0.3\"]}\n---\n"
+	"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: client}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: client, labels: {app: client}}\n"
-	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
+	"spec:\n  nodeName: n1\n  serviceAccountName: client\n"
+	"  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: waypoint, labels: {app: waypoint}}\n"
 	"spec:\n  nodeName: n2\n  containers:\n"
 	"  - {name: c, command: [waypoint, --listen, \"0.0.0.0:8080\", --lab, %s, --config, %s,\n"
-	"                         --header-timeout, \"1000\"]}\n---\n"
+	"                         --header-timeout, \"1000\", --hbone-port, \"15008\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
@@ -99,6 +113,8 @@ static const char config_fmt[] =
 	"  rules:\n  - to: [{operation: {paths: [\"/api/*\"], methods: [GET, POST, DELETE]}}]\n"
 	"  - to: [{operation: {paths: [\"/jwt/*\"]}}]\n"
 	"    from: [{source: {requestPrincipals: [\"" ISS "/*\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/mtls/*\"]}}]\n"
+	"    from: [{source: {principals: [cluster.local/ns/default/sa/client]}}]\n"
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\n"
 	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
@@ -551,4 +567,183 @@ TEST_F(wp, http2_prior_knowledge)
 	snprintf(out, sizeof(out), "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name);
 	ASSERT_EQ(test_sh(args, sizeof(args), "grep -c '\"protocol\":\"HTTP/2\"' %s", out), 0);
 	EXPECT_GE(atoi(args), 400);
+}
+
+/* ---- HBONE: a test client speaking mTLS + CONNECT from the client pod ---- */
+
+struct hb_cli {
+	struct zm_hbone *hb;
+	int status;
+	struct zm_buf got;
+	bool ended, closed;
+};
+
+static void hc_resp(void *ud, struct zm_hbone *h, int32_t id, int st)
+{
+	(void)h; (void)id;
+	((struct hb_cli *)ud)->status = st;
+}
+
+static void hc_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, size_t n)
+{
+	(void)h; (void)id;
+	zm_buf_append(&((struct hb_cli *)ud)->got, d, n);
+}
+
+static void hc_end(void *ud, struct zm_hbone *h, int32_t id)
+{
+	(void)h; (void)id;
+	((struct hb_cli *)ud)->ended = true;
+}
+
+static void hc_close(void *ud, struct zm_hbone *h, int32_t id, uint32_t err)
+{
+	(void)h; (void)id; (void)err;
+	((struct hb_cli *)ud)->closed = true;
+}
+
+/* Move bytes both ways until @done or 5 s pass. */
+static int hb_pump(int fd, struct zm_hbone *hb, bool (*done)(struct hb_cli *), struct hb_cli *cl)
+{
+	for (int i = 0; i < 500; i++) {
+		const void *out;
+		size_t n;
+		char buf[65536];
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+		while ((n = zm_hbone_output(hb, &out)) > 0) {
+			ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
+
+			if (w <= 0)
+				return -1;
+			zm_hbone_consumed(hb, (size_t)w);
+		}
+		if (done(cl))
+			return 0;
+		if (poll(&pf, 1, 10) > 0) {
+			ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+			if (r <= 0 || zm_hbone_input(hb, buf, (size_t)r))
+				return -1;
+		}
+	}
+	return -1;
+}
+
+static bool is_ready(struct hb_cli *cl) { return zm_hbone_ready(cl->hb); }
+static bool has_status(struct hb_cli *cl) { return cl->status != 0 || cl->closed; }
+static bool has_end(struct hb_cli *cl) { return cl->ended || cl->closed; }
+
+/*
+ * In the client pod: CONNECT @authority over HBONE to the waypoint, send
+ * @req, print "status <CONNECT status>\n" and the answer to @outfile.
+ */
+static int hbone_request(const char *netns, const char *cadir, const char *wp_ip,
+			 const char *authority, const char *req, const char *outfile)
+{
+	static const struct zm_hbone_cbs cbs = { NULL, hc_resp, hc_data, hc_end, hc_close };
+	struct zm_error e = { "" };
+	struct zm_spiffe_id me, want;
+	struct zm_ca *ca = NULL;
+	char *kpem = NULL, *csr = NULL, *chain = NULL;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(15008) };
+	struct zm_hbone_hdr hdr[1] = { { "forwarded", "for=10.244.0.5" } };
+	struct hb_cli cl = { 0 };
+	struct zm_hbone *hb = NULL;
+	SSL_CTX *ctx;
+	int32_t sid;
+	int fd, saved;
+	FILE *f;
+
+	if (zm_netns_enter(netns, &saved) || zm_ca_open(cadir, &ca, &e) ||
+	    zm_spiffe_make(&me, "cluster.local", "default", "client") ||
+	    zm_spiffe_make(&want, "cluster.local", "default", "default") ||
+	    zm_key_csr(&me, &kpem, &csr, &e) || zm_ca_sign(ca, csr, &me, 3600, &chain, &e) ||
+	    !(ctx = zm_tls_ctx_new(false, kpem, chain, zm_ca_bundle(ca), "cluster.local", &e)) ||
+	    zm_hbone_new(ctx, false, &cbs, &cl, &hb)) {
+		fprintf(stderr, "hbone client setup: %s\n", e.msg);
+		return 2;
+	}
+	cl.hb = hb;
+	zm_tls_expect_peer(zm_hbone_ssl(hb), &want);
+	inet_pton(AF_INET, wp_ip, &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		return 3;
+	hb_pump(fd, hb, is_ready, &cl);	/* the handshake */
+	if (!zm_hbone_ready(hb))
+		return 4;
+	/* @authority and the forwarded client address the test pretends to be */
+	if (zm_hbone_open(hb, authority, hdr, 1, &sid))
+		return 5;
+	if (hb_pump(fd, hb, has_status, &cl) || cl.status != 200)
+		goto out;
+	zm_hbone_send(hb, sid, req, strlen(req));
+	zm_hbone_end(hb, sid);
+	hb_pump(fd, hb, has_end, &cl);
+out:
+	f = fopen(outfile, "w");
+	if (f) {
+		fprintf(f, "status %d\n%.*s", cl.status, (int)zm_buf_len(&cl.got),
+			zm_buf_data(&cl.got) ? zm_buf_data(&cl.got) : "");
+		fclose(f);
+	}
+	return 0;
+}
+
+/* Run hbone_request in a child (it enters the pod's netns); the output file's text. */
+static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
+		      char *out, size_t sz)
+{
+	char netns[64], cadir[128], file[128];
+	pid_t pid;
+	int st = -1;
+	FILE *f;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-client", self->name);
+	snprintf(cadir, sizeof(cadir), "/run/zmesh/lab/%s/ca", self->name);
+	snprintf(file, sizeof(file), "%s/hbone.out", self->dir);
+	unlink(file);
+	pid = fork();
+	if (pid == 0)
+		_exit(hbone_request(netns, cadir, self->ip, authority, req, file));
+	waitpid(pid, &st, 0);
+	out[0] = 0;
+	f = fopen(file, "r");
+	if (f) {
+		size_t n = fread(out, 1, sz - 1, f);
+
+		out[n] = 0;
+		fclose(f);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		test_log("hbone client exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+TEST_F(wp, hbone_front)
+{
+	char out[8192], vip[64], auth[96], metrics[1 << 16], args[128];
+
+	ASSERT_EQ(test_sh(vip, sizeof(vip), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
+			  "if s['name']=='echo'][0])\"", self->ctl, self->name), 0);
+	vip[strcspn(vip, "\n")] = 0;
+	snprintf(auth, sizeof(auth), "%s:80", vip);
+	via_hbone(self, auth, "GET /x HTTP/1.1\r\nHost: echo\r\nx-canary: yes\r\nConnection: close\r\n\r\n",
+		  out, sizeof(out));
+	EXPECT_STRSTR(out, "status 200\nHTTP/1.1 200");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	/* the verified identity reaches policy: ALLOW by principal */
+	via_hbone(self, auth, "GET /mtls/x HTTP/1.1\r\nHost: secure\r\nConnection: close\r\n\r\n",
+		  out, sizeof(out));
+	EXPECT_STRSTR(out, "HTTP/1.1 200");
+	/* ... which plain text cannot have */
+	EXPECT_EQ(code_of(self, "secure", NULL, "/mtls/x"), 403);
+	/* a CONNECT to something this waypoint does not serve: 400 */
+	via_hbone(self, "192.0.2.1:80", "GET / HTTP/1.1\r\nHost: echo\r\n\r\n", out, sizeof(out));
+	EXPECT_STRSTR(out, "status 400");
+	snprintf(args, sizeof(args), "'http://%s:15020/metrics'", self->ip);
+	ASSERT_EQ(curl(self, metrics, sizeof(metrics), args), 0);
+	EXPECT_STRSTR(metrics, "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"");
+	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
 }

@@ -136,9 +136,11 @@ static const char cfg_fmt[] =
 	"    from: [{source: {namespaces: [good]}}]\n"
 	"  - to: [{operation: {paths: [\"/ip\"]}}]\n"
 	"    from: [{source: {ipBlocks: [\"10.1.0.0/16\"], notIpBlocks: [\"10.1.2.3\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/principal\"]}}]\n"
+	"    from: [{source: {principals: [\"cluster.local/ns/good/sa/app\"]}}]\n"
 	"  - to: [{operation: {paths: [\"/claims\"]}}]\n"
 	"    when: [{key: \"request.auth.claims[groups]\", values: [admins]}]\n"
-	"  - to: [{operation: {notPaths: [\"/api/*\", \"/jwt/*\", \"/hdr\", \"/ns\", \"/ip\", \"/claims\"],\n"
+	"  - to: [{operation: {notPaths: [\"/api/*\", \"/jwt/*\", \"/hdr\", \"/ns\", \"/ip\", \"/claims\", \"/principal\"],\n"
 	"                     hosts: [\"secure\", \"secure:*\"], methods: [PUT]}}]\n"
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
@@ -544,9 +546,22 @@ TEST_F(l7, authz_conditions_sources)
 	EXPECT_EQ(self->d.status, 403);
 	go(self, "/ns");
 	EXPECT_EQ(self->d.status, 403);
+	/* a namespace not proven by a certificate does not count for policy */
 	self->req.src_ns = "good";
 	go(self, "/ns");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.src_principal = "spiffe://cluster.local/ns/good/sa/app";
+	go(self, "/ns");
 	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	/* principals are written without the scheme, as in Istio */
+	go(self, "/principal");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	self->req.src_principal = "spiffe://cluster.local/ns/good/sa/other";
+	go(self, "/principal");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.src_principal = NULL;
+	go(self, "/principal");
+	EXPECT_EQ(self->d.status, 403);
 	self->req.src_family = AF_INET;
 	inet_pton(AF_INET, "10.1.9.9", &a);
 	memcpy(self->req.src_addr, &a, 4);

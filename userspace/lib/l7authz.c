@@ -73,12 +73,14 @@ static int ip_ok(const zm_cstrs *yes, const zm_cstrs *no, int fam, const uint8_t
 	return 1;
 }
 
-/* "ns/sa" from a SPIFFE principal "spiffe://td/ns/<ns>/sa/<sa>" into @out. */
+/* "ns/sa" from a principal "[spiffe://]td/ns/<ns>/sa/<sa>" into @out. */
 static const char *principal_sa(const char *p, char *out, size_t outsz)
 {
 	const char *ns, *sa;
 
-	if (!p || strncmp(p, "spiffe://", 9) || !(ns = strstr(p + 9, "/ns/")) ||
+	if (p && !strncmp(p, "spiffe://", 9))
+		p += 9;
+	if (!p || !(ns = strstr(p, "/ns/")) ||
 	    !(sa = strstr(ns + 4, "/sa/")))
 		return NULL;
 	snprintf(out, outsz, "%.*s/%s", (int)(sa - ns - 4), ns + 4, sa + 4);

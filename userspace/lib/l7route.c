@@ -890,10 +890,17 @@ static int do_authz(struct zm_l7 *l7, const struct req_ctx *c, const char *ns,
 		    const struct l7_jwt_res *jwt, struct zm_l7_decision *d)
 {
 	const struct zm_l7_request *req = c->req;
+	const char *pr = req->src_principal;
+	char ns_buf[64];
+	const char *ns_p = pr ? strstr(pr, "/ns/") : NULL, *sa_p = ns_p ? strstr(ns_p + 4, "/sa/") : NULL;
 	struct l7_authz_ctx ac = {
 		.method = req->method, .host = req->authority, .path = c->path, .port = c->port,
 		.headers = req->headers, .nheaders = req->nheaders,
-		.src_principal = req->src_principal, .src_ns = req->src_ns,
+		/* Istio writes principals without the scheme; source.namespace is the
+		 * peer certificate's, never a claim of the transport-less kind. */
+		.src_principal = pr && !strncmp(pr, "spiffe://", 9) ? pr + 9 : pr,
+		.src_ns = sa_p && (size_t)(sa_p - ns_p - 4) < sizeof(ns_buf) ?
+			  (snprintf(ns_buf, sizeof(ns_buf), "%.*s", (int)(sa_p - ns_p - 4), ns_p + 4), ns_buf) : NULL,
 		.src_family = req->src_family, .src_addr = req->src_family ? req->src_addr : NULL,
 		.dst_ip = NULL, .jwt = jwt,
 	};

@@ -141,11 +141,11 @@ static void on_term(int sig)
 	stop_wanted = 1;
 }
 
-static int listen_on(const char *spec, int port_default)
+int wp_listen(const char *spec)
 {
 	char host[128] = "0.0.0.0";
 	const char *colon = strrchr(spec, ':');
-	int port = port_default, fd, one = 1;
+	int port, fd, one = 1;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 
 	if (colon) {
@@ -181,7 +181,7 @@ static int start_admin(int port)
 	if (!port)
 		return 0;
 	snprintf(spec, sizeof(spec), "0.0.0.0:%d", port);
-	fd = listen_on(spec, port);
+	fd = wp_listen(spec);
 	if (fd < 0)
 		return fd;
 	if (pthread_create(&th, NULL, wp_admin_thread, (void *)(intptr_t)fd)) {
@@ -197,7 +197,7 @@ static const char usage[] =
 	"                [--metrics-port N] [--ready-port N] [--access-log FILE|-|off]\n"
 	"                [--header-timeout MS] [--idle-timeout MS]\n"
 	"                [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
-	"                [--no-peer-identity] [-v]\n";
+	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n";
 
 int main(int argc, char **argv)
 {
@@ -218,6 +218,9 @@ int main(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "path-normalization", required_argument, NULL, 'P' },
 		{ "no-peer-identity", no_argument, NULL, 'N' },
+		{ "hbone-port", required_argument, NULL, 'B' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "identity", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -246,6 +249,9 @@ int main(int argc, char **argv)
 			o.path_norm = rc;
 			break;
 		case 'N': o.peer_identity = false; break;
+		case 'B': o.hbone_port = atoi(optarg); break;
+		case 'C': o.ca_dir = optarg; break;
+		case 'i': o.identity = optarg; break;
 		case 'v': zm_log_set_level(ZM_LOG_DEBUG); break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
@@ -270,7 +276,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "waypoint: no usable config: %s\n", strerror(-rc));
 		return 1;
 	}
-	lfd = listen_on(o.listen, 0);
+	lfd = wp_listen(o.listen);
 	if (lfd < 0) {
 		fprintf(stderr, "waypoint: --listen %s: %s\n", o.listen, strerror(-lfd));
 		return 1;
@@ -279,6 +285,26 @@ int main(int argc, char **argv)
 	    (o.ready_port != o.metrics_port && (rc = start_admin(o.ready_port)) < 0)) {
 		fprintf(stderr, "waypoint: admin port: %s\n", strerror(-rc));
 		return 1;
+	}
+	if (o.hbone_port) {
+		char cadir[PATH_MAX], ns[64], acct[254];
+		const char *id = o.identity, *slash;
+
+		if (o.ca_dir)
+			snprintf(cadir, sizeof(cadir), "%s", o.ca_dir);
+		else
+			snprintf(cadir, sizeof(cadir), "%s/%s/ca", ZM_LAB_STATE_ROOT, o.lab ? o.lab : ZM_LAB_DEFAULT);
+		if (id && (slash = strchr(id, '/'))) {
+			snprintf(ns, sizeof(ns), "%.*s", (int)(slash - id), id);
+			snprintf(acct, sizeof(acct), "%s", slash + 1);
+		} else {
+			snprintf(ns, sizeof(ns), "%s", getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "default");
+			snprintf(acct, sizeof(acct), "%s", getenv("POD_SERVICE_ACCOUNT") ? getenv("POD_SERVICE_ACCOUNT") : o.name);
+		}
+		if ((rc = wp_hbone_start(o.hbone_port, cadir, ns, acct)) < 0) {
+			fprintf(stderr, "waypoint: --hbone-port %d: %s\n", o.hbone_port, strerror(-rc));
+			return 1;
+		}
 	}
 	zm_log_info("listening on %s", o.listen);
 	pthread_attr_init(&at);

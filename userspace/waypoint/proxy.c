@@ -605,7 +605,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	struct wp_msg resp;
 	struct result res = { .code = 0 };
 	const struct zm_lab_pod *src = NULL;
-	char principal[320] = "", reqid[40] = "-", host[512] = "", tmp[256];
+	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
 	size_t len, nf = rq->nf;
 	bool admitted = false, head = !strcmp(rq->method, "HEAD");
 
@@ -619,14 +619,26 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		local(rs, 503, "no config", 9);
 		goto done;
 	}
-	if (wp_options->peer_identity && c->family == AF_INET) {
+	if (c->mtls) {
+		/* HBONE: the verified peer identity; the pod by the forwarded
+		 * address only when it is that identity's pod. */
+		char ip[INET_ADDRSTRLEN], want[640];
+
+		snprintf(principal, sizeof(principal), "%s", c->principal);
+		inet_ntop(AF_INET, c->addr, ip, sizeof(ip));
+		pod_info(snap, ip, &src);
+		if (src) {
+			snprintf(want, sizeof(want), "spiffe://cluster.local/ns/%s/sa/%s", src->ns, src->sa);
+			if (strcmp(want, principal))
+				src = NULL;
+		}
+	} else if (wp_options->peer_identity && c->family == AF_INET) {
+		/* Plain listener: the lab pod by address, for sourceLabels and
+		 * sourceNamespace routing only; no principal (policy needs mTLS). */
 		char ip[INET_ADDRSTRLEN];
 
 		inet_ntop(AF_INET, c->addr, ip, sizeof(ip));
 		pod_info(snap, ip, &src);
-		if (src)
-			snprintf(principal, sizeof(principal), "spiffe://cluster.local/ns/%s/sa/%s",
-				 src->ns, src->sa);
 	}
 	if (rq->authority) {
 		snprintf(host, sizeof(host), "%s", rq->authority);
@@ -650,6 +662,15 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		.now_s = time(NULL),
 	};
 	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
+	if (!src && principal[0]) {
+		/* the namespace of a verified identity: ".../ns/<ns>/sa/..." */
+		const char *p = strstr(principal, "/ns/"), *q = p ? strstr(p + 4, "/sa/") : NULL;
+
+		if (q && (size_t)(q - p - 4) < sizeof(pns)) {
+			snprintf(pns, sizeof(pns), "%.*s", (int)(q - p - 4), p + 4);
+			r.src_ns = pns;
+		}
+	}
 	if (zm_l7_decide(snap->l7, &r, &d) < 0) {
 		res.code = 500;
 		res.reason = "engine failure";

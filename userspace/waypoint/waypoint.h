@@ -40,6 +40,9 @@ struct wp_opts {
 	int idle_timeout_ms;		/* keep-alive idle */
 	enum zm_istio_path_normalization path_norm;
 	bool peer_identity;		/* derive the source pod from the lab by peer IP */
+	int hbone_port;			/* 15008; 0 = off */
+	const char *ca_dir;		/* default: the lab's CA */
+	const char *identity;		/* "ns/sa"; default from POD_NAMESPACE/POD_SERVICE_ACCOUNT */
 };
 
 /* One config generation: the engine plus the lab it was built from. */
@@ -128,6 +131,7 @@ struct conn {
 	int family;
 	uint8_t addr[16];
 	bool mtls;			/* arrived over HBONE */
+	char principal[640];		/* HBONE: the TLS peer's verified SPIFFE ID */
 	struct wp_msg req;
 	struct zm_buf in;
 	struct up pool[UP_POOL];
@@ -158,6 +162,11 @@ struct wp_resp {
 	bool keep_length;		/* h already has content-length (HEAD) */
 	bool close;			/* close the connection after this */
 };
+
+/* A listening TCP socket on "ADDR:PORT" (IPv4). */
+int wp_listen(const char *spec);
+/* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
+int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa);
 
 /* Serve an HTTP/2 connection (h2c prior knowledge; c->in holds what was read). */
 void wp_h2_serve(struct conn *c);
