@@ -30,7 +30,7 @@ WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 -Wvla
 CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(B) -I/usr/share/include/llhttp -MMD -MP
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN) -fno-strict-aliasing -fstack-protector-strong
-LDLIBS  := -lbpf -lelf -lz -luring -lmnl -lyaml -lnghttp2 -ljansson -lssl -lcrypto -lpthread -lm
+LDLIBS  := -lbpf -lelf -lz -luring -lmnl -lyaml -lnghttp2 -ljansson -lpcre2-8 -lssl -lcrypto -lpthread -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \

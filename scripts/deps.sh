@@ -8,7 +8,7 @@ pkgs=(
 	make gcc clang llvm pkg-config
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	liburing-dev libmnl-dev libyaml-dev libssl-dev openssl
-	libnghttp2-dev nghttp2-client node-llhttp libjansson-dev
+	libnghttp2-dev nghttp2-client node-llhttp libjansson-dev libpcre2-dev
 	libclang-rt-14-dev
 	iproute2 nftables iptables curl procps psmisc python3 wrk
 	tcpdump tshark prometheus

@@ -1,0 +1,749 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The waypoint in a lab (no mesh): echoapp v1/v2 pods behind Services, a
+ * client pod running curl, and the waypoint as a pod. curl talks to the
+ * waypoint's pod IP with the Host of the service, as ztunnel will hand it
+ * traffic for services labelled istio.io/use-waypoint.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zmesh/buf.h"
+#include "zmesh/ca.h"
+#include "zmesh/hbone.h"
+#include "zmesh/keymat.h"
+#include "zmesh/netns.h"
+#include "zmesh/spiffe.h"
+#include "zmesh/tls.h"
+#include "../unit/jwt_sign.h"
+#include "../harness/test.h"
+
+#define ISS "https://issuer.lab.test"
+
+static const char cluster_fmt[] =
+	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+	"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1a, labels: {app: echo, version: v1}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1b, labels: {app: echo, version: v1}}\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v2, labels: {app: echo, version: v2}}\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: flaky, labels: {app: flaky, version: v1}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n"
+	"  - {name: c, command: [echoapp, serve, --http, \"8080\", --fail-rate, \"0.3\"]}\n---\n"
+	"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: client}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: client, labels: {app: client}}\n"
+	"spec:\n  nodeName: n1\n  serviceAccountName: client\n"
+	"  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: waypoint, labels: {app: waypoint}}\n"
+	"spec:\n  nodeName: n2\n  containers:\n"
+	"  - {name: c, command: [waypoint, --listen, \"0.0.0.0:8080\", --lab, %s, --config, %s,\n"
+	"                         --header-timeout, \"1000\", --hbone-port, \"15008\"]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
+	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
+
+static const char config_fmt[] =
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\n"
+	"spec:\n  hosts: [echo]\n  http:\n"
+	"  - name: canary-header\n    match: [{headers: {x-canary: {exact: \"yes\"}}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: exact\n    match: [{uri: {exact: /exact}}]\n"
+	"    headers: {request: {set: {x-added: \"1\"}, remove: [x-drop]}, response: {set: {x-route: exact}}}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: prefix\n    match: [{uri: {prefix: /v2only/}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: regex\n    match: [{uri: {regex: \"/items/[0-9]+\"}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: method\n    match: [{method: {exact: PUT}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: query\n    match: [{queryParams: {v: {exact: \"2\"}}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: without\n    match: [{uri: {prefix: /nohdr}, withoutHeaders: {x-v1: {}}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: redirect\n    match: [{uri: {exact: /old}}]\n"
+	"    redirect: {uri: /new, redirectCode: 302}\n"
+	"  - name: rewrite\n    match: [{uri: {prefix: /api/}}]\n"
+	"    rewrite: {uri: /rewritten/}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
+	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: delayed\n    match: [{uri: {prefix: /delayed}}]\n"
+	"    fault: {delay: {fixedDelay: 500ms, percentage: {value: 100}}}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: timeout\n    match: [{uri: {prefix: /delay/}}]\n"
+	"    timeout: 300ms\n    retries: {attempts: 0}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: split\n    route:\n"
+	"    - {destination: {host: echo, subset: v1}, weight: 90}\n"
+	"    - {destination: {host: echo, subset: v2}, weight: 10}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\n"
+	"spec:\n  host: echo\n  subsets:\n  - {name: v1, labels: {version: v1}}\n"
+	"  - {name: v2, labels: {version: v2}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
+	"spec:\n  hosts: [flaky]\n  http:\n"
+	"  - match: [{uri: {prefix: /noretry}}]\n    retries: {attempts: 0}\n"
+	"    route: [{destination: {host: flaky}}]\n"
+	"  - retries: {attempts: 10, retryOn: 5xx}\n    route: [{destination: {host: flaky}}]\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n  action: DENY\n"
+	"  rules:\n  - to: [{operation: {methods: [DELETE]}}]\n"
+	"  - to: [{operation: {paths: [/admin, /admin/*]}}]\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
+	"  rules:\n  - to: [{operation: {paths: [\"/api/*\"], methods: [GET, POST, DELETE]}}]\n"
+	"  - to: [{operation: {paths: [\"/jwt/*\"]}}]\n"
+	"    from: [{source: {requestPrincipals: [\"" ISS "/*\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/mtls/*\"]}}]\n"
+	"    from: [{source: {principals: [cluster.local/ns/default/sa/client]}}]\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
+	"  jwtRules:\n  - issuer: \"" ISS "\"\n    audiences: [secure]\n    jwks: '%s'\n";
+
+static EVP_PKEY *key, *wrong_key;
+
+__attribute__((constructor)) static void make_keys(void)
+{
+	key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	wrong_key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+}
+
+FIXTURE(wp) {
+	char name[16];
+	char dir[64];
+	char ctl[4200];
+	char ip[32];		/* the waypoint pod's IP */
+	char cfg[128];
+};
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void write_config(struct zm_fixture_wp *self)
+{
+	char *jwk = jwk_rsa(key, "k1", NULL), jwks[2048];
+	size_t n;
+	char *cfg;
+
+	snprintf(jwks, sizeof(jwks), "{\"keys\":[%s]}", jwk);
+	free(jwk);
+	n = sizeof(config_fmt) + strlen(jwks);
+	cfg = malloc(n);
+	snprintf(cfg, n, config_fmt, jwks);
+	write_file(self->cfg, cfg);
+	free(cfg);
+}
+
+FIXTURE_SETUP(wp)
+{
+	char path[128], cluster[sizeof(cluster_fmt) + 256], out[4096];
+
+	REQUIRE_ROOT();
+	snprintf(self->name, sizeof(self->name), "w%d", getpid() % 100000);
+	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-wp-%s", self->name);
+	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
+	mkdir(self->dir, 0700);
+	snprintf(self->cfg, sizeof(self->cfg), "%s/config.yaml", self->dir);
+	write_config(self);
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg);
+	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
+	write_file(path, cluster);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
+			  self->name), 0);
+	ASSERT_EQ(test_sh(self->ip, sizeof(self->ip), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] "
+			  "if p['name']=='waypoint'][0])\"", self->ctl, self->name), 0);
+	self->ip[strcspn(self->ip, "\n")] = 0;
+	/* wait until the waypoint answers (it reads the lab state at start) */
+	for (int i = 0; i < 100; i++) {
+		if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s -o /dev/null "
+			    "-w '%%{http_code}' http://%s:15021/healthz/ready", self->ctl, self->name,
+			    self->ip) == 0 && !strcmp(out, "200"))
+			break;
+		usleep(50000);
+	}
+	ASSERT_STREQ(out, "200");
+}
+
+FIXTURE_TEARDOWN(wp)
+{
+	char cmd[256];
+
+	if (!self->name[0])
+		return;
+	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+	test_sh(NULL, 0, "%s", cmd);
+}
+
+/* curl in the client pod; @args after the URL base. Output in @out. */
+static int curl(struct zm_fixture_wp *self, char *out, size_t sz, const char *args)
+{
+	return test_sh(out, sz, "%s lab exec client --name %s -- curl -s %s", self->ctl, self->name,
+		       args);
+}
+
+/* The status code of one request. */
+static int code_of(struct zm_fixture_wp *self, const char *host, const char *extra, const char *path)
+{
+	char args[8192], out[256];
+
+	snprintf(args, sizeof(args), "-o /dev/null -w '%%{http_code}' -H 'Host: %s' %s 'http://%s:8080%s'",
+		 host, extra ? extra : "", self->ip, path);
+	if (curl(self, out, sizeof(out), args))
+		return -1;
+	return atoi(out);
+}
+
+/* Which pod answered one request ("" when none). */
+static const char *pod_of(struct zm_fixture_wp *self, const char *extra, const char *path,
+			  char *out, size_t sz)
+{
+	char args[1024];
+	char *p, *q;
+
+	snprintf(args, sizeof(args), "-H 'Host: echo' %s 'http://%s:8080%s'", extra ? extra : "",
+		 self->ip, path);
+	if (curl(self, out, sz, args) || !(p = strstr(out, "\"pod\":\"")))
+		return "";
+	p += 7;
+	q = strchr(p, '"');
+	if (q)
+		*q = 0;
+	return p;
+}
+
+/* Count lines of @out containing @needle. */
+static int count(const char *out, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = out; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+static char big[1 << 20];
+
+TEST_F(wp, canary_split_90_10)
+{
+	char args[256];
+	int v1, v2;
+
+	/* 2000 requests on one keep-alive connection (curl URL globbing). */
+	snprintf(args, sizeof(args), "-H 'Host: echo' 'http://%s:8080/split/[1-2000]' -w '\\n'", self->ip);
+	ASSERT_EQ(curl(self, big, sizeof(big), args), 0);
+	v1 = count(big, "\"version\":\"v1\"");
+	v2 = count(big, "\"version\":\"v2\"");
+	test_log("v1=%d v2=%d", v1, v2);
+	EXPECT_EQ(v1 + v2, 2000);
+	/* binomial(2000, 0.1): mean 200, sd 13.4; 4.5 sd either side */
+	EXPECT_GE(v2, 140);
+	EXPECT_LE(v2, 260);
+	/* both v1 pods serve their share */
+	EXPECT_GT(count(big, "echo-v1a"), 500);
+	EXPECT_GT(count(big, "echo-v1b"), 500);
+}
+
+TEST_F(wp, match_types)
+{
+	char out[8192];
+
+	EXPECT_STREQ(pod_of(self, "-H 'x-canary: yes'", "/any", out, sizeof(out)), "echo-v2");
+	EXPECT_STRSTR(pod_of(self, NULL, "/exact", out, sizeof(out)), "echo-v1");
+	EXPECT_STREQ(pod_of(self, NULL, "/v2only/x", out, sizeof(out)), "echo-v2");
+	EXPECT_STREQ(pod_of(self, NULL, "/items/42", out, sizeof(out)), "echo-v2");
+	EXPECT_STREQ(pod_of(self, "-X PUT", "/m", out, sizeof(out)), "echo-v2");
+	EXPECT_STREQ(pod_of(self, NULL, "/q?v=2", out, sizeof(out)), "echo-v2");
+	EXPECT_STREQ(pod_of(self, NULL, "/nohdr", out, sizeof(out)), "echo-v2");
+	/* the same paths that must not match go to the 90/10 split: v1 nearly always;
+	 * use the header route to pin the check instead of sampling */
+	{
+		int v2 = 0;
+
+		for (int i = 0; i < 10; i++)
+			v2 += !strcmp(pod_of(self, "-H 'x-v1: 1'", "/nohdr", out, sizeof(out)), "echo-v2");
+		EXPECT_LE(v2, 6);	/* 10 percent each; all v2 would mean the absence match fired */
+	}
+	/* regex is a full match: /items/42x is not /items/[0-9]+ */
+	{
+		int v2 = 0;
+
+		for (int i = 0; i < 10; i++)
+			v2 += !strcmp(pod_of(self, NULL, "/items/42x", out, sizeof(out)), "echo-v2");
+		EXPECT_LE(v2, 6);
+	}
+	/* unknown host: 404 (no route) */
+	EXPECT_EQ(code_of(self, "nosuch.example", NULL, "/"), 404);
+}
+
+TEST_F(wp, redirect_rewrite_header_ops)
+{
+	char out[8192], args[512];
+
+	snprintf(args, sizeof(args), "-i -H 'Host: echo' 'http://%s:8080/old?a=1'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "HTTP/1.1 302");
+	EXPECT_STRSTR(out, "location: http://echo/new?a=1");
+	snprintf(args, sizeof(args), "-H 'Host: echo' 'http://%s:8080/api/users?id=7'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"path\":\"/rewritten/users?id=7\"");
+	snprintf(args, sizeof(args), "-i -H 'Host: echo' -H 'x-drop: 1' -H 'X-Envoy-Retry-On: 5xx' "
+		 "'http://%s:8080/exact'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "x-route: exact");
+	EXPECT_STRSTR(out, "\"x-added\":\"1\"");
+	EXPECT_TRUE(strstr(out, "x-drop") == NULL);
+	/* internal headers from an untrusted client never reach the backend */
+	EXPECT_TRUE(strstr(out, "x-envoy-retry-on") == NULL);
+	EXPECT_STRSTR(out, "\"x-request-id\":");
+	/* normalization: what the backend gets is what policy matched */
+	snprintf(args, sizeof(args), "-H 'Host: echo' --path-as-is 'http://%s:8080/a/../exact'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"path\":\"/exact\"");
+}
+
+TEST_F(wp, fault_abort_and_delay)
+{
+	char args[256], out[256];
+	int n418;
+	double t;
+
+	snprintf(args, sizeof(args), "-o /dev/null -H 'Host: echo' 'http://%s:8080/abort/[1-400]' "
+		 "-w '%%{http_code}\\n'", self->ip);
+	ASSERT_EQ(curl(self, big, sizeof(big), args), 0);
+	n418 = count(big, "418");
+	test_log("aborted %d of 400", n418);
+	EXPECT_EQ(n418 + count(big, "200"), 400);
+	/* binomial(400, 0.5): mean 200, sd 10 */
+	EXPECT_GE(n418, 150);
+	EXPECT_LE(n418, 250);
+	/* the injected delay is a lower bound on the time taken */
+	snprintf(args, sizeof(args), "-o /dev/null -H 'Host: echo' 'http://%s:8080/delayed' "
+		 "-w '%%{http_code} %%{time_total}'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_EQ(atoi(out), 200);
+	t = atof(strchr(out, ' ') + 1);
+	EXPECT_GE(t * 1000, 480);
+}
+
+TEST_F(wp, retries_hide_flaky_backend)
+{
+	char args[256];
+	int ok, fail;
+
+	snprintf(args, sizeof(args), "-o /dev/null -H 'Host: flaky' 'http://%s:8080/r/[1-200]' "
+		 "-w '%%{http_code}\\n'", self->ip);
+	ASSERT_EQ(curl(self, big, sizeof(big), args), 0);
+	ok = count(big, "200");
+	test_log("with retries: %d of 200 ok", ok);
+	EXPECT_EQ(ok, 200);
+	/* without retries the 30% failures show */
+	snprintf(args, sizeof(args), "-o /dev/null -H 'Host: flaky' 'http://%s:8080/noretry/[1-200]' "
+		 "-w '%%{http_code}\\n'", self->ip);
+	ASSERT_EQ(curl(self, big, sizeof(big), args), 0);
+	fail = count(big, "500");
+	test_log("without retries: %d of 200 failed", fail);
+	EXPECT_GE(fail, 25);
+	EXPECT_EQ(fail + count(big, "200"), 200);
+}
+
+TEST_F(wp, timeout_504)
+{
+	EXPECT_EQ(code_of(self, "echo", NULL, "/delay/3000"), 504);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/delay/10"), 200);
+	/* a backend 503 is retried by Istio's default policy, then passed on */
+	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes'", "/status/503"), 503);
+}
+
+TEST_F(wp, authz_method_path_normalized)
+{
+	EXPECT_EQ(code_of(self, "secure", NULL, "/api/items"), 200);
+	EXPECT_EQ(code_of(self, "secure", "-X POST -d x=1", "/api/items"), 200);
+	EXPECT_EQ(code_of(self, "secure", "-X DELETE", "/api/items"), 403);
+	EXPECT_EQ(code_of(self, "secure", "-X PATCH", "/api/items"), 403);
+	EXPECT_EQ(code_of(self, "secure", NULL, "/other"), 403);
+	EXPECT_EQ(code_of(self, "secure", "--path-as-is", "/api/../admin"), 403);
+	EXPECT_EQ(code_of(self, "secure", "--path-as-is", "/api/%2e%2e/admin"), 403);
+	EXPECT_EQ(code_of(self, "secure", "--path-as-is", "/api/./items"), 200);
+	EXPECT_EQ(code_of(self, "secure", NULL, "/a%00b"), 400);
+	{
+		char out[512], args[256];
+
+		snprintf(args, sizeof(args), "-H 'Host: secure' 'http://%s:8080/other'", self->ip);
+		ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+		EXPECT_STREQ(out, "RBAC: access denied");
+	}
+}
+
+TEST_F(wp, jwt_accept_reject)
+{
+	char claims[256], h[8192];
+	char *good, *bad, *expired;
+	long long now = (long long)time(NULL);
+
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"bob\",\"aud\":\"secure\",\"exp\":%lld}",
+		 now + 600);
+	good = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, key, "RS256", NULL, 0);
+	bad = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, wrong_key, "RS256", NULL, 0);
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"bob\",\"aud\":\"secure\",\"exp\":%lld}",
+		 now - 600);
+	expired = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, key, "RS256", NULL, 0);
+	EXPECT_EQ(code_of(self, "secure", NULL, "/jwt/x"), 403);
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", good);
+	EXPECT_EQ(code_of(self, "secure", h, "/jwt/x"), 200);
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", bad);
+	EXPECT_EQ(code_of(self, "secure", h, "/jwt/x"), 401);
+	EXPECT_EQ(code_of(self, "secure", h, "/api/x"), 401);
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", expired);
+	EXPECT_EQ(code_of(self, "secure", h, "/jwt/x"), 401);
+	EXPECT_EQ(code_of(self, "secure", "-H 'Authorization: Bearer x.y.z'", "/jwt/x"), 401);
+	free(good);
+	free(bad);
+	free(expired);
+}
+
+TEST_F(wp, bad_input_smuggling_431_slowloris)
+{
+	char out[4096], py[256];
+	static const char script[] =
+		"import socket, sys, time\n"
+		"ip = sys.argv[1]\n"
+		"def send(data, pause=0):\n"
+		"    s = socket.create_connection((ip, 8080)); s.settimeout(5)\n"
+		"    s.sendall(data)\n"
+		"    out = b''\n"
+		"    try:\n"
+		"        while True:\n"
+		"            d = s.recv(65536)\n"
+		"            if not d: break\n"
+		"            out += d\n"
+		"    except Exception: pass\n"
+		"    s.close()\n"
+		"    return out.split(b'\\r\\n')[0].decode(errors='replace')\n"
+		"H = b'Host: echo\\r\\n'\n"
+		"print('cl+te', send(b'POST / HTTP/1.1\\r\\n' + H + b'Content-Length: 4\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n'))\n"
+		"print('cl+cl', send(b'POST / HTTP/1.1\\r\\n' + H + b'Content-Length: 4\\r\\nContent-Length: 5\\r\\n\\r\\nabcde'))\n"
+		"print('obsfold', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: a\\r\\n b\\r\\n\\r\\n'))\n"
+		"print('bare-lf', send(b'GET / HTTP/1.1\\n' + H + b'\\n'))\n"
+		"print('bare-cr', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: a\\rb\\r\\n\\r\\n'))\n"
+		"print('te-gzip', send(b'POST / HTTP/1.1\\r\\n' + H + b'Transfer-Encoding: gzip\\r\\n\\r\\n'))\n"
+		"print('2host', send(b'GET / HTTP/1.1\\r\\n' + H + b'Host: other\\r\\n\\r\\n'))\n"
+		"print('big', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: ' + b'a' * 70000 + b'\\r\\n\\r\\n'))\n"
+		"print('many', send(b'GET / HTTP/1.1\\r\\n' + H + b''.join(b'X-%d: 1\\r\\n' % i for i in range(150)) + b'\\r\\n'))\n"
+		"print('slow', send(b'GET / HTTP/1.1\\r\\nHost: ec'))\n"
+		"print('ok', send(b'GET / HTTP/1.1\\r\\n' + H + b'Connection: close\\r\\n\\r\\n'))\n"
+		"print('chunked', send(b'POST / HTTP/1.1\\r\\n' + H + b'Transfer-Encoding: chunked\\r\\nConnection: close\\r\\n\\r\\n3\\r\\nabc\\r\\n0\\r\\n\\r\\n'))\n";
+
+	snprintf(py, sizeof(py), "%s/raw.py", self->dir);
+	write_file(py, script);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- python3 %s %s", self->ctl,
+			  self->name, py, self->ip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "cl+te HTTP/1.1 400");
+	EXPECT_STRSTR(out, "cl+cl HTTP/1.1 400");
+	EXPECT_STRSTR(out, "obsfold HTTP/1.1 400");
+	EXPECT_STRSTR(out, "bare-lf HTTP/1.1 400");
+	EXPECT_STRSTR(out, "bare-cr HTTP/1.1 400");
+	EXPECT_STRSTR(out, "te-gzip HTTP/1.1 400");
+	EXPECT_STRSTR(out, "2host HTTP/1.1 400");
+	EXPECT_STRSTR(out, "big HTTP/1.1 431");
+	EXPECT_STRSTR(out, "many HTTP/1.1 431");
+	/* headers never completed: 408 after --header-timeout (1 s here) */
+	EXPECT_STRSTR(out, "slow HTTP/1.1 408");
+	EXPECT_STRSTR(out, "ok HTTP/1.1 200");
+	EXPECT_STRSTR(out, "chunked HTTP/1.1 200");
+}
+
+TEST_F(wp, metrics_and_access_log)
+{
+	char out[1 << 16], args[256], log[256];
+
+	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes' -H 'traceparent: "
+			  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'", "/m"), 200);
+	EXPECT_EQ(code_of(self, "secure", NULL, "/other"), 403);
+	snprintf(args, sizeof(args), "'http://%s:15020/metrics'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "istio_requests_total{reporter=\"waypoint\",source_workload=\"client\"");
+	EXPECT_STRSTR(out, "destination_version=\"v2\",destination_service=\"echo.default.svc.cluster.local\"");
+	EXPECT_STRSTR(out, "response_code=\"403\"");
+	EXPECT_STRSTR(out, "istio_request_duration_milliseconds_bucket{");
+	EXPECT_STRSTR(out, "istio_request_bytes_sum{");
+	EXPECT_STRSTR(out, "istio_response_bytes_count{");
+	/* one JSON line per request, valid JSON, trace context carried */
+	snprintf(log, sizeof(log), "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name);
+	ASSERT_EQ(test_sh(out, sizeof(out), "python3 -c \"import json,sys\n"
+			  "n=0\nfor l in open('%s'):\n  l=l.strip()\n"
+			  "  if l.startswith('{'):\n    j=json.loads(l); n+=1\n"
+			  "    print(j['response_code'], j['traceparent'][:20])\nprint('lines', n)\"", log), 0);
+	EXPECT_STRSTR(out, "200 00-0af7651916cd43dd");
+	EXPECT_STRSTR(out, "403 -");
+	EXPECT_STRSTR(out, "lines 2");
+	/* the backend saw the trace context */
+	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1' "
+		 "'http://%s:8080/exact'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"b3\":\"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1\"");
+}
+
+TEST_F(wp, sighup_reload_keeps_last_good)
+{
+	char out[256], pid[64];
+	static const char direct[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\n"
+		"spec:\n  hosts: [echo]\n  http:\n  - directResponse: {status: 299}\n";
+
+	ASSERT_EQ(test_sh(pid, sizeof(pid), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print([p['pids'][0] for p in json.load(sys.stdin)['pods'] "
+			  "if p['name']=='waypoint'][0])\"", self->ctl, self->name), 0);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 200);
+	write_file(self->cfg, direct);
+	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
+	for (int i = 0; i < 40 && code_of(self, "echo", NULL, "/x") != 299; i++)
+		usleep(100000);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
+	/* a config that fails validation changes nothing */
+	write_file(self->cfg, "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		   "metadata: {name: echo}\nspec:\n  hosts: [echo]\n  http:\n  - timeout: soon\n");
+	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
+	usleep(1500000);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'keeping the last good one' "
+			  "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name), 0);
+}
+
+TEST_F(wp, http2_prior_knowledge)
+{
+	char out[16384], args[512];
+	int n2xx = -1, n4xx = -1;
+	const char *p;
+
+	/* curl over h2c: header routing, policy and the protocol in the log */
+	snprintf(args, sizeof(args), "--http2-prior-knowledge -H 'Host: echo' -H 'x-canary: yes' "
+		 "-w '\\n%%{http_version} %%{http_code}' 'http://%s:8080/h2'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	EXPECT_STRSTR(out, "\n2 200");
+	EXPECT_EQ(code_of(self, "secure", "--http2-prior-knowledge -X DELETE", "/api/items"), 403);
+	EXPECT_EQ(code_of(self, "secure", "--http2-prior-knowledge -H 'Authorization: Bearer a.b.c'",
+			  "/api/items"), 401);
+	/* many streams on few connections: the fault rate holds (h2load counts statuses) */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- h2load -n 400 -c 2 -m 10 "
+			  "-H ':authority: echo' http://%s:8080/abort", self->ctl, self->name, self->ip), 0);
+	p = strstr(out, "status codes:");
+	ASSERT_TRUE(p != NULL);
+	ASSERT_EQ(sscanf(p, "status codes: %d 2xx, %*d 3xx, %d 4xx", &n2xx, &n4xx), 2);
+	test_log("h2: %d 2xx, %d 4xx", n2xx, n4xx);
+	EXPECT_EQ(n2xx + n4xx, 400);
+	EXPECT_GE(n4xx, 150);
+	EXPECT_LE(n4xx, 250);
+	snprintf(out, sizeof(out), "/run/zmesh/lab/%s/logs/default_waypoint.log", self->name);
+	ASSERT_EQ(test_sh(args, sizeof(args), "grep -c '\"protocol\":\"HTTP/2\"' %s", out), 0);
+	EXPECT_GE(atoi(args), 400);
+}
+
+/* ---- HBONE: a test client speaking mTLS + CONNECT from the client pod ---- */
+
+struct hb_cli {
+	struct zm_hbone *hb;
+	int status;
+	struct zm_buf got;
+	bool ended, closed;
+};
+
+static void hc_resp(void *ud, struct zm_hbone *h, int32_t id, int st)
+{
+	(void)h; (void)id;
+	((struct hb_cli *)ud)->status = st;
+}
+
+static void hc_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, size_t n)
+{
+	(void)h; (void)id;
+	zm_buf_append(&((struct hb_cli *)ud)->got, d, n);
+}
+
+static void hc_end(void *ud, struct zm_hbone *h, int32_t id)
+{
+	(void)h; (void)id;
+	((struct hb_cli *)ud)->ended = true;
+}
+
+static void hc_close(void *ud, struct zm_hbone *h, int32_t id, uint32_t err)
+{
+	(void)h; (void)id; (void)err;
+	((struct hb_cli *)ud)->closed = true;
+}
+
+/* Move bytes both ways until @done or 5 s pass. */
+static int hb_pump(int fd, struct zm_hbone *hb, bool (*done)(struct hb_cli *), struct hb_cli *cl)
+{
+	for (int i = 0; i < 500; i++) {
+		const void *out;
+		size_t n;
+		char buf[65536];
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+		while ((n = zm_hbone_output(hb, &out)) > 0) {
+			ssize_t w = send(fd, out, n, MSG_NOSIGNAL);
+
+			if (w <= 0)
+				return -1;
+			zm_hbone_consumed(hb, (size_t)w);
+		}
+		if (done(cl))
+			return 0;
+		if (poll(&pf, 1, 10) > 0) {
+			ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+			if (r <= 0 || zm_hbone_input(hb, buf, (size_t)r))
+				return -1;
+		}
+	}
+	return -1;
+}
+
+static bool is_ready(struct hb_cli *cl) { return zm_hbone_ready(cl->hb); }
+static bool has_status(struct hb_cli *cl) { return cl->status != 0 || cl->closed; }
+static bool has_end(struct hb_cli *cl) { return cl->ended || cl->closed; }
+
+/*
+ * In the client pod: CONNECT @authority over HBONE to the waypoint, send
+ * @req, print "status <CONNECT status>\n" and the answer to @outfile.
+ */
+static int hbone_request(const char *netns, const char *cadir, const char *wp_ip,
+			 const char *authority, const char *req, const char *outfile)
+{
+	static const struct zm_hbone_cbs cbs = { NULL, hc_resp, hc_data, hc_end, hc_close };
+	struct zm_error e = { "" };
+	struct zm_spiffe_id me, want;
+	struct zm_ca *ca = NULL;
+	char *kpem = NULL, *csr = NULL, *chain = NULL;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(15008) };
+	struct zm_hbone_hdr hdr[1] = { { "forwarded", "for=10.244.0.5" } };
+	struct hb_cli cl = { 0 };
+	struct zm_hbone *hb = NULL;
+	SSL_CTX *ctx;
+	int32_t sid;
+	int fd, saved;
+	FILE *f;
+
+	if (zm_netns_enter(netns, &saved) || zm_ca_open(cadir, &ca, &e) ||
+	    zm_spiffe_make(&me, "cluster.local", "default", "client") ||
+	    zm_spiffe_make(&want, "cluster.local", "default", "default") ||
+	    zm_key_csr(&me, &kpem, &csr, &e) || zm_ca_sign(ca, csr, &me, 3600, &chain, &e) ||
+	    !(ctx = zm_tls_ctx_new(false, kpem, chain, zm_ca_bundle(ca), "cluster.local", &e)) ||
+	    zm_hbone_new(ctx, false, &cbs, &cl, &hb)) {
+		fprintf(stderr, "hbone client setup: %s\n", e.msg);
+		return 2;
+	}
+	cl.hb = hb;
+	zm_tls_expect_peer(zm_hbone_ssl(hb), &want);
+	inet_pton(AF_INET, wp_ip, &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		return 3;
+	hb_pump(fd, hb, is_ready, &cl);	/* the handshake */
+	if (!zm_hbone_ready(hb))
+		return 4;
+	/* @authority and the forwarded client address the test pretends to be */
+	if (zm_hbone_open(hb, authority, hdr, 1, &sid))
+		return 5;
+	if (hb_pump(fd, hb, has_status, &cl) || cl.status != 200)
+		goto out;
+	zm_hbone_send(hb, sid, req, strlen(req));
+	zm_hbone_end(hb, sid);
+	hb_pump(fd, hb, has_end, &cl);
+out:
+	f = fopen(outfile, "w");
+	if (f) {
+		fprintf(f, "status %d\n%.*s", cl.status, (int)zm_buf_len(&cl.got),
+			zm_buf_data(&cl.got) ? zm_buf_data(&cl.got) : "");
+		fclose(f);
+	}
+	return 0;
+}
+
+/* Run hbone_request in a child (it enters the pod's netns); the output file's text. */
+static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
+		      char *out, size_t sz)
+{
+	char netns[64], cadir[128], file[128];
+	pid_t pid;
+	int st = -1;
+	FILE *f;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-client", self->name);
+	snprintf(cadir, sizeof(cadir), "/run/zmesh/lab/%s/ca", self->name);
+	snprintf(file, sizeof(file), "%s/hbone.out", self->dir);
+	unlink(file);
+	pid = fork();
+	if (pid == 0)
+		_exit(hbone_request(netns, cadir, self->ip, authority, req, file));
+	waitpid(pid, &st, 0);
+	out[0] = 0;
+	f = fopen(file, "r");
+	if (f) {
+		size_t n = fread(out, 1, sz - 1, f);
+
+		out[n] = 0;
+		fclose(f);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		test_log("hbone client exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+TEST_F(wp, hbone_front)
+{
+	char out[8192], vip[64], auth[96], metrics[1 << 16], args[128];
+
+	ASSERT_EQ(test_sh(vip, sizeof(vip), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
+			  "if s['name']=='echo'][0])\"", self->ctl, self->name), 0);
+	vip[strcspn(vip, "\n")] = 0;
+	snprintf(auth, sizeof(auth), "%s:80", vip);
+	via_hbone(self, auth, "GET /x HTTP/1.1\r\nHost: echo\r\nx-canary: yes\r\nConnection: close\r\n\r\n",
+		  out, sizeof(out));
+	EXPECT_STRSTR(out, "status 200\nHTTP/1.1 200");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	/* the verified identity reaches policy: ALLOW by principal */
+	via_hbone(self, auth, "GET /mtls/x HTTP/1.1\r\nHost: secure\r\nConnection: close\r\n\r\n",
+		  out, sizeof(out));
+	EXPECT_STRSTR(out, "HTTP/1.1 200");
+	/* ... which plain text cannot have */
+	EXPECT_EQ(code_of(self, "secure", NULL, "/mtls/x"), 403);
+	/* a CONNECT to something this waypoint does not serve: 400 */
+	via_hbone(self, "192.0.2.1:80", "GET / HTTP/1.1\r\nHost: echo\r\n\r\n", out, sizeof(out));
+	EXPECT_STRSTR(out, "status 400");
+	snprintf(args, sizeof(args), "'http://%s:15020/metrics'", self->ip);
+	ASSERT_EQ(curl(self, metrics, sizeof(metrics), args), 0);
+	EXPECT_STRSTR(metrics, "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"");
+	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
+}

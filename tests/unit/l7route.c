@@ -1,0 +1,795 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The waypoint's L7 engine: Istio YAML in, decisions out. Every match type,
+ * first match wins, weights, redirect/rewrite, faults, header ops, retries,
+ * AuthorizationPolicy over normalized paths, JWT accept/reject, balancing,
+ * outlier ejection and connection-pool limits.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "zmesh/config.h"
+#include "zmesh/l7route.h"
+#include "jwt_sign.h"
+#include "../harness/test.h"
+
+#define ISS "https://issuer.test"
+
+static const char cfg_fmt[] =
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	"metadata: {name: echo, namespace: default}\n"
+	"spec:\n"
+	"  hosts: [echo]\n"
+	"  http:\n"
+	"  - name: exact\n    match: [{uri: {exact: /exact}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: icase\n    match: [{uri: {prefix: /CaSe}, ignoreUriCase: true}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: regex\n    match: [{uri: {regex: \"/re/[0-9]+\"}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: method\n    match: [{method: {exact: DELETE}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: hdr\n    match: [{headers: {x-user: {exact: tester}}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: hdrprefix\n    match: [{headers: {x-group: {prefix: beta}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: hdrregex\n    match: [{headers: {x-id: {regex: \"[a-f]{4}\"}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: presence\n    match: [{headers: {x-present: {}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: without\n    match: [{uri: {prefix: /without}, withoutHeaders: {x-skip: {}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: query\n    match: [{queryParams: {q: {exact: \"1\"}}}, {queryParams: {r: {regex: \"a+\"}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: qpresent\n    match: [{uri: {prefix: /qp}, queryParams: {flag: {}}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: authority\n    match: [{authority: {exact: \"echo.default\"}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: scheme\n    match: [{scheme: {exact: https}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: srclabels\n    match: [{sourceLabels: {app: client}}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: srcns\n    match: [{sourceNamespace: other}]\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: port\n    match: [{port: 8080}]\n"
+	"    route: [{destination: {host: echo, port: {number: 80}}}]\n"
+	"  - name: redirect\n    match: [{uri: {exact: /old}}]\n"
+	"    redirect: {uri: /new, authority: elsewhere, redirectCode: 302}\n"
+	"  - name: rewrite\n    match: [{uri: {prefix: /api/v1/}}]\n"
+	"    rewrite: {uri: /v1/, authority: backend.test}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: regexrw\n    match: [{uri: {prefix: /rr/}}]\n"
+	"    rewrite: {uriRegexRewrite: {match: \"^/rr/(.*)$\", rewrite: \"/x/\\\\1\"}}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: direct\n    match: [{uri: {exact: /direct}}]\n"
+	"    directResponse: {status: 418, body: {string: teapot}}\n"
+	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
+	"    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: abort30\n    match: [{uri: {prefix: /some-abort}}]\n"
+	"    fault: {abort: {httpStatus: 500, percentage: {value: 30}}}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: delay\n    match: [{uri: {prefix: /delay}}]\n"
+	"    fault: {delay: {fixedDelay: 2s}}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: policy\n    match: [{uri: {prefix: /policy}}]\n"
+	"    timeout: 3s\n"
+	"    retries: {attempts: 4, perTryTimeout: 1s, retryOn: \"5xx,gateway-error,409\"}\n"
+	"    headers:\n"
+	"      request: {set: {x-a: \"1\"}, add: {x-b: \"2\"}, remove: [x-c]}\n"
+	"      response: {set: {x-r: \"3\"}}\n"
+	"    route: [{destination: {host: echo}, headers: {request: {set: {x-d: \"4\"}}}}]\n"
+	"  - name: split\n    match: [{uri: {prefix: /split}}]\n"
+	"    route:\n"
+	"    - {destination: {host: echo, subset: v1}, weight: 90}\n"
+	"    - {destination: {host: echo, subset: v2}, weight: 10}\n"
+	"  - name: cors\n    match: [{uri: {prefix: /cors}}]\n"
+	"    corsPolicy: {allowOrigins: [{exact: \"https://ok.test\"}], allowMethods: [GET, POST],\n"
+	"                 allowHeaders: [x-h], maxAge: 60s}\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"  - name: hash\n    match: [{uri: {prefix: /hash}}]\n"
+	"    route: [{destination: {host: echo, subset: hash}}]\n"
+	"  - name: limited\n    match: [{uri: {prefix: /limited}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirror: {host: echo, subset: v2}\n"
+	"  - name: catchall\n"
+	"    route: [{destination: {host: echo}}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	"metadata: {name: echo, namespace: default}\n"
+	"spec:\n"
+	"  host: echo\n"
+	"  trafficPolicy:\n"
+	"    loadBalancer: {simple: ROUND_ROBIN}\n"
+	"    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 30s, maxEjectionPercent: 50}\n"
+	"  subsets:\n"
+	"  - {name: v1, labels: {version: v1}}\n"
+	"  - name: v2\n    labels: {version: v2}\n"
+	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}\n"
+	"  - name: hash\n    labels: {app: echo}\n"
+	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}}}\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	"metadata: {name: deny-delete, namespace: default}\n"
+	"spec:\n"
+	"  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
+	"  action: DENY\n"
+	"  rules: [{to: [{operation: {methods: [DELETE]}}]}, {to: [{operation: {paths: [\"/admin\", \"/admin/*\"]}}]}]\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	"metadata: {name: allow, namespace: default}\n"
+	"spec:\n"
+	"  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
+	"  rules:\n"
+	"  - to: [{operation: {paths: [\"/api/*\"], methods: [GET, POST, DELETE]}}]\n"
+	"  - to: [{operation: {paths: [\"/jwt/*\"]}}]\n"
+	"    from: [{source: {requestPrincipals: [\"" ISS "/*\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/hdr\"]}}]\n"
+	"    when: [{key: \"request.headers[x-token]\", values: [ok]}]\n"
+	"  - to: [{operation: {paths: [\"/ns\"]}}]\n"
+	"    from: [{source: {namespaces: [good]}}]\n"
+	"  - to: [{operation: {paths: [\"/ip\"]}}]\n"
+	"    from: [{source: {ipBlocks: [\"10.1.0.0/16\"], notIpBlocks: [\"10.1.2.3\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/principal\"]}}]\n"
+	"    from: [{source: {principals: [\"cluster.local/ns/good/sa/app\"]}}]\n"
+	"  - to: [{operation: {paths: [\"/claims\"]}}]\n"
+	"    when: [{key: \"request.auth.claims[groups]\", values: [admins]}]\n"
+	"  - to: [{operation: {notPaths: [\"/api/*\", \"/jwt/*\", \"/hdr\", \"/ns\", \"/ip\", \"/claims\", \"/principal\"],\n"
+	"                     hosts: [\"secure\", \"secure:*\"], methods: [PUT]}}]\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+	"metadata: {name: jwt, namespace: default}\n"
+	"spec:\n"
+	"  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
+	"  jwtRules:\n"
+	"  - issuer: \"" ISS "\"\n"
+	"    audiences: [secure]\n"
+	"    jwks: '%s'\n"
+	"    outputPayloadToHeader: x-jwt-payload\n"
+	"    fromParams: [token]\n"
+	"    fromHeaders: [{name: authorization, prefix: \"Bearer \"}, {name: x-jwt}]\n";
+
+static EVP_PKEY *rsa, *ec, *other;
+
+__attribute__((constructor)) static void make_keys(void)
+{
+	rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	other = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+}
+
+static uint64_t seed_state;
+
+static uint64_t test_rand(void *arg)
+{
+	(void)arg;
+	seed_state ^= seed_state << 13;
+	seed_state ^= seed_state >> 7;
+	seed_state ^= seed_state << 17;
+	return seed_state;
+}
+
+static void add_ep(struct zm_l7_svc *s, const char *ip, const char *pod, const char *ver)
+{
+	struct zm_l7_ep *ep = &s->eps[s->neps++];
+
+	snprintf(ep->addr, sizeof(ep->addr), "%s", ip);
+	snprintf(ep->pod, sizeof(ep->pod), "%s", pod);
+	snprintf(ep->ns, sizeof(ep->ns), "default");
+	zm_labels_set(&ep->labels, "app", "echo");
+	zm_labels_set(&ep->labels, "version", ver);
+	ep->tport[0] = 8080;
+}
+
+static void add_svc(struct zm_l7_view *v, const char *name, const char *vip)
+{
+	struct zm_l7_svc *s = &v->svcs[v->nsvcs++];
+
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->ns, sizeof(s->ns), "default");
+	snprintf(s->fqdn, sizeof(s->fqdn), "%s.default.svc.cluster.local", name);
+	snprintf(s->vip, sizeof(s->vip), "%s", vip);
+	s->ports[0] = 80;
+	snprintf(s->port_names[0], sizeof(s->port_names[0]), "http");
+	s->nports = 1;
+	s->eps = calloc(4, sizeof(*s->eps));
+	add_ep(s, "10.244.0.2", "echo-v1-a", "v1");
+	add_ep(s, "10.244.0.3", "echo-v1-b", "v1");
+	add_ep(s, "10.244.1.2", "echo-v2", "v2");
+}
+
+FIXTURE(l7) {
+	struct zm_l7 *l7;
+	struct zm_l7_decision d;
+	struct zm_http_field h[8];
+	size_t nh;
+	struct zm_l7_request req;
+	struct zm_labels src_labels;
+	char *tok;
+};
+
+FIXTURE_SETUP(l7)
+{
+	struct zm_cfg_set set;
+	struct zm_l7_view v = { 0 };
+	struct zm_l7_opts o = { .waypoint_name = "waypoint", .rand = test_rand };
+	struct zm_error e = { "" };
+	char *jwk = jwk_rsa(rsa, "k1", NULL), *jwk2 = jwk_ec(ec, "k2", 32), jwks[4096], *cfg;
+	size_t cl;
+	int rc;
+
+	seed_state = 88172645463325252ULL;
+	snprintf(jwks, sizeof(jwks), "{\"keys\":[%s,%s]}", jwk, jwk2);
+	free(jwk);
+	free(jwk2);
+	cl = sizeof(cfg_fmt) + strlen(jwks);
+	cfg = malloc(cl);
+	snprintf(cfg, cl, cfg_fmt, jwks);
+	zm_cfg_set_init(&set);
+	rc = zm_cfg_load_buf(&set, "test.yaml", cfg, strlen(cfg));
+	if (!rc)
+		rc = zm_cfg_validate(&set, NULL);
+	for (size_t i = 0; i < set.nerrs; i++)
+		test_log("%s", set.errs[i].text);
+	free(cfg);
+	ASSERT_EQ(rc, 0);
+	v.svcs = calloc(3, sizeof(*v.svcs));
+	add_svc(&v, "echo", "10.96.0.10");
+	add_svc(&v, "secure", "10.96.0.11");
+	rc = zm_l7_build(&set, &v, &o, &self->l7, &e);
+	if (rc)
+		test_log("build: %s", e.msg);
+	ASSERT_EQ(rc, 0);
+	zm_cfg_set_free(&set);
+	zm_l7_decision_init(&self->d);
+	self->req = (struct zm_l7_request){ .method = "GET", .scheme = "http", .authority = "echo",
+					    .port = 80, .headers = self->h, .now_s = time(NULL) };
+}
+
+FIXTURE_TEARDOWN(l7)
+{
+	zm_l7_decision_free(&self->d);
+	zm_l7_put(self->l7);
+	zm_labels_free(&self->src_labels);
+	free(self->tok);
+}
+
+static void hdr(struct zm_fixture_l7 *self, const char *n, const char *v)
+{
+	self->h[self->nh++] = (struct zm_http_field){ n, strlen(n), v, strlen(v) };
+	self->req.nheaders = self->nh;
+}
+
+/* Decide GET @target on the fixture's request; returns the route name ("" for none). */
+static const char *go(struct zm_fixture_l7 *self, const char *target)
+{
+	zm_l7_decision_free(&self->d);
+	self->req.target = target;
+	self->req.target_len = strlen(target);
+	if (zm_l7_decide(self->l7, &self->req, &self->d))
+		return "(error)";
+	return self->d.route_name ? self->d.route_name : "";
+}
+
+static const char *subset(struct zm_fixture_l7 *self)
+{
+	return self->d.subset ? self->d.subset : "-";
+}
+
+TEST_F(l7, uri_exact_prefix_regex_icase)
+{
+	EXPECT_STREQ(go(self, "/exact"), "exact");
+	EXPECT_STREQ(subset(self), "v1");
+	EXPECT_STREQ(go(self, "/exact/more"), "catchall");
+	EXPECT_STREQ(go(self, "/case/x"), "icase");
+	EXPECT_STREQ(go(self, "/CASE"), "icase");
+	EXPECT_STREQ(go(self, "/re/123"), "regex");
+	/* RE2 semantics: the regex must match the whole path */
+	EXPECT_STREQ(go(self, "/re/123x"), "catchall");
+	EXPECT_STREQ(go(self, "/x/re/1"), "catchall");
+	/* the uri is matched after normalization, without the query */
+	EXPECT_STREQ(go(self, "/a/../exact?z=1"), "exact");
+	EXPECT_STREQ(zm_buf_cstr(&self->d.path), "/exact?z=1");
+}
+
+TEST_F(l7, method_scheme_authority_port)
+{
+	self->req.method = "DELETE";
+	EXPECT_STREQ(go(self, "/x"), "method");
+	self->req.method = "GET";
+	self->req.scheme = "https";
+	EXPECT_STREQ(go(self, "/x"), "scheme");
+	self->req.scheme = "http";
+	self->req.authority = "echo.default";
+	EXPECT_STREQ(go(self, "/x"), "authority");
+	self->req.authority = "echo.default:80";
+	EXPECT_STREQ(go(self, "/x"), "catchall");
+	self->req.authority = "echo:8080";
+	EXPECT_STREQ(go(self, "/x"), "port");
+	EXPECT_EQ(self->d.svc_port_idx, 0);
+}
+
+TEST_F(l7, headers_and_absence)
+{
+	hdr(self, "X-User", "tester");
+	EXPECT_STREQ(go(self, "/x"), "hdr");
+	EXPECT_STREQ(subset(self), "v2");
+	self->nh = 0;
+	hdr(self, "x-user", "Tester");		/* values are case-sensitive */
+	EXPECT_STREQ(go(self, "/x"), "catchall");
+	self->nh = 0;
+	hdr(self, "x-group", "beta-7");
+	EXPECT_STREQ(go(self, "/x"), "hdrprefix");
+	self->nh = 0;
+	hdr(self, "x-id", "abcd");
+	EXPECT_STREQ(go(self, "/x"), "hdrregex");
+	self->nh = 0;
+	hdr(self, "x-id", "abcde");
+	EXPECT_STREQ(go(self, "/x"), "catchall");
+	self->nh = 0;
+	hdr(self, "x-present", "");
+	EXPECT_STREQ(go(self, "/x"), "presence");
+	self->nh = 0;
+	self->req.nheaders = 0;
+	EXPECT_STREQ(go(self, "/without"), "without");
+	hdr(self, "x-skip", "1");
+	EXPECT_STREQ(go(self, "/without"), "catchall");
+}
+
+TEST_F(l7, query_params)
+{
+	EXPECT_STREQ(go(self, "/x?q=1"), "query");
+	EXPECT_STREQ(go(self, "/x?a=b&q=1"), "query");
+	EXPECT_STREQ(go(self, "/x?q=11"), "catchall");
+	EXPECT_STREQ(go(self, "/x?r=aaa"), "query");
+	EXPECT_STREQ(go(self, "/x?r=aab"), "catchall");
+	EXPECT_STREQ(go(self, "/qp?flag"), "qpresent");
+	EXPECT_STREQ(go(self, "/qp?flag=x"), "qpresent");
+	EXPECT_STREQ(go(self, "/qp?other=1"), "catchall");
+}
+
+TEST_F(l7, source_labels_and_namespace)
+{
+	zm_labels_set(&self->src_labels, "app", "client");
+	self->req.src_labels = &self->src_labels;
+	EXPECT_STREQ(go(self, "/x"), "srclabels");
+	self->req.src_labels = NULL;
+	self->req.src_ns = "other";
+	EXPECT_STREQ(go(self, "/x"), "srcns");
+	self->req.src_ns = "default";
+	EXPECT_STREQ(go(self, "/x"), "catchall");
+}
+
+TEST_F(l7, first_match_wins)
+{
+	/* /exact and the x-user header both match: the earlier route wins. */
+	hdr(self, "x-user", "tester");
+	EXPECT_STREQ(go(self, "/exact"), "exact");
+	EXPECT_STREQ(go(self, "/policy"), "hdr");
+}
+
+TEST_F(l7, weighted_split)
+{
+	int v1 = 0, v2 = 0;
+
+	for (int i = 0; i < 10000; i++) {
+		go(self, "/split");
+		if (!strcmp(subset(self), "v1"))
+			v1++;
+		else if (!strcmp(subset(self), "v2"))
+			v2++;
+	}
+	EXPECT_EQ(v1 + v2, 10000);
+	/* 10% of 10000: sd = 30; 5 sd bounds */
+	EXPECT_GT(v2, 850);
+	EXPECT_LT(v2, 1150);
+}
+
+TEST_F(l7, redirect_rewrite_direct)
+{
+	go(self, "/old?x=1");
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 302);
+	EXPECT_STREQ(zm_buf_cstr(&self->d.location), "http://elsewhere/new?x=1");
+	EXPECT_STREQ(go(self, "/api/v1/users?id=2"), "rewrite");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_STREQ(zm_buf_cstr(&self->d.path), "/v1/users?id=2");
+	EXPECT_STREQ(zm_buf_cstr(&self->d.authority), "backend.test");
+	EXPECT_STREQ(go(self, "/rr/a/b"), "regexrw");
+	EXPECT_STREQ(zm_buf_cstr(&self->d.path), "/x/a/b");
+	go(self, "/direct");
+	EXPECT_EQ(self->d.status, 418);
+	EXPECT_STREQ(zm_buf_cstr(&self->d.body), "teapot");
+}
+
+TEST_F(l7, faults)
+{
+	int aborted = 0;
+
+	go(self, "/abort");
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 503);
+	EXPECT_STREQ(self->d.flags, "FI");
+	go(self, "/delay");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_EQ(self->d.delay_ns, 2 * ZM_NS_PER_S);
+	for (int i = 0; i < 5000; i++) {
+		go(self, "/some-abort");
+		aborted += self->d.action == ZM_L7_RESPOND && self->d.status == 500;
+	}
+	/* 30% of 5000 = 1500, sd ~32 */
+	EXPECT_GT(aborted, 1300);
+	EXPECT_LT(aborted, 1700);
+}
+
+TEST_F(l7, policies_and_header_ops)
+{
+	EXPECT_STREQ(go(self, "/policy"), "policy");
+	EXPECT_EQ(self->d.timeout_ns, 3 * ZM_NS_PER_S);
+	EXPECT_EQ(self->d.retry_attempts, 4);
+	EXPECT_EQ(self->d.per_try_ns, ZM_NS_PER_S);
+	EXPECT_TRUE(zm_l7_should_retry(&self->d, 500, false));
+	EXPECT_TRUE(zm_l7_should_retry(&self->d, 409, false));
+	EXPECT_FALSE(zm_l7_should_retry(&self->d, 404, false));
+	/* Envoy's 5xx includes connect failures and resets */
+	EXPECT_TRUE(zm_l7_should_retry(&self->d, 0, true));
+	ASSERT_EQ(self->d.nreq_ops, 2);
+	EXPECT_STREQ(self->d.req_ops[0]->set.v[0].key.v, "x-a");
+	EXPECT_STREQ(self->d.req_ops[0]->add.v[0].key.v, "x-b");
+	EXPECT_STREQ(self->d.req_ops[0]->remove.v[0].v, "x-c");
+	EXPECT_STREQ(self->d.req_ops[1]->set.v[0].key.v, "x-d");
+	ASSERT_EQ(self->d.nresp_ops, 1);
+	EXPECT_STREQ(self->d.resp_ops[0]->set.v[0].val.v, "3");
+	/* Istio's default retry policy where none is written */
+	go(self, "/x");
+	EXPECT_EQ(self->d.retry_attempts, 2);
+	EXPECT_TRUE(zm_l7_should_retry(&self->d, 503, false));
+	EXPECT_TRUE(zm_l7_should_retry(&self->d, 0, true));
+	EXPECT_FALSE(zm_l7_should_retry(&self->d, 500, false));
+	EXPECT_EQ(self->d.timeout_ns, 0);
+}
+
+TEST_F(l7, cors)
+{
+	hdr(self, "origin", "https://ok.test");
+	self->req.method = "OPTIONS";
+	hdr(self, "access-control-request-method", "POST");
+	go(self, "/cors");
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 200);
+	ASSERT_GE(self->d.nresp_set, 3);
+	EXPECT_STREQ(self->d.resp_set[0].name, "access-control-allow-origin");
+	EXPECT_STREQ(self->d.resp_set[0].value, "https://ok.test");
+	EXPECT_STREQ(self->d.resp_set[1].value, "GET,POST");
+	self->req.method = "GET";
+	go(self, "/cors");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_EQ(self->d.nresp_set, 1);
+	self->nh = 0;
+	hdr(self, "origin", "https://evil.test");
+	go(self, "/cors");
+	EXPECT_EQ(self->d.nresp_set, 0);
+}
+
+TEST_F(l7, default_route_unknown_host_bad_input)
+{
+	self->req.authority = "secure";
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_STREQ(zm_l7_svc_fqdn(&self->d), "secure.default.svc.cluster.local");
+	EXPECT_TRUE(self->d.vs_name == NULL);
+	self->req.authority = "10.96.0.11:80";
+	go(self, "/api/x");
+	EXPECT_STREQ(zm_l7_svc_fqdn(&self->d), "secure.default.svc.cluster.local");
+	self->req.authority = "nosuch.example";
+	go(self, "/x");
+	EXPECT_EQ(self->d.status, 404);
+	self->req.authority = "echo";
+	go(self, "/a%00b");
+	EXPECT_EQ(self->d.status, 400);
+	self->req.method = "get";
+	go(self, "/x");
+	EXPECT_EQ(self->d.status, 400);
+}
+
+TEST_F(l7, authz_deny_allow_normalized)
+{
+	self->req.authority = "secure";
+	go(self, "/api/items");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	self->req.method = "DELETE";
+	go(self, "/api/items");
+	EXPECT_EQ(self->d.status, 403);
+	EXPECT_STREQ(zm_buf_cstr(&self->d.body), "RBAC: access denied");
+	self->req.method = "GET";
+	/* not under /api/ once normalized: no ALLOW rule matches, and DENY /admin hits */
+	go(self, "/api/../admin");
+	EXPECT_EQ(self->d.status, 403);
+	go(self, "/api/%2e%2e/admin");
+	EXPECT_EQ(self->d.status, 403);
+	go(self, "/api\\..\\admin");
+	EXPECT_EQ(self->d.status, 403);
+	go(self, "/other");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.method = "PATCH";
+	go(self, "/api/items");
+	EXPECT_EQ(self->d.status, 403);
+	/* notPaths + hosts with port */
+	self->req.method = "PUT";
+	go(self, "/put-me");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	self->req.authority = "secure:80";
+	go(self, "/put-me");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.status, 403);
+}
+
+TEST_F(l7, authz_conditions_sources)
+{
+	struct in_addr a;
+
+	self->req.authority = "secure";
+	go(self, "/hdr");
+	EXPECT_EQ(self->d.status, 403);
+	hdr(self, "x-token", "ok");
+	go(self, "/hdr");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	hdr(self, "X-Token", "again");	/* joined "ok, again": no longer "ok" */
+	go(self, "/hdr");
+	EXPECT_EQ(self->d.status, 403);
+	go(self, "/ns");
+	EXPECT_EQ(self->d.status, 403);
+	/* a namespace not proven by a certificate does not count for policy */
+	self->req.src_ns = "good";
+	go(self, "/ns");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.src_principal = "spiffe://cluster.local/ns/good/sa/app";
+	go(self, "/ns");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	/* principals are written without the scheme, as in Istio */
+	go(self, "/principal");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	self->req.src_principal = "spiffe://cluster.local/ns/good/sa/other";
+	go(self, "/principal");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.src_principal = NULL;
+	go(self, "/principal");
+	EXPECT_EQ(self->d.status, 403);
+	self->req.src_family = AF_INET;
+	inet_pton(AF_INET, "10.1.9.9", &a);
+	memcpy(self->req.src_addr, &a, 4);
+	go(self, "/ip");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	inet_pton(AF_INET, "10.1.2.3", &a);
+	memcpy(self->req.src_addr, &a, 4);
+	go(self, "/ip");
+	EXPECT_EQ(self->d.status, 403);
+}
+
+static char *token(EVP_PKEY *k, const char *alg, const char *kid, const char *claims)
+{
+	char h[128];
+
+	snprintf(h, sizeof(h), "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
+	return sign_token(h, claims, k, alg, NULL, 0);
+}
+
+static char *good_claims(char *buf, size_t sz, const char *extra)
+{
+	long long now = (long long)time(NULL);
+
+	snprintf(buf, sz, "{\"iss\":\"" ISS "\",\"sub\":\"alice\",\"aud\":\"secure\","
+		 "\"exp\":%lld%s}", now + 600, extra ? extra : "");
+	return buf;
+}
+
+TEST_F(l7, jwt_accept_reject)
+{
+	char claims[512], bearer[4096];
+
+	self->req.authority = "secure";
+	/* no token: anonymous, and the requestPrincipals rule refuses it */
+	go(self, "/jwt/x");
+	EXPECT_EQ(self->d.status, 403);
+	self->tok = token(rsa, "RS256", "k1", good_claims(claims, sizeof(claims), NULL));
+	snprintf(bearer, sizeof(bearer), "Bearer %s", self->tok);
+	hdr(self, "authorization", bearer);
+	go(self, "/jwt/x");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_STREQ(self->d.request_principal, ISS "/alice");
+	/* forwardOriginalToken false: the header goes; the payload is output */
+	ASSERT_EQ(self->d.nreq_remove, 1);
+	EXPECT_STREQ(self->d.req_remove[0], "authorization");
+	ASSERT_EQ(self->d.nreq_set, 1);
+	EXPECT_STREQ(self->d.req_set[0].name, "x-jwt-payload");
+	EXPECT_TRUE(strstr(self->tok, self->d.req_set[0].value) != NULL);
+	/* ES256 works too, and a token in a parameter */
+	free(self->tok);
+	self->tok = token(ec, "ES256", "k2", good_claims(claims, sizeof(claims), NULL));
+	self->nh = 0;
+	self->req.nheaders = 0;
+	{
+		char t[4096];
+
+		snprintf(t, sizeof(t), "/jwt/x?token=%s", self->tok);
+		go(self, t);
+		EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	}
+	/* a token signed by another key, expired, wrong audience: 401 */
+	free(self->tok);
+	self->tok = token(other, "RS256", "k1", good_claims(claims, sizeof(claims), NULL));
+	hdr(self, "x-jwt", self->tok);
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.status, 401);
+	EXPECT_STRSTR(zm_buf_cstr(&self->d.body), "Jwt verification fails");
+	free(self->tok);
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":\"secure\",\"exp\":%lld}",
+		 (long long)time(NULL) - 3600);
+	self->tok = token(rsa, "RS256", "k1", claims);
+	self->h[0].value = self->tok;
+	self->h[0].value_len = strlen(self->tok);
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.status, 401);
+	free(self->tok);
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"a\",\"aud\":\"else\",\"exp\":%lld}",
+		 (long long)time(NULL) + 3600);
+	self->tok = token(rsa, "RS256", "k1", claims);
+	self->h[0].value = self->tok;
+	self->h[0].value_len = strlen(self->tok);
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.status, 401);
+	self->h[0].value = "garbage";
+	self->h[0].value_len = 7;
+	go(self, "/api/x");
+	EXPECT_EQ(self->d.status, 401);
+	/* JWT is not checked for services no RequestAuthentication names */
+	self->req.authority = "echo";
+	go(self, "/x");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+}
+
+TEST_F(l7, jwt_claims_condition)
+{
+	char claims[512], bearer[4096];
+
+	self->req.authority = "secure";
+	self->tok = token(rsa, "RS256", "k1",
+			  good_claims(claims, sizeof(claims), ",\"groups\":[\"dev\",\"admins\"]"));
+	snprintf(bearer, sizeof(bearer), "Bearer %s", self->tok);
+	hdr(self, "authorization", bearer);
+	go(self, "/claims");
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	free(self->tok);
+	self->tok = token(rsa, "RS256", "k1", good_claims(claims, sizeof(claims), ",\"groups\":[\"dev\"]"));
+	snprintf(bearer, sizeof(bearer), "Bearer %s", self->tok);
+	self->h[0].value = bearer;
+	self->h[0].value_len = strlen(bearer);
+	go(self, "/claims");
+	EXPECT_EQ(self->d.status, 403);
+}
+
+TEST_F(l7, balancing_subsets_rr_hash)
+{
+	int seen[3] = { 0 }, first = -1;
+
+	go(self, "/exact");	/* subset v1: the two v1 pods, round robin */
+	for (int i = 0; i < 6; i++) {
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, 0);
+
+		ASSERT_GE(ep, 0);
+		seen[ep]++;
+		zm_l7_report(self->l7, &self->d, ep, 200, 0);
+	}
+	EXPECT_EQ(seen[0], 3);
+	EXPECT_EQ(seen[1], 3);
+	EXPECT_EQ(seen[2], 0);
+	/* retry skips the endpoint that failed */
+	{
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, 0, 0);
+
+		EXPECT_EQ(ep, 1);
+		zm_l7_report(self->l7, &self->d, ep, 200, 0);
+	}
+	/* consistent hash: one key, one endpoint */
+	hdr(self, "x-key", "user-42");
+	go(self, "/hash");
+	for (int i = 0; i < 20; i++) {
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, 0);
+
+		if (first < 0)
+			first = ep;
+		EXPECT_EQ(ep, first);
+		zm_l7_report(self->l7, &self->d, ep, 200, 0);
+	}
+	/* unknown subset: no healthy upstream */
+	go(self, "/exact");
+	self->d.subset = "nosuch";
+	EXPECT_EQ(zm_l7_pick(self->l7, &self->d, &self->req, -1, 0), -EHOSTUNREACH);
+}
+
+TEST_F(l7, outlier_ejection)
+{
+	int64_t now = 1000 * ZM_NS_PER_S;
+
+	go(self, "/x");		/* all three pods, round robin */
+	/* endpoint 0 fails twice in a row: ejected for 30 s */
+	for (int i = 0; i < 2; i++) {
+		int ep;
+
+		do {
+			ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now);
+			zm_l7_report(self->l7, &self->d, ep, ep == 0 ? 503 : 200, now);
+		} while (ep != 0);
+	}
+	for (int i = 0; i < 20; i++) {
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now + ZM_NS_PER_S);
+
+		EXPECT_NE(ep, 0);
+		zm_l7_report(self->l7, &self->d, ep, 200, now);
+	}
+	/* back after the ejection time */
+	{
+		bool back = false;
+
+		for (int i = 0; i < 6; i++) {
+			int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now + 31 * ZM_NS_PER_S);
+
+			back |= ep == 0;
+			zm_l7_report(self->l7, &self->d, ep, 200, now);
+		}
+		EXPECT_TRUE(back);
+	}
+}
+
+TEST_F(l7, connection_pool_limit)
+{
+	go(self, "/limited");	/* subset v2: maxConnections 1 + 1 pending */
+	EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+	EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+	EXPECT_EQ(zm_l7_admit(self->l7, &self->d), -EBUSY);
+	zm_l7_release(self->l7, &self->d);
+	EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+	zm_l7_release(self->l7, &self->d);
+	zm_l7_release(self->l7, &self->d);
+	/* no pool settings: unlimited */
+	go(self, "/x");
+	for (int i = 0; i < 100; i++)
+		EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+}
+
+TEST_F(l7, mirror)
+{
+	go(self, "/mirror");
+	EXPECT_STREQ(subset(self), "v1");
+	ASSERT_TRUE(self->d.mirror_svc != NULL);
+	EXPECT_STREQ(self->d.mirror_subset, "v2");
+}
+
+TEST(build_errors)
+{
+	static const char bad_re[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		"metadata: {name: r}\nspec:\n  hosts: [a]\n  http:\n"
+		"  - match: [{uri: {regex: \"(?<=x)y\"}}]\n    route: [{destination: {host: a}}]\n";
+	struct zm_cfg_set set;
+	struct zm_l7_view v = { 0 };
+	struct zm_l7 *l7 = NULL;
+	struct zm_error e = { "" };
+
+	zm_cfg_set_init(&set);
+	/* RE2 refuses lookbehind: config validation catches it first */
+	EXPECT_NE(zm_cfg_load_buf(&set, "bad.yaml", bad_re, strlen(bad_re)), 0);
+	EXPECT_EQ(set.nobjs, 0);
+	zm_cfg_set_free(&set);
+	zm_cfg_set_init(&set);
+	EXPECT_EQ(zm_l7_build(&set, &v, NULL, &l7, &e), 0);
+	zm_l7_put(l7);
+	zm_cfg_set_free(&set);
+}

@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * waypoint: command line, config snapshots (loaded at start and on SIGHUP;
+ * a bad config keeps the last good one), listeners and the accept loop.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "zmesh/config.h"
+#include "zmesh/log.h"
+#include "zmesh/sock.h"
+#include "waypoint.h"
+
+const struct wp_opts *wp_options;
+static struct wp_snap *cur;
+static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
+static volatile sig_atomic_t reload_wanted, stop_wanted;
+
+struct wp_snap *wp_snap_get(void)
+{
+	struct wp_snap *s;
+
+	pthread_mutex_lock(&snap_mu);
+	s = cur;
+	if (s)
+		atomic_fetch_add(&s->ref, 1);
+	pthread_mutex_unlock(&snap_mu);
+	return s;
+}
+
+void wp_snap_put(struct wp_snap *s)
+{
+	if (!s || atomic_fetch_sub(&s->ref, 1) != 1)
+		return;
+	zm_l7_put(s->l7);
+	if (s->have_lab)
+		zm_lab_free(&s->lab);
+	free(s);
+}
+
+/* A store directory (<dir>/current -> gen-N) or plain manifests. */
+static int load_config(const char *path, struct zm_cfg_set *set, uint64_t *version)
+{
+	char cur_path[PATH_MAX], target[64];
+	struct stat st;
+	ssize_t n;
+
+	*version = 0;
+	if (!path)
+		return 0;
+	snprintf(cur_path, sizeof(cur_path), "%s/current", path);
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && lstat(cur_path, &st) == 0) {
+		n = readlink(cur_path, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			if (!strncmp(target, "gen-", 4))
+				*version = strtoull(target + 4, NULL, 10);
+		}
+		return zm_cfg_load_path(set, cur_path);
+	}
+	return zm_cfg_load_path(set, path);
+}
+
+int wp_reload(const struct wp_opts *o)
+{
+	struct wp_snap *s = calloc(1, sizeof(*s)), *old;
+	struct zm_cfg_set set;
+	struct zm_l7_view view = { 0 };
+	struct zm_l7_opts lo = { .waypoint_name = o->name, .path_set = true,
+				 .path = zm_path_opts_istio(o->path_norm) };
+	struct zm_error e = { "" };
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	atomic_init(&s->ref, 1);
+	zm_cfg_set_init(&set);
+	rc = load_config(o->config, &set, &s->version);
+	if (rc == 0)
+		rc = zm_cfg_validate(&set, NULL);
+	if (rc) {
+		zm_cfg_sort_errors(&set);
+		for (size_t i = 0; i < set.nerrs && i < 20; i++)
+			zm_log_error("config: %s", set.errs[i].text);
+		zm_log_error("config %s rejected (%zu errors); keeping the last good one",
+			     o->config, set.nerrs);
+		goto fail;
+	}
+	if (o->lab) {
+		rc = zm_lab_load(o->lab, &s->lab, &e);
+		if (rc) {
+			zm_log_error("lab %s: %s", o->lab, e.msg);
+			goto fail;
+		}
+		s->have_lab = true;
+		rc = zm_l7_view_from_lab(&s->lab, &view);
+		if (rc)
+			goto fail;
+	}
+	rc = zm_l7_build(&set, &view, &lo, &s->l7, &e);
+	if (rc) {
+		zm_log_error("config: %s; keeping the last good one", e.msg);
+		goto fail;
+	}
+	zm_cfg_set_free(&set);
+	pthread_mutex_lock(&snap_mu);
+	old = cur;
+	cur = s;
+	pthread_mutex_unlock(&snap_mu);
+	wp_snap_put(old);
+	zm_log_info("config loaded (version %llu, %zu services)", (unsigned long long)s->version,
+		    s->have_lab ? s->lab.nservices : 0);
+	return 0;
+fail:
+	zm_cfg_set_free(&set);
+	zm_l7_view_free(&view);
+	wp_snap_put(s);
+	return rc ? rc : -EINVAL;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	reload_wanted = 1;
+}
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop_wanted = 1;
+}
+
+int wp_listen(const char *spec)
+{
+	char host[128] = "0.0.0.0";
+	const char *colon = strrchr(spec, ':');
+	int port, fd, one = 1;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+
+	if (colon) {
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+		port = atoi(colon + 1);
+	} else {
+		port = atoi(spec);
+	}
+	if (!host[0])
+		snprintf(host, sizeof(host), "0.0.0.0");
+	if (port <= 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	sa.sin_port = htons((uint16_t)port);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1024) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int start_admin(int port)
+{
+	char spec[32];
+	int fd;
+	pthread_t th;
+
+	if (!port)
+		return 0;
+	snprintf(spec, sizeof(spec), "0.0.0.0:%d", port);
+	fd = wp_listen(spec);
+	if (fd < 0)
+		return fd;
+	if (pthread_create(&th, NULL, wp_admin_thread, (void *)(intptr_t)fd)) {
+		close(fd);
+		return -EAGAIN;
+	}
+	pthread_detach(th);
+	return 0;
+}
+
+static const char usage[] =
+	"usage: waypoint --listen ADDR:PORT [--config FILE|DIR] [--lab LAB] [--name NAME]\n"
+	"                [--metrics-port N] [--ready-port N] [--access-log FILE|-|off]\n"
+	"                [--header-timeout MS] [--idle-timeout MS]\n"
+	"                [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
+	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n";
+
+int main(int argc, char **argv)
+{
+	static struct wp_opts o = {
+		.name = "waypoint", .metrics_port = 15020, .ready_port = 15021,
+		.header_timeout_ms = 10000, .idle_timeout_ms = 300000,
+		.path_norm = ZM_ISTIO_PATH_BASE, .peer_identity = true,
+	};
+	static const struct option lo[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "lab", required_argument, NULL, 'L' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "metrics-port", required_argument, NULL, 'm' },
+		{ "ready-port", required_argument, NULL, 'r' },
+		{ "access-log", required_argument, NULL, 'a' },
+		{ "header-timeout", required_argument, NULL, 'H' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "path-normalization", required_argument, NULL, 'P' },
+		{ "no-peer-identity", no_argument, NULL, 'N' },
+		{ "hbone-port", required_argument, NULL, 'B' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sigaction sa = { 0 };
+	pthread_attr_t at;
+	int opt, lfd, rc;
+
+	zm_log_init("waypoint");
+	while ((opt = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'l': o.listen = optarg; break;
+		case 'c': o.config = optarg; break;
+		case 'L': o.lab = optarg; break;
+		case 'n': o.name = optarg; break;
+		case 'm': o.metrics_port = atoi(optarg); break;
+		case 'r': o.ready_port = atoi(optarg); break;
+		case 'a': o.access_log = optarg; break;
+		case 'H': o.header_timeout_ms = atoi(optarg); break;
+		case 'I': o.idle_timeout_ms = atoi(optarg); break;
+		case 'P':
+			rc = zm_istio_path_normalization_parse(optarg);
+			if (rc < 0) {
+				fprintf(stderr, "waypoint: --path-normalization: unknown mode '%s'\n", optarg);
+				return 2;
+			}
+			o.path_norm = rc;
+			break;
+		case 'N': o.peer_identity = false; break;
+		case 'B': o.hbone_port = atoi(optarg); break;
+		case 'C': o.ca_dir = optarg; break;
+		case 'i': o.identity = optarg; break;
+		case 'v': zm_log_set_level(ZM_LOG_DEBUG); break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	if (!o.listen || optind != argc || o.header_timeout_ms <= 0 || o.idle_timeout_ms <= 0) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	wp_options = &o;
+	signal(SIGPIPE, SIG_IGN);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (wp_access_log_open(o.access_log) < 0) {
+		fprintf(stderr, "waypoint: --access-log %s: %s\n", o.access_log, strerror(errno));
+		return 1;
+	}
+	if ((rc = wp_reload(&o)) < 0) {
+		fprintf(stderr, "waypoint: no usable config: %s\n", strerror(-rc));
+		return 1;
+	}
+	lfd = wp_listen(o.listen);
+	if (lfd < 0) {
+		fprintf(stderr, "waypoint: --listen %s: %s\n", o.listen, strerror(-lfd));
+		return 1;
+	}
+	if ((rc = start_admin(o.metrics_port)) < 0 ||
+	    (o.ready_port != o.metrics_port && (rc = start_admin(o.ready_port)) < 0)) {
+		fprintf(stderr, "waypoint: admin port: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (o.hbone_port) {
+		char cadir[PATH_MAX], ns[64], acct[254];
+		const char *id = o.identity, *slash;
+
+		if (o.ca_dir)
+			snprintf(cadir, sizeof(cadir), "%s", o.ca_dir);
+		else
+			snprintf(cadir, sizeof(cadir), "%s/%s/ca", ZM_LAB_STATE_ROOT, o.lab ? o.lab : ZM_LAB_DEFAULT);
+		if (id && (slash = strchr(id, '/'))) {
+			snprintf(ns, sizeof(ns), "%.*s", (int)(slash - id), id);
+			snprintf(acct, sizeof(acct), "%s", slash + 1);
+		} else {
+			snprintf(ns, sizeof(ns), "%s", getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "default");
+			snprintf(acct, sizeof(acct), "%s", getenv("POD_SERVICE_ACCOUNT") ? getenv("POD_SERVICE_ACCOUNT") : o.name);
+		}
+		if ((rc = wp_hbone_start(o.hbone_port, cadir, ns, acct)) < 0) {
+			fprintf(stderr, "waypoint: --hbone-port %d: %s\n", o.hbone_port, strerror(-rc));
+			return 1;
+		}
+	}
+	zm_log_info("listening on %s", o.listen);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 512 * 1024);
+	while (!stop_wanted) {
+		struct pollfd pf = { .fd = lfd, .events = POLLIN };
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		pthread_t th;
+		int fd;
+
+		if (reload_wanted) {
+			reload_wanted = 0;
+			wp_reload(&o);
+		}
+		if (poll(&pf, 1, 500) <= 0)
+			continue;
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (atomic_load(&wp_nconns) >= WP_MAX_CONNS) {
+			close(fd);
+			continue;
+		}
+		{
+			struct conn *c = wp_conn_new(fd, &ss);
+
+			if (!c) {
+				close(fd);
+				continue;
+			}
+			atomic_fetch_add(&wp_nconns, 1);
+			if (pthread_create(&th, &at, wp_conn_thread, c)) {
+				atomic_fetch_sub(&wp_nconns, 1);
+				close(fd);
+				free(c);
+			}
+		}
+	}
+	zm_log_info("stopping");
+	close(lfd);
+	pthread_mutex_lock(&snap_mu);
+	wp_snap_put(cur);
+	cur = NULL;
+	pthread_mutex_unlock(&snap_mu);
+	return 0;
+}

@@ -1,0 +1,1048 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * One downstream HTTP/1.1 connection: read a request (bounded, with a
+ * header deadline), ask the engine, answer locally or forward with
+ * retries/timeouts to an endpoint, re-framed (our own Content-Length, no
+ * hop-by-hop fields, so nothing the client wrote decides framing upstream:
+ * no smuggling), then log and count it. Keep-alive on both sides.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "zmesh/authz_match.h"
+#include "zmesh/json.h"
+#include "zmesh/log.h"
+#include "zmesh/sock.h"
+#include "waypoint.h"
+
+#define BODY_TIMEOUT_MS 60000
+
+atomic_int wp_nconns;
+static atomic_int nmirrors;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* Milliseconds until @deadline (ns), at least 0; -1 for "no deadline". */
+static int ms_left(int64_t deadline)
+{
+	int64_t l;
+
+	if (!deadline)
+		return -1;
+	l = (deadline - now_ns()) / 1000000;
+	return l < 0 ? 0 : l > 1000000000 ? 1000000000 : (int)l;
+}
+
+static int write_all(int fd, const char *p, size_t n, int64_t deadline)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int r = poll(&pf, 1, ms_left(deadline));
+
+			if (r == 0)
+				return -ETIMEDOUT;
+			if (r < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read some bytes into @b before @deadline: >0 read, 0 EOF, <0 error/-ETIMEDOUT. */
+static long read_some(int fd, struct zm_buf *b, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		char *dst;
+		ssize_t r;
+		int pr = poll(&pf, 1, ms_left(deadline));
+
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pr < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		dst = zm_buf_reserve(b, 16384);
+		if (!dst)
+			return -ENOMEM;
+		r = recv(fd, dst, 16384, MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r < 0)
+			return -errno;
+		zm_buf_commit(b, (size_t)r);
+		return r;
+	}
+}
+
+/* ---- header lists ------------------------------------------------------------ */
+
+void hl_free(struct hlist *h)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		free(h->v[i].n);
+		free(h->v[i].v);
+	}
+	free(h->v);
+	memset(h, 0, sizeof(*h));
+}
+
+static int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
+{
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 32;
+		struct hkv *nv = realloc(h->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		h->v = nv;
+		h->cap = cap;
+	}
+	h->v[h->n].n = strndup(n, nl);
+	h->v[h->n].v = strndup(v, vl);
+	if (!h->v[h->n].n || !h->v[h->n].v) {
+		free(h->v[h->n].n);
+		free(h->v[h->n].v);
+		return -ENOMEM;
+	}
+	for (char *p = h->v[h->n].n; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p + 32);
+	h->n++;
+	return 0;
+}
+
+static void hl_del(struct hlist *h, const char *n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < h->n; i++) {
+		if (!strcasecmp(h->v[i].n, n)) {
+			free(h->v[i].n);
+			free(h->v[i].v);
+			continue;
+		}
+		h->v[o++] = h->v[i];
+	}
+	h->n = o;
+}
+
+static const char *hl_get(const struct hlist *h, const char *n)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (!strcasecmp(h->v[i].n, n))
+			return h->v[i].v;
+	return NULL;
+}
+
+static int hl_set(struct hlist *h, const char *n, const char *v)
+{
+	hl_del(h, n);
+	return hl_add(h, n, strlen(n), v, strlen(v));
+}
+
+/* Istio Headers: remove, then set, then add, each op list in order. */
+static int hl_apply(struct hlist *h, const struct zm_header_ops *const *ops, size_t nops)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < nops; i++)
+		for (size_t k = 0; k < ops[i]->remove.n; k++)
+			hl_del(h, ops[i]->remove.v[k].v);
+	for (size_t i = 0; i < nops; i++)
+		for (size_t k = 0; k < ops[i]->set.n; k++)
+			rc |= hl_set(h, ops[i]->set.v[k].key.v, ops[i]->set.v[k].val.v);
+	for (size_t i = 0; i < nops; i++)
+		for (size_t k = 0; k < ops[i]->add.n; k++)
+			rc |= hl_add(h, ops[i]->add.v[k].key.v, strlen(ops[i]->add.v[k].key.v),
+				     ops[i]->add.v[k].val.v, strlen(ops[i]->add.v[k].val.v));
+	return rc;
+}
+
+static int hl_write(struct zm_buf *b, const struct hlist *h)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < h->n; i++)
+		rc |= zm_buf_printf(b, "%s: %s\r\n", h->v[i].n, h->v[i].v);
+	return rc;
+}
+
+/* ---- upstream connections ----------------------------------------------------- */
+
+
+
+static void up_close(struct up *u)
+{
+	if (u->fd > 0)
+		close(u->fd);
+	u->fd = -1;
+}
+
+static int connect_to(const char *addr, int port, int64_t deadline)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd, one = 1, err = 0;
+	socklen_t el = sizeof(err);
+
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		int r = poll(&pf, 1, ms_left(deadline));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			return r == 0 ? -ETIMEDOUT : -errno;
+		}
+		break;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+		close(fd);
+		return -(err ? err : ECONNREFUSED);
+	}
+	return fd;
+}
+
+/* A pooled connection to addr:port, or a new one. *fresh tells which. */
+static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh)
+{
+	int fd;
+
+	for (int i = 0; i < UP_POOL; i++) {
+		struct up *u = &c->pool[i];
+
+		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
+			fd = u->fd;
+			u->fd = -1;
+			*fresh = false;
+			return fd;
+		}
+	}
+	*fresh = true;
+	return connect_to(addr, port, deadline);
+}
+
+static void up_put(struct conn *c, int fd, const char *addr, int port)
+{
+	for (int i = 0; i < UP_POOL; i++)
+		if (c->pool[i].fd <= 0) {
+			c->pool[i] = (struct up){ .fd = fd, .port = port };
+			snprintf(c->pool[i].addr, sizeof(c->pool[i].addr), "%s", addr);
+			return;
+		}
+	up_close(&c->pool[0]);
+	c->pool[0] = (struct up){ .fd = fd, .port = port };
+	snprintf(c->pool[0].addr, sizeof(c->pool[0].addr), "%s", addr);
+}
+
+enum try_result { TRY_OK, TRY_CONNECT_FAIL, TRY_RESET, TRY_TIMEOUT, TRY_BAD, TRY_TOO_BIG };
+
+/*
+ * One try: send @out to addr:port, read a whole response into @resp.
+ * A pooled connection that fails before any response byte is retried once
+ * on a fresh one (the peer may have closed it while idle).
+ */
+static enum try_result do_try(struct conn *c, const char *addr, int port, const struct zm_buf *out,
+			      bool head, int64_t connect_deadline, int64_t deadline,
+			      struct wp_msg *resp)
+{
+	for (int round = 0; round < 2; round++) {
+		struct zm_buf in = { 0 };
+		bool fresh, got = false;
+		int fd = up_get(c, addr, port, connect_deadline < deadline || !deadline ?
+				connect_deadline : deadline, &fresh);
+		enum try_result tr = TRY_RESET;
+
+		if (fd < 0)
+			return fd == -ETIMEDOUT && deadline && now_ns() >= deadline ? TRY_TIMEOUT :
+			       TRY_CONNECT_FAIL;
+		wp_msg_free(resp);
+		wp_msg_init(resp, HTTP_RESPONSE, WP_MAX_RESP);
+		resp->head_response = head;
+		if (write_all(fd, zm_buf_data(out), zm_buf_len(out), deadline)) {
+			close(fd);
+			if (!fresh)
+				continue;
+			return TRY_RESET;
+		}
+		for (;;) {
+			long r = read_some(fd, &in, deadline);
+
+			if (r == -ETIMEDOUT) {
+				tr = TRY_TIMEOUT;
+				break;
+			}
+			if (r < 0) {
+				tr = TRY_RESET;
+				break;
+			}
+			if (r == 0) {
+				tr = got && wp_msg_eof(resp) == 0 ? TRY_OK : TRY_RESET;
+				if (tr == TRY_OK) {
+					close(fd);
+					fd = -1;
+				}
+				break;
+			}
+			got = true;
+			{
+				long used = wp_msg_feed(resp, zm_buf_data(&in), zm_buf_len(&in));
+
+				if (used < 0) {
+					tr = resp->body_too_big ? TRY_TOO_BIG : TRY_BAD;
+					break;
+				}
+				zm_buf_consume(&in, (size_t)used);
+				if (resp->complete) {
+					tr = TRY_OK;
+					/* reusable only when nothing trails and the server keeps it */
+					if (!zm_buf_len(&in) && llhttp_should_keep_alive(&resp->p))
+						up_put(c, fd, addr, port);
+					else
+						close(fd);
+					fd = -1;
+					break;
+				}
+			}
+		}
+		zm_buf_free(&in);
+		if (fd >= 0)
+			close(fd);
+		if (tr == TRY_RESET && !got && !fresh)
+			continue;
+		return tr;
+	}
+	return TRY_RESET;
+}
+
+/* ---- the request ------------------------------------------------------------------ */
+
+static void pod_info(const struct wp_snap *s, const char *ip, const struct zm_lab_pod **out)
+{
+	*out = NULL;
+	if (!s || !s->have_lab)
+		return;
+	for (size_t i = 0; i < s->lab.npods; i++) {
+		char a[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &s->lab.pods[i].ip, a, sizeof(a));
+		if (!strcmp(a, ip)) {
+			*out = &s->lab.pods[i];
+			return;
+		}
+	}
+}
+
+static void random_id(char *out, size_t hexlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[32];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		memset(r, 7, sizeof(r));
+	for (size_t i = 0; i < hexlen; i++)
+		out[i] = hex[(r[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+	out[hexlen] = '\0';
+}
+
+struct result {
+	int code;
+	char flags[16];
+	const char *reason;
+	char upstream[96];
+	const struct zm_l7_ep *ep;
+	int attempts;
+	uint64_t resp_bytes;
+};
+
+/* A locally made answer into @rs. */
+static void local(struct wp_resp *rs, int code, const char *body, size_t blen)
+{
+	rs->status = code;
+	rs->status_text = NULL;
+	zm_buf_reset(&rs->body);
+	zm_buf_append(&rs->body, body, blen);
+	hl_set(&rs->h, "content-type", "text/plain");
+	hl_set(&rs->h, "server", "zmesh-waypoint");
+}
+
+struct mirror_job {
+	struct wp_snap *snap;
+	struct zm_l7_decision d;	/* only svc/subset/port are used */
+	struct zm_buf out;
+};
+
+static void *mirror_thread(void *arg)
+{
+	struct mirror_job *j = arg;
+	struct zm_l7_request r = { .method = "GET", .scheme = "http", .authority = "" };
+	int ep = zm_l7_pick(j->snap->l7, &j->d, &r, -1, now_ns());
+
+	if (ep >= 0) {
+		const struct zm_l7_ep *e = &j->d.svc->eps[ep];
+		int fd = connect_to(e->addr, e->tport[j->d.svc_port_idx], now_ns() + ZM_NS_PER_S);
+
+		if (fd >= 0) {
+			char sink[4096];
+
+			/* Fire and forget: send, drain briefly, close. */
+			if (!write_all(fd, zm_buf_data(&j->out), zm_buf_len(&j->out), now_ns() + ZM_NS_PER_S)) {
+				struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+				if (poll(&pf, 1, 1000) > 0)
+					(void)!recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+			}
+			close(fd);
+		}
+		zm_l7_report(j->snap->l7, &j->d, ep, 200, now_ns());
+	}
+	zm_buf_free(&j->out);
+	wp_snap_put(j->snap);
+	free(j);
+	atomic_fetch_sub(&nmirrors, 1);
+	return NULL;
+}
+
+static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const char *method,
+			 const struct hlist *h, const struct zm_buf *body)
+{
+	struct mirror_job *j;
+	pthread_t th;
+	pthread_attr_t at;
+
+	if (atomic_fetch_add(&nmirrors, 1) >= 64 || !(j = calloc(1, sizeof(*j)))) {
+		atomic_fetch_sub(&nmirrors, 1);
+		return;
+	}
+	j->snap = snap;
+	atomic_fetch_add(&snap->ref, 1);
+	zm_l7_decision_init(&j->d);
+	j->d.svc = d->mirror_svc;
+	j->d.subset = d->mirror_subset;
+	j->d.svc_port_idx = d->mirror_port_idx;
+	/* Envoy marks shadowed requests by suffixing the host with "-shadow". */
+	zm_buf_printf(&j->out, "%s %s HTTP/1.1\r\nhost: %s-shadow\r\n", method,
+		      zm_buf_cstr((struct zm_buf *)&d->path), zm_buf_cstr((struct zm_buf *)&d->authority));
+	for (size_t i = 0; i < h->n; i++)
+		zm_buf_printf(&j->out, "%s: %s\r\n", h->v[i].n, h->v[i].v);
+	zm_buf_printf(&j->out, "content-length: %zu\r\nconnection: close\r\n\r\n", zm_buf_len(body));
+	zm_buf_append(&j->out, zm_buf_data(body), zm_buf_len(body));
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, mirror_thread, j)) {
+		zm_buf_free(&j->out);
+		wp_snap_put(snap);
+		free(j);
+		atomic_fetch_sub(&nmirrors, 1);
+	}
+	pthread_attr_destroy(&at);
+}
+
+static const char *lbl(const struct zm_labels *l, const char *k)
+{
+	const char *v = l ? zm_labels_get(l, k) : NULL;
+
+	return v ? v : "unknown";
+}
+
+/* Joined value of field @name in @rq (lower-case name), or NULL. */
+static const char *req_header(const struct wp_req *rq, const char *name, char *buf, size_t sz,
+			      size_t *len)
+{
+	return zm_http_header_join(rq->f, rq->nf, name, strlen(name), buf, sz, len) == 0 ? buf : NULL;
+}
+
+static void log_and_count(struct conn *c, const struct wp_req *rq, const struct zm_l7_decision *d,
+			  const struct result *res, const struct zm_lab_pod *src, const char *src_principal,
+			  int64_t t0_ns, int64_t t0_wall, const char *reqid)
+{
+	struct zm_buf l = { 0 };
+	char tmp[8192];
+	size_t len;
+	const char *v;
+	double ms = (double)(now_ns() - t0_ns) / 1e6;
+	const struct zm_l7_ep *ep = res->ep;
+	size_t reqb = rq->body ? zm_buf_len(rq->body) : 0;
+	struct wp_labels ml = {
+		.src_workload = src ? src->name : NULL, .src_ns = src ? src->ns : NULL,
+		.src_principal = src_principal,
+		.src_app = src ? lbl(&src->labels, "app") : NULL,
+		.src_version = src ? lbl(&src->labels, "version") : NULL,
+		.dst_workload = ep ? ep->pod : NULL, .dst_ns = ep ? ep->ns : NULL,
+		.dst_app = ep ? lbl(&ep->labels, "app") : NULL,
+		.dst_version = ep ? lbl(&ep->labels, "version") : NULL,
+		.dst_service = d->svc ? d->svc->fqdn : NULL,
+		.dst_service_name = d->svc ? d->svc->name : NULL,
+		.dst_service_ns = d->svc ? d->svc->ns : NULL,
+		.code = res->code, .flags = res->flags, .mtls = c->mtls,
+		.proto = rq->proto,
+	};
+	time_t secs = (time_t)(t0_wall / 1000000);
+	struct tm tm;
+	char ts[64];
+
+	wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
+	gmtime_r(&secs, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(t0_wall / 1000 % 1000));
+	zm_buf_puts(&l, "{");
+	zm_json_kv_str(&l, 1, "start_time", ts);
+	zm_buf_puts(&l, ",\"method\":");
+	zm_json_str(&l, rq->method, strlen(rq->method));
+	zm_buf_puts(&l, ",\"path\":");
+	zm_json_str(&l, rq->target ? rq->target : "", rq->target_len);
+	zm_json_kv_str(&l, 0, "protocol", rq->proto);
+	zm_json_kv_int(&l, 0, "response_code", res->code);
+	zm_json_kv_str(&l, 0, "response_flags", res->flags[0] ? res->flags : "-");
+	zm_json_kv_str(&l, 0, "response_code_details", res->reason ? res->reason : "via_upstream");
+	zm_json_kv_int(&l, 0, "bytes_received", (long long)reqb);
+	zm_json_kv_int(&l, 0, "bytes_sent", (long long)res->resp_bytes);
+	zm_json_kv_int(&l, 0, "duration", (long long)ms);
+	zm_json_kv_int(&l, 0, "upstream_attempts", res->attempts);
+	zm_json_kv_str(&l, 0, "upstream_host", res->upstream[0] ? res->upstream : "-");
+	if (d->svc) {
+		char cl[400];
+
+		snprintf(cl, sizeof(cl), "outbound|%d|%s|%s", d->svc_port_idx >= 0 ?
+			 d->svc->ports[d->svc_port_idx] : 0, d->subset ? d->subset : "", d->svc->fqdn);
+		zm_json_kv_str(&l, 0, "upstream_cluster", cl);
+	}
+	zm_json_kv_str(&l, 0, "downstream_remote_address", c->peer);
+	zm_json_kv_str(&l, 0, "route_name", d->route_name ? d->route_name : "default");
+	zm_json_kv_str(&l, 0, "virtual_service", d->vs_name ? d->vs_name : "-");
+	zm_json_kv_str(&l, 0, "source_principal", src_principal ? src_principal : "-");
+	zm_json_kv_str(&l, 0, "request_principal", d->request_principal ? d->request_principal : "-");
+	zm_json_kv_str(&l, 0, "x_request_id", reqid);
+#define HDR_FIELD(h, key) do { \
+		v = req_header(rq, h, tmp, sizeof(tmp), &len); \
+		zm_buf_puts(&l, ",\"" key "\":"); \
+		if (v) zm_json_str(&l, v, len); else zm_buf_puts(&l, "\"-\""); } while (0)
+	if (rq->authority) {
+		zm_buf_puts(&l, ",\"authority\":");
+		zm_json_str(&l, rq->authority, strlen(rq->authority));
+	} else {
+		HDR_FIELD("host", "authority");
+	}
+	HDR_FIELD("user-agent", "user_agent");
+	HDR_FIELD("traceparent", "traceparent");
+	HDR_FIELD("x-b3-traceid", "b3_trace_id");
+#undef HDR_FIELD
+	zm_buf_puts(&l, "}");
+	if (zm_buf_cstr(&l))
+		wp_access_log(&l);
+	zm_buf_free(&l);
+}
+
+void wp_resp_init(struct wp_resp *rs)
+{
+	memset(rs, 0, sizeof(*rs));
+}
+
+void wp_resp_free(struct wp_resp *rs)
+{
+	hl_free(&rs->h);
+	zm_buf_free(&rs->body);
+	zm_buf_free(&rs->status_buf);
+}
+
+void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_ns, int64_t t0_wall)
+{
+	struct wp_snap *snap = wp_snap_get();
+	struct zm_l7_decision d;
+	struct zm_l7_request r;
+	struct hlist h = { 0 };
+	struct wp_msg resp;
+	struct result res = { .code = 0 };
+	const struct zm_lab_pod *src = NULL;
+	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
+	size_t len, nf = rq->nf;
+	bool admitted = false, head = !strcmp(rq->method, "HEAD");
+
+	zm_l7_decision_init(&d);
+	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
+	rs->head = head;
+	if (!snap) {
+		res.code = 503;
+		res.reason = "no config";
+		snprintf(res.flags, sizeof(res.flags), "NC");
+		local(rs, 503, "no config", 9);
+		goto done;
+	}
+	if (c->mtls) {
+		/* HBONE: the verified peer identity; the pod by the forwarded
+		 * address only when it is that identity's pod. */
+		char ip[INET_ADDRSTRLEN], want[640];
+
+		snprintf(principal, sizeof(principal), "%s", c->principal);
+		inet_ntop(AF_INET, c->addr, ip, sizeof(ip));
+		pod_info(snap, ip, &src);
+		if (src) {
+			snprintf(want, sizeof(want), "spiffe://cluster.local/ns/%s/sa/%s", src->ns, src->sa);
+			if (strcmp(want, principal))
+				src = NULL;
+		}
+	} else if (wp_options->peer_identity && c->family == AF_INET) {
+		/* Plain listener: the lab pod by address, for sourceLabels and
+		 * sourceNamespace routing only; no principal (policy needs mTLS). */
+		char ip[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, c->addr, ip, sizeof(ip));
+		pod_info(snap, ip, &src);
+	}
+	if (rq->authority) {
+		snprintf(host, sizeof(host), "%s", rq->authority);
+	} else if (req_header(rq, "host", host, sizeof(host), &len) && strchr(host, ',')) {
+		/* two Host fields: RFC 9112 says 400 */
+		res.code = 400;
+		res.reason = "duplicate host";
+		snprintf(res.flags, sizeof(res.flags), "DPE");
+		local(rs, 400, "bad request: host", 17);
+		rs->close = true;
+		goto done;
+	}
+	/* Internal headers from an untrusted peer never reach policy or the backend. */
+	nf = rq->nf = zm_http_strip_internal(rq->f, rq->nf, ZM_PEER_UNTRUSTED);
+	r = (struct zm_l7_request){
+		.method = rq->method, .scheme = "http", .authority = host,
+		.target = rq->target ? rq->target : "", .target_len = rq->target ? rq->target_len : 0,
+		.headers = rq->f, .nheaders = nf, .port = 80,
+		.src_principal = principal[0] ? principal : NULL, .src_ns = src ? src->ns : NULL,
+		.src_labels = src ? &src->labels : NULL, .src_family = c->family,
+		.now_s = time(NULL),
+	};
+	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
+	if (!src && principal[0]) {
+		/* the namespace of a verified identity: ".../ns/<ns>/sa/..." */
+		const char *p = strstr(principal, "/ns/"), *q = p ? strstr(p + 4, "/sa/") : NULL;
+
+		if (q && (size_t)(q - p - 4) < sizeof(pns)) {
+			snprintf(pns, sizeof(pns), "%.*s", (int)(q - p - 4), p + 4);
+			r.src_ns = pns;
+		}
+	}
+	if (zm_l7_decide(snap->l7, &r, &d) < 0) {
+		res.code = 500;
+		res.reason = "engine failure";
+		local(rs, 500, "internal error", 14);
+		rs->close = true;
+		goto done;
+	}
+	{
+		const char *x = req_header(rq, "x-request-id", tmp, sizeof(tmp), &len);
+
+		if (x && len < sizeof(reqid))
+			memcpy(reqid, x, len + 1);
+		else
+			random_id(reqid, 32);
+	}
+	if (d.delay_ns) {
+		struct timespec ts = { d.delay_ns / ZM_NS_PER_S, d.delay_ns % ZM_NS_PER_S };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+	snprintf(res.flags, sizeof(res.flags), "%s", d.flags);
+	if (d.action == ZM_L7_RESPOND) {
+		res.code = d.status;
+		res.reason = d.reason;
+		local(rs, d.status, zm_buf_data(&d.body) ? zm_buf_data(&d.body) : "", zm_buf_len(&d.body));
+		if (zm_buf_len(&d.location))
+			hl_add(&rs->h, "location", 8, zm_buf_data(&d.location), zm_buf_len(&d.location));
+		if (d.status == 401)
+			hl_add(&rs->h, "www-authenticate", 16, "Bearer realm=\"zmesh\"", 20);
+		for (size_t i = 0; i < d.nresp_set; i++)
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+		goto done;
+	}
+	/* FORWARD: the request as the backend sees it. */
+	for (size_t i = 0; i < nf; i++) {
+		const struct zm_http_field *f = &rq->f[i];
+
+		if (wp_hop_by_hop(f->name, f->name_len) || (f->name_len == 4 && !memcmp(f->name, "host", 4)))
+			continue;
+		hl_add(&h, f->name, f->name_len, f->value, f->value_len);
+	}
+	for (size_t i = 0; i < d.nreq_remove; i++)
+		hl_del(&h, d.req_remove[i]);
+	for (size_t i = 0; i < d.nreq_set; i++)
+		hl_set(&h, d.req_set[i].name, d.req_set[i].value);
+	hl_apply(&h, d.req_ops, d.nreq_ops);
+	if (!hl_get(&h, "x-forwarded-proto"))
+		hl_add(&h, "x-forwarded-proto", 17, "http", 4);
+	hl_set(&h, "x-request-id", reqid);
+	if (zm_l7_admit(snap->l7, &d) < 0) {
+		res.code = 503;
+		snprintf(res.flags, sizeof(res.flags), "UO");
+		res.reason = "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+		local(rs, 503, res.reason, strlen(res.reason));
+		goto done;
+	}
+	admitted = true;
+	{
+		struct zm_buf out = { 0 };
+		int64_t start = now_ns(), deadline = d.timeout_ns ? start + d.timeout_ns : 0;
+		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
+		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
+		enum try_result tr = TRY_CONNECT_FAIL;
+		size_t blen = rq->body ? zm_buf_len(rq->body) : 0;
+
+		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", rq->method, zm_buf_cstr(&d.path),
+			      zm_buf_cstr(&d.authority));
+		hl_write(&out, &h);
+		if (blen || rq->framed_body)
+			zm_buf_printf(&out, "content-length: %zu\r\n", blen);
+		zm_buf_puts(&out, "\r\n");
+		if (blen)
+			zm_buf_append(&out, zm_buf_data(rq->body), blen);
+		for (int t = 0; t < tries; t++) {
+			int64_t try_deadline = deadline, tnow = now_ns();
+			int ep = zm_l7_pick(snap->l7, &d, &r, skip, tnow);
+			const struct zm_l7_ep *e;
+			int st;
+
+			res.attempts = t + 1;
+			if (ep < 0) {
+				res.code = 503;
+				res.ep = NULL;
+				snprintf(res.flags, sizeof(res.flags), "UH");
+				res.reason = "no healthy upstream";
+				break;
+			}
+			e = &d.svc->eps[ep];
+			res.ep = e;
+			snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
+			if (d.per_try_ns && (!try_deadline || tnow + d.per_try_ns < try_deadline))
+				try_deadline = tnow + d.per_try_ns;
+			tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
+				    try_deadline, &resp);
+			st = tr == TRY_OK ? resp.status : 0;
+			zm_l7_report(snap->l7, &d, ep, st, now_ns());
+			if (tr == TRY_OK) {
+				res.code = st;
+				res.reason = NULL;
+			}
+			if (deadline && now_ns() >= deadline)
+				break;
+			if (t + 1 < tries && zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL)) {
+				/* Envoy: jittered exponential backoff from the base interval. */
+				int64_t b = d.backoff_ns ? d.backoff_ns : 25 * ZM_NS_PER_MS;
+				uint32_t rr;
+				struct timespec ts;
+
+				b <<= t < 4 ? t : 4;
+				if (getrandom(&rr, sizeof(rr), 0) != sizeof(rr))
+					rr = 0;
+				b = b / 2 + (int64_t)(rr % (uint32_t)(b / 2 + 1));
+				if (deadline && now_ns() + b > deadline)
+					b = deadline - now_ns();
+				ts = (struct timespec){ b / ZM_NS_PER_S, b % ZM_NS_PER_S };
+				if (b > 0)
+					nanosleep(&ts, NULL);
+				skip = ep;
+				continue;
+			}
+			break;
+		}
+		zm_buf_free(&out);
+		if (tr != TRY_OK && res.code != 503) {
+			switch (tr) {
+			case TRY_TIMEOUT:
+				res.code = 504;
+				snprintf(res.flags, sizeof(res.flags), "UT");
+				res.reason = "upstream request timeout";
+				break;
+			case TRY_CONNECT_FAIL:
+				res.code = 503;
+				snprintf(res.flags, sizeof(res.flags), "UF");
+				res.reason = "upstream connect error or disconnect/reset before headers. "
+					     "reset reason: connection failure";
+				break;
+			case TRY_TOO_BIG:
+			case TRY_BAD:
+				res.code = 502;
+				snprintf(res.flags, sizeof(res.flags), "UPE");
+				res.reason = "upstream sent a malformed or oversized response";
+				break;
+			default:
+				res.code = 503;
+				snprintf(res.flags, sizeof(res.flags), "UC");
+				res.reason = "upstream connect error or disconnect/reset before headers. "
+					     "reset reason: connection termination";
+				break;
+			}
+		}
+		if (tr != TRY_OK || !res.ep) {
+			if (!res.reason)
+				res.reason = "upstream failure";
+			local(rs, res.code, res.reason, strlen(res.reason));
+			for (size_t i = 0; i < d.nresp_set; i++)
+				hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+			goto mirror;
+		}
+	}
+	/* The answer with response header ops; framing is the front end's. */
+	{
+		size_t rn = wp_msg_fields(&resp);
+
+		rs->status = resp.status;
+		zm_buf_append(&rs->status_buf, zm_buf_data(&resp.status_text), zm_buf_len(&resp.status_text));
+		rs->status_text = zm_buf_cstr(&rs->status_buf);
+		for (size_t i = 0; i < rn; i++) {
+			const struct zm_http_field *f = &resp.f[i];
+			bool cl = f->name_len == 14 && !memcmp(f->name, "content-length", 14);
+
+			if (head && cl) {
+				rs->keep_length = true;	/* HEAD: the length of what GET would send */
+				hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
+				continue;
+			}
+			if (wp_hop_by_hop(f->name, f->name_len))
+				continue;
+			hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
+		}
+		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
+		for (size_t i = 0; i < d.nresp_set; i++)
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+		rs->body = resp.body;
+		memset(&resp.body, 0, sizeof(resp.body));
+	}
+mirror:
+	if (d.mirror_svc)
+		start_mirror(snap, &d, rq->method, &h, rq->body ? rq->body : &(struct zm_buf){ 0 });
+done:
+	res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
+	if (admitted)
+		zm_l7_release(snap->l7, &d);
+	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
+	hl_free(&h);
+	wp_msg_free(&resp);
+	zm_l7_decision_free(&d);
+	wp_snap_put(snap);
+}
+
+/* The HTTP/1.1 answer for @rs on @c. 0 or a negative errno. */
+static int h1_write(struct conn *c, const struct wp_resp *rs, bool keep)
+{
+	struct zm_buf o = { 0 };
+	int rc;
+
+	zm_buf_printf(&o, "HTTP/1.1 %d %s\r\n", rs->status,
+		      rs->status_text && *rs->status_text ? rs->status_text : wp_reason(rs->status));
+	hl_write(&o, &rs->h);
+	if (!rs->keep_length && rs->status != 204 && rs->status != 304 && rs->status >= 200)
+		zm_buf_printf(&o, "content-length: %zu\r\n", zm_buf_len(&rs->body));
+	if (!keep)
+		zm_buf_puts(&o, "connection: close\r\n");
+	zm_buf_puts(&o, "\r\n");
+	if (!rs->head)
+		zm_buf_append(&o, zm_buf_data(&rs->body), zm_buf_len(&rs->body));
+	rc = zm_buf_cstr(&o) ? write_all(c->fd, zm_buf_data(&o), zm_buf_len(&o),
+					 now_ns() + 60LL * ZM_NS_PER_S) : -ENOMEM;
+	zm_buf_free(&o);
+	return rc;
+}
+
+/* Handle one complete HTTP/1 request on @c. Returns true to keep the connection. */
+static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
+{
+	struct wp_msg *req = &c->req;
+	struct wp_resp rs;
+	struct wp_req rq = {
+		.method = zm_buf_cstr(&req->method),
+		.target = zm_buf_data(&req->url), .target_len = zm_buf_len(&req->url),
+		.f = req->f, .nf = wp_msg_fields(req), .body = &req->body,
+		.framed_body = req->p.flags & (F_CONTENT_LENGTH | F_CHUNKED),
+		.proto = req->p.http_minor ? "HTTP/1.1" : "HTTP/1.0",
+	};
+	bool keep = llhttp_should_keep_alive(&req->p);
+
+	wp_resp_init(&rs);
+	if (!rq.method)
+		rq.method = "";
+	wp_serve(c, &rq, &rs, t0_ns, t0_wall);
+	if (rs.close)
+		keep = false;
+	if (h1_write(c, &rs, keep))
+		keep = false;
+	wp_resp_free(&rs);
+	return keep;
+}
+
+static void conn_close(struct conn *c)
+{
+	for (int i = 0; i < UP_POOL; i++)
+		up_close(&c->pool[i]);
+	wp_msg_free(&c->req);
+	zm_buf_free(&c->in);
+	close(c->fd);
+	free(c);
+	atomic_fetch_sub(&wp_nconns, 1);
+}
+
+/* Answer a request that failed to parse (or timed out), then close. */
+static void refuse(struct conn *c, int code, const char *why)
+{
+	struct result res = { .code = code, .reason = why };
+	struct zm_l7_decision d;
+	struct wp_resp rs;
+	struct wp_req rq = {
+		.method = zm_buf_cstr(&c->req.method), .target = zm_buf_data(&c->req.url),
+		.target_len = zm_buf_len(&c->req.url), .proto = "HTTP/1.1",
+	};
+
+	snprintf(res.flags, sizeof(res.flags), "DPE");
+	wp_resp_init(&rs);
+	local(&rs, code, why, strlen(why));
+	h1_write(c, &rs, false);
+	res.resp_bytes = zm_buf_len(&rs.body);
+	wp_resp_free(&rs);
+	zm_l7_decision_init(&d);
+	if (!rq.method)
+		rq.method = "";
+	log_and_count(c, &rq, &d, &res, NULL, NULL, now_ns(), wall_us(), "-");
+}
+
+struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	for (int i = 0; i < UP_POOL; i++)
+		c->pool[i].fd = -1;
+	zm_sock_addr_str((const struct sockaddr *)ss, c->peer, sizeof(c->peer));
+	if (ss->ss_family == AF_INET) {
+		c->family = AF_INET;
+		memcpy(c->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return c;
+}
+
+void *wp_conn_thread(void *arg)
+{
+	struct conn *c = arg;
+
+	wp_msg_init(&c->req, HTTP_REQUEST, WP_MAX_REQ_BODY);
+	for (;;) {
+		int64_t idle_deadline = now_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
+		int64_t hdr_deadline = 0, t0 = 0, t0_wall = 0;
+		bool sent_continue = false;
+
+		wp_msg_reset(&c->req);
+		for (;;) {
+			long used, r;
+			int64_t dl;
+
+			if (zm_buf_len(&c->in) && !c->nreq && !t0) {
+				/* HTTP/2 with prior knowledge starts with the client preface. */
+				static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+				size_t have = zm_buf_len(&c->in), k = have < 24 ? have : 24;
+
+				if (!memcmp(zm_buf_data(&c->in), pri, k)) {
+					if (have >= 24) {
+						wp_h2_serve(c);
+						goto out;
+					}
+					goto more;
+				}
+			}
+			if (zm_buf_len(&c->in)) {
+				if (!t0) {
+					t0 = now_ns();
+					t0_wall = wall_us();
+					hdr_deadline = t0 + (int64_t)wp_options->header_timeout_ms * 1000000;
+				}
+				used = wp_msg_feed(&c->req, zm_buf_data(&c->in), zm_buf_len(&c->in));
+				if (used < 0) {
+					refuse(c, c->req.too_big ? 431 : c->req.body_too_big ? 413 : 400,
+					       c->req.too_big ? "request header fields too large" :
+					       c->req.body_too_big ? "payload too large" : "bad request");
+					goto out;
+				}
+				zm_buf_consume(&c->in, (size_t)used);
+				if (c->req.complete)
+					break;
+				if (c->req.headers_done && !sent_continue) {
+					char tmp[64];
+					size_t l;
+					const char *e = wp_msg_header(&c->req, "expect", tmp, sizeof(tmp), &l);
+
+					if (e && !strcasecmp(e, "100-continue"))
+						write_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25,
+							  now_ns() + ZM_NS_PER_S);
+					sent_continue = true;
+				}
+			}
+more:
+			dl = !t0 ? idle_deadline : !c->req.headers_done ? hdr_deadline :
+			     t0 + (int64_t)BODY_TIMEOUT_MS * 1000000;
+			r = read_some(c->fd, &c->in, dl);
+			if (r == -ETIMEDOUT && t0) {
+				refuse(c, 408, "request timeout");
+				goto out;
+			}
+			if (r <= 0)
+				goto out;
+		}
+		c->nreq++;
+		if (!handle(c, t0, t0_wall))
+			break;
+	}
+out:
+	conn_close(c);
+	return NULL;
+}

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The waypoint: an HTTP/1.1 L7 proxy around the engine in zmesh/l7route.h.
+ *
+ * One thread per downstream connection (blocking sockets with poll()
+ * deadlines), so timeouts, retries and fault delays are plain sequential
+ * code; docs/waypoint.md says why and what it costs. Config and the lab view
+ * form one immutable snapshot, swapped on SIGHUP; a request holds a
+ * reference for its whole life.
+ */
+#ifndef ZMESH_WAYPOINT_H
+#define ZMESH_WAYPOINT_H
+
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "zmesh/buf.h"
+#include "zmesh/http_safe.h"
+#include "zmesh/l7route.h"
+#include "zmesh/lab.h"
+
+#define WP_MAX_HEADERS 100		/* header fields per message: more is 431 */
+#define WP_MAX_HEADER_BYTES (60 * 1024)	/* request line + headers: more is 431 (Envoy: 60 KiB) */
+#define WP_MAX_REQ_BODY (8 * 1024 * 1024)	/* more is 413 */
+#define WP_MAX_RESP (16 * 1024 * 1024)	/* a bigger upstream answer is 502 */
+#define WP_MAX_CONNS 4096
+
+struct wp_opts {
+	const char *listen;		/* ADDR:PORT */
+	const char *config;		/* FILE or DIR (a store dir with `current`, or manifests) */
+	const char *lab;		/* lab name for the service view */
+	const char *name;		/* the waypoint's name (Gateway targetRefs) */
+	const char *access_log;		/* file, "-" = stdout (default), "off" */
+	int metrics_port;		/* 15020; 0 = off */
+	int ready_port;			/* 15021; 0 = off */
+	int header_timeout_ms;		/* slowloris: complete headers within this */
+	int idle_timeout_ms;		/* keep-alive idle */
+	enum zm_istio_path_normalization path_norm;
+	bool peer_identity;		/* derive the source pod from the lab by peer IP */
+	int hbone_port;			/* 15008; 0 = off */
+	const char *ca_dir;		/* default: the lab's CA */
+	const char *identity;		/* "ns/sa"; default from POD_NAMESPACE/POD_SERVICE_ACCOUNT */
+};
+
+/* One config generation: the engine plus the lab it was built from. */
+struct wp_snap {
+	atomic_int ref;
+	struct zm_l7 *l7;
+	struct zm_lab lab;
+	bool have_lab;
+	uint64_t version;
+};
+
+struct wp_snap *wp_snap_get(void);
+void wp_snap_put(struct wp_snap *s);
+/* (Re)load config and lab; on failure the current snapshot stays. */
+int wp_reload(const struct wp_opts *o);
+
+/* ---- HTTP/1 messages (http1.c) --------------------------------------------- */
+
+struct wp_span {
+	uint32_t noff, nlen, voff, vlen;
+};
+
+/* A parsed message; names and values live in hb. */
+struct wp_msg {
+	llhttp_t p;
+	struct zm_buf method, url, status_text, hb, body;
+	struct wp_span hs[WP_MAX_HEADERS];
+	size_t nh, hdr_bytes;
+	bool in_value, headers_done, complete;
+	bool too_big, body_too_big, bad_header;
+	bool head_response;		/* response to HEAD: no body */
+	bool prev_lf, prev_cr, hdr_end;	/* line-ending scan state */
+	size_t body_limit;
+	int status;
+	struct zm_http_field f[WP_MAX_HEADERS];	/* views into hb, built by wp_msg_fields */
+};
+
+void wp_msg_init(struct wp_msg *m, llhttp_type_t type, size_t body_limit);
+void wp_msg_reset(struct wp_msg *m);
+void wp_msg_free(struct wp_msg *m);
+/*
+ * Feed bytes. Returns how many were consumed (>= 0): parsing stops after a
+ * complete message (m->complete). -EBADMSG on a parse error (m->too_big,
+ * m->body_too_big tell 431 / 413), -ENOMEM.
+ */
+long wp_msg_feed(struct wp_msg *m, const char *d, size_t n);
+/* For a close-delimited response: the peer closed. 0 when that ends it. */
+int wp_msg_eof(struct wp_msg *m);
+/* Build m->f from the spans; returns the count. */
+size_t wp_msg_fields(struct wp_msg *m);
+/* Joined value of header @name, or NULL; @len set. Uses @buf. */
+const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len);
+
+const char *wp_reason(int code);
+/* True for hop-by-hop fields a proxy never forwards. */
+bool wp_hop_by_hop(const char *name, size_t len);
+
+/* ---- the proxy (proxy.c) -------------------------------------------------------- */
+
+struct sockaddr_storage;
+
+/* An owned header list (lower-case names), in order. */
+struct hkv {
+	char *n, *v;
+};
+
+struct hlist {
+	struct hkv *v;
+	size_t n, cap;
+};
+
+void hl_free(struct hlist *h);
+
+#define UP_POOL 4
+
+struct up {
+	int fd;
+	char addr[64];
+	int port;
+};
+
+/* A downstream connection (either front end) and its upstream pool. */
+struct conn {
+	int fd;
+	char peer[64];
+	int family;
+	uint8_t addr[16];
+	bool mtls;			/* arrived over HBONE */
+	char principal[640];		/* HBONE: the TLS peer's verified SPIFFE ID */
+	struct wp_msg req;
+	struct zm_buf in;
+	struct up pool[UP_POOL];
+	uint64_t nreq;
+};
+
+/* A request as a front end hands it over. */
+struct wp_req {
+	const char *method;		/* NUL-terminated */
+	const char *target;		/* request-target / :path */
+	size_t target_len;
+	const char *authority;		/* HTTP/2 :authority; NULL: the Host field */
+	struct zm_http_field *f;	/* fields (no pseudo-headers); stripped in place */
+	size_t nf;
+	const struct zm_buf *body;	/* may be NULL */
+	bool framed_body;		/* the client sent Content-Length/chunked/DATA */
+	const char *proto;		/* "HTTP/1.1", "HTTP/2" */
+};
+
+/* The answer; framing (content-length, connection) is the front end's. */
+struct wp_resp {
+	int status;
+	const char *status_text;	/* may be NULL */
+	struct zm_buf status_buf;
+	struct hlist h;
+	struct zm_buf body;
+	bool head;			/* HEAD: send no body */
+	bool keep_length;		/* h already has content-length (HEAD) */
+	bool close;			/* close the connection after this */
+};
+
+/* A listening TCP socket on "ADDR:PORT" (IPv4). */
+int wp_listen(const char *spec);
+/* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
+int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa);
+
+/* Serve an HTTP/2 connection (h2c prior knowledge; c->in holds what was read). */
+void wp_h2_serve(struct conn *c);
+
+void wp_resp_init(struct wp_resp *rs);
+void wp_resp_free(struct wp_resp *rs);
+/* Decide, forward (or answer locally), log and count one request. */
+void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_ns, int64_t t0_wall);
+
+extern const struct wp_opts *wp_options;
+/* A downstream connection for accepted socket @fd; NULL on ENOMEM. */
+struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss);
+void *wp_conn_thread(void *arg);	/* arg: a struct conn * */
+extern atomic_int wp_nconns;
+
+/* ---- metrics and access log (metrics.c) ------------------------------------------ */
+
+struct wp_labels {
+	const char *src_workload, *src_ns, *src_principal, *src_app, *src_version;
+	const char *dst_workload, *dst_ns, *dst_app, *dst_version;
+	const char *dst_service, *dst_service_name, *dst_service_ns;
+	int code;
+	const char *flags;
+	bool mtls;
+	const char *proto;
+};
+
+void wp_metrics_record(const struct wp_labels *l, double dur_ms, uint64_t req_bytes,
+		       uint64_t resp_bytes);
+/* The Prometheus text exposition into @b. */
+int wp_metrics_render(struct zm_buf *b);
+/* Serve /metrics (and /healthz/ready) on @fd (a listener), forever. */
+void *wp_admin_thread(void *arg);
+int wp_access_log_open(const char *where);
+void wp_access_log(struct zm_buf *line);
+
+#endif /* ZMESH_WAYPOINT_H */
