@@ -18,8 +18,10 @@
 #include <unistd.h>
 
 #include "zmesh/config.h"
+#include "zmesh/lab.h"
 #include "zmesh/log.h"
 #include "zmesh/sock.h"
+#include "zmesh/store.h"
 #include "waypoint.h"
 
 const struct wp_opts *wp_options;
@@ -127,6 +129,40 @@ fail:
 	zm_l7_view_free(&view);
 	wp_snap_put(s);
 	return rc ? rc : -EINVAL;
+}
+
+/*
+ * Did the store's version or the lab's state change since the last look?
+ * Polled each turn of the accept loop (<= 500 ms): `zmeshctl apply` and
+ * `zmeshctl waypoint apply` reach the waypoint without a signal.
+ */
+static bool config_moved(const struct wp_opts *o)
+{
+	static uint64_t last_version;
+	static struct timespec last_state;
+	static bool primed;	/* the first look only records: the config was loaded at start */
+	char path[PATH_MAX + 64];
+	struct stat st;
+	bool moved = false;
+	uint64_t v;
+
+	if (o->config) {
+		v = zm_store_version(o->config);
+		if (v != last_version) {
+			moved = primed;
+			last_version = v;
+		}
+	}
+	if (o->lab) {
+		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, o->lab);
+		if (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last_state.tv_sec ||
+					      st.st_mtim.tv_nsec != last_state.tv_nsec)) {
+			moved = moved || primed;
+			last_state = st.st_mtim;
+		}
+	}
+	primed = true;
+	return moved;
 }
 
 static void on_hup(int sig)
@@ -317,7 +353,7 @@ int main(int argc, char **argv)
 		pthread_t th;
 		int fd;
 
-		if (reload_wanted) {
+		if (reload_wanted || config_moved(&o)) {
 			reload_wanted = 0;
 			wp_reload(&o);
 		}
