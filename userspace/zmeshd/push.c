@@ -75,7 +75,13 @@ static int load_gen(const char *dir, uint64_t version, struct zd_gen *g)
 		snprintf(key, sizeof(key), "%s/%s/%s", zm_kind_name(o->kind),
 			 zm_kind_cluster_scoped(o->kind) || !o->meta.ns.v ? "" : o->meta.ns.v,
 			 o->meta.name.v ? o->meta.name.v : "");
-		if (json_object_set_new(g->objs, key, zm_cfg_obj_to_json(o))) {
+		json_t *j = zm_cfg_obj_to_json(o);
+
+		/* Materialise the namespace, so proxies key objects as we do. */
+		if (j && !zm_kind_cluster_scoped(o->kind) && o->meta.ns.v &&
+		    !json_object_get(json_object_get(j, "metadata"), "namespace"))
+			json_object_set_new(json_object_get(j, "metadata"), "namespace", json_string(o->meta.ns.v));
+		if (!j || json_object_set_new(g->objs, key, j)) {
 			rc = -ENOMEM;
 			goto out;
 		}
