@@ -723,3 +723,58 @@ TEST_F(zd, bad_requests_get_clear_errors)
 			  "https://" SERVER "/v1/bundle", self->dir, self->dir), 0);
 	EXPECT_EQ(monitor_get("/ready", NULL, 0), 0);
 }
+
+struct labctx {
+	char name[16], file[64], ctl[PATH_MAX];
+};
+
+static void lab_cleanup(void *arg)
+{
+	struct labctx *l = arg;
+
+	test_sh(NULL, 0, "%s lab down --name %s", l->ctl, l->name);
+	unlink(l->file);
+	free(l);
+}
+
+TEST(lab_up_runs_zmeshd_with_node_credentials)
+{
+	struct labctx *l = calloc(1, sizeof(*l));
+	char out[4096], nodes[256], curl[PATH_MAX * 3];
+	FILE *f;
+
+	REQUIRE_ROOT();
+	ASSERT_OK_PTR(l);
+	snprintf(l->name, sizeof(l->name), "zd%d", getpid() % 100000);
+	snprintf(l->file, sizeof(l->file), "/tmp/zm-zd-%s.yaml", l->name);
+	snprintf(l->ctl, sizeof(l->ctl), "%s/zmeshctl", test_build_dir());
+	test_defer(lab_cleanup, l);
+	f = fopen(l->file, "w");
+	ASSERT_OK_PTR(f);
+	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+		"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
+		"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+		"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}\n---\n"
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\n"
+		"spec:\n  nodeName: n1\n  serviceAccountName: web\n  containers:\n  - name: c\n    command: [sleep, \"300\"]\n");
+	fclose(f);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", l->ctl, l->file, l->name), 0);
+	snprintf(nodes, sizeof(nodes), "%s/%s/nodes", ZM_LAB_STATE_ROOT, l->name);
+	ASSERT_EQ(test_sh(NULL, 0, "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+			  "-keyout %s/../w.key -subj / -addext subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/web "
+			  "-out %s/../web.csr 2>/dev/null", nodes, nodes), 0);
+	/* From each node's netns, with that node's credential: n1 runs the pod, n2 does not. */
+	for (int i = 1; i <= 2; i++) {
+		snprintf(curl, sizeof(curl), "%s lab exec --node n%d --name %s -- curl -sk --http2 --retry 20 "
+			 "--retry-connrefused --retry-delay 0 --cert %s/n%d/node-cert.pem --key %s/n%d/node-key.pem "
+			 "--data-binary @%s/../web.csr -o /dev/null -w '%%{http_code}' https://" ZM_LAB_ZMESHD_ADDR
+			 ":15012/v1/certs", l->ctl, i, l->name, nodes, i, nodes, i, nodes);
+		ASSERT_EQ(test_sh(out, sizeof(out), "%s", curl), 0);
+		EXPECT_STREQ(out, i == 1 ? "200" : "403");
+	}
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s proxy-status --name %s", l->ctl, l->name), 0);
+	EXPECT_STRSTR(out, "NAME");
+	/* lab down takes zmeshd with it. */
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab down --name %s", l->ctl, l->name), 0);
+	EXPECT_NE(test_sh(NULL, 0, "pgrep -f '[z]meshd --store %s/%s/store'", ZM_LAB_STATE_ROOT, l->name), 0);
+}

@@ -13,10 +13,13 @@
 
 #include "cmd.h"
 #include "zmesh/buf.h"
+#include "zmesh/lab.h"
+#include "zmesh/netns.h"
 
 static const char usage_text[] =
-	"usage: zmeshctl proxy-status [--addr HOST:PORT] [-o json]\n"
-	"  HOST:PORT is zmeshd's monitoring address (default 127.0.0.1:15014)\n";
+	"usage: zmeshctl proxy-status [--addr HOST:PORT | --name LAB] [-o json]\n"
+	"  HOST:PORT is zmeshd's monitoring address (default 127.0.0.1:15014);\n"
+	"  --name LAB asks the zmeshd of a lab (in the lab's underlay netns)\n";
 
 /* GET @path from @addr over plain HTTP/1.1; the body into @body. */
 static int http_get(const char *addr, const char *path, struct zm_buf *body, char *err, size_t errsz)
@@ -103,6 +106,16 @@ static int cmd_proxy_status(int argc, char **argv)
 	for (int a = 1; a < argc; a++) {
 		if (!strcmp(argv[a], "--addr") && a + 1 < argc) {
 			addr = argv[++a];
+		} else if (!strcmp(argv[a], "--name") && a + 1 < argc) {
+			char ul[96];
+			int saved, r;
+
+			snprintf(ul, sizeof(ul), "zm-%s-ul", argv[++a]);
+			if (zm_lab_name_check(argv[a], NULL) || (r = zm_netns_enter(ul, &saved))) {
+				fprintf(stderr, "zmeshctl proxy-status: lab %s: not up (no netns %s)\n", argv[a], ul);
+				return 1;
+			}
+			close(saved);
 		} else if (!strcmp(argv[a], "-o") && a + 1 < argc && !strcmp(argv[a + 1], "json")) {
 			as_json = true;
 			a++;

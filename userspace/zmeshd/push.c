@@ -267,6 +267,17 @@ void zd_handle_config(struct zd_conn *c, struct zd_stream *s)
 	for (p = d->proxies; p && strcmp(p->name, name); p = p->next)
 		;
 	if (!p) {
+		int per_node = 0;
+
+		for (struct zd_proxy *q = d->proxies; q; q = q->next)
+			per_node += !strcmp(q->node, c->node);
+		/* Names come from the client: bound what one node can make us keep. */
+		if (per_node >= ZD_MAX_PROXIES_PER_NODE) {
+			zm_log_warn("node %s: more than %d proxy names: refusing %s", c->node,
+				    ZD_MAX_PROXIES_PER_NODE, name);
+			zd_respond_lit(c, s, 429, "{\"error\":\"too many proxies for this node\"}\n");
+			return;
+		}
 		p = calloc(1, sizeof(*p));
 		if (!p) {
 			zd_respond_lit(c, s, 500, "{\"error\":\"out of memory\"}\n");
