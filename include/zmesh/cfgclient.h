@@ -31,6 +31,13 @@
  * refused version is not kept: zm_cfgclient_config() keeps returning the
  * last accepted one, which survives disconnects and zmeshd restarts. A
  * version equal to the one accepted last is ACKed again without a call.
+ *
+ * Trust bundle: snapshots carry zmeshd's current roots and a root rotation
+ * step is pushed as a "bundle" message (not ACKed). The client keeps the
+ * latest (zm_cfgclient_bundle(), opts.on_bundle) and trusts it instead of
+ * the credential directory's root-cert.pem on its next connects, so a proxy
+ * follows a rotation without new files. It came over a connection that
+ * verified zmeshd against the roots trusted before.
  */
 #ifndef ZMESH_CFGCLIENT_H
 #define ZMESH_CFGCLIENT_H
@@ -66,6 +73,8 @@ struct zm_cfgclient_opts {
 	const char *proxy;		/* proxy kind shown by proxy-status; NULL: "ztunnel" */
 	int backoff_max_ms;		/* 0: 5000 */
 	zm_cfgclient_config_cb on_config;
+	/* optional: the trust bundle changed (PEM, borrowed for the call) */
+	void (*on_bundle)(void *arg, const char *bundle_pem);
 	void *arg;
 };
 
@@ -84,6 +93,8 @@ bool zm_cfgclient_connected(struct zm_cfgclient *c);
 uint64_t zm_cfgclient_version(struct zm_cfgclient *c, bool *have);
 /* The last accepted objects (a JSON array, borrowed; NULL before the first). */
 json_t *zm_cfgclient_config(struct zm_cfgclient *c);
+/* The latest trust bundle zmeshd sent (PEM, borrowed), NULL before the first snapshot. */
+const char *zm_cfgclient_bundle(struct zm_cfgclient *c);
 /* Connections made so far (a reconnect counts). */
 unsigned zm_cfgclient_connects(struct zm_cfgclient *c);
 

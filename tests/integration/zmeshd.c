@@ -724,6 +724,109 @@ TEST_F(zd, bad_requests_get_clear_errors)
 	EXPECT_EQ(monitor_get("/ready", NULL, 0), 0);
 }
 
+static int count_certs(const char *pem)
+{
+	int n = 0;
+
+	for (const char *p = pem; p && (p = strstr(p, "BEGIN CERTIFICATE")); p++)
+		n++;
+	return n;
+}
+
+static bool bundle_has(struct client **cls, int n, void *arg)
+{
+	(void)n;
+	return count_certs(zm_cfgclient_bundle(cls[0]->c)) == *(int *)arg;
+}
+
+/* Does @chain_pem verify as an X509-SVID against the roots of @bundle_pem? */
+static int verify_with(const char *bundle_pem, const char *chain_pem)
+{
+	struct zm_error e = { "" };
+	struct zm_bundle *b = zm_bundle_new();
+	STACK_OF(X509) *chain = zm_pem_certs(chain_pem, &e);
+	X509_STORE *roots = NULL;
+	struct zm_spiffe_id id;
+	int rc = -EINVAL;
+
+	if (b && chain && !zm_bundle_add_pem(b, bundle_pem, &e) && (roots = zm_bundle_store(b)))
+		rc = zm_svid_verify(sk_X509_value(chain, 0), chain, roots, "cluster.local",
+				    X509_PURPOSE_SSL_CLIENT, &id, &e);
+	X509_STORE_free(roots);
+	sk_X509_pop_free(chain, X509_free);
+	zm_bundle_free(b);
+	return rc;
+}
+
+static bool metric_is(const char *line)
+{
+	char out[8192];
+
+	for (int i = 0; i < 100; i++) {
+		if (monitor_get("/metrics", out, sizeof(out)) == 0 && strstr(out, line))
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
+{
+	struct client *a;
+	struct client *one[1];
+	struct zm_ca *ca = NULL;
+	struct zm_error e = { "" };
+	char *old_chain = NULL, *new_chain = NULL;
+	int want;
+
+	a = client_new(self, "node-a");
+	ASSERT_OK_PTR(a);
+	one[0] = a;
+	ASSERT_OK(request_cert(a, "shop", "web"));
+	ASSERT_EQ(a->cert_rc, 0);
+	old_chain = strdup(a->cert.chain_pem);
+	EXPECT_EQ(count_certs(zm_cfgclient_bundle(a->c)), 1);
+	/* Step 1: a new root is prepared: proxies trust both before it signs anything. */
+	ASSERT_OK(zm_ca_open(self->ca, &ca, &e));
+	ASSERT_OK(zm_ca_root_prepare(ca, &e));
+	want = 2;
+	ASSERT_TRUE(drive(one, 1, 5000, bundle_has, &want));
+	/* Step 2: the new root signs; the old one stays trusted. */
+	ASSERT_OK(zm_ca_root_activate(ca, &e));
+	ASSERT_TRUE(metric_is("zmeshd_ca_reloads_total 2"));
+	zm_svid_cert_clear(&a->cert);
+	ASSERT_OK(request_cert(a, "shop", "web"));
+	ASSERT_EQ(a->cert_rc, 0);
+	new_chain = strdup(a->cert.chain_pem);
+	EXPECT_OK(verify_with(zm_cfgclient_bundle(a->c), old_chain));
+	EXPECT_OK(verify_with(zm_cfgclient_bundle(a->c), new_chain));
+	{
+		STACK_OF(X509) *o = zm_pem_certs(old_chain, &e), *n = zm_pem_certs(new_chain, &e);
+
+		ASSERT_TRUE(o && n);
+		/* Different signers: the new leaf is the new root's. */
+		EXPECT_NE(X509_NAME_cmp(X509_get_issuer_name(sk_X509_value(o, 0)),
+					X509_get_issuer_name(sk_X509_value(n, 0))), 0);
+		sk_X509_pop_free(o, X509_free);
+		sk_X509_pop_free(n, X509_free);
+	}
+	/* A zmeshd restart in the overlap: it now serves with the new root, the proxy
+	 * (node credential from the old root, bundle learnt from the stream) reconnects. */
+	zd_stop(self, SIGTERM);
+	ASSERT_OK(zd_start(self));
+	ASSERT_TRUE(drive(one, 1, 8000, connected, NULL));
+	EXPECT_GE(zm_cfgclient_connects(a->c), 2);
+	/* Step 3: retired: the old root leaves the bundle, its certificates stop verifying. */
+	ASSERT_OK(zm_ca_root_retire(ca, &e));
+	want = 1;
+	ASSERT_TRUE(drive(one, 1, 5000, bundle_has, &want));
+	EXPECT_NE(verify_with(zm_cfgclient_bundle(a->c), old_chain), 0);
+	EXPECT_OK(verify_with(zm_cfgclient_bundle(a->c), new_chain));
+	zm_ca_free(ca);
+	free(old_chain);
+	free(new_chain);
+}
+
 struct labctx {
 	char name[16], file[64], ctl[PATH_MAX];
 };

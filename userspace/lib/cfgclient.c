@@ -64,6 +64,7 @@ struct zm_cfgclient {
 	bool have_good;
 	uint64_t good_version;
 	unsigned connects;
+	char *bundle;			/* latest trust bundle from zmeshd */
 };
 
 static long long now_ms(void)
@@ -266,6 +267,26 @@ static int on_message(struct zm_cfgclient *c, const char *line, size_t len)
 	int rc = -EINVAL;
 	bool snapshot;
 
+	{
+		const char *b = json_string_value(json_object_get(m, "bundle"));
+
+		if (b && (!c->bundle || strcmp(b, c->bundle))) {
+			char *nb = strdup(b);
+
+			if (!nb) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			free(c->bundle);
+			c->bundle = nb;
+			if (c->o.on_bundle)
+				c->o.on_bundle(c->o.arg, c->bundle);
+		}
+		if (b && !strcmp(json_string_value(json_object_get(m, "kind")) ?: "", "bundle")) {
+			rc = 0;
+			goto out;
+		}
+	}
 	objs = json_object_get(m, "objects");
 	del = json_object_get(m, "deleted");
 	kind = json_string_value(json_object_get(m, "kind"));
@@ -515,7 +536,7 @@ static void start_connect(struct zm_cfgclient *c)
 	c->deadline = now_ms() + CONNECT_TIMEOUT_MS;
 	c->st = C_CONNECTING;
 	if (zm_node_cred_read(c->cred_dir, &key, &chain, &bundle, &e) ||
-	    !(ctx = zm_tls_ctx_new(false, key, chain, bundle, c->td, &e))) {
+	    !(ctx = zm_tls_ctx_new(false, key, chain, c->bundle ? c->bundle : bundle, c->td, &e))) {
 		fail(c, "bootstrap credential: %s", e.msg);
 		goto out;
 	}
@@ -724,6 +745,7 @@ void zm_cfgclient_free(struct zm_cfgclient *c)
 	json_decref(c->good);
 	free(c->server);
 	free(c->cred_dir);
+	free(c->bundle);
 	free(c);
 }
 
@@ -757,6 +779,11 @@ uint64_t zm_cfgclient_version(struct zm_cfgclient *c, bool *have)
 json_t *zm_cfgclient_config(struct zm_cfgclient *c)
 {
 	return c->good;
+}
+
+const char *zm_cfgclient_bundle(struct zm_cfgclient *c)
+{
+	return c->bundle;
 }
 
 unsigned zm_cfgclient_connects(struct zm_cfgclient *c)

@@ -5,12 +5,14 @@
  * and/or Pod objects in the store), GET /v1/bundle serves the roots.
  */
 #include <errno.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "zmesh/lab.h"
 #include "zmesh/log.h"
@@ -191,4 +193,62 @@ void zd_handle_bundle(struct zd_conn *c, struct zd_stream *s)
 	const char *pem = zm_ca_bundle(c->d->ca);
 
 	zd_respond(c, s, 200, "application/x-pem-file", pem, strlen(pem));
+}
+
+/* What identifies the CA's files now; any rotation step or plug-in change alters it. */
+static void ca_signature(const char *dir, char *out, size_t sz)
+{
+	static const char *const files[] = { "root-cert.pem", "root-key.pem", "next-root-cert.pem",
+					     "retired-roots.pem", "cacerts/ca-cert.pem", "cacerts/ca-key.pem",
+					     "cacerts/root-cert.pem", "cacerts/cert-chain.pem" };
+	size_t off = 0;
+
+	out[0] = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]) && off < sz; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		int n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (stat(path, &st))
+			continue;
+		n = snprintf(out + off, sz - off, "%zu:%lu:%lld:%lld.%ld;", i, (unsigned long)st.st_ino,
+			     (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+}
+
+void zd_ca_check(struct zd *d)
+{
+	char sig[sizeof(d->ca_sig)];
+	struct zm_ca *ca = NULL, *old;
+	struct zm_error e = { "" };
+	bool bundle_changed;
+
+	ca_signature(d->ca_dir, sig, sizeof(sig));
+	if (!d->ca_sig[0] || !strcmp(sig, d->ca_sig)) {
+		snprintf(d->ca_sig, sizeof(d->ca_sig), "%s", sig);
+		return;
+	}
+	snprintf(d->ca_sig, sizeof(d->ca_sig), "%s", sig);
+	if (zm_ca_open(d->ca_dir, &ca, &e)) {
+		zm_log_error("CA %s changed but does not load (%s): keeping the one in use", d->ca_dir, e.msg);
+		return;
+	}
+	old = d->ca;
+	d->ca = ca;
+	if (zd_tls_ctx(d)) {
+		d->ca = old;
+		zm_ca_free(ca);
+		return;
+	}
+	bundle_changed = strcmp(zm_ca_bundle(old), zm_ca_bundle(ca)) != 0;
+	zm_ca_free(old);
+	d->st.ca_reloads++;
+	zm_log_info("CA %s reloaded (%s)%s", d->ca_dir, zm_ca_plugged_in(ca) ? "plug-in" : "self-signed",
+		    bundle_changed ? ": pushing the new trust bundle" : "");
+	if (bundle_changed)
+		zd_push_bundle(d);
 }

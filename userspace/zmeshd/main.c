@@ -121,6 +121,7 @@ static void run(struct zd *d)
 			next_tick = zd_now_ms() + 1000;
 			zd_sweep(d);
 			zd_store_poll(d);
+			zd_ca_check(d);
 			if (time(NULL) >= d->own_renew_at && zd_tls_ctx(d) == 0)
 				zm_log_info("renewed zmeshd's serving certificate");
 		}
@@ -199,6 +200,7 @@ int main(int argc, char **argv)
 	}
 	if (zd_tls_ctx(&d))
 		goto out;
+	zd_ca_check(&d);	/* records the CA files as they are now */
 	d.ep = epoll_create1(EPOLL_CLOEXEC);
 	d.lfd = listen_on(listen_spec);
 	if (d.lfd < 0) {

@@ -96,10 +96,12 @@ static void metrics(struct zd *d, struct zm_buf *b)
 		"# TYPE zmeshd_tls_handshake_failures_total counter\nzmeshd_tls_handshake_failures_total %llu\n"
 		"# HELP zmeshd_store_reloads_total Store generations loaded, or refused.\n"
 		"# TYPE zmeshd_store_reloads_total counter\nzmeshd_store_reloads_total{result=\"ok\"} %llu\n"
-		"zmeshd_store_reloads_total{result=\"error\"} %llu\n",
+		"zmeshd_store_reloads_total{result=\"error\"} %llu\n"
+		"# HELP zmeshd_ca_reloads_total CA reloads after its files changed (root rotation).\n"
+		"# TYPE zmeshd_ca_reloads_total counter\nzmeshd_ca_reloads_total %llu\n",
 		(unsigned long long)d->cur.version, connected, synced, d->nconns, d->st.csr_issued,
 		d->st.csr_denied, d->st.csr_invalid, d->st.snapshots, d->st.deltas, d->st.acks, d->st.nacks,
-		d->st.handshake_fail, d->st.reloads, d->st.reload_errors);
+		d->st.handshake_fail, d->st.reloads, d->st.reload_errors, d->st.ca_reloads);
 }
 
 static void answer(struct mconn *m)

@@ -118,6 +118,9 @@ static char *message(struct zd *d, struct zd_proxy *p, bool *delta)
 	}
 	m = json_pack("{sIsssoso}", "version", (json_int_t)d->cur.version, "kind",
 		      *delta ? "delta" : "snapshot", "objects", objs, "deleted", del);
+	/* A snapshot carries the trust bundle; changes of it come as "bundle" messages. */
+	if (m && !*delta)
+		json_object_set_new(m, "bundle", json_string(zm_ca_bundle(d->ca)));
 	if (m)
 		txt = json_dumps(m, JSON_COMPACT);
 	json_decref(m);
@@ -180,6 +183,34 @@ static void reload(struct zd *d)
 	for (struct zd_conn *c = d->conns, *next; c; c = next) {
 		next = c->next;
 		if (c->proxy)
+			zd_conn_flush(c);
+	}
+}
+
+void zd_push_bundle(struct zd *d)
+{
+	json_t *m = json_pack("{sIssss}", "version", (json_int_t)d->cur.version, "kind", "bundle", "bundle",
+			      zm_ca_bundle(d->ca));
+	char *txt = m ? json_dumps(m, JSON_COMPACT) : NULL;
+
+	json_decref(m);
+	if (!txt)
+		return;
+	for (struct zd_proxy *p = d->proxies; p; p = p->next) {
+		struct zd_conn *c = p->conn;
+		struct zd_stream *s;
+
+		if (!c || c->dead)
+			continue;
+		for (s = c->streams; s && s->id != c->config_stream; s = s->next)
+			;
+		if (s && (zd_stream_send(c, s, txt, strlen(txt)) || zd_stream_send(c, s, "\n", 1)))
+			c->dead = true;
+	}
+	free(txt);
+	for (struct zd_conn *c = d->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->proxy || c->dead)
 			zd_conn_flush(c);
 	}
 }

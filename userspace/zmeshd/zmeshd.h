@@ -93,6 +93,7 @@ struct zd_gen {
 struct zd_stats {
 	unsigned long long csr_issued, csr_denied, csr_invalid;
 	unsigned long long handshake_fail, snapshots, deltas, acks, nacks, reloads, reload_errors;
+	unsigned long long ca_reloads;
 };
 
 struct zd {
@@ -102,6 +103,7 @@ struct zd {
 	struct zm_ca *ca;
 	SSL_CTX *ctx;			/* current serving context (own SVID, bundle) */
 	time_t own_renew_at;
+	char ca_sig[512];		/* the CA files' identity (ino, size, mtime): reload on change */
 	struct zd_ev lev, mev, iev;
 	struct zd_conn *conns;
 	int nconns;
@@ -132,12 +134,16 @@ void zd_sweep(struct zd *d);		/* handshake deadlines */
 /* certs.c */
 void zd_handle_certs(struct zd_conn *c, struct zd_stream *s);
 void zd_handle_bundle(struct zd_conn *c, struct zd_stream *s);
+/* Reopen the CA when its files changed (a root rotation step); push the bundle. */
+void zd_ca_check(struct zd *d);
 
 /* push.c */
 int zd_store_init(struct zd *d);
 void zd_store_event(struct zd *d);	/* inotify readable */
 void zd_store_poll(struct zd *d);	/* periodic check of `current` */
 void zd_handle_config(struct zd_conn *c, struct zd_stream *s);
+/* Send a {"kind":"bundle"} message to every proxy (not ACKed). */
+void zd_push_bundle(struct zd *d);
 void zd_handle_ack(struct zd_conn *c, struct zd_stream *s);
 void zd_stream_closed(struct zd_conn *c, struct zd_stream *s);
 json_t *zd_syncz(struct zd *d);
