@@ -570,13 +570,18 @@ TEST_F(zd, config_change_reaches_every_proxy_and_is_acked)
 	both[0] = a;
 	both[1] = b;
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1"),
+				       "Secret.shop.tls.yaml",
+				       "apiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: shop}\n"
+				       "data: {key: c2VjcmV0}\n" };
 
-		ASSERT_OK(store_gen(self, 1, docs, 2));
+		ASSERT_OK(store_gen(self, 1, docs, 4));
 	}
 	v = 1;
 	ASSERT_TRUE(drive(both, 2, 5000, all_at, &v));
 	EXPECT_TRUE(has_name(zm_cfgclient_config(a->c), "r1"));
+	/* Secrets stay in zmeshd. */
+	EXPECT_FALSE(has_name(zm_cfgclient_config(a->c), "tls"));
 	/* A change: r2 added (a delta), seen and ACKed by both. */
 	{
 		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1"),

@@ -120,6 +120,7 @@ static void run(struct zd *d)
 		if (zd_now_ms() >= next_tick) {
 			next_tick = zd_now_ms() + 1000;
 			zd_sweep(d);
+			zd_monitor_sweep(d);
 			zd_store_poll(d);
 			zd_ca_check(d);
 			if (time(NULL) >= d->own_renew_at && zd_tls_ctx(d) == 0)

@@ -20,18 +20,28 @@
 #define REQ_MAX 8192
 #define MAX_MONITOR_CONNS 64
 
+#define MONITOR_IDLE_MS 10000
+
 struct mconn {
 	struct zd_ev ev;
 	struct zd *d;
 	int fd;
 	struct zm_buf in, out;
 	bool answered;
+	long long deadline;
+	struct mconn *next;
 };
 
 static int nmconns;
+static struct mconn *mconns;
 
 static void mclose(struct mconn *m)
 {
+	for (struct mconn **p = &mconns; *p; p = &(*p)->next)
+		if (*p == m) {
+			*p = m->next;
+			break;
+		}
 	epoll_ctl(m->d->ep, EPOLL_CTL_DEL, m->fd, NULL);
 	close(m->fd);
 	zm_buf_free(&m->in);
@@ -63,7 +73,23 @@ void zd_monitor_accept(struct zd *d)
 			free(m);
 			continue;
 		}
+		m->deadline = zd_now_ms() + MONITOR_IDLE_MS;
+		m->next = mconns;
+		mconns = m;
 		nmconns++;
+	}
+}
+
+void zd_monitor_sweep(struct zd *d)
+{
+	long long now = zd_now_ms();
+	struct mconn *next;
+
+	(void)d;
+	for (struct mconn *m = mconns; m; m = next) {
+		next = m->next;
+		if (now > m->deadline)
+			mclose(m);
 	}
 }
 

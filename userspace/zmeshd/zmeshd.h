@@ -152,5 +152,6 @@ void zd_free_state(struct zd *d);
 /* monitor.c */
 void zd_monitor_accept(struct zd *d);
 void zd_monitor_io(struct zd_ev *ev, uint32_t events);
+void zd_monitor_sweep(struct zd *d);	/* close connections idle for 10 s */
 
 #endif
