@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/x509v3.h>
@@ -324,7 +325,7 @@ static struct client *client_new(struct zm_fixture_zd *self, const char *cred)
 static bool drive(struct client **cls, int n, int ms, bool (*cond)(struct client **, int, void *), void *arg)
 {
 	for (int t = 0; t < ms; t += 20) {
-		struct pollfd p[8];
+		struct pollfd p[64];
 
 		for (int i = 0; i < n; i++)
 			p[i] = (struct pollfd){ .fd = zm_cfgclient_fd(cls[i]->c), .events = POLLIN };
@@ -723,6 +724,23 @@ TEST_F(zd, bad_requests_get_clear_errors)
 			  "-w ' %%{http_code}' --data-binary '{\"version\":1,\"error\":null}' https://" SERVER "/v1/ack",
 			  self->dir, self->dir), 0);
 	EXPECT_STRSTR(out, " 409");
+	/* Plaintext to :15012: the connection is dropped, zmeshd goes on. */
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(15012) };
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		char buf[256];
+
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+		EXPECT_EQ(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+		/* Closed by zmeshd (perhaps after an alert), well before the handshake deadline. */
+		EXPECT_EQ(poll(&pf, 1, 5000), 1);
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	}
+	EXPECT_TRUE(logged(self, "TLS handshake from 127.0.0.1"));
 	/* HTTP/1.1 is not spoken on :15012 (ALPN h2 only). */
 	EXPECT_NE(test_sh(NULL, 0, "curl -sk --http1.1 --cert %s/node-a/node-cert.pem --key %s/node-a/node-key.pem "
 			  "https://" SERVER "/v1/bundle", self->dir, self->dir), 0);
@@ -830,6 +848,61 @@ TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
 	zm_ca_free(ca);
 	free(old_chain);
 	free(new_chain);
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 50 nodes on one zmeshd: a change reaches all of them and is ACKed (time logged, not asserted). */
+TEST_F(zd, change_reaches_fifty_proxies)
+{
+	enum { N = 50 };
+	struct client *cls[N];
+	struct zm_ca *ca = NULL;
+	struct zm_error e = { "" };
+	char d1[512], out[65536], node[32], cred[160];
+	long long t0, t1;
+	uint64_t v;
+
+	ASSERT_OK(zm_ca_open(self->ca, &ca, &e));
+	for (int i = 0; i < N; i++) {
+		char *key = NULL, *chain = NULL;
+
+		snprintf(node, sizeof(node), "n%d", i);
+		snprintf(cred, sizeof(cred), "%s/%s", self->dir, node);
+		ASSERT_OK(zm_ca_issue_node(ca, "cluster.local", node, 0, &key, &chain, &e));
+		ASSERT_OK(zm_node_cred_write(cred, key, chain, zm_ca_bundle(ca), &e));
+		free(key);
+		free(chain);
+		cls[i] = client_new(self, node);
+		ASSERT_OK_PTR(cls[i]);
+	}
+	zm_ca_free(ca);
+	v = 0;
+	ASSERT_TRUE(drive(cls, N, 10000, all_at, &v));
+	{
+		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+
+		t0 = mono_ms();
+		ASSERT_OK(store_gen(self, 1, docs, 2));
+	}
+	v = 1;
+	ASSERT_TRUE(drive(cls, N, 10000, all_at, &v));
+	t1 = mono_ms();
+	/* zmeshd has all 50 ACKs: synced. */
+	for (int i = 0; i < 100; i++) {
+		if (monitor_get("/metrics", out, sizeof(out)) == 0 && strstr(out, "zmeshd_proxies{state=\"synced\"} 50"))
+			break;
+		usleep(20000);
+	}
+	EXPECT_STRSTR(out, "zmeshd_proxies{state=\"synced\"} 50");
+	test_log("store change -> 50 proxies applied it: %lld ms (includes the 20 ms poll step of the test loop)",
+		 t1 - t0);
 }
 
 struct labctx {
