@@ -903,6 +903,8 @@ TEST_F(zd, change_reaches_fifty_proxies)
 	EXPECT_STRSTR(out, "zmeshd_proxies{state=\"synced\"} 50");
 	test_log("store change -> 50 proxies applied it: %lld ms (includes the 20 ms poll step of the test loop)",
 		 t1 - t0);
+	if (test_sh(out, sizeof(out), "grep VmRSS /proc/%d/status | tr -s ' \t\n' ' '", (int)self->pid) == 0)
+		test_log("zmeshd with 50 proxies: %s", out);
 }
 
 struct labctx {
