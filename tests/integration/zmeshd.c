@@ -850,6 +850,48 @@ TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
 	free(new_chain);
 }
 
+TEST_F(zd, broken_generation_is_not_pushed)
+{
+	struct client *a;
+	struct client *one[1];
+	char d1[512], d2[512];
+	uint64_t v;
+	bool have;
+
+	a = client_new(self, "node-a");
+	ASSERT_OK_PTR(a);
+	one[0] = a;
+	{
+		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+
+		ASSERT_OK(store_gen(self, 1, docs, 2));
+	}
+	v = 1;
+	ASSERT_TRUE(drive(one, 1, 5000, all_at, &v));
+	/* A generation that does not load (a writer bypassing validation): logged, not pushed. */
+	{
+		const char *docs[] = { "VirtualService.shop.r1.yaml", "kind: VirtualService\nspec: [\n" };
+
+		ASSERT_OK(store_gen(self, 2, docs, 2));
+	}
+	EXPECT_TRUE(metric_is("zmeshd_store_reloads_total{result=\"error\"} 1\n"));
+	EXPECT_TRUE(logged(self, "store version 2 not loaded: keeping version 1"));
+	drive(one, 1, 300, never, NULL);
+	EXPECT_EQ(zm_cfgclient_version(a->c, &have), 1);
+	EXPECT_EQ(a->calls, 1);
+	EXPECT_TRUE(metric_is("zmeshd_config_version 1\n"));
+	EXPECT_TRUE(metric_is("zmeshd_store_reloads_total{result=\"error\"} 1\n"));	/* not retried */
+	/* The next good generation goes out as usual. */
+	{
+		const char *docs[] = { "VirtualService.shop.r2.yaml", vs(d2, sizeof(d2), "r2") };
+
+		ASSERT_OK(store_gen(self, 3, docs, 2));
+	}
+	v = 3;
+	ASSERT_TRUE(drive(one, 1, 5000, all_at, &v));
+	EXPECT_TRUE(has_name(zm_cfgclient_config(a->c), "r2"));
+}
+
 static long long mono_ms(void)
 {
 	struct timespec ts;

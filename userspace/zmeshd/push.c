@@ -168,9 +168,11 @@ static void reload(struct zd *d)
 	struct zd_gen g = { 0, NULL };
 	struct zd_proxy *p;
 
-	if (!v || v == d->cur.version)
+	/* A generation never changes once published: one that failed is not retried. */
+	if (!v || v == d->cur.version || v == d->bad_version)
 		return;
 	if (load_gen(d->store_dir, v, &g)) {
+		d->bad_version = v;
 		d->st.reload_errors++;
 		zm_log_error("store version %llu not loaded: keeping version %llu", (unsigned long long)v,
 			     (unsigned long long)d->cur.version);

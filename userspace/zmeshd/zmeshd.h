@@ -109,6 +109,7 @@ struct zd {
 	int nconns;
 	struct zd_proxy *proxies;
 	struct zd_gen cur, prev;
+	uint64_t bad_version;		/* the last generation that failed to load */
 	struct zd_stats st;
 	volatile int stop;
 };
