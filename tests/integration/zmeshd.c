@@ -797,7 +797,6 @@ TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
 {
 	struct client *a;
 	struct client *one[1];
-	struct zm_ca *ca = NULL;
 	struct zm_error e = { "" };
 	char *old_chain = NULL, *new_chain = NULL;
 	int want;
@@ -809,13 +808,12 @@ TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
 	ASSERT_EQ(a->cert_rc, 0);
 	old_chain = strdup(a->cert.chain_pem);
 	EXPECT_EQ(count_certs(zm_cfgclient_bundle(a->c)), 1);
-	/* Step 1: a new root is prepared: proxies trust both before it signs anything. */
-	ASSERT_OK(zm_ca_open(self->ca, &ca, &e));
-	ASSERT_OK(zm_ca_root_prepare(ca, &e));
+	/* Step 1 (zmeshctl ca prepare): a new root is prepared: proxies trust both before it signs anything. */
+	ASSERT_EQ(test_sh(NULL, 0, "%s/zmeshctl ca prepare --ca-dir %s", test_build_dir(), self->ca), 0);
 	want = 2;
 	ASSERT_TRUE(drive(one, 1, 5000, bundle_has, &want));
 	/* Step 2: the new root signs; the old one stays trusted. */
-	ASSERT_OK(zm_ca_root_activate(ca, &e));
+	ASSERT_EQ(test_sh(NULL, 0, "%s/zmeshctl ca activate --ca-dir %s", test_build_dir(), self->ca), 0);
 	ASSERT_TRUE(metric_is("zmeshd_ca_reloads_total 2"));
 	zm_svid_cert_clear(&a->cert);
 	ASSERT_OK(request_cert(a, "shop", "web"));
@@ -840,12 +838,11 @@ TEST_F(zd, root_rotation_keeps_old_and_new_roots_trusted)
 	ASSERT_TRUE(drive(one, 1, 8000, connected, NULL));
 	EXPECT_GE(zm_cfgclient_connects(a->c), 2);
 	/* Step 3: retired: the old root leaves the bundle, its certificates stop verifying. */
-	ASSERT_OK(zm_ca_root_retire(ca, &e));
+	ASSERT_EQ(test_sh(NULL, 0, "%s/zmeshctl ca retire --ca-dir %s", test_build_dir(), self->ca), 0);
 	want = 1;
 	ASSERT_TRUE(drive(one, 1, 5000, bundle_has, &want));
 	EXPECT_NE(verify_with(zm_cfgclient_bundle(a->c), old_chain), 0);
 	EXPECT_OK(verify_with(zm_cfgclient_bundle(a->c), new_chain));
-	zm_ca_free(ca);
 	free(old_chain);
 	free(new_chain);
 }
