@@ -689,6 +689,13 @@ TEST_F(zd, restart_keeps_config_and_proxy_catches_up)
 	zd_stop(self, SIGKILL);
 	drive(one, 1, 700, never, NULL);
 	EXPECT_FALSE(zm_cfgclient_connected(a->c));
+	/* It retries on its own, with a delay that never exceeds the 5 s cap. */
+	for (int i = 0; i < 20; i++) {
+		int t = zm_cfgclient_timeout_ms(a->c);
+
+		EXPECT_TRUE(t >= 0 && t <= 5000);
+		drive(one, 1, 100, never, NULL);
+	}
 	EXPECT_EQ(zm_cfgclient_version(a->c, &have), 1);
 	EXPECT_TRUE(has_name(zm_cfgclient_config(a->c), "r1"));
 	/* The config changes while zmeshd is down; zmeshd comes back from its directories. */

@@ -573,7 +573,9 @@ static void io(struct zm_cfgclient *c, uint32_t ev)
 	int r;
 
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		for (;;) {
+		/* At most 256 KiB per pass: epoll is level-triggered, the rest waits its turn,
+		 * and a flooding peer cannot grow the TLS input buffer without bound. */
+		for (size_t got = 0; got < (256u << 10);) {
 			ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
 			if (n < 0 && errno == EINTR)
@@ -584,6 +586,7 @@ static void io(struct zm_cfgclient *c, uint32_t ev)
 				eof = true;
 				break;
 			}
+			got += (size_t)n;
 			if (zm_tls_net_write(c->ssl, buf, (size_t)n)) {
 				fail(c, "out of memory");
 				return;

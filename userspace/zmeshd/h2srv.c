@@ -482,7 +482,9 @@ void zd_conn_io(struct zd_conn *c, uint32_t events)
 	bool eof = false;
 
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		for (;;) {
+		/* At most 256 KiB per pass: epoll is level-triggered, the rest waits its turn,
+		 * and a flooding peer cannot grow the TLS input buffer without bound. */
+		for (size_t got = 0; got < (256u << 10);) {
 			ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
 			if (n < 0 && errno == EINTR)
@@ -493,6 +495,7 @@ void zd_conn_io(struct zd_conn *c, uint32_t events)
 				eof = true;
 				break;
 			}
+			got += (size_t)n;
 			if (zm_tls_net_write(c->ssl, buf, (size_t)n)) {
 				c->dead = true;
 				break;
