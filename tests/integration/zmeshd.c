@@ -279,8 +279,9 @@ FIXTURE_TEARDOWN(zd)
 	char cmd[PATH_MAX];
 
 	zd_stop(self, SIGTERM);
-	if (getenv("ZM_TEST_VERBOSE")) {
-		snprintf(cmd, sizeof(cmd), "cat %s >&2", self->log);
+	/* ZM_ZMESHD_LOG=FILE keeps zmeshd's log of the last test there. */
+	if (getenv("ZM_ZMESHD_LOG")) {
+		snprintf(cmd, sizeof(cmd), "cp %s '%s'", self->log, getenv("ZM_ZMESHD_LOG"));
 		test_sh(NULL, 0, "%s", cmd);
 	}
 	if (self->labdir[0])
@@ -951,6 +952,55 @@ TEST_F(zd, change_reaches_fifty_proxies)
 		 t1 - t0);
 	if (test_sh(out, sizeof(out), "grep VmRSS /proc/%d/status | tr -s ' \t\n' ' '", (int)self->pid) == 0)
 		test_log("zmeshd with 50 proxies: %s", out);
+}
+
+struct csr_count {
+	int ok, failed;
+};
+
+static void count_cert(void *arg, int rc, struct zm_svid_cert *cert, const char *bundle, const char *error)
+{
+	struct csr_count *n = arg;
+
+	(void)bundle; (void)error;
+	if (rc == 0 && cert && !strcmp(cert->id.sa, "web"))
+		n->ok++;
+	else
+		n->failed++;
+}
+
+static bool csrs_done(struct client **cls, int n, void *arg)
+{
+	struct csr_count *c = arg;
+
+	(void)cls; (void)n;
+	return c->ok + c->failed >= 200;
+}
+
+/* 200 CSRs at once on one connection (more than the 100 concurrent streams zmeshd allows). */
+TEST_F(zd, many_csrs_on_one_connection)
+{
+	struct client *a;
+	struct client *one[1];
+	struct zm_spiffe_id id;
+	struct csr_count *n = calloc(1, sizeof(*n));
+	long long t0, t1;
+
+	ASSERT_OK_PTR(n);
+	test_defer(free, n);
+	a = client_new(self, "node-a");
+	ASSERT_OK_PTR(a);
+	one[0] = a;
+	ASSERT_TRUE(drive(one, 1, 5000, connected, NULL));
+	zm_spiffe_make(&id, "cluster.local", "shop", "web");
+	t0 = mono_ms();
+	for (int i = 0; i < 200; i++)
+		ASSERT_OK(zm_cfgclient_request_cert(a->c, &id, count_cert, n));
+	ASSERT_TRUE(drive(one, 1, 30000, csrs_done, n));
+	t1 = mono_ms();
+	EXPECT_EQ(n->ok, 200);
+	EXPECT_EQ(n->failed, 0);
+	test_log("200 CSRs (keys made here, signed by zmeshd, checked here): %lld ms", t1 - t0);
 }
 
 struct labctx {
