@@ -749,6 +749,13 @@ TEST_F(zd, bad_requests_get_clear_errors)
 		close(fd);
 	}
 	EXPECT_TRUE(logged(self, "TLS handshake from 127.0.0.1"));
+	/* A node that completes the handshake, then sends garbage instead of HTTP/2:
+	 * the connection is closed (GOAWAY), zmeshd goes on. */
+	EXPECT_EQ(test_sh(NULL, 0, "head -c 4096 /dev/urandom | timeout 10 openssl s_client -quiet -alpn h2 "
+			  "-connect " SERVER " -cert %s/node-a/node-cert.pem -key %s/node-a/node-key.pem "
+			  ">/dev/null 2>&1; true", self->dir, self->dir), 0);
+	EXPECT_TRUE(logged(self, "node node-a (127.0.0.1"));
+	EXPECT_TRUE(logged(self, "HTTP/2: "));
 	/* HTTP/1.1 is not spoken on :15012 (ALPN h2 only). */
 	EXPECT_NE(test_sh(NULL, 0, "curl -sk --http1.1 --cert %s/node-a/node-cert.pem --key %s/node-a/node-key.pem "
 			  "https://" SERVER "/v1/bundle", self->dir, self->dir), 0);

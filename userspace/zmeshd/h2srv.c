@@ -508,7 +508,11 @@ void zd_conn_io(struct zd_conn *c, uint32_t events)
 		int r;
 
 		while ((r = SSL_read(c->ssl, buf, sizeof(buf))) > 0) {
-			if (nghttp2_session_mem_recv(c->ng, (const uint8_t *)buf, (size_t)r) < 0) {
+			ssize_t rv = nghttp2_session_mem_recv(c->ng, (const uint8_t *)buf, (size_t)r);
+
+			if (rv < 0) {
+				zm_log_warn("node %s (%s): HTTP/2: %s: closing", c->node, c->peer,
+					    nghttp2_strerror((int)rv));
 				c->dead = true;
 				break;
 			}
