@@ -170,7 +170,8 @@ int zd_respond_stream(struct zd_conn *c, struct zd_stream *s, const char *ctype)
 
 int zd_stream_send(struct zd_conn *c, struct zd_stream *s, const char *data, size_t len)
 {
-	if (zm_buf_len(&s->out) + len > ZD_MAX_STREAM_BACKLOG)
+	/* A proxy that does not read falls behind and is cut off; one big message alone is fine. */
+	if (zm_buf_len(&s->out) && zm_buf_len(&s->out) + len > ZD_MAX_STREAM_BACKLOG)
 		return -ENOBUFS;
 	if (zm_buf_append(&s->out, data, len))
 		return -ENOMEM;
