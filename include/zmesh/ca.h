@@ -65,6 +65,16 @@ bool zm_ca_plugged_in(struct zm_ca *ca);
 int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
 	       unsigned ttl, char **chain_pem, struct zm_error *e);
 
+/*
+ * A node's bootstrap credential (nodeid.h): a fresh P-256 key (*key_pem,
+ * malloc'd; wipe it when done) and a leaf for spiffe://@td/zmesh/node/@node
+ * with the same profile as workload leaves, valid @ttl seconds (0: default),
+ * chain as zm_ca_sign(). Made by `zmeshctl lab up` (and tests) to let a
+ * node's ztunnel prove which node it is to zmeshd.
+ */
+int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigned ttl,
+		     char **key_pem, char **chain_pem, struct zm_error *e);
+
 /* The trust bundle (root certificates, PEM); owned by the CA (see above). */
 const char *zm_ca_bundle(struct zm_ca *ca);
 /* The same, malloc'd. */

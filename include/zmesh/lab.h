@@ -176,6 +176,18 @@ int zm_lab_exec(const struct zm_lab *lab, const struct zm_lab_pod *pod,
  * per pod through its containers' ports); 0 when @pod has no such port. */
 int zm_lab_target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *pod);
 
+/*
+ * The lab's control plane (docs/zmeshd.md), started by zm_lab_up() unless
+ * no_mesh: a bootstrap credential per node in <state>/nodes/<node>/
+ * (nodeid.h files), and zmeshd in the underlay netns zm-<lab>-ul, in cgroup
+ * <lab cgroup>/zmeshd, serving ZM_LAB_ZMESHD_ADDR:15012 (every node reaches
+ * it over its ul0) with :15014 on that netns' 127.0.0.1, store
+ * <state>/store, CA <state>/ca, log <state>/logs/zmeshd.log. 0 and nothing
+ * started when this build has no zmeshd binary.
+ */
+#define ZM_LAB_ZMESHD_ADDR "172.30.0.254"
+int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e);
+
 /* The cgroup v2 mount point (from /proc/mounts) into @buf. */
 int zm_cgroup2_root(char *buf, size_t sz);
 

@@ -19,6 +19,7 @@
 #include "zmesh/bundle.h"
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
+#include "zmesh/nodeid.h"
 
 struct zm_ca {
 	pthread_mutex_t lock;
@@ -511,48 +512,16 @@ static bool is_p256(EVP_PKEY *k)
 	       !strcmp(group, "prime256v1");
 }
 
-int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
-	       unsigned ttl, char **chain_pem, struct zm_error *e)
+/* Issue a leaf for @pub with the single URI SAN @uri; see ca.h for the profile. */
+static int sign_pub(struct zm_ca *ca, EVP_PKEY *pub, const char *uri, unsigned ttl,
+		    char **chain_pem, struct zm_error *e)
 {
-	BIO *in = NULL, *out = NULL;
-	X509_REQ *req = NULL;
-	EVP_PKEY *pub = NULL;
+	BIO *out = NULL;
 	X509 *c = NULL;
-	char san[ZM_SPIFFE_MAX + 16], uri[ZM_SPIFFE_MAX];
-	int rc = -EINVAL;
-	bool locked = false;
+	char san[ZM_SPIFFE_MAX + 16];
+	int rc;
 
-	*chain_pem = NULL;
-	if (ttl == 0)
-		ttl = ZM_CA_DEFAULT_TTL;
-	if (ttl < ZM_CA_MIN_TTL || ttl > ZM_CA_MAX_TTL)
-		return zm_error_set(e, EINVAL, "TTL %u s out of range (%u s to %u s)", ttl, ZM_CA_MIN_TTL,
-				    ZM_CA_MAX_TTL);
-	if (!csr_pem || zm_spiffe_format(id, uri, sizeof(uri)))
-		return zm_error_set(e, EINVAL, "CSR or identity missing");
-	in = BIO_new_mem_buf(csr_pem, -1);
-	if (!in)
-		return zm_error_set(e, ENOMEM, "out of memory");
-	req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
-	if (!req) {
-		rc = ssl_err(e, "CSR");
-		goto out;
-	}
-	pub = X509_REQ_get_pubkey(req);
-	if (!pub) {
-		rc = zm_error_set(e, EINVAL, "CSR: unreadable public key");
-		goto out;
-	}
-	if (!is_p256(pub)) {
-		rc = zm_error_set(e, EINVAL, "CSR: key must be ECDSA P-256");
-		goto out;
-	}
-	if (X509_REQ_verify(req, pub) != 1) {
-		rc = zm_error_set(e, EINVAL, "CSR: bad signature");
-		goto out;
-	}
 	pthread_mutex_lock(&ca->lock);
-	locked = true;
 	c = X509_new();
 	/* Nothing of the CSR but its key: the SAN is the identity the caller authorized. */
 	snprintf(san, sizeof(san), "critical,URI:%s", uri);
@@ -586,13 +555,93 @@ int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id 
 	}
 	rc = 0;
 out:
-	if (locked)
-		pthread_mutex_unlock(&ca->lock);
-	BIO_free(in);
+	pthread_mutex_unlock(&ca->lock);
 	BIO_free(out);
+	X509_free(c);
+	ERR_clear_error();
+	return rc;
+}
+
+static int check_ttl(unsigned *ttl, struct zm_error *e)
+{
+	if (*ttl == 0)
+		*ttl = ZM_CA_DEFAULT_TTL;
+	if (*ttl < ZM_CA_MIN_TTL || *ttl > ZM_CA_MAX_TTL)
+		return zm_error_set(e, EINVAL, "TTL %u s out of range (%u s to %u s)", *ttl, ZM_CA_MIN_TTL,
+				    ZM_CA_MAX_TTL);
+	return 0;
+}
+
+int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id *id,
+	       unsigned ttl, char **chain_pem, struct zm_error *e)
+{
+	BIO *in = NULL;
+	X509_REQ *req = NULL;
+	EVP_PKEY *pub = NULL;
+	char uri[ZM_SPIFFE_MAX];
+	int rc;
+
+	*chain_pem = NULL;
+	if ((rc = check_ttl(&ttl, e)))
+		return rc;
+	if (!csr_pem || zm_spiffe_format(id, uri, sizeof(uri)))
+		return zm_error_set(e, EINVAL, "CSR or identity missing");
+	in = BIO_new_mem_buf(csr_pem, -1);
+	if (!in)
+		return zm_error_set(e, ENOMEM, "out of memory");
+	req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
+	if (!req) {
+		rc = ssl_err(e, "CSR");
+		goto out;
+	}
+	pub = X509_REQ_get_pubkey(req);
+	if (!pub) {
+		rc = zm_error_set(e, EINVAL, "CSR: unreadable public key");
+		goto out;
+	}
+	if (!is_p256(pub)) {
+		rc = zm_error_set(e, EINVAL, "CSR: key must be ECDSA P-256");
+		goto out;
+	}
+	if (X509_REQ_verify(req, pub) != 1) {
+		rc = zm_error_set(e, EINVAL, "CSR: bad signature");
+		goto out;
+	}
+	rc = sign_pub(ca, pub, uri, ttl, chain_pem, e);
+out:
+	BIO_free(in);
 	X509_REQ_free(req);
 	EVP_PKEY_free(pub);
-	X509_free(c);
+	ERR_clear_error();
+	return rc;
+}
+
+int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigned ttl,
+		     char **key_out, char **chain_pem, struct zm_error *e)
+{
+	char uri[ZM_SPIFFE_MAX];
+	EVP_PKEY *k = NULL;
+	int rc;
+
+	*key_out = NULL;
+	*chain_pem = NULL;
+	if ((rc = check_ttl(&ttl, e)))
+		return rc;
+	if (zm_node_id_format(td, node, uri, sizeof(uri)))
+		return zm_error_set(e, EINVAL, "node identity: bad trust domain or node name");
+	k = EVP_EC_gen("P-256");
+	if (!k) {
+		rc = ssl_err(e, "node key");
+		goto out;
+	}
+	rc = sign_pub(ca, k, uri, ttl, chain_pem, e);
+	if (!rc && !(*key_out = key_pem(k))) {
+		free(*chain_pem);
+		*chain_pem = NULL;
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+	}
+out:
+	EVP_PKEY_free(k);
 	ERR_clear_error();
 	return rc;
 }

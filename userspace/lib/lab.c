@@ -264,6 +264,9 @@ static int build_underlay(struct zm_lab *lab, struct zm_error *e)
 			rc = zm_nl_bridge_add(&nl, "br0");
 		if (!rc)
 			rc = zm_nl_link_up(&nl, "br0");
+		/* zmeshd's address on the underlay (lab.h) */
+		if (!rc)
+			rc = zm_nl_addr_add(&nl, "br0", ip4(172, 30, 0, 254), 24);
 	});
 	if (rc) {
 		zm_error_set(e, -rc, "underlay bridge: %s", strerror(-rc));
@@ -809,6 +812,8 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 		snprintf(cadir, sizeof(cadir), "%s/ca", lab->state_dir);
 		rc = zm_ca_open(cadir, &ca, e);
 		zm_ca_free(ca);
+		if (!rc)
+			rc = zm_lab_start_zmeshd(lab, e);
 	}
 	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh; i++)
 		rc = start_ztunnel(lab, &lab->nodes[i], e);

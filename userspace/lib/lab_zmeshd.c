@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The lab's control plane: node bootstrap credentials and zmeshd (lab.h, docs/zmeshd.md). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "zmesh/ca.h"
+#include "zmesh/fsutil.h"
+#include "zmesh/lab.h"
+#include "zmesh/netns.h"
+#include "zmesh/nodeid.h"
+
+/* Bootstrap credentials outlive any lab session; a month, well inside the CA's limit. */
+#define NODE_CRED_TTL (30u * 24 * 3600)
+
+static int mint_nodes(struct zm_lab *lab, struct zm_error *e)
+{
+	char cadir[PATH_MAX + 8], dir[PATH_MAX + 300], *key = NULL, *chain = NULL, *bundle = NULL;
+	struct zm_ca *ca = NULL;
+	int rc;
+
+	snprintf(cadir, sizeof(cadir), "%s/ca", lab->state_dir);
+	rc = zm_ca_open(cadir, &ca, e);
+	if (rc)
+		return rc;
+	bundle = zm_ca_bundle_dup(ca);
+	if (!bundle) {
+		rc = zm_error_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < lab->nnodes && !rc; i++) {
+		snprintf(dir, sizeof(dir), "%s/nodes/%s", lab->state_dir, lab->nodes[i].name);
+		rc = zm_ca_issue_node(ca, "cluster.local", lab->nodes[i].name, NODE_CRED_TTL, &key, &chain, e);
+		if (!rc)
+			rc = zm_node_cred_write(dir, key, chain, bundle, e);
+		if (key)
+			memset(key, 0, strlen(key));
+		free(key);
+		free(chain);
+		key = chain = NULL;
+	}
+out:
+	free(bundle);
+	zm_ca_free(ca);
+	return rc;
+}
+
+int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
+{
+	char bin[PATH_MAX + 16], log[PATH_MAX + 32], store[PATH_MAX + 8], ca[PATH_MAX + 8];
+	char cg[PATH_MAX + 16], ul[96];
+	pid_t pid;
+	int rc;
+
+	snprintf(bin, sizeof(bin), "%s/zmeshd", lab->bin_dir);
+	if (access(bin, X_OK) < 0)
+		return 0;
+	rc = mint_nodes(lab, e);
+	if (rc)
+		return rc;
+	snprintf(log, sizeof(log), "%s/logs/zmeshd.log", lab->state_dir);
+	snprintf(store, sizeof(store), "%s/store", lab->state_dir);
+	snprintf(ca, sizeof(ca), "%s/ca", lab->state_dir);
+	snprintf(cg, sizeof(cg), "%s/zmeshd", lab->cgroup_root);
+	snprintf(ul, sizeof(ul), "zm-%s-ul", lab->name);
+	rc = zm_mkdir_p(cg, 0755);
+	if (rc)
+		return zm_error_set(e, -rc, "%s: %s", cg, strerror(-rc));
+	pid = fork();
+	if (pid < 0)
+		return zm_error_set(e, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		char procs[PATH_MAX + 32], me[32];
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), saved;
+
+		setsid();
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+		snprintf(me, sizeof(me), "%d", (int)getpid());
+		fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, me, strlen(me)) < 0 || zm_netns_enter(ul, &saved)) {
+			fprintf(stderr, "zmeshctl lab: zmeshd: cannot enter cgroup %s or netns %s\n", cg, ul);
+			_exit(126);
+		}
+		close(fd);
+		close(saved);
+		execl(bin, "zmeshd", "--store", store, "--ca-dir", ca, "--lab", lab->name, "--listen",
+		      ZM_LAB_ZMESHD_ADDR ":15012", "--monitor", "127.0.0.1:15014", (char *)NULL);
+		_exit(127);
+	}
+	return 0;
+}
