@@ -377,7 +377,7 @@ static int check_dir(struct zm_store *st, bool *fresh, struct zm_error *e)
 	struct dirent *de;
 	bool has_current = false, has_gen = false;
 	uint64_t n;
-	int rc = 0;
+	int rc = 0, ngen = 0;
 	DIR *d = opendir(st->dir);
 
 	if (!d)
@@ -391,6 +391,7 @@ static int check_dir(struct zm_store *st, bool *fresh, struct zm_error *e)
 			has_current = true;
 		} else if (!parse_gen(f, &n)) {
 			has_gen = true;
+			ngen++;
 		} else if (!strncmp(f, TMP_PREFIX, strlen(TMP_PREFIX))) {
 			snprintf(path, sizeof(path), "%s/%s", st->dir, f);
 			zm_rm_rf(path);
@@ -404,9 +405,15 @@ static int check_dir(struct zm_store *st, bool *fresh, struct zm_error *e)
 	closedir(d);
 	if (rc)
 		return rc;
-	if (has_gen && !has_current)
-		return zm_error_set(e, EBADMSG, "%s: gen-<N> directories but no current link: "
-				    "not a usable config store", st->dir);
+	if (has_gen && !has_current) {
+		/* An open that died between making gen-1 and linking it: redo it. */
+		snprintf(path, sizeof(path), "%s/gen-1", st->dir);
+		if (ngen == 1 && rmdir(path) == 0)
+			has_gen = false;
+		else
+			return zm_error_set(e, EBADMSG, "%s: gen-<N> directories but no current link: "
+					    "not a usable config store", st->dir);
+	}
 	if (has_current) {
 		rc = current_gen(st->dir, &n);
 		if (rc)
