@@ -157,13 +157,23 @@ TEST_F(lab, up_puts_the_policy_in_the_store)
 		   "metadata: {name: web-only, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}}\n---\n"
 		   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 		   "metadata: {name: pay}\n"
-		   "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n");
+		   "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n---\n"
+		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		   "metadata: {name: via-waypoint}\n"
+		   "spec: {targetRefs: [{kind: Service, group: \"\", name: payment}], action: DENY,\n"
+		   "       rules: [{to: [{operation: {methods: [DELETE]}}]}]}\n---\n"
+		   "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+		   "metadata: {name: jwt}\n"
+		   "spec: {selector: {matchLabels: {app: payment}}, jwtRules: [{issuer: https://issuer.example.com,\n"
+		   "       jwksUri: https://issuer.example.com/jwks.json}]}\n");
 	/* Documents without a namespace take -n's. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s apply -n shop -f %s --name %s", self->ctl, f, self->name), 0);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s describe pod pay -n shop --name %s", self->ctl,
 			  self->name), 0);
 	EXPECT_STRSTR(out, "deny-all-shop.shop: DENY, 1 rule(s), namespace-wide\n");
 	EXPECT_FALSE(strstr(out, "web-only"));
+	EXPECT_STRSTR(out, "via-waypoint.shop: DENY, 1 rule(s), via targetRef Service payment (enforced by its waypoint)\n");
+	EXPECT_STRSTR(out, "RequestAuthentications:\n   jwt.shop: 1 JWT rule(s)\n");
 	EXPECT_STRSTR(out, "Workload mTLS mode: PERMISSIVE (workload)\n");
 	EXPECT_STRSTR(out, "pay.shop (workload selector)\n");
 	EXPECT_NE(test_sh(out, sizeof(out), "%s describe pod nope -n shop --name %s", self->ctl,
