@@ -122,10 +122,16 @@ TEST_F(lab, up_puts_the_policy_in_the_store)
 	ASSERT_EQ(test_sh(out, sizeof(out), "ZMESH_LAB=%s %s get AuthorizationPolicies -n shop",
 			  self->name, self->ctl), 0);
 	EXPECT_STRSTR(out, "NAME");
-	EXPECT_STRSTR(out, "allow-orders                   ALLOW");
+	EXPECT_STRSTR(out, "NAME           ACTION   AGE\nallow-orders   ALLOW    ");
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s get peerauthentication.security.istio.io -A --name %s",
 			  self->ctl, self->name), 0);
-	EXPECT_STRSTR(out, "istio-system         default                        STRICT");
+	EXPECT_STRSTR(out, "istio-system   default   STRICT   ");
+	/* Several kinds at once: a table each, names carry their kind. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s get ap,dr -n shop --name %s", self->ctl, self->name), 0);
+	EXPECT_STRSTR(out, "authorizationpolicy.security.istio.io/allow-orders   ALLOW    ");
+	EXPECT_STRSTR(out, "NAME                                          HOST      AGE\n"
+		      "destinationrule.networking.istio.io/payment   payment   ");
+	EXPECT_STRSTR(out, "s\n\nNAME ");
 	/* The core documents are the lab's, not the store's. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s get pods -A --name %s", self->ctl, self->name), 0);
 	EXPECT_STREQ(out, "No resources found\n");
@@ -150,13 +156,24 @@ TEST_F(lab, up_puts_the_policy_in_the_store)
 		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 		   "metadata: {name: web-only, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}}\n---\n"
 		   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-		   "metadata: {name: pay, namespace: shop}\n"
-		   "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n");
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name %s", self->ctl, f, self->name), 0);
+		   "metadata: {name: pay}\n"
+		   "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n---\n"
+		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		   "metadata: {name: via-waypoint}\n"
+		   "spec: {targetRefs: [{kind: Service, group: \"\", name: payment}], action: DENY,\n"
+		   "       rules: [{to: [{operation: {methods: [DELETE]}}]}]}\n---\n"
+		   "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+		   "metadata: {name: jwt}\n"
+		   "spec: {selector: {matchLabels: {app: payment}}, jwtRules: [{issuer: https://issuer.example.com,\n"
+		   "       jwksUri: https://issuer.example.com/jwks.json}]}\n");
+	/* Documents without a namespace take -n's. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s apply -n shop -f %s --name %s", self->ctl, f, self->name), 0);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s describe pod pay -n shop --name %s", self->ctl,
 			  self->name), 0);
 	EXPECT_STRSTR(out, "deny-all-shop.shop: DENY, 1 rule(s), namespace-wide\n");
 	EXPECT_FALSE(strstr(out, "web-only"));
+	EXPECT_STRSTR(out, "via-waypoint.shop: DENY, 1 rule(s), via targetRef Service payment (enforced by its waypoint)\n");
+	EXPECT_STRSTR(out, "RequestAuthentications:\n   jwt.shop: 1 JWT rule(s)\n");
 	EXPECT_STRSTR(out, "Workload mTLS mode: PERMISSIVE (workload)\n");
 	EXPECT_STRSTR(out, "pay.shop (workload selector)\n");
 	EXPECT_NE(test_sh(out, sizeof(out), "%s describe pod nope -n shop --name %s", self->ctl,
@@ -263,7 +280,7 @@ TEST_F(lab, examples_apply_get_delete_round_trip)
 
 TEST_F(lab, bad_apply_changes_nothing)
 {
-	char f[128], out[8192], before[16384], after[16384];
+	char f[128], out[8192], before[16384], after[16384], want[PATH_MAX + 1024];
 	long v;
 
 	snprintf(f, sizeof(f), "%s/bad.yaml", self->tmp);
@@ -281,7 +298,6 @@ TEST_F(lab, bad_apply_changes_nothing)
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name %s", self->ctl, f, self->name), 1);
 	/* Exactly the config model's lines: the DestinationRule comes from the store. */
 	test_sh(out, sizeof(out), "%s apply -f %s --name %s 2>&1 >/dev/null", self->ctl, f, self->name);
-	char want[1024];
 
 	snprintf(want, sizeof(want),
 		 "%s:7:51: spec.http[0].route[0].destination.subset: subset \"v3\" is not defined by "
@@ -300,6 +316,12 @@ TEST_F(lab, bad_apply_changes_nothing)
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s delete ap allow-orders nope -n shop --name %s",
 			  self->ctl, self->name), 1);
 	EXPECT_STRSTR(out, "authorizationpolicies.security.istio.io \"nope\" not found");
+	EXPECT_EQ(version(self->store), v);
+	/* -n that contradicts a document's namespace: its line, nothing applied. */
+	snprintf(want, sizeof(want), "%s/docs/examples/ecommerce-security.yaml", src_dir());
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s apply -n shop -f %s --name %s", self->ctl, want,
+			  self->name), 1);
+	EXPECT_STRSTR(out, "ecommerce-security.yaml:9:14: metadata.namespace: \"ecommerce\" does not match --namespace shop\n");
 	EXPECT_EQ(version(self->store), v);
 	/* A lab that is not up has no store, and apply does not make one. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name nolab%d", self->ctl, self->file,

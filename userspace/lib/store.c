@@ -341,6 +341,31 @@ static int swap_current(struct zm_store *st, uint64_t n, struct zm_error *e)
 	return 0;
 }
 
+static bool ours(const char *f)
+{
+	uint64_t n;
+
+	return !strcmp(f, ".") || !strcmp(f, "..") || !strcmp(f, "lock") || !strcmp(f, "current") ||
+	       !parse_gen(f, &n) || !strncmp(f, TMP_PREFIX, strlen(TMP_PREFIX));
+}
+
+static int check_foreign(const char *dir, struct zm_error *e)
+{
+	struct dirent *de;
+	int rc = 0;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return zm_error_set(e, errno, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) && !rc)
+		if (!ours(de->d_name))
+			rc = zm_error_set(e, EEXIST, "%s: not a zmesh config store: unexpected entry \"%.200s\" "
+					  "(a store directory holds only lock, current and gen-<N>; "
+					  "use an empty or new directory)", dir, de->d_name);
+	closedir(d);
+	return rc;
+}
+
 /*
  * Under the lock: leftovers of a writer that died are removed; anything else
  * that is not ours means @dir is not a store (or not only one), and we touch
@@ -352,7 +377,7 @@ static int check_dir(struct zm_store *st, bool *fresh, struct zm_error *e)
 	struct dirent *de;
 	bool has_current = false, has_gen = false;
 	uint64_t n;
-	int rc = 0;
+	int rc = 0, ngen = 0;
 	DIR *d = opendir(st->dir);
 
 	if (!d)
@@ -366,22 +391,29 @@ static int check_dir(struct zm_store *st, bool *fresh, struct zm_error *e)
 			has_current = true;
 		} else if (!parse_gen(f, &n)) {
 			has_gen = true;
+			ngen++;
 		} else if (!strncmp(f, TMP_PREFIX, strlen(TMP_PREFIX))) {
 			snprintf(path, sizeof(path), "%s/%s", st->dir, f);
 			zm_rm_rf(path);
 		} else {
-			rc = zm_error_set(e, EEXIST, "%s: not a zmesh config store: unexpected entry \"%.200s\" "
-					  "(a store directory holds only lock, current and gen-<N>; "
-					  "use an empty or new directory)", st->dir, f);
+			rc = check_foreign(st->dir, e);	/* appeared since: name it */
+			if (!rc)
+				rc = zm_error_set(e, EEXIST, "%s: not a zmesh config store", st->dir);
 			break;
 		}
 	}
 	closedir(d);
 	if (rc)
 		return rc;
-	if (has_gen && !has_current)
-		return zm_error_set(e, EBADMSG, "%s: gen-<N> directories but no current link: "
-				    "not a usable config store", st->dir);
+	if (has_gen && !has_current) {
+		/* An open that died between making gen-1 and linking it: redo it. */
+		snprintf(path, sizeof(path), "%s/gen-1", st->dir);
+		if (ngen == 1 && rmdir(path) == 0)
+			has_gen = false;
+		else
+			return zm_error_set(e, EBADMSG, "%s: gen-<N> directories but no current link: "
+					    "not a usable config store", st->dir);
+	}
 	if (has_current) {
 		rc = current_gen(st->dir, &n);
 		if (rc)
@@ -419,6 +451,10 @@ int zm_store_open(const char *dir, struct zm_store **out, struct zm_error *e)
 		zm_error_set(e, -rc, "%s: %s", dir, strerror(-rc));
 		goto fail;
 	}
+	/* Refuse a foreign directory before making anything in it (the lock). */
+	rc = check_foreign(dir, e);
+	if (rc)
+		goto fail;
 	snprintf(path, sizeof(path), "%s/lock", dir);
 	st->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (st->lockfd < 0) {

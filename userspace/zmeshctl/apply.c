@@ -16,7 +16,8 @@
 #include "zmesh/store.h"
 
 static const char usage_text[] =
-	"usage: zmeshctl apply -f FILE|DIR [-f FILE|DIR]... [--store DIR | --name LAB]\n";
+	"usage: zmeshctl apply -f FILE|DIR [-f FILE|DIR]... [-n NS] [--store DIR | --name LAB]\n"
+	"  -n NS: the namespace of documents that name none (those that do must agree)\n";
 
 /* What apply will do to @o, judged against the store before the apply. */
 static const char *verdict(const struct zm_cfg_set *before, const struct zm_cfg_obj *o)
@@ -58,7 +59,7 @@ static int cmd_apply(int argc, char **argv)
 		fprintf(stderr, "zmeshctl apply: unexpected argument '%s'\n%s", argv[i], usage_text);
 		return 2;
 	}
-	if (!o.nfiles || o.ns || o.all_ns || o.output) {
+	if (!o.nfiles || o.all_ns || o.output) {
 		fputs(usage_text, stderr);
 		return 2;
 	}
@@ -73,6 +74,8 @@ static int cmd_apply(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (o.ns && !in.nerrs && zmctl_set_namespace("apply", &in, o.ns))
+		goto out;
 	if (in.nerrs || in.errs_truncated) {
 		/* Cross-document errors too, against the store when there is one. */
 		if (zm_store_read(dir, &before, NULL, NULL) == 0)

@@ -16,7 +16,7 @@
 #include "zmesh/store.h"
 
 static const char usage_text[] =
-	"usage: zmeshctl delete -f FILE|DIR [-f FILE|DIR]... [--store DIR | --name LAB]\n"
+	"usage: zmeshctl delete -f FILE|DIR [-f FILE|DIR]... [-n NS] [--store DIR | --name LAB]\n"
 	"       zmeshctl delete KIND NAME [NAME]... [-n NS] [--store DIR | --name LAB]\n";
 
 static bool wanted(const struct zm_cfg_obj *o, enum zm_kind kind, const char *ns, char **names, int n)
@@ -85,8 +85,7 @@ static int cmd_delete(int argc, char **argv)
 		}
 		pos[npos++] = argv[i];
 	}
-	if ((o.nfiles && npos) || (!o.nfiles && npos < 2) || o.all_ns || o.output ||
-	    (o.nfiles && o.ns)) {
+	if ((o.nfiles && npos) || (!o.nfiles && npos < 2) || o.all_ns || o.output) {
 		fputs(usage_text, stderr);
 		return 2;
 	}
@@ -109,6 +108,8 @@ static int cmd_delete(int argc, char **argv)
 		}
 		if (del.nerrs || del.errs_truncated)
 			goto bad;
+		if (o.ns && zmctl_set_namespace("delete", &del, o.ns))
+			goto out;
 	}
 	if (zm_store_open(dir, &st, &e)) {
 		fprintf(stderr, "zmeshctl delete: %s\n", e.msg);

@@ -18,7 +18,7 @@
 #include "zmesh/store.h"
 
 static const char usage_text[] =
-	"usage: zmeshctl get KIND [NAME] [-n NS | -A] [-o yaml|json] [--store DIR | --name LAB]\n"
+	"usage: zmeshctl get KIND[,KIND...] [NAME] [-n NS | -A] [-o yaml|json] [--store DIR | --name LAB]\n"
 	"  KIND: virtualservices (vs), destinationrules (dr), gateways (gw), serviceentries (se),\n"
 	"        peerauthentications (pa), authorizationpolicies (ap), requestauthentications (ra),\n"
 	"        namespaces, pods, services, serviceaccounts, nodes, secrets\n";
@@ -61,77 +61,94 @@ static void join(const zm_cstrs *l, char *out, size_t sz)
 static const char *const mtls_names[] = { "UNSET", "DISABLE", "PERMISSIVE", "STRICT" };
 static const char *const action_names[] = { "ALLOW", "DENY", "AUDIT", "CUSTOM" };
 
+#define MAXCOLS 7
+#define CELL 512
+
+struct trow {
+	char c[MAXCOLS][CELL];
+};
+
 /* kubectl's columns for Istio's CRDs (their additionalPrinterColumns). */
-static void header(enum zm_kind k, bool all_ns)
+static int header(enum zm_kind k, bool all_ns, struct trow *r)
 {
+	static const char *const vs[] = { "NAME", "GATEWAYS", "HOSTS", "AGE", NULL };
+	static const char *const dr[] = { "NAME", "HOST", "AGE", NULL };
+	static const char *const se[] = { "NAME", "HOSTS", "LOCATION", "RESOLUTION", "AGE", NULL };
+	static const char *const pa[] = { "NAME", "MODE", "AGE", NULL };
+	static const char *const ap[] = { "NAME", "ACTION", "AGE", NULL };
+	static const char *const other[] = { "NAME", "AGE", NULL };
+	const char *const *cols = k == ZM_K_VIRTUALSERVICE ? vs : k == ZM_K_DESTINATIONRULE ? dr :
+				  k == ZM_K_SERVICEENTRY ? se : k == ZM_K_PEERAUTHENTICATION ? pa :
+				  k == ZM_K_AUTHORIZATIONPOLICY ? ap : other;
+	int n = 0;
+
 	if (all_ns)
-		printf("%-20s ", "NAMESPACE");
-	switch (k) {
-	case ZM_K_VIRTUALSERVICE:
-		printf("%-30s %-30s %-40s %s\n", "NAME", "GATEWAYS", "HOSTS", "AGE");
-		break;
-	case ZM_K_DESTINATIONRULE:
-		printf("%-30s %-40s %s\n", "NAME", "HOST", "AGE");
-		break;
-	case ZM_K_SERVICEENTRY:
-		printf("%-30s %-40s %-15s %-12s %s\n", "NAME", "HOSTS", "LOCATION", "RESOLUTION", "AGE");
-		break;
-	case ZM_K_PEERAUTHENTICATION:
-		printf("%-30s %-12s %s\n", "NAME", "MODE", "AGE");
-		break;
-	case ZM_K_AUTHORIZATIONPOLICY:
-		printf("%-30s %-8s %s\n", "NAME", "ACTION", "AGE");
-		break;
-	default:
-		printf("%-30s %s\n", "NAME", "AGE");
-		break;
-	}
+		snprintf(r->c[n++], CELL, "NAMESPACE");
+	for (int i = 0; cols[i]; i++)
+		snprintf(r->c[n++], CELL, "%s", cols[i]);
+	return n;
 }
 
-static void row(const struct zm_cfg_obj *o, bool all_ns)
+static void row(const struct zm_cfg_obj *o, bool all_ns, bool with_kind, struct trow *r)
 {
-	char a[32], x[512], y[512];
+	int n = 0;
 
-	age(o, a, sizeof(a));
 	if (all_ns)
-		printf("%-20s ", o->meta.ns.v ? o->meta.ns.v : "");
+		snprintf(r->c[n++], CELL, "%s", o->meta.ns.v ? o->meta.ns.v : "");
+	snprintf(r->c[n++], CELL, "%s%s%s", with_kind ? zmctl_kind_resource(o->kind) : "",
+		 with_kind ? "/" : "", o->meta.name.v);
 	switch (o->kind) {
 	case ZM_K_VIRTUALSERVICE:
-		join(&o->vs->gateways, x, sizeof(x));
-		join(&o->vs->hosts, y, sizeof(y));
-		printf("%-30s %-30s %-40s %s\n", o->meta.name.v, o->vs->gateways.n ? x : "",
-		       o->vs->hosts.n ? y : "", a);
+		join(&o->vs->gateways, r->c[n++], CELL);
+		join(&o->vs->hosts, r->c[n++], CELL);
 		break;
 	case ZM_K_DESTINATIONRULE:
-		printf("%-30s %-40s %s\n", o->meta.name.v, o->dr->host.v ? o->dr->host.v : "", a);
+		snprintf(r->c[n++], CELL, "%s", o->dr->host.v ? o->dr->host.v : "");
 		break;
 	case ZM_K_SERVICEENTRY: {
 		static const char *const loc[] = { "MESH_EXTERNAL", "MESH_INTERNAL" };
 		static const char *const res[] = { "NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN" };
-		int l = o->se->location.v, r = o->se->resolution.v;
+		int l = o->se->location.v, rs = o->se->resolution.v;
 
-		join(&o->se->hosts, x, sizeof(x));
-		printf("%-30s %-40s %-15s %-12s %s\n", o->meta.name.v, x,
-		       o->se->location.set && l >= 0 && l < 2 ? loc[l] : "",
-		       r >= 0 && r < 4 ? res[r] : "", a);
+		join(&o->se->hosts, r->c[n++], CELL);
+		snprintf(r->c[n++], CELL, "%s", o->se->location.set && l >= 0 && l < 2 ? loc[l] : "");
+		snprintf(r->c[n++], CELL, "%s", rs >= 0 && rs < 4 ? res[rs] : "");
 		break;
 	}
 	case ZM_K_PEERAUTHENTICATION: {
 		int m = o->pa->mtls.mode.v;
 
-		printf("%-30s %-12s %s\n", o->meta.name.v,
-		       o->pa->mtls.mode.set && m >= 0 && m < 4 ? mtls_names[m] : "", a);
+		snprintf(r->c[n++], CELL, "%s", o->pa->mtls.mode.set && m >= 0 && m < 4 ? mtls_names[m] : "");
 		break;
 	}
 	case ZM_K_AUTHORIZATIONPOLICY: {
 		int act = o->ap->action.v;
 
-		printf("%-30s %-8s %s\n", o->meta.name.v, act >= 0 && act < 4 ? action_names[act] : "", a);
+		snprintf(r->c[n++], CELL, "%s", act >= 0 && act < 4 ? action_names[act] : "");
 		break;
 	}
 	default:
-		printf("%-30s %s\n", o->meta.name.v, a);
 		break;
+	}
+	age(o, r->c[n++], CELL);
+}
+
+/* Columns as wide as their widest cell plus three, as kubectl prints. */
+static void print_table(struct trow *rows, size_t nrows, int ncols)
+{
+	size_t w[MAXCOLS] = { 0 };
+
+	for (size_t i = 0; i < nrows; i++)
+		for (int c = 0; c < ncols; c++)
+			if (strlen(rows[i].c[c]) > w[c])
+				w[c] = strlen(rows[i].c[c]);
+	for (size_t i = 0; i < nrows; i++) {
+		for (int c = 0; c < ncols; c++) {
+			if (c == ncols - 1)
+				printf("%s\n", rows[i].c[c]);
+			else
+				printf("%-*s   ", (int)w[c], rows[i].c[c]);
+		}
 	}
 }
 
@@ -174,7 +191,11 @@ static int print_objects(const char *fmt, struct zm_cfg_obj **v, size_t n, bool 
 static int cmp_obj(const void *a, const void *b)
 {
 	const struct zm_cfg_obj *x = *(struct zm_cfg_obj *const *)a, *y = *(struct zm_cfg_obj *const *)b;
-	int c = strcmp(x->meta.ns.v ? x->meta.ns.v : "", y->meta.ns.v ? y->meta.ns.v : "");
+	int c;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	c = strcmp(x->meta.ns.v ? x->meta.ns.v : "", y->meta.ns.v ? y->meta.ns.v : "");
 
 	return c ? c : strcmp(x->meta.name.v, y->meta.name.v);
 }
@@ -185,10 +206,13 @@ static int cmd_get(int argc, char **argv)
 	struct zm_cfg_set s;
 	struct zm_error e = { 0 };
 	struct zm_cfg_obj **v = NULL;
+	struct trow *rows = NULL;
 	char dir[PATH_MAX], *pos[3];
 	const char *ns;
-	size_t n = 0;
-	int npos = 0, kind, rc = 1, r;
+	size_t n = 0, nkinds = 0;
+	int npos = 0, kind = -1, rc = 1, r;
+	bool want[ZM_K__COUNT] = { false };
+	char kinds_arg[256], *save = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		r = zmctl_store_opt("get", argc, argv, &i, &o);
@@ -214,16 +238,25 @@ static int cmd_get(int argc, char **argv)
 		fprintf(stderr, "zmeshctl get: -o %s: want yaml or json\n", o.output);
 		return 2;
 	}
-	kind = zmctl_kind_parse(pos[0]);
-	if (kind < 0) {
-		fprintf(stderr, "zmeshctl get: unknown kind \"%s\"\n%s", pos[0], usage_text);
+	/* "vs,dr": several kinds at once, as kubectl takes them. */
+	snprintf(kinds_arg, sizeof(kinds_arg), "%s", pos[0]);
+	for (char *k = strtok_r(kinds_arg, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+		kind = zmctl_kind_parse(k);
+		if (kind < 0) {
+			fprintf(stderr, "zmeshctl get: unknown kind \"%s\"\n%s", k, usage_text);
+			return 2;
+		}
+		if (!want[kind])
+			nkinds++;
+		want[kind] = true;
+	}
+	if (!nkinds || (nkinds > 1 && npos == 2)) {
+		fputs(usage_text, stderr);
 		return 2;
 	}
 	if (zmctl_store_dir("get", &o, dir, sizeof(dir)))
 		return 1;
 	ns = o.ns ? o.ns : "default";
-	if (zm_kind_cluster_scoped((enum zm_kind)kind))
-		o.all_ns = false;
 
 	zm_cfg_set_init(&s);
 	if (zm_store_read(dir, &s, NULL, &e)) {
@@ -236,7 +269,7 @@ static int cmd_get(int argc, char **argv)
 	for (size_t i = 0; i < s.nobjs; i++) {
 		struct zm_cfg_obj *ob = s.objs[i];
 
-		if (ob->kind != (enum zm_kind)kind)
+		if (!want[ob->kind])
 			continue;
 		if (!o.all_ns && !zm_kind_cluster_scoped(ob->kind) && strcmp(ob->meta.ns.v, ns))
 			continue;
@@ -256,17 +289,33 @@ static int cmd_get(int argc, char **argv)
 			goto out;
 		}
 	} else if (!n) {
-		if (o.all_ns || zm_kind_cluster_scoped((enum zm_kind)kind))
+		if (o.all_ns || (nkinds == 1 && zm_kind_cluster_scoped((enum zm_kind)kind)))
 			fprintf(stderr, "No resources found\n");
 		else
 			fprintf(stderr, "No resources found in %s namespace.\n", ns);
 	} else {
-		header((enum zm_kind)kind, o.all_ns);
-		for (size_t i = 0; i < n; i++)
-			row(v[i], o.all_ns);
+		/* One table per kind; with several kinds, names carry their kind. */
+		rows = calloc(n + 1, sizeof(*rows));
+		if (!rows) {
+			fprintf(stderr, "zmeshctl get: out of memory\n");
+			goto out;
+		}
+		for (size_t i = 0, first = 0; i < n; i++) {
+			bool all = o.all_ns && !zm_kind_cluster_scoped(v[i]->kind);
+			int ncols = header(v[i]->kind, all, &rows[0]);
+
+			row(v[i], all, nkinds > 1, &rows[i - first + 1]);
+			if (i + 1 < n && v[i + 1]->kind == v[i]->kind)
+				continue;
+			if (first)
+				putchar('\n');
+			print_table(rows, i - first + 2, ncols);
+			first = i + 1;
+		}
 	}
 	rc = 0;
 out:
+	free(rows);
 	free(v);
 	zm_cfg_set_free(&s);
 	return rc;

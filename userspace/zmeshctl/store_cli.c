@@ -154,6 +154,59 @@ const char *zmctl_kind_plural(enum zm_kind k)
 	return "unknown";
 }
 
+/* RFC 1123 label, as the config model checks metadata.namespace. */
+static bool ns_ok(const char *ns)
+{
+	size_t n = strlen(ns);
+
+	if (!n || n > 63 || ns[0] == '-' || ns[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((ns[i] >= 'a' && ns[i] <= 'z') || (ns[i] >= '0' && ns[i] <= '9') || ns[i] == '-'))
+			return false;
+	return true;
+}
+
+int zmctl_set_namespace(const char *cmd, struct zm_cfg_set *s, const char *ns)
+{
+	int bad = 0;
+
+	if (!ns_ok(ns)) {
+		fprintf(stderr, "zmeshctl %s: --namespace \"%s\": want an RFC 1123 label "
+			"(a-z, 0-9, '-', at most 63)\n", cmd, ns);
+		return -1;
+	}
+
+	for (size_t i = 0; i < s->nobjs; i++) {
+		struct zm_cfg_obj *o = s->objs[i];
+		char *dup;
+
+		if (zm_kind_cluster_scoped(o->kind))
+			continue;
+		/* Written in the document (it has a position): must agree, as kubectl wants. */
+		if (o->meta.ns.pos.line) {
+			if (strcmp(o->meta.ns.v, ns)) {
+				fprintf(stderr, "%s:%u:%u: metadata.namespace: \"%s\" does not match "
+					"--namespace %s\n", o->file, o->meta.ns.pos.line, o->meta.ns.pos.col,
+					o->meta.ns.v, ns);
+				bad++;
+			}
+			continue;
+		}
+		dup = strdup(ns);
+		if (!dup) {
+			fprintf(stderr, "zmeshctl %s: out of memory\n", cmd);
+			return -1;
+		}
+		free(o->meta.ns.v);
+		o->meta.ns.v = dup;
+	}
+	if (bad)
+		fprintf(stderr, "%d error%s: nothing %s\n", bad, bad == 1 ? "" : "s",
+			!strcmp(cmd, "delete") ? "deleted" : "applied");
+	return bad ? -1 : 0;
+}
+
 void zmctl_print_errors(FILE *f, struct zm_cfg_set *s)
 {
 	zm_cfg_sort_errors(s);

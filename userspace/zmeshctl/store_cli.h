@@ -50,6 +50,12 @@ int zmctl_kind_parse(const char *s);
 const char *zmctl_kind_resource(enum zm_kind k);
 const char *zmctl_kind_plural(enum zm_kind k);
 
+/*
+ * -n NS with -f: documents without a namespace get @ns; one that names
+ * another is an error (printed as file:line:col). 0, or -1 after printing.
+ */
+int zmctl_set_namespace(const char *cmd, struct zm_cfg_set *s, const char *ns);
+
 /* Print the errors of @s (sorted), one "file:line:col: path: message" line each, to @f. */
 void zmctl_print_errors(FILE *f, struct zm_cfg_set *s);
 
