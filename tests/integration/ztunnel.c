@@ -206,9 +206,12 @@ TEST_F(zt, the_wire_carries_only_tls13)
 	/* Capturing only once it says so. */
 	for (int i = 0; i < 100 && test_sh(NULL, 0, "grep -q 'listening on' %s.log", pcap); i++)
 		usleep(100000);
+	ASSERT_EQ(test_sh(out, sizeof(out), "cat %s.log", pcap), 0);
+	ASSERT_STRSTR(out, "listening on");
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=5);"
-			 "s.sendall(b'zmesh-secret-marker\\n');print(s.recv(100))\""), 0);
+			 "s.sendall(b'zmesh-secret-marker\\n');r=b''\n"
+			 "while not r.endswith(b'\\n'): r+=s.recv(100)\nprint(r)\""), 0);
 	EXPECT_STRSTR(out, "zmesh-secret-marker");
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
 	usleep(500000);
