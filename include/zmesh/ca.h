@@ -66,6 +66,15 @@ int zm_ca_sign(struct zm_ca *ca, const char *csr_pem, const struct zm_spiffe_id 
 	       unsigned ttl, char **chain_pem, struct zm_error *e);
 
 /*
+ * The identity a CSR asks for: its single URI SAN, a SPIFFE workload ID,
+ * parsed with its explicit length. @pem is @len bytes (no NUL needed). The
+ * caller authorizes it (zmeshd: a pod of the caller's node) and passes it
+ * to zm_ca_sign(), which checks the CSR's signature and key. 0, or -EINVAL
+ * with @why (not a CSR, no SAN, not exactly one URI SAN, not a workload ID).
+ */
+int zm_ca_csr_identity(const char *pem, size_t len, struct zm_spiffe_id *id, char *why, size_t whysz);
+
+/*
  * A node's bootstrap credential (nodeid.h): a fresh P-256 key (*key_pem,
  * malloc'd; wipe it when done) and a leaf for spiffe://@td/zmesh/node/@node
  * with the same profile as workload leaves, valid @ttl seconds (0: default),

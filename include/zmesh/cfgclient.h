@@ -106,4 +106,13 @@ unsigned zm_cfgclient_connects(struct zm_cfgclient *c);
 int zm_cfgclient_request_cert(struct zm_cfgclient *c, const struct zm_spiffe_id *id,
 			      zm_cfgclient_cert_cb cb, void *arg);
 
+/*
+ * Tests and fuzzing: handle one config-stream line (without its newline) as
+ * if zmeshd had sent it, on a client that has not connected (no process()
+ * yet): deltas, snapshots, bundles, the on_config call; no ACK is sent.
+ * 0, -EINVAL with @why for a line the stream would be dropped for, -EBUSY
+ * on a connected client.
+ */
+int zm_cfgclient_feed(struct zm_cfgclient *c, const char *line, size_t len, char *why, size_t whysz);
+
 #endif

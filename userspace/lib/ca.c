@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -642,6 +643,56 @@ int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigne
 	}
 out:
 	EVP_PKEY_free(k);
+	ERR_clear_error();
+	return rc;
+}
+
+int zm_ca_csr_identity(const char *pem, size_t len, struct zm_spiffe_id *id, char *why, size_t whysz)
+{
+	BIO *b = len <= INT32_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+	STACK_OF(X509_EXTENSION) *exts = req ? X509_REQ_get_extensions(req) : NULL;
+	GENERAL_NAMES *sans = NULL;
+	const ASN1_IA5STRING *uri = NULL;
+	int uris = 0, rc = -EINVAL;
+
+	if (!req) {
+		snprintf(why, whysz, "body is not a PEM certificate request");
+		goto out;
+	}
+	if (exts) {
+		int i = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
+
+		if (i >= 0)
+			sans = X509V3_EXT_d2i(X509v3_get_ext(exts, i));
+	}
+	if (!sans) {
+		snprintf(why, whysz, "CSR has no subjectAltName");
+		goto out;
+	}
+	for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+
+		if (gn->type == GEN_URI) {
+			uris++;
+			uri = gn->d.uniformResourceIdentifier;
+		}
+	}
+	if (uris != 1) {
+		snprintf(why, whysz, "CSR: want exactly one URI SAN, found %d", uris);
+		goto out;
+	}
+	/* Explicit length: a NUL inside fails the parse instead of cutting it short. */
+	if (zm_spiffe_parse((const char *)ASN1_STRING_get0_data(uri), (size_t)ASN1_STRING_length(uri), id)) {
+		snprintf(why, whysz, "CSR: URI SAN is not a SPIFFE workload ID");
+		goto out;
+	}
+	rc = 0;
+out:
+	GENERAL_NAMES_free(sans);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(req);
+	BIO_free(b);
 	ERR_clear_error();
 	return rc;
 }

@@ -234,7 +234,8 @@ static int ack(struct zm_cfgclient *c, uint64_t version, const char *why)
 {
 	json_t *j = json_pack("{sIso}", "version", (json_int_t)version, "error", why ? json_string(why) : json_null());
 	char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	int rc = txt ? submit(c, S_ACK, "POST", "/v1/ack", txt, NULL) : -ENOMEM;
+	/* No session: a line fed by zm_cfgclient_feed() (tests, fuzzing); nothing to answer. */
+	int rc = !c->ng ? 0 : txt ? submit(c, S_ACK, "POST", "/v1/ack", txt, NULL) : -ENOMEM;
 
 	free(txt);
 	json_decref(j);
@@ -782,6 +783,22 @@ uint64_t zm_cfgclient_version(struct zm_cfgclient *c, bool *have)
 json_t *zm_cfgclient_config(struct zm_cfgclient *c)
 {
 	return c->good;
+}
+
+int zm_cfgclient_feed(struct zm_cfgclient *c, const char *line, size_t len, char *why, size_t whysz)
+{
+	int rc;
+
+	if (c->ng || c->failed)
+		return -EBUSY;
+	rc = on_message(c, line, len);
+	if (c->failed) {
+		if (why)
+			snprintf(why, whysz, "%s", c->fail_why);
+		c->failed = false;
+		return -EINVAL;
+	}
+	return rc;
 }
 
 const char *zm_cfgclient_bundle(struct zm_cfgclient *c)

@@ -19,7 +19,7 @@
 static const char usage_text[] =
 	"usage: zmeshctl proxy-status [--addr HOST:PORT | --name LAB] [-o json]\n"
 	"  HOST:PORT is zmeshd's monitoring address (default 127.0.0.1:15014);\n"
-	"  --name LAB asks the zmeshd of a lab (in the lab's underlay netns)\n";
+	"  --name LAB (default $ZMESH_LAB) asks the zmeshd of a lab (in the lab's underlay netns)\n";
 
 /* GET @path from @addr over plain HTTP/1.1; the body into @body. */
 static int http_get(const char *addr, const char *path, struct zm_buf *body, char *err, size_t errsz)
@@ -95,7 +95,7 @@ static void num(char *out, size_t sz, json_t *v)
 
 static int cmd_proxy_status(int argc, char **argv)
 {
-	const char *addr = "127.0.0.1:15014";
+	const char *addr = NULL, *lab = getenv("ZMESH_LAB");
 	struct zm_buf body = { 0 };
 	char err[512], sent[32], acked[32];
 	bool as_json = false;
@@ -107,15 +107,7 @@ static int cmd_proxy_status(int argc, char **argv)
 		if (!strcmp(argv[a], "--addr") && a + 1 < argc) {
 			addr = argv[++a];
 		} else if (!strcmp(argv[a], "--name") && a + 1 < argc) {
-			char ul[96];
-			int saved, r;
-
-			snprintf(ul, sizeof(ul), "zm-%s-ul", argv[++a]);
-			if (zm_lab_name_check(argv[a], NULL) || (r = zm_netns_enter(ul, &saved))) {
-				fprintf(stderr, "zmeshctl proxy-status: lab %s: not up (no netns %s)\n", argv[a], ul);
-				return 1;
-			}
-			close(saved);
+			lab = argv[++a];
 		} else if (!strcmp(argv[a], "-o") && a + 1 < argc && !strcmp(argv[a + 1], "json")) {
 			as_json = true;
 			a++;
@@ -127,6 +119,20 @@ static int cmd_proxy_status(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* A lab's zmeshd monitors on 127.0.0.1 inside the lab's underlay netns. */
+	if (!addr && lab) {
+		char ul[96];
+		int saved;
+
+		snprintf(ul, sizeof(ul), "zm-%s-ul", lab);
+		if (zm_lab_name_check(lab, NULL) || zm_netns_enter(ul, &saved)) {
+			fprintf(stderr, "zmeshctl proxy-status: lab %s: not up (no netns %s)\n", lab, ul);
+			return 1;
+		}
+		close(saved);
+	}
+	if (!addr)
+		addr = "127.0.0.1:15014";
 	if (http_get(addr, "/debug/syncz", &body, err, sizeof(err))) {
 		fprintf(stderr, "zmeshctl proxy-status: %s\n", err);
 		goto out;

@@ -38,47 +38,6 @@ static void respond_error(struct zd_conn *c, struct zd_stream *s, int status, co
 	respond_json(c, s, status, json_pack("{ss}", "error", msg));
 }
 
-/* The identity a CSR asks for: its single URI SAN, parsed with its length. */
-static int csr_identity(X509_REQ *req, struct zm_spiffe_id *id, char *why, size_t whysz)
-{
-	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-	GENERAL_NAMES *sans = NULL;
-	const ASN1_IA5STRING *uri = NULL;
-	int uris = 0, rc = -EINVAL;
-
-	if (exts) {
-		int i = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
-
-		if (i >= 0)
-			sans = X509V3_EXT_d2i(X509v3_get_ext(exts, i));
-	}
-	if (!sans) {
-		snprintf(why, whysz, "CSR has no subjectAltName");
-		goto out;
-	}
-	for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
-		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
-
-		if (gn->type == GEN_URI) {
-			uris++;
-			uri = gn->d.uniformResourceIdentifier;
-		}
-	}
-	if (uris != 1) {
-		snprintf(why, whysz, "CSR: want exactly one URI SAN, found %d", uris);
-		goto out;
-	}
-	if (zm_spiffe_parse((const char *)ASN1_STRING_get0_data(uri), (size_t)ASN1_STRING_length(uri), id)) {
-		snprintf(why, whysz, "CSR: URI SAN is not a SPIFFE workload ID");
-		goto out;
-	}
-	rc = 0;
-out:
-	GENERAL_NAMES_free(sans);
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	return rc;
-}
-
 static bool lab_allows(struct zd *d, const char *node, const struct zm_spiffe_id *id)
 {
 	struct zm_lab lab;
@@ -139,20 +98,11 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 	char why[256], uri[ZM_SPIFFE_MAX], msg[2048];
 	char *chain = NULL, *bundle = NULL;
 	const char *pem = zm_buf_cstr(&s->body);
-	BIO *b = pem ? BIO_new_mem_buf(pem, (int)zm_buf_len(&s->body)) : NULL;
-	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
 
-	ERR_clear_error();
-	if (!req) {
+	if (!pem || zm_ca_csr_identity(pem, zm_buf_len(&s->body), &id, why, sizeof(why))) {
 		d->st.csr_invalid++;
-		zm_log_warn("CSR from node %s (%s): body is not a PEM certificate request", c->node, c->peer);
-		respond_error(c, s, 400, "body is not a PEM certificate request");
-		goto out;
-	}
-	if (csr_identity(req, &id, why, sizeof(why))) {
-		d->st.csr_invalid++;
-		zm_log_warn("CSR from node %s (%s): %s", c->node, c->peer, why);
-		respond_error(c, s, 400, why);
+		zm_log_warn("CSR from node %s (%s): %s", c->node, c->peer, pem ? why : "out of memory");
+		respond_error(c, s, 400, pem ? why : "out of memory");
 		goto out;
 	}
 	zm_spiffe_format(&id, uri, sizeof(uri));
@@ -183,9 +133,6 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 out:
 	free(chain);
 	free(bundle);
-	X509_REQ_free(req);
-	BIO_free(b);
-	ERR_clear_error();
 }
 
 void zd_handle_bundle(struct zd_conn *c, struct zd_stream *s)
