@@ -125,6 +125,12 @@ TEST_F(pol, strict_refuses_plaintext_permissive_accepts)
 			  "metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
 	EXPECT_TRUE(eventually(self, "c", "plain", B, 9000, false));
 	EXPECT_TRUE(reaches(self, "a", "mesh", B, 9000));	/* HBONE is mTLS */
+	/* It came over zmeshd's stream, and both ztunnels ACKed that version. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s proxy-status --name %s", self->ctl, self->lab), 0);
+	EXPECT_STRSTR(out, "ztunnel~pn1-");
+	EXPECT_STRSTR(out, "ztunnel~pn2-");
+	EXPECT_FALSE(strstr(out, "STALE"));
+	EXPECT_FALSE(strstr(out, "NACK"));
 	/* The BPF side knows too: plaintext SYNs are dropped on the veth. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --name %s --node %s -o json", self->ctl, self->lab,
 			  self->n2), 0);
@@ -175,6 +181,25 @@ TEST_F(pol, allow_and_deny_by_principal_namespace_and_port)
 			  "%s delete authorizationpolicy no-8080 -n mesh --name %s", self->ctl, self->lab,
 			  self->ctl, self->lab), 0);
 	EXPECT_TRUE(eventually(self, "a2", "mesh", B, 8080, true));
+}
+
+TEST_F(pol, policy_holds_while_zmeshd_is_down)
+{
+	char out[4096];
+
+	ASSERT_EQ(kubectl(self, "apply", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+			  "metadata: {name: b-from-frontend, namespace: mesh}\nspec:\n"
+			  "  selector: {matchLabels: {app: b}}\n  rules:\n  - from:\n"
+			  "    - source: {principals: [cluster.local/ns/mesh/sa/frontend]}\n"), 0);
+	EXPECT_TRUE(eventually(self, "a2", "mesh", B, 9000, false));
+	/* zmeshd goes away: ztunnels keep the last good config, traffic flows. */
+	ASSERT_EQ(test_sh(NULL, 0, "pkill -KILL -f 'zmeshd.*--lab %s( |$)'", self->lab), 0);
+	usleep(500000);
+	EXPECT_FALSE(reaches(self, "a2", "mesh", B, 9000));
+	EXPECT_TRUE(reaches(self, "a", "mesh", B, 9000));
+	EXPECT_TRUE(reaches(self, "a", "mesh", B2, 9000));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
+			  self->ctl, self->n1, self->lab), 0);
 }
 
 TEST_F(pol, l7_rules_without_a_waypoint_fail_closed)

@@ -23,7 +23,7 @@ static const char usage_text[] =
 	"  --lab LAB           authorize CSRs from the lab's pod placement too (zm_lab_load)\n"
 	"  --listen ADDR:PORT  config + CA over mTLS (default 0.0.0.0:15012)\n"
 	"  --monitor ADDR:PORT /debug/syncz, /metrics, /ready (default 127.0.0.1:15014)\n"
-	"  --cert-ttl DUR      workload certificate lifetime, e.g. 24h, 30m (default 24h)\n"
+	"  --cert-ttl DUR      workload certificate lifetime, e.g. 24h, 30m (default 24h, or $ZMESH_CERT_TTL)\n"
 	"  --trust-domain TD   default cluster.local\n";
 
 static struct zd *the_zd;
@@ -149,6 +149,18 @@ int main(int argc, char **argv)
 	int opt, rc = 1;
 
 	zm_log_init("zmeshd");
+	/* The lab's knob for short-lived certificates (tests), as ztunnel reads it. */
+	if (getenv("ZMESH_CERT_TTL")) {
+		int64_t ns;
+
+		if (zm_duration_parse(getenv("ZMESH_CERT_TTL"), &ns) || ns / 1000000000 < ZM_CA_MIN_TTL ||
+		    ns / 1000000000 > ZM_CA_MAX_TTL) {
+			fprintf(stderr, "zmeshd: ZMESH_CERT_TTL=%s: want a duration from %us to %us\n",
+				getenv("ZMESH_CERT_TTL"), ZM_CA_MIN_TTL, ZM_CA_MAX_TTL);
+			return 2;
+		}
+		d.cert_ttl = (unsigned)(ns / 1000000000);
+	}
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': d.store_dir = optarg; break;

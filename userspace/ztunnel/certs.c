@@ -18,23 +18,14 @@
 #include "zmesh/keymat.h"
 #include "zmesh/tls.h"
 
-int zt_cert_issue(struct zt *z, struct zt_pod *p)
+int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char *chain, const char *bundle)
 {
-	char *key = NULL, *csr = NULL, *chain = NULL;
 	struct zm_svid_cert fresh = { 0 };
 	struct zm_error e = { 0 };
-	const char *bundle;
 	time_t now = time(NULL);
-	int rc = -ENOENT;
+	int rc;
 
-	if (!z->ca) {
-		zm_log_error("pod %s: no CA to sign its certificate", p->id);
-		goto out;
-	}
-	bundle = zm_ca_bundle(z->ca);
-	if ((rc = zm_key_csr(&p->id_spiffe, &key, &csr, &e)) ||
-	    (rc = zm_ca_sign(z->ca, csr, &p->id_spiffe, z->cert_ttl, &chain, &e)) ||
-	    (rc = zm_svid_cert_load(&fresh, key, chain, &e)))
+	if ((rc = zm_svid_cert_load(&fresh, key, chain, &e)))
 		goto fail;
 	if (!p->client_creds && ((rc = zm_tls_creds_new(false, p->id_spiffe.td, &p->client_creds)) ||
 				 (rc = zm_tls_creds_new(true, p->id_spiffe.td, &p->server_creds)))) {
@@ -57,15 +48,42 @@ int zt_cert_issue(struct zt *z, struct zt_pod *p)
 		zm_log_info("pod %s: certificate renewed (generation %u, valid until %ld, next renewal in %lds)",
 			    p->id, p->cert_gen, (long)p->svid.not_after, (long)(p->renew_at - now));
 	}
-	rc = 0;
-	goto out;
+	return 0;
 fail:
 	/* Keep serving with the certificate we have while it is valid; try
 	 * again in a few seconds rather than on every tick. */
 	zm_log_error("pod %s: certificate: %s", p->id, e.msg[0] ? e.msg : strerror(-rc));
-	p->renew_at = now + 5;
-out:
 	zm_svid_cert_clear(&fresh);
+	p->renew_at = now + 5;
+	return rc;
+}
+
+int zt_cert_issue(struct zt *z, struct zt_pod *p)
+{
+	char *key = NULL, *csr = NULL, *chain = NULL;
+	struct zm_error e = { 0 };
+	int rc;
+
+	p->z = z;
+	if (z->xds) {
+		/* zmeshd signs; the answer installs it. Not connected yet: soon. */
+		rc = zt_xds_request_cert(z, p);
+		if (rc)
+			p->renew_at = time(NULL) + 1;
+		return rc == -ENOTCONN ? 0 : rc;
+	}
+	if (!z->ca) {
+		zm_log_error("pod %s: no CA to sign its certificate", p->id);
+		p->renew_at = time(NULL) + 5;
+		return -ENOENT;
+	}
+	if ((rc = zm_key_csr(&p->id_spiffe, &key, &csr, &e)) ||
+	    (rc = zm_ca_sign(z->ca, csr, &p->id_spiffe, z->cert_ttl, &chain, &e))) {
+		zm_log_error("pod %s: certificate: %s", p->id, e.msg);
+		p->renew_at = time(NULL) + 5;
+	} else {
+		rc = zt_cert_install(z, p, key, chain, zm_ca_bundle(z->ca));
+	}
 	if (key)
 		OPENSSL_cleanse(key, strlen(key));
 	free(key);
@@ -89,9 +107,17 @@ void zt_certs_tick(struct zt *z)
 	for (int i = 0; i < ZT_MAX_PODS; i++) {
 		struct zt_pod *p = &z->pods[i];
 
-		if (p->used && p->client_creds && now >= p->renew_at)
+		if (p->used && p->l[0].fd >= 0 && now >= p->renew_at)
 			zt_cert_issue(z, p);
 	}
+}
+
+bool zt_certs_ready(struct zt *z)
+{
+	for (int i = 0; i < ZT_MAX_PODS; i++)
+		if (z->pods[i].used && z->pods[i].l[0].fd >= 0 && !z->pods[i].client_creds)
+			return false;
+	return true;
 }
 
 SSL_CTX *zt_pod_ctx(struct zt_pod *p, bool server)

@@ -26,7 +26,7 @@ static void on_signal(int sig)
 
 static const char usage[] =
 	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--cert-ttl DUR]\n"
-	"               [--drain-timeout DUR] [--log-level LEVEL]\n"
+	"               [--drain-timeout DUR] [--zmeshd ADDR:PORT] [--log-level LEVEL]\n"
 	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n"
 	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m).\n";
 
@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 	struct zm_error e = { 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
-	const char *ttl = getenv("ZMESH_CERT_TTL");
+	const char *ttl = getenv("ZMESH_CERT_TTL"), *zmeshd = NULL;
 	unsigned drain_s = 5;
 	struct timespec last = { 0 }, drain_until = { 0 };
 	bool ready = false;
@@ -116,6 +116,8 @@ int main(int argc, char **argv)
 			ttl = v;
 		else if (!strcmp(argv[i], "--drain-timeout") && !seconds(v, &drain_s))
 			;
+		else if (!strcmp(argv[i], "--zmeshd"))
+			zmeshd = v;
 		else if (!strcmp(argv[i], "--store"))
 			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -156,6 +158,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	zm_bpf__set_fastpath(z->bpf, z->fastpath);
+	if (zt_xds_start(z, zmeshd) < 0)
+		goto out;
 	{
 		char cadir[512];
 
@@ -202,9 +206,11 @@ int main(int argc, char **argv)
 			z->cfg_version = 0;	/* SIGHUP: read the config again too */
 		zt_certs_tick(z);
 
-		/* Policy before pods: a pod joins with its STRICT state known. */
-		if (zt_policy_reload(z) > 0)
+		/* Policy before pods: a pod joins with its STRICT state known.
+		 * With zmeshd, versions arrive on its stream instead. */
+		if (!z->xds && zt_policy_reload(z) > 0)
 			zt_pods_restrict(z);
+		zt_xds_process(z);
 		/* The lab state is the enrolment source: reconcile when it changes. */
 		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, z->lab);
 		if (!stop && (reload || (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last.tv_sec ||
@@ -232,8 +238,12 @@ int main(int argc, char **argv)
 			case ZT_TUN:
 				zt_tunnel_event(z, x, ev[i].events);
 				break;
+			case ZT_XDS:
+				zt_xds_process(z);
+				break;
 			case ZT_HTTP_LISTEN:
-				http_serve(z, x, ready && !stop);
+				/* Ready: enrolment done, every pod can talk mTLS, not draining. */
+				http_serve(z, x, ready && !stop && zt_certs_ready(z));
 				break;
 			default:
 				break;
@@ -246,6 +256,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	zt_pods_close(z);
+	zt_xds_stop(z);
 	zm_bpf__close(z->bpf);
 	zm_ca_free(z->ca);
 	zm_lab_free(&z->state);

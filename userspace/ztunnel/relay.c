@@ -441,8 +441,16 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			{
 				const struct zm_lab_pod *dpod = zt_pod_by_ip(z, dst.sin_addr);
 
-				if (dpod && zt_pod_meshed(z, dpod) && p->client_creds) {
-					zt_tunnel_out(z, p, fd, &dst, dpod);
+				if (dpod && zt_pod_meshed(z, dpod)) {
+					if (p->client_creds) {
+						zt_tunnel_out(z, p, fd, &dst, dpod);
+					} else {
+						/* No certificate yet: mTLS or nothing. */
+						zm_log_warn("pod %s: no certificate yet: connection to a meshed pod refused",
+							    p->id);
+						close(fd);
+						z->st.refused++;
+					}
 					continue;
 				}
 			}

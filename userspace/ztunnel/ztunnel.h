@@ -37,7 +37,7 @@
 
 #define ZT_MAX_PODS 256
 
-enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP };
+enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP, ZT_XDS };
 
 /* What epoll hands back: every registered fd has one. */
 struct zt_ev {
@@ -62,6 +62,8 @@ struct zt_pod {
 	struct zm_svid_cert svid;
 	time_t renew_at;
 	unsigned cert_gen;
+	bool cert_pending;	/* a CSR is out to zmeshd */
+	struct zt *z;
 	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
 };
 
@@ -84,6 +86,9 @@ struct zt {
 	struct zm_ca *ca;	/* until zmeshd: the lab's CA, signing for our pods */
 	unsigned cert_ttl;		/* seconds; 0: the CA's default (24h) */
 	struct zt_ev admin;		/* localhost:15000 */
+	struct zm_cfgclient *xds;	/* zmeshd's stream, or NULL (lab CA + store files) */
+	struct zt_ev xds_ev;
+	char xds_addr[64];
 	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
@@ -107,7 +112,16 @@ struct zm_buf;
 /* admin.c: localhost:15000, one request per connection. */
 void zt_admin_serve(struct zt *z, int fd, const char *req);
 
+/* xds.c: zmeshd (cfgclient.h). 1 started, 0 no control plane here, <0 error. */
+int zt_xds_start(struct zt *z, const char *server);
+void zt_xds_process(struct zt *z);
+void zt_xds_stop(struct zt *z);
+/* Ask zmeshd for @p's certificate; installed when the answer comes. */
+int zt_xds_request_cert(struct zt *z, struct zt_pod *p);
+
 /* certs.c */
+/* Swap in @p's new key/chain (and bundle): new handshakes use them. */
+int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char *chain, const char *bundle);
 /* A new key + certificate for @p, swapped in for new connections. */
 int zt_cert_issue(struct zt *z, struct zt_pod *p);
 void zt_cert_drop(struct zt_pod *p);
@@ -116,6 +130,8 @@ void zt_certs_tick(struct zt *z);
 /* The current context of @p's role (a reference: SSL_CTX_free it), or NULL. */
 SSL_CTX *zt_pod_ctx(struct zt_pod *p, bool server);
 void zt_certs_json(struct zt *z, struct zm_buf *b);
+/* Every enrolled pod has its certificate (readiness). */
+bool zt_certs_ready(struct zt *z);
 
 /* policy.c */
 void zt_policy_init(struct zt *z);

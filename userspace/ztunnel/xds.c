@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * ztunnel as zmeshd's client (cfgclient.h): config versions pushed on the
+ * :15012 stream replace the store polling, and workload certificates come
+ * from CSRs instead of the lab's CA files. Used when the node has a
+ * bootstrap credential (the lab makes one per node when zmeshd runs) or
+ * --zmeshd ADDR says so.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ztunnel.h"
+#include "zmesh/buf.h"
+#include "zmesh/cfgclient.h"
+
+/* The objects as one multi-document YAML stream (JSON is YAML), read by
+ * the same config model as files: one reader, one set of rules. */
+static int objects_to_set(json_t *objects, struct zm_cfg_set *set, char *why, size_t whysz)
+{
+	struct zm_buf b = { 0 };
+	size_t i;
+	json_t *o;
+	int rc = 0;
+
+	json_array_foreach(objects, i, o) {
+		char *s = json_dumps(o, JSON_COMPACT);
+
+		if (!s) {
+			rc = -ENOMEM;
+			break;
+		}
+		zm_buf_printf(&b, "---\n%s\n", s);
+		free(s);
+	}
+	if (!rc && zm_buf_len(&b))
+		rc = zm_cfg_load_buf(set, "zmeshd", zm_buf_data(&b), zm_buf_len(&b));
+	if (rc == -EINVAL && set->nerrs)
+		snprintf(why, whysz, "%s", set->errs[0].text);
+	else if (rc)
+		snprintf(why, whysz, "%s", strerror(-rc));
+	zm_buf_free(&b);
+	return rc;
+}
+
+static int on_config(void *arg, uint64_t version, json_t *objects, char *why, size_t whysz)
+{
+	struct zt *z = arg;
+	struct zm_cfg_set fresh;
+	int rc;
+
+	zm_cfg_set_init(&fresh);
+	rc = objects_to_set(objects, &fresh, why, whysz);
+	if (rc) {
+		/* NACK: keep serving on the last good config. */
+		zm_log_error("config version %llu from zmeshd refused: %s", (unsigned long long)version, why);
+		zm_cfg_set_free(&fresh);
+		return rc;
+	}
+	zm_cfg_set_free(&z->cfg);
+	z->cfg = fresh;
+	z->cfg_version = version;
+	zm_log_info("config version %llu from zmeshd: %zu objects", (unsigned long long)version, z->cfg.nobjs);
+	zt_pods_restrict(z);
+	return 0;
+}
+
+static void on_cert(void *arg, int rc, struct zm_svid_cert *cert, const char *bundle, const char *error)
+{
+	struct zt_pod *p = arg;
+	struct zt *z = p->z;
+	struct zm_spiffe_id want = p->id_spiffe;
+
+	p->cert_pending = false;
+	if (!p->used)
+		return;		/* the pod left while we asked */
+	if (rc) {
+		zm_log_error("pod %s: certificate from zmeshd: %s", p->id, error ? error : strerror(-rc));
+		p->renew_at = time(NULL) + 2;
+		return;
+	}
+	if (strcmp(cert->id.ns, want.ns) || strcmp(cert->id.sa, want.sa)) {
+		zm_log_error("pod %s: zmeshd sent a certificate for another identity: ignored", p->id);
+		p->renew_at = time(NULL) + 2;
+		return;
+	}
+	zt_cert_install(z, p, cert->key_pem, cert->chain_pem, bundle);
+}
+
+int zt_xds_start(struct zt *z, const char *server)
+{
+	char cred[512];
+	struct stat st;
+	struct zm_error e = { 0 };
+	struct zm_cfgclient_opts o = { .on_config = on_config, .arg = z, .proxy = "ztunnel" };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &z->xds_ev };
+
+	snprintf(cred, sizeof(cred), "%s/%s/nodes/%s", ZM_LAB_STATE_ROOT, z->lab, z->node);
+	if (!server) {
+		char f[600];
+
+		snprintf(f, sizeof(f), "%s/node-cert.pem", cred);
+		if (stat(f, &st) < 0)
+			return 0;	/* no control plane in this lab: files and the lab CA */
+		server = ZM_LAB_ZMESHD_ADDR ":15012";
+	}
+	snprintf(z->xds_addr, sizeof(z->xds_addr), "%s", server);
+	o.server = z->xds_addr;
+	o.cred_dir = cred;
+	if (zm_cfgclient_new(&o, &z->xds, &e)) {
+		zm_log_error("zmeshd %s: %s", server, e.msg);
+		return -EINVAL;
+	}
+	z->xds_ev = (struct zt_ev){ .kind = ZT_XDS, .fd = zm_cfgclient_fd(z->xds), .owner = z };
+	if (epoll_ctl(z->ep, EPOLL_CTL_ADD, z->xds_ev.fd, &ev) < 0)
+		return -errno;
+	zm_log_info("control plane: zmeshd at %s (config stream and CSRs)", server);
+	zm_cfgclient_process(z->xds);
+	return 1;
+}
+
+void zt_xds_process(struct zt *z)
+{
+	if (z->xds)
+		zm_cfgclient_process(z->xds);
+}
+
+void zt_xds_stop(struct zt *z)
+{
+	zm_cfgclient_free(z->xds);
+	z->xds = NULL;
+}
+
+int zt_xds_request_cert(struct zt *z, struct zt_pod *p)
+{
+	int rc;
+
+	if (p->cert_pending)
+		return 0;
+	rc = zm_cfgclient_request_cert(z->xds, &p->id_spiffe, on_cert, p);
+	if (rc == 0)
+		p->cert_pending = true;
+	return rc;
+}
