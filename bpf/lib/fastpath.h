@@ -12,8 +12,9 @@
 
 #define ZM_O_NONBLOCK 04000		/* asm-generic/fcntl.h */
 #define ZM_SK_USER_DATA_PTRMASK (~7UL)	/* sk_user_data: NOCOPY|BPF|PSOCK bits */
-/* Never queue more than this in a peer's ingress, whatever its rcvbuf. */
-#define ZM_FASTPATH_QUEUE_MIN (256 * 1024)
+/* A peer's ingress queue may hold this much, or its rcvbuf if larger:
+ * what TCP itself lets a loopback connection hold (tcp_rmem grows to MBs). */
+#define ZM_FASTPATH_QUEUE_MIN (4u << 20)
 
 /*
  * Is the socket's file non-blocking? A socket in a sockmap reads through
