@@ -69,8 +69,12 @@ int zm_sockops(struct bpf_sock_ops *skops)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return 1;
+	fill_key(skops, &key);
 	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
 		if (!zm_sk_nonblocking(tp)) {
+			/* An entry left by an earlier connection on the same
+			 * ports must not let ztunnel's end in. */
+			bpf_map_delete_elem(&zm_fastpath_sks, &key);
 			ZM_COUNT(fastpath_blocking, 1);
 			return 1;
 		}
@@ -86,7 +90,6 @@ int zm_sockops(struct bpf_sock_ops *skops)
 		if (!bpf_map_lookup_elem(&zm_fastpath_sks, &app))
 			return 1;	/* the app's end stayed out: so does ours */
 	}
-	fill_key(skops, &key);
 	addr = (__u64)tp;
 	if (bpf_map_update_elem(&zm_fastpath_sks, &key, &addr, BPF_ANY))
 		return 1;
