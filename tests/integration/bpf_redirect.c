@@ -477,12 +477,12 @@ static int standin_echo(struct zm_fixture_mesh *self)
 TEST_F(mesh, fast_path_bulk_half_close_and_concurrency)
 {
 	static char out[16384];
-	char bip[INET_ADDRSTRLEN], script[64];
+	char bip[INET_ADDRSTRLEN];
+	const char *script;
 	struct zm_counters c0, c1, c2;
 
 	pod_ip(self, "mesh", "b", bip);
-	ASSERT_OK(write_fp_script(script, sizeof(script)));
-	test_defer(unlink_path, script);
+	ASSERT_OK_PTR(script = write_fp_script());
 	ASSERT_OK(standin_echo(self));
 	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
 	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
@@ -638,13 +638,13 @@ static int standin_wait(pid_t pid)
 
 TEST_F(mesh, fast_path_keeps_fin_after_data_and_passes_resets)
 {
-	char bip[INET_ADDRSTRLEN], script[64], out[4096];
+	char bip[INET_ADDRSTRLEN], out[4096];
+	const char *script;
 	struct zm_counters c0, c1;
 	pid_t pid;
 
 	pod_ip(self, "mesh", "b", bip);
-	ASSERT_OK(write_fp_script(script, sizeof(script)));
-	test_defer(unlink_path, script);
+	ASSERT_OK_PTR(script = write_fp_script());
 	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
 	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
 

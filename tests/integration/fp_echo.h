@@ -7,7 +7,11 @@
 #define ZM_TEST_FP_ECHO_H
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "../harness/test.h"
 
 /*
  * The app side of the fast-path tests, run in pod a: each case is
@@ -71,23 +75,31 @@ static const char fp_script[] =
 	"    print(case, 'ok' if not bad else bad[0]); rc |= bool(bad)\n"
 	"sys.exit(rc)\n";
 
-static inline void unlink_path(void *p)
+static inline void unlink_free(void *p)
 {
 	unlink(p);
+	free(p);
 }
 
-/* fp_script into a file the pods see; its path in @path. */
-static inline int write_fp_script(char *path, size_t sz)
+/* fp_script into a file the pods see; its path, removed when the test ends. */
+static inline const char *write_fp_script(void)
 {
+	char path[64], *p;
 	FILE *f;
 
-	snprintf(path, sz, "/tmp/zm-bpf-fp-%d.py", getpid());
+	snprintf(path, sizeof(path), "/tmp/zm-bpf-fp-%d.py", getpid());
 	f = fopen(path, "w");
 	if (!f)
-		return -1;
+		return NULL;
 	fputs(fp_script, f);
 	fclose(f);
-	return 0;
+	p = strdup(path);
+	if (!p) {
+		unlink(path);
+		return NULL;
+	}
+	test_defer(unlink_free, p);	/* after the test: p is valid until then */
+	return p;
 }
 
 #endif

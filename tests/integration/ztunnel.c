@@ -208,11 +208,11 @@ static long long fp_counter(struct zm_fixture_zt *self, const char *name)
 TEST_F(zt, fast_path_through_ztunnel_bulk_half_close_and_reset)
 {
 	static char out[16384];
-	char script[64], cip[64];
+	char cip[64];
+	const char *script;
 	long long bytes0, blocking0;
 
-	ASSERT_OK(write_fp_script(script, sizeof(script)));
-	test_defer(unlink_path, script);
+	ASSERT_OK_PTR(script = write_fp_script());
 	/* c is outside the mesh, on a's node: ztunnel relays it as plain TCP. */
 	ASSERT_EQ(test_sh(cip, sizeof(cip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
 			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='c'][0], end='')\"",
