@@ -2,6 +2,7 @@
 /* sockops on enrolled pods' cgroups and on the node's (ztunnel's) cgroup. */
 #include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/fastpath.h"
 
 const volatile __u16 outbound_port = 15001;
 
@@ -19,13 +20,17 @@ static __always_inline void fill_key(struct bpf_sock_ops *skops, struct zm_sock_
  * Decides: (1) for an app socket that connect4 redirected, publish its
  * original destination keyed by (netns cookie, local port), which ztunnel
  * finds from the accepted socket; (2) with the fast path on, put both ends of
- * the app<->ztunnel loopback connection into zm_sockhash for sk_msg.
+ * the app<->ztunnel loopback connection into zm_sockhash for sk_msg, but
+ * only when the app's socket is non-blocking (lib/fastpath.h says why):
+ * ztunnel's end goes in only if the app's end did.
  */
 SEC("sockops")
 int zm_sockops(struct bpf_sock_ops *skops)
 {
 	struct zm_sock_key key = {};
 	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+	__u64 addr;
 	int op = (int)skops->op;
 
 	/* IPv4, or IPv4 on a dual-stack socket (the ipv4 fields are set then). */
@@ -61,8 +66,35 @@ int zm_sockops(struct bpf_sock_ops *skops)
 	}
 	if (!zm_fastpath_on() || !zm_is_loopback4(skops->remote_ip4))
 		return 1;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 1;
 	fill_key(skops, &key);
-	bpf_sock_hash_update(skops, &zm_sockhash, &key, BPF_NOEXIST);
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		if (!zm_sk_nonblocking(tp)) {
+			/* An entry left by an earlier connection on the same
+			 * ports must not let ztunnel's end in. */
+			bpf_map_delete_elem(&zm_fastpath_sks, &key);
+			ZM_COUNT(fastpath_blocking, 1);
+			return 1;
+		}
+	} else {
+		struct zm_sock_key app = {
+			.netns_cookie = bpf_get_netns_cookie(skops),
+			.sip = skops->remote_ip4,
+			.dip = skops->local_ip4,
+			.sport = bpf_ntohl(skops->remote_port),
+			.dport = skops->local_port,
+		};
+
+		if (!bpf_map_lookup_elem(&zm_fastpath_sks, &app))
+			return 1;	/* the app's end stayed out: so does ours */
+	}
+	addr = (__u64)tp;
+	if (bpf_map_update_elem(&zm_fastpath_sks, &key, &addr, BPF_ANY))
+		return 1;
+	if (bpf_sock_hash_update(skops, &zm_sockhash, &key, BPF_NOEXIST))
+		bpf_map_delete_elem(&zm_fastpath_sks, &key);
 	return 1;
 }
 

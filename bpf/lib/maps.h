@@ -44,6 +44,22 @@ struct {
 	__type(value, __u64);
 } zm_sockhash SEC(".maps");
 
+/*
+ * Beside zm_sockhash: the kernel address of each fast-path socket, by the
+ * same key. sk_msg may not take a reference on a sockhash entry (no
+ * bpf_sk_release there), so it reads the peer's queue state through this
+ * address with bpf_probe_read_kernel(): advisory only, the redirect itself
+ * goes through zm_sockhash, which holds the socket. LRU: entries of closed
+ * connections age out.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__uint(max_entries, 65536);
+	__type(key, struct zm_sock_key);
+	__type(value, __u64);
+} zm_fastpath_sks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -90,6 +90,9 @@ struct zm_counters {
 	__u64 fastpath_msgs;	/* sk_msg redirects */
 	__u64 fastpath_bytes;
 	__u64 orig_dst_saved;
+	__u64 fastpath_full;		/* messages sent over TCP: the peer's fast-path queue was full */
+	__u64 fastpath_fallback;	/* messages sent over TCP: earlier bytes still in TCP */
+	__u64 fastpath_blocking;	/* connections kept off the fast path: blocking app socket */
 };
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "zmesh/bpf_loader.h"
 #include "zmesh/lab.h"
 #include "zmesh/netns.h"
+#include "fp_echo.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -431,6 +433,248 @@ TEST_F(mesh, fast_path_moves_data_in_the_kernel)
 	test_log("fast path bytes: off %llu, on %llu", (unsigned long long)(c1.fastpath_bytes - c0.fastpath_bytes),
 		 (unsigned long long)(c2.fastpath_bytes - c1.fastpath_bytes));
 	EXPECT_GE(c2.fastpath_bytes - c1.fastpath_bytes, 200000);
+}
+
+static void kill_pid(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* A stand-in ztunnel in the node's cgroup, listening on 15001 in a's netns:
+ * echoapp (non-blocking, as ztunnel). Killed when the test ends. */
+static int standin_echo(struct zm_fixture_mesh *self)
+{
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	struct zm_lab_pod *a = zm_lab_pod_find(&self->state, "mesh", "a");
+	char cmd[8192];
+	pid_t pid;
+
+	snprintf(cmd, sizeof(cmd), "echo $$ > %s/cgroup.procs && exec ip netns exec %s %s/echoapp serve "
+		 "--tcp 15001 --pod ztunnel", n1->cgroup, a->netns, test_build_dir());
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	test_defer(kill_pid, (void *)(intptr_t)pid);
+	for (int i = 0; i < 50; i++) {
+		if (test_sh(NULL, 0, "ip netns exec %s ss -Htln 'sport = :15001' | grep -q 15001", a->netns) == 0)
+			return 0;
+		usleep(100000);
+	}
+	return -1;
+}
+
+TEST_F(mesh, fast_path_bulk_half_close_and_concurrency)
+{
+	static char out[16384];
+	char bip[INET_ADDRSTRLEN];
+	const char *script;
+	struct zm_counters c0, c1, c2;
+
+	pod_ip(self, "mesh", "b", bip);
+	ASSERT_OK_PTR(script = write_fp_script());
+	ASSERT_OK(standin_echo(self));
+	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
+	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
+	/* Non-blocking apps ride the fast path: every size, with and without a
+	 * half-close, many at once. The echo makes both directions carry it all. */
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
+			  "1048576:nb:half:1 8388608:nb:half:1 67108864:nb:half:1 8388608:nb:full:1 "
+			  "4194304:nb:half:16 262144:nb:full:32",
+			  self->ctl, self->lab, script, bip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "67108864:nb:half:1 ok");
+	EXPECT_STRSTR(out, "4194304:nb:half:16 ok");
+	EXPECT_FALSE(strstr(out, "FAIL"));
+	ASSERT_OK(zm_bpf__counters(self->b1, &c1));
+	test_log("fast path: %llu msgs, %llu bytes; over TCP: %llu (queue full), %llu (TCP pending)",
+		 (unsigned long long)(c1.fastpath_msgs - c0.fastpath_msgs),
+		 (unsigned long long)(c1.fastpath_bytes - c0.fastpath_bytes),
+		 (unsigned long long)(c1.fastpath_full - c0.fastpath_full),
+		 (unsigned long long)(c1.fastpath_fallback - c0.fastpath_fallback));
+	/* The data did skip TCP (how much depends on who keeps up: the rest
+	 * took TCP for back-pressure, in order). */
+	EXPECT_GE(c1.fastpath_bytes - c0.fastpath_bytes, 16 * 262144);
+	EXPECT_EQ(c1.fastpath_blocking, c0.fastpath_blocking);
+	/* Blocking apps with a concurrent reader and a half-close (the case that
+	 * got EAGAIN from a blocking recv()) are kept off the fast path and work. */
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
+			  "8388608:blk:half:1 1048576:blk:half:8 1048576:blk:full:4",
+			  self->ctl, self->lab, script, bip), 0);
+	test_log("%s", out);
+	EXPECT_FALSE(strstr(out, "FAIL"));
+	ASSERT_OK(zm_bpf__counters(self->b1, &c2));
+	EXPECT_EQ(c2.fastpath_blocking - c1.fastpath_blocking, 13);
+	EXPECT_EQ(c2.fastpath_msgs, c1.fastpath_msgs);
+}
+
+/* The other end of the reset and FIN tests: a non-blocking socket (as
+ * ztunnel's) accepted in a child that sits in the node's cgroup. */
+static int wait_fd(int fd, short ev)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+
+	return poll(&p, 1, 10000) == 1 ? 0 : -1;
+}
+
+enum standin_mode { SI_PEER_RESET, SI_APP_RESET, SI_FIN };
+
+static int standin_body(int lfd, enum standin_mode mode, size_t n)
+{
+	static uint32_t buf[16384];
+	size_t got = 0, sent = 0, off = 0, len = 0;
+	int fd;
+
+	if (wait_fd(lfd, POLLIN))
+		return 10;
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	if (fd < 0)
+		return 11;
+	if (mode == SI_FIN) {
+		/* n bytes of a counter, FIN right behind them, then wait for the
+		 * app's FIN: the app must see every byte before EOF. */
+		while (sent < n || off < len) {
+			ssize_t w;
+
+			if (off == len) {
+				len = sizeof(buf) < n - sent ? sizeof(buf) : n - sent;
+				for (size_t i = 0; i < len / 4; i++)
+					buf[i] = (uint32_t)(sent / 4 + i);
+				sent += len;
+				off = 0;
+			}
+			w = send(fd, (char *)buf + off, len - off, MSG_NOSIGNAL);
+			if (w < 0 && errno == EAGAIN) {
+				if (wait_fd(fd, POLLOUT))
+					return 12;
+				continue;
+			}
+			if (w <= 0)
+				return 13;
+			off += (size_t)w;
+		}
+		shutdown(fd, SHUT_WR);
+	}
+	for (;;) {
+		ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+		if (r > 0) {
+			got += (size_t)r;
+			if (mode == SI_PEER_RESET && got >= n) {
+				struct linger lg = { 1, 0 };
+
+				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+				close(fd);
+				return 0;
+			}
+			continue;
+		}
+		if (r < 0 && errno == EAGAIN) {
+			if (wait_fd(fd, POLLIN))
+				return 14;
+			continue;
+		}
+		if (mode == SI_APP_RESET)
+			return r < 0 && errno == ECONNRESET && got == n ? 0 : 15;
+		return r == 0 && mode == SI_FIN ? 0 : 16;
+	}
+}
+
+/* The child: joins the node's cgroup, listens, says so on @ready, serves. */
+static pid_t standin_start(struct zm_fixture_mesh *self, enum standin_mode mode, size_t n)
+{
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char path[PATH_MAX + 16];
+		FILE *f;
+		int lfd;
+
+		close(p[0]);
+		snprintf(path, sizeof(path), "%s/cgroup.procs", n1->cgroup);
+		f = fopen(path, "w");
+		if (!f)
+			_exit(2);
+		fprintf(f, "%d\n", getpid());
+		fclose(f);
+		lfd = listen_in_pod(self, "mesh", "a", "127.0.0.1", 15001);
+		if (lfd < 0 || write(p[1], "r", 1) != 1)
+			_exit(3);
+		_exit(standin_body(lfd, mode, n));
+	}
+	close(p[1]);
+	if (pid > 0 && read(p[0], &c, 1) != 1) {
+		waitpid(pid, NULL, 0);
+		pid = -1;
+	}
+	close(p[0]);
+	return pid;
+}
+
+static int standin_wait(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+}
+
+TEST_F(mesh, fast_path_keeps_fin_after_data_and_passes_resets)
+{
+	char bip[INET_ADDRSTRLEN], out[4096];
+	const char *script;
+	struct zm_counters c0, c1;
+	pid_t pid;
+
+	pod_ip(self, "mesh", "b", bip);
+	ASSERT_OK_PTR(script = write_fp_script());
+	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
+	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
+
+	/* ztunnel -> app: 8 MiB then FIN at once; the app reads all, then EOF. */
+	pid = standin_start(self, SI_FIN, 8 << 20);
+	ASSERT_GT(pid, 0);
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 fin %d",
+			  self->ctl, self->lab, script, bip, 8 << 20), 0);
+	EXPECT_STRSTR(out, "fin after 8388608 same");
+	EXPECT_EQ(standin_wait(pid), 0);
+
+	/* ztunnel resets: the app's recv() fails with a reset, not EAGAIN or a hang. */
+	pid = standin_start(self, SI_PEER_RESET, 1 << 20);
+	ASSERT_GT(pid, 0);
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 peer_reset",
+			  self->ctl, self->lab, script, bip), 0);
+	EXPECT_STRSTR(out, "ConnectionResetError");
+	EXPECT_EQ(standin_wait(pid), 0);
+
+	/* The app resets after 1 MiB: ztunnel reads all of it, then the reset. */
+	pid = standin_start(self, SI_APP_RESET, 1 << 20);
+	ASSERT_GT(pid, 0);
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 app_reset",
+			  self->ctl, self->lab, script, bip), 0);
+	EXPECT_STRSTR(out, "reset sent");
+	EXPECT_EQ(standin_wait(pid), 0);
+
+	ASSERT_OK(zm_bpf__counters(self->b1, &c1));
+	test_log("fast path bytes %llu", (unsigned long long)(c1.fastpath_bytes - c0.fastpath_bytes));
+	EXPECT_GE(c1.fastpath_bytes - c0.fastpath_bytes, 262144);
 }
 
 TEST_F(mesh, pins_survive_the_loader_and_go_with_destroy)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "fp_echo.h"
 
 FIXTURE(zt) {
 	char lab[16], n1[32], n2[32], file[64], ctl[4200];
@@ -266,4 +267,64 @@ TEST_F(zt, prometheus_scrapes_the_istio_series)
 	EXPECT_STRSTR(out, "\"source_principal\":\"spiffe://cluster.local/ns/mesh/sa/default\"");
 	kill_pid_file(pidf);
 	test_sh(NULL, 0, "rm -rf %s %s %s.log", dir, cfg, dir);
+}
+
+/* A number from a JSON document given by a shell command (python picks it). */
+static long long json_num(const char *cmd, const char *expr)
+{
+	char out[256];
+
+	if (test_sh(out, sizeof(out), "%s | python3 -c \"import json,sys; d=json.load(sys.stdin); print(%s)\"",
+		    cmd, expr))
+		return -1;
+	return atoll(out);
+}
+
+static long long fp_counter(struct zm_fixture_zt *self, const char *name)
+{
+	char cmd[4400], expr[128];
+
+	snprintf(cmd, sizeof(cmd), "%s bpf status --node %s --name %s -o json", self->ctl, self->n1, self->lab);
+	snprintf(expr, sizeof(expr), "d[0]['counters']['%s']", name);
+	return json_num(cmd, expr);
+}
+
+TEST_F(zt, fast_path_through_ztunnel_bulk_half_close_and_reset)
+{
+	static char out[16384];
+	char cip[64];
+	const char *script;
+	long long bytes0, blocking0;
+
+	ASSERT_OK_PTR(script = write_fp_script());
+	/* c is outside the mesh, on a's node: ztunnel relays it as plain TCP. */
+	ASSERT_EQ(test_sh(cip, sizeof(cip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
+			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='c'][0], end='')\"",
+			  self->ctl, self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf fastpath on --node %s --name %s", self->ctl, self->n1,
+			  self->lab), 0);
+	bytes0 = fp_counter(self, "fastpath_bytes");
+	blocking0 = fp_counter(self, "fastpath_blocking");
+	ASSERT_GE(bytes0, 0);
+	/* app -> 15001 -> ztunnel -> c and back, every size, half-close or not,
+	 * eight at once; then blocking apps (kept off the fast path). */
+	EXPECT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "true"), 0);
+	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
+			  "1048576:nb:half:1 8388608:nb:half:1 67108864:nb:half:1 8388608:nb:full:1 "
+			  "4194304:nb:half:8 8388608:blk:half:1 1048576:blk:half:4",
+			  self->ctl, self->lab, script, cip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "67108864:nb:half:1 ok");
+	EXPECT_STRSTR(out, "8388608:blk:half:1 ok");
+	EXPECT_FALSE(strstr(out, "FAIL"));
+	test_log("fast path bytes %lld", fp_counter(self, "fastpath_bytes") - bytes0);
+	EXPECT_GE(fp_counter(self, "fastpath_bytes") - bytes0, 1 << 20);
+	EXPECT_EQ(fp_counter(self, "fastpath_blocking") - blocking0, 5);
+	/* Nothing listens on c:9999: the app sees ztunnel's reset (on the same
+	 * node it can come before the non-blocking connect is checked). */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"import socket\n"
+			  "try:\n s=socket.create_connection(('%s',9999),timeout=5)\n"
+			  " s.sendall(b'x');print('recv',s.recv(10))\nexcept Exception as e: print(type(e).__name__)\"",
+			  self->ctl, self->lab, cip), 0);
+	EXPECT_STRSTR(out, "ConnectionResetError");
 }

@@ -466,7 +466,7 @@ void zm_bpf__free_ids(char **ids, size_t n)
 int zm_bpf__destroy(const char *pin_root, const char *node, struct zm_error *e)
 {
 	static const char *const maps[] = { "zm_pods", "zm_orig_sk", "zm_orig_dst", "zm_sockhash",
-					    "zm_listeners", "zm_config", "zm_counters", "zm_pod_ips",
+					    "zm_listeners", "zm_config", "zm_counters", "zm_pod_ips", "zm_fastpath_sks",
 					    "zm_pod_stats" };
 	char dir[PATH_MAX], path[PATH_MAX + 300];
 	char **ids;
@@ -573,6 +573,9 @@ static int sum_counters(int fd, struct zm_counters *sum)
 		sum->fastpath_msgs += per[i].fastpath_msgs;
 		sum->fastpath_bytes += per[i].fastpath_bytes;
 		sum->orig_dst_saved += per[i].orig_dst_saved;
+		sum->fastpath_full += per[i].fastpath_full;
+		sum->fastpath_fallback += per[i].fastpath_fallback;
+		sum->fastpath_blocking += per[i].fastpath_blocking;
 	}
 	free(per);
 	return 0;

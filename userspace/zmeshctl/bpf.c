@@ -22,7 +22,7 @@ static const char usage_text[] =
 static const char *const links[] = { "connect4", "connect6", "getpeername4", "getpeername6",
 				     "sockops", "sk_lookup" };
 static const char *const maps[] = { "zm_pods", "zm_pod_ips", "zm_orig_dst", "zm_sockhash",
-				    "zm_listeners", "zm_config", "zm_counters", "zm_pod_stats" };
+				    "zm_listeners", "zm_config", "zm_counters", "zm_pod_stats", "zm_fastpath_sks" };
 
 static int link_prog_id(const char *path)
 {
@@ -107,14 +107,17 @@ static json_t *node_status(const char *node)
 	snprintf(path, sizeof(path), "%s/%s/node_sockops", ZM_BPF_PIN_ROOT, node);
 	json_object_set_new(j, "node_sockops_prog_id", json_integer(link_prog_id(path)));
 	if (zm_bpf_pins_counters(NULL, node, &c) == 0) {
-		cnt = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		cnt = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 				"redirected", (json_int_t)c.redirected,
 				"passthrough", (json_int_t)c.passthrough,
 				"inbound_captured", (json_int_t)c.inbound,
 				"drops", (json_int_t)c.inbound_drop,
 				"fastpath_msgs", (json_int_t)c.fastpath_msgs,
 				"fastpath_bytes", (json_int_t)c.fastpath_bytes,
-				"orig_dst_saved", (json_int_t)c.orig_dst_saved);
+				"orig_dst_saved", (json_int_t)c.orig_dst_saved,
+				"fastpath_full", (json_int_t)c.fastpath_full,
+				"fastpath_fallback", (json_int_t)c.fastpath_fallback,
+				"fastpath_blocking", (json_int_t)c.fastpath_blocking);
 		json_object_set_new(j, "counters", cnt);
 	}
 	return j;
