@@ -88,29 +88,27 @@ static int write_all(int fd, const char *p, size_t n, int64_t deadline)
 /* Read some bytes into @b before @deadline: >0 read, 0 EOF, <0 error/-ETIMEDOUT. */
 static long read_some(int fd, struct zm_buf *b, int64_t deadline)
 {
+	/* Try first, wait only when nothing is there: one syscall on the busy path. */
 	for (;;) {
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		char *dst;
+		char *dst = zm_buf_reserve(b, 16384);
 		ssize_t r;
-		int pr = poll(&pf, 1, ms_left(deadline));
+		int pr;
 
-		if (pr == 0)
-			return -ETIMEDOUT;
-		if (pr < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		dst = zm_buf_reserve(b, 16384);
 		if (!dst)
 			return -ENOMEM;
 		r = recv(fd, dst, 16384, MSG_DONTWAIT);
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (r < 0)
+		if (r >= 0) {
+			zm_buf_commit(b, (size_t)r);
+			return r;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
-		zm_buf_commit(b, (size_t)r);
-		return r;
+		pr = poll(&pf, 1, ms_left(deadline));
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pr < 0 && errno != EINTR)
+			return -errno;
 	}
 }
 
@@ -496,6 +494,13 @@ static const char *lbl(const struct zm_labels *l, const char *k)
 	return v ? v : "unknown";
 }
 
+static const char *workload(const struct zm_labels *l, const char *name)
+{
+	const char *app = zm_labels_get(l, "app");
+
+	return app ? app : name;
+}
+
 /* Joined value of field @name in @rq (lower-case name), or NULL. */
 static const char *req_header(const struct wp_req *rq, const char *name, char *buf, size_t sz,
 			      size_t *len)
@@ -515,11 +520,14 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	const struct zm_l7_ep *ep = res->ep;
 	size_t reqb = rq->body ? zm_buf_len(rq->body) : 0;
 	struct wp_labels ml = {
-		.src_workload = src ? src->name : NULL, .src_ns = src ? src->ns : NULL,
+		/* workload: the app label, else the pod name (as ztunnel reports it) */
+		.src_workload = src ? workload(&src->labels, src->name) : NULL,
+		.src_ns = src ? src->ns : NULL,
 		.src_principal = src_principal,
 		.src_app = src ? lbl(&src->labels, "app") : NULL,
 		.src_version = src ? lbl(&src->labels, "version") : NULL,
-		.dst_workload = ep ? ep->pod : NULL, .dst_ns = ep ? ep->ns : NULL,
+		.dst_workload = ep ? workload(&ep->labels, ep->pod) : NULL,
+		.dst_ns = ep ? ep->ns : NULL,
 		.dst_app = ep ? lbl(&ep->labels, "app") : NULL,
 		.dst_version = ep ? lbl(&ep->labels, "version") : NULL,
 		.dst_service = d->svc ? d->svc->fqdn : NULL,
