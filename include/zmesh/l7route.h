@@ -146,6 +146,9 @@ void zm_l7_put(struct zm_l7 *l7);
 
 /* ---- deciding ---------------------------------------------------------------- */
 
+/* The Service named by @host (name, name.ns[.svc], FQDN or cluster IP), or NULL. */
+const struct zm_l7_svc *zm_l7_svc_by_addr(struct zm_l7 *l7, const char *host);
+
 struct zm_l7_request {
 	const char *method;		/* NUL-terminated, as received */
 	const char *scheme;		/* "http" */
@@ -238,6 +241,18 @@ void zm_l7_decision_free(struct zm_l7_decision *d);
  * refusal); returns 0, or -ENOMEM.
  */
 int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7_decision *d);
+
+/*
+ * A TCP connection to Service @svc port @port (HBONE CONNECT to a port that
+ * is not HTTP): AuthorizationPolicy with L4 attributes only (an ALLOW rule
+ * naming HTTP fields never matches, a DENY rule naming them denies: fail
+ * closed, as Istio), then the first tcp[] route of the VirtualService whose
+ * match (port, sourceLabels, sourceNamespace, gateways, destinationSubnets
+ * against the VIP) holds, a destination chosen by weight; no route: the
+ * Service itself. Refusals are RESPOND with status 0 (reset the stream).
+ */
+int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
+		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d);
 
 /*
  * Choose an endpoint of d->svc / d->subset for a (re)try at time @now_ns,

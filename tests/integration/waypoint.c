@@ -34,11 +34,11 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1a, labels: {app: echo, version: v1}}\n"
-	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1b, labels: {app: echo, version: v1}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v2, labels: {app: echo, version: v2}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: flaky, labels: {app: flaky, version: v1}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n"
 	"  - {name: c, command: [echoapp, serve, --http, \"8080\", --fail-rate, \"0.3\"]}\n---\n"
@@ -51,7 +51,8 @@ static const char cluster_fmt[] =
 	"  - {name: c, command: [waypoint, --listen, \"0.0.0.0:8080\", --lab, %s, --config, %s,\n"
 	"                         --header-timeout, \"1000\", --hbone-port, \"15008\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
-	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+	"  - {name: tcp, port: 9000}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
@@ -92,6 +93,8 @@ static const char config_fmt[] =
 	"  - name: split\n    route:\n"
 	"    - {destination: {host: echo, subset: v1}, weight: 90}\n"
 	"    - {destination: {host: echo, subset: v2}, weight: 10}\n"
+	"  tcp:\n  - match: [{port: 9000}]\n"
+	"    route: [{destination: {host: echo, subset: v2, port: {number: 9000}}}]\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\n"
 	"spec:\n  host: echo\n  subsets:\n  - {name: v1, labels: {version: v1}}\n"
@@ -739,6 +742,12 @@ TEST_F(wp, hbone_front)
 	EXPECT_STRSTR(out, "HTTP/1.1 200");
 	/* ... which plain text cannot have */
 	EXPECT_EQ(code_of(self, "secure", NULL, "/mtls/x"), 403);
+	/* a TCP port of the Service: tcp[] route to v2, bytes relayed (echoapp WHOAMI) */
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone(self, auth, "WHOAMI\nhello\n", out, sizeof(out));
+	EXPECT_STRSTR(out, "status 200\n");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	EXPECT_STRSTR(out, "}\nhello\n");
 	/* a CONNECT to something this waypoint does not serve: 400 */
 	via_hbone(self, "192.0.2.1:80", "GET / HTTP/1.1\r\nHost: echo\r\n\r\n", out, sizeof(out));
 	EXPECT_STRSTR(out, "status 400");

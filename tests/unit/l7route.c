@@ -100,6 +100,12 @@ static const char cfg_fmt[] =
 	"    mirror: {host: echo, subset: v2}\n"
 	"  - name: catchall\n"
 	"    route: [{destination: {host: echo}}]\n"
+	"  tcp:\n"
+	"  - match: [{port: 9000, sourceLabels: {app: client}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - route:\n"
+	"    - {destination: {host: echo, subset: v1}, weight: 50}\n"
+	"    - {destination: {host: echo, subset: hash}, weight: 50}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	"metadata: {name: echo, namespace: default}\n"
@@ -185,6 +191,7 @@ static void add_ep(struct zm_l7_svc *s, const char *ip, const char *pod, const c
 	zm_labels_set(&ep->labels, "app", "echo");
 	zm_labels_set(&ep->labels, "version", ver);
 	ep->tport[0] = 8080;
+	ep->tport[1] = 9000;
 }
 
 static void add_svc(struct zm_l7_view *v, const char *name, const char *vip)
@@ -197,7 +204,9 @@ static void add_svc(struct zm_l7_view *v, const char *name, const char *vip)
 	snprintf(s->vip, sizeof(s->vip), "%s", vip);
 	s->ports[0] = 80;
 	snprintf(s->port_names[0], sizeof(s->port_names[0]), "http");
-	s->nports = 1;
+	s->ports[1] = 9000;
+	snprintf(s->port_names[1], sizeof(s->port_names[1]), "tcp");
+	s->nports = 2;
 	s->eps = calloc(4, sizeof(*s->eps));
 	add_ep(s, "10.244.0.2", "echo-v1-a", "v1");
 	add_ep(s, "10.244.0.3", "echo-v1-b", "v1");
@@ -792,4 +801,34 @@ TEST(build_errors)
 	EXPECT_EQ(zm_l7_build(&set, &v, NULL, &l7, &e), 0);
 	zm_l7_put(l7);
 	zm_cfg_set_free(&set);
+}
+
+TEST_F(l7, tcp_routes_and_l4_policy)
+{
+	const struct zm_l7_svc *echo = zm_l7_svc_by_addr(self->l7, "10.96.0.10");
+	const struct zm_l7_svc *secure = zm_l7_svc_by_addr(self->l7, "secure.default.svc.cluster.local");
+	int v1 = 0, hash = 0;
+
+	ASSERT_TRUE(echo && secure);
+	zm_labels_set(&self->src_labels, "app", "client");
+	self->req.src_labels = &self->src_labels;
+	EXPECT_EQ(zm_l7_decide_tcp(self->l7, &self->req, echo, 9000, &self->d), 0);
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_STREQ(subset(self), "v2");
+	EXPECT_EQ(self->d.svc_port_idx, 1);
+	zm_l7_decision_free(&self->d);
+	self->req.src_labels = NULL;
+	for (int i = 0; i < 200; i++) {
+		zm_l7_decide_tcp(self->l7, &self->req, echo, 9000, &self->d);
+		v1 += !strcmp(subset(self), "v1");
+		hash += !strcmp(subset(self), "hash");
+		zm_l7_decision_free(&self->d);
+	}
+	EXPECT_EQ(v1 + hash, 200);
+	EXPECT_GT(v1, 60);
+	EXPECT_GT(hash, 60);
+	/* secure has a DENY rule on methods: on TCP it cannot be evaluated, so it denies */
+	EXPECT_EQ(zm_l7_decide_tcp(self->l7, &self->req, secure, 9000, &self->d), 0);
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 403);
 }

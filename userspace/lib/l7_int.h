@@ -73,6 +73,7 @@ struct l7_authz_ctx {
 	const uint8_t *src_addr;
 	const char *dst_ip;
 	const struct l7_jwt_res *jwt;		/* verified token or NULL */
+	bool l4_only;				/* TCP: HTTP attributes cannot be evaluated */
 };
 
 /*

@@ -518,7 +518,7 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	const char *v;
 	double ms = (double)(now_ns() - t0_ns) / 1e6;
 	const struct zm_l7_ep *ep = res->ep;
-	size_t reqb = rq->body ? zm_buf_len(rq->body) : 0;
+	size_t reqb = rq->body ? zm_buf_len(rq->body) : rq->bytes_in;
 	struct wp_labels ml = {
 		/* workload: the app label, else the pod name (as ztunnel reports it) */
 		.src_workload = src ? workload(&src->labels, src->name) : NULL,
@@ -540,7 +540,9 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	struct tm tm;
 	char ts[64];
 
-	wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
+	/* TCP streams are logged, not counted as requests (istio_tcp_* is ztunnel's) */
+	if (strcmp(rq->proto, "TCP"))
+		wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
 	gmtime_r(&secs, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(t0_wall / 1000 % 1000));
@@ -980,9 +982,128 @@ struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss)
 	return c;
 }
 
+bool wp_port_is_tcp(const char *vip, int port)
+{
+	struct wp_snap *s = wp_snap_get();
+	const struct zm_l7_svc *sv = s ? zm_l7_svc_by_addr(s->l7, vip) : NULL;
+	bool tcp = false;
+
+	for (size_t i = 0; sv && i < sv->nports; i++) {
+		const char *n = sv->port_names[i];
+
+		/* Istio's protocol selection by port name: http, http2, grpc, h2c
+		 * (alone or as "<proto>-suffix") are HTTP; unnamed ports are taken
+		 * as HTTP here (Istio sniffs); any other name is TCP. */
+		if (sv->ports[i] != port)
+			continue;
+		tcp = n[0] && strncmp(n, "http", 4) && strncmp(n, "grpc", 4) && strncmp(n, "h2c", 3);
+	}
+	wp_snap_put(s);
+	return tcp;
+}
+
+/* Relay bytes both ways until both sides closed; returns bytes in each direction. */
+static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
+{
+	char buf[65536];
+	bool a_open = true, b_open = true;
+
+	while (a_open || b_open) {
+		struct pollfd pf[2] = { { .fd = a_open ? a : -1, .events = POLLIN },
+					{ .fd = b_open ? b : -1, .events = POLLIN } };
+
+		if (poll(pf, 2, wp_options->idle_timeout_ms) <= 0)
+			return;
+		for (int i = 0; i < 2; i++) {
+			int from = i ? b : a, to = i ? a : b;
+			bool *open = i ? &b_open : &a_open;
+			ssize_t r;
+
+			if (!pf[i].revents)
+				continue;
+			r = recv(from, buf, sizeof(buf), MSG_DONTWAIT);
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (r <= 0) {
+				*open = false;
+				shutdown(to, SHUT_WR);
+				if (r < 0)
+					return;
+				continue;
+			}
+			if (write_all(to, buf, (size_t)r, now_ns() + 30LL * ZM_NS_PER_S))
+				return;
+			*(i ? b2a : a2b) += (uint64_t)r;
+		}
+	}
+}
+
+/* A TCP stream over HBONE: tcp[] routes, L4 policy, relay. */
+static void serve_tcp(struct conn *c)
+{
+	struct wp_snap *snap = wp_snap_get();
+	struct zm_l7_decision d;
+	struct zm_l7_request r = { .method = "", .scheme = "tcp", .authority = "",
+				   .src_principal = c->principal[0] ? c->principal : NULL,
+				   .src_family = c->family };
+	struct result res = { .code = 0 };
+	struct wp_req rq = { .method = "-", .target = "", .target_len = 0, .proto = "TCP",
+			     .authority = c->tcp_vip };
+	int64_t t0 = now_ns(), t0w = wall_us();
+	uint64_t up = 0, down = 0;
+	int ep = -1;
+
+	zm_l7_decision_init(&d);
+	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
+	if (!snap)
+		goto out;
+	if (zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port, &d) < 0 ||
+	    d.action != ZM_L7_FORWARD) {
+		res.code = d.status;
+		res.reason = d.reason;
+		snprintf(res.flags, sizeof(res.flags), "%s", d.flags[0] ? d.flags : "NR");
+		goto out;
+	}
+	ep = zm_l7_pick(snap->l7, &d, &r, -1, now_ns());
+	if (ep < 0) {
+		snprintf(res.flags, sizeof(res.flags), "UH");
+		res.reason = "no healthy upstream";
+		goto out;
+	}
+	{
+		const struct zm_l7_ep *e = &d.svc->eps[ep];
+		int fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d));
+
+		res.ep = e;
+		snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
+		if (fd < 0) {
+			snprintf(res.flags, sizeof(res.flags), "UF");
+			res.reason = "upstream connect failure";
+			zm_l7_report(snap->l7, &d, ep, 0, now_ns());
+			goto out;
+		}
+		relay(c->fd, fd, &up, &down);
+		close(fd);
+		zm_l7_report(snap->l7, &d, ep, 200, now_ns());
+	}
+out:
+	/* one access-log line per connection; bytes as received / sent to the client */
+	res.resp_bytes = down;
+	rq.bytes_in = up;
+	log_and_count(c, &rq, &d, &res, NULL, c->principal[0] ? c->principal : NULL, t0, t0w, "-");
+	zm_l7_decision_free(&d);
+	wp_snap_put(snap);
+}
+
 void *wp_conn_thread(void *arg)
 {
 	struct conn *c = arg;
+
+	if (c->tcp) {
+		serve_tcp(c);
+		conn_close(c);
+		return NULL;
+	}
 
 	wp_msg_init(&c->req, HTTP_REQUEST, WP_MAX_REQ_BODY);
 	for (;;) {

@@ -132,6 +132,9 @@ struct conn {
 	uint8_t addr[16];
 	bool mtls;			/* arrived over HBONE */
 	char principal[640];		/* HBONE: the TLS peer's verified SPIFFE ID */
+	bool tcp;			/* HBONE stream to a TCP service port: relay, no HTTP */
+	char tcp_vip[64];
+	int tcp_port;
 	struct wp_msg req;
 	struct zm_buf in;
 	struct up pool[UP_POOL];
@@ -148,7 +151,8 @@ struct wp_req {
 	size_t nf;
 	const struct zm_buf *body;	/* may be NULL */
 	bool framed_body;		/* the client sent Content-Length/chunked/DATA */
-	const char *proto;		/* "HTTP/1.1", "HTTP/2" */
+	const char *proto;		/* "HTTP/1.1", "HTTP/2", "TCP" */
+	uint64_t bytes_in;		/* TCP: bytes from the client (no body buffer) */
 };
 
 /* The answer; framing (content-length, connection) is the front end's. */
@@ -180,6 +184,8 @@ extern const struct wp_opts *wp_options;
 /* A downstream connection for accepted socket @fd; NULL on ENOMEM. */
 struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss);
 void *wp_conn_thread(void *arg);	/* arg: a struct conn * */
+/* True when Service port @port of the Service at @vip is not HTTP (by its name, as Istio). */
+bool wp_port_is_tcp(const char *vip, int port);
 extern atomic_int wp_nconns;
 
 /* ---- metrics and access log (metrics.c) ------------------------------------------ */
