@@ -181,6 +181,11 @@ enum zm_l7_action {
 #define ZM_RETRY_RESET		0x10u	/* reset (incl. connect failure and timeouts of a try) */
 #define ZM_RETRY_4XX		0x20u	/* retriable-4xx: 409 */
 #define ZM_RETRY_CODES		0x40u	/* retriable-status-codes: d->retry_codes */
+#define ZM_RETRY_GRPC_CANCELLED	0x100u	/* grpc-status 1 */
+#define ZM_RETRY_GRPC_DEADLINE	0x200u	/* 4 */
+#define ZM_RETRY_GRPC_RESOURCE	0x400u	/* 8 */
+#define ZM_RETRY_GRPC_INTERNAL	0x800u	/* 13 */
+#define ZM_RETRY_GRPC_UNAVAILABLE 0x1000u	/* 14 */
 
 #define ZM_L7_MAX_HDR_OPS 8
 #define ZM_L7_MAX_EXTRA 8
@@ -280,6 +285,8 @@ void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int ep, int 
 int zm_l7_admit(struct zm_l7 *l7, const struct zm_l7_decision *d);
 void zm_l7_release(struct zm_l7 *l7, const struct zm_l7_decision *d);
 
+/* True when a gRPC answer with grpc-status @gs should be retried per @d. */
+bool zm_l7_should_retry_grpc(const struct zm_l7_decision *d, int gs);
 /* True when @status (0 = connect failure/reset/timeout) should be retried per @d. */
 bool zm_l7_should_retry(const struct zm_l7_decision *d, int status, bool connect_failed);
 

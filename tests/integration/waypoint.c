@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "zmesh/buf.h"
+#include <nghttp2/nghttp2.h>
+
 #include "zmesh/ca.h"
 #include "zmesh/hbone.h"
 #include "zmesh/keymat.h"
@@ -53,6 +55,12 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
 	"  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: grpc, labels: {app: grpc}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: grpc}\n"
+	"spec:\n  selector: {app: grpc}\n  ports:\n  - {name: grpc, port: 50051}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: echo2}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
@@ -755,4 +763,144 @@ TEST_F(wp, hbone_front)
 	ASSERT_EQ(curl(self, metrics, sizeof(metrics), args), 0);
 	EXPECT_STRSTR(metrics, "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"");
 	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
+}
+
+TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
+{
+	char out[8192], args[512];
+
+	/* a Service port named http2-*: the waypoint speaks h2c to the pod */
+	snprintf(args, sizeof(args), "-H 'Host: echo2' 'http://%s:8080/h2up'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
+	EXPECT_STRSTR(out, "\"host\":\"echo2\"");
+	/* gRPC content from an HTTP/2 client: HTTP/2 upstream as well */
+	snprintf(args, sizeof(args), "--http2-prior-knowledge -H 'Host: echo' -H 'x-canary: yes' "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' -d '' 'http://%s:8080/pkg.Svc/Method'",
+		 self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	/* plain HTTP/1.1 clients to an http port still get HTTP/1.1 upstream */
+	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'x-canary: yes' 'http://%s:8080/h1'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/1.1\"");
+}
+
+/* ---- a gRPC-like HTTP/2 server in the grpc pod: answers with trailers ---- */
+
+struct gsrv {
+	int fd;
+	int *calls;		/* shared across connections of this process */
+};
+
+static ssize_t gs_send(nghttp2_session *s, const uint8_t *d, size_t n, int fl, void *ud)
+{
+	(void)s; (void)fl;
+	return send(((struct gsrv *)ud)->fd, d, n, MSG_NOSIGNAL);
+}
+
+static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+		       nghttp2_data_source *src, void *ud)
+{
+	struct gsrv *g = ud;
+	char st[4];
+	/* the first call fails with UNAVAILABLE (14), later ones succeed */
+	nghttp2_nv tr[2] = {
+		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, 0, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-message", (uint8_t *)"hi", 12, 2, NGHTTP2_NV_FLAG_NONE },
+	};
+
+	(void)src;
+	snprintf(st, sizeof(st), "%d", (*g->calls)++ == 0 ? 14 : 0);
+	tr[0].valuelen = strlen(st);
+	memcpy(buf, "\0\0\0\0\0", len < 5 ? len : 5);
+	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	nghttp2_submit_trailer(s, id, tr, 2);
+	return 5;
+}
+
+static int gs_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	nghttp2_nv h[2] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE },
+	};
+	nghttp2_data_provider prd = { .read_callback = gs_body };
+
+	(void)ud;
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		nghttp2_submit_response(s, f->hd.stream_id, h, 2, &prd);
+	return 0;
+}
+
+static void grpc_server(const char *netns)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(50051) };
+	int saved, lfd, one = 1, calls = 0;
+
+	if (zm_netns_enter(netns, &saved))
+		_exit(1);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 16))
+		_exit(2);
+	for (;;) {
+		struct gsrv g = { .fd = accept(lfd, NULL, NULL), .calls = &calls };
+		nghttp2_session_callbacks *cb;
+		nghttp2_session *s;
+		char buf[16384];
+		ssize_t n;
+
+		if (g.fd < 0)
+			continue;
+		nghttp2_session_callbacks_new(&cb);
+		nghttp2_session_callbacks_set_send_callback(cb, gs_send);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, gs_frame);
+		nghttp2_session_server_new(&s, cb, &g);
+		nghttp2_session_callbacks_del(cb);
+		nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0);
+		while ((n = recv(g.fd, buf, sizeof(buf), 0)) > 0) {
+			if (nghttp2_session_mem_recv(s, (uint8_t *)buf, (size_t)n) < 0 ||
+			    nghttp2_session_send(s))
+				break;
+		}
+		nghttp2_session_del(s);
+		close(g.fd);
+	}
+}
+
+static void kill_child(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+TEST_F(wp, grpc_trailers_and_retry_on_unavailable)
+{
+	char netns[64], out[1 << 16], cmd[5000];
+	pid_t pid;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-grpc", self->name);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		grpc_server(netns);
+		_exit(0);
+	}
+	test_defer(kill_child, (void *)(intptr_t)pid);
+	usleep(200000);
+	/* Istio's default retry policy retries grpc-status 14: the client sees the
+	 * second answer, trailers included (-n: the body holds NUL bytes) */
+	snprintf(cmd, sizeof(cmd), "%s lab exec client --name %s -- nghttp -n -v -H ':authority: grpc' "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' -d /dev/null "
+		 "http://%s:8080/pkg.Svc/Call", self->ctl, self->name, self->ip);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s", cmd), 0);
+	EXPECT_STRSTR(out, ":status: 200");
+	EXPECT_STRSTR(out, "grpc-status: 0");
+	EXPECT_STRSTR(out, "grpc-message: hi");
+	EXPECT_TRUE(strstr(out, "grpc-status: 14") == NULL);
 }

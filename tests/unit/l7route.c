@@ -455,9 +455,13 @@ TEST_F(l7, policies_and_header_ops)
 	EXPECT_STREQ(self->d.req_ops[1]->set.v[0].key.v, "x-d");
 	ASSERT_EQ(self->d.nresp_ops, 1);
 	EXPECT_STREQ(self->d.resp_ops[0]->set.v[0].val.v, "3");
+	EXPECT_FALSE(zm_l7_should_retry_grpc(&self->d, 14));
 	/* Istio's default retry policy where none is written */
 	go(self, "/x");
 	EXPECT_EQ(self->d.retry_attempts, 2);
+	EXPECT_TRUE(zm_l7_should_retry_grpc(&self->d, 14));
+	EXPECT_TRUE(zm_l7_should_retry_grpc(&self->d, 1));
+	EXPECT_FALSE(zm_l7_should_retry_grpc(&self->d, 13));
 	EXPECT_TRUE(zm_l7_should_retry(&self->d, 503, false));
 	EXPECT_TRUE(zm_l7_should_retry(&self->d, 0, true));
 	EXPECT_FALSE(zm_l7_should_retry(&self->d, 500, false));

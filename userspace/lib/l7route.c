@@ -1033,7 +1033,16 @@ static void parse_retry_on(struct zm_l7_decision *d, const char *s)
 			d->retry_codes[d->nretry_codes++] = atoi(tok);
 			d->retry_on |= ZM_RETRY_CODES;
 		}
-		/* gRPC conditions (unavailable, cancelled...) need HTTP/2 trailers: ignored. */
+		else if (!strcmp(tok, "cancelled"))
+			d->retry_on |= ZM_RETRY_GRPC_CANCELLED;
+		else if (!strcmp(tok, "deadline-exceeded"))
+			d->retry_on |= ZM_RETRY_GRPC_DEADLINE;
+		else if (!strcmp(tok, "resource-exhausted"))
+			d->retry_on |= ZM_RETRY_GRPC_RESOURCE;
+		else if (!strcmp(tok, "internal"))
+			d->retry_on |= ZM_RETRY_GRPC_INTERNAL;
+		else if (!strcmp(tok, "unavailable"))
+			d->retry_on |= ZM_RETRY_GRPC_UNAVAILABLE;
 		s += n;
 		if (*s == ',')
 			s++;
@@ -1051,8 +1060,10 @@ static void set_policies(struct zm_l7 *l7, const struct zm_http_route *hr, struc
 	if (rt->o.set && rt->retry_on.v) {
 		parse_retry_on(d, rt->retry_on.v);
 	} else {
-		/* Istio's default policy: connect failures, refused streams, 503. */
-		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES;
+		/* Istio's default policy: connect failures, refused streams, 503,
+		 * gRPC unavailable and cancelled. */
+		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES |
+			      ZM_RETRY_GRPC_UNAVAILABLE | ZM_RETRY_GRPC_CANCELLED;
 		d->retry_codes[d->nretry_codes++] = 503;
 	}
 	if (hr->fault.delay.o.set) {
@@ -1343,7 +1354,8 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 		d->vs_name = NULL;
 		set_dest(d, c.svc, NULL, c.port);
 		d->retry_attempts = 2;
-		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES;
+		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES |
+			      ZM_RETRY_GRPC_UNAVAILABLE | ZM_RETRY_GRPC_CANCELLED;
 		d->retry_codes[d->nretry_codes++] = 503;
 		d->backoff_ns = 25 * ZM_NS_PER_MS;
 		static const struct zm_http_route none;
@@ -1774,6 +1786,18 @@ bool zm_l7_should_retry(const struct zm_l7_decision *d, int status, bool connect
 			if (d->retry_codes[i] == status)
 				return true;
 	return false;
+}
+
+bool zm_l7_should_retry_grpc(const struct zm_l7_decision *d, int gs)
+{
+	switch (gs) {
+	case 1: return d->retry_on & ZM_RETRY_GRPC_CANCELLED;
+	case 4: return d->retry_on & ZM_RETRY_GRPC_DEADLINE;
+	case 8: return d->retry_on & ZM_RETRY_GRPC_RESOURCE;
+	case 13: return d->retry_on & ZM_RETRY_GRPC_INTERNAL;
+	case 14: return d->retry_on & ZM_RETRY_GRPC_UNAVAILABLE;
+	default: return false;
+	}
 }
 
 const char *zm_l7_svc_fqdn(const struct zm_l7_decision *d)

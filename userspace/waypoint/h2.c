@@ -249,14 +249,27 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	size_t left = st->rs.head ? 0 : zm_buf_len(&st->rs.body) - st->sent;
 	size_t n = left < len ? left : len;
 
-	(void)s;
-	(void)id;
 	(void)ud;
 	if (n)
 		memcpy(buf, zm_buf_data(&st->rs.body) + st->sent, n);
 	st->sent += n;
-	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head)
+	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->rs.trailers.n && !st->rs.head) {
+			/* gRPC: grpc-status and friends travel as trailers */
+			nghttp2_nv tv[WP_MAX_HEADERS];
+			size_t nt = 0;
+
+			for (size_t i = 0; i < st->rs.trailers.n && nt < WP_MAX_HEADERS; i++) {
+				const struct hkv *kv = &st->rs.trailers.v[i];
+
+				tv[nt++] = (nghttp2_nv){ (uint8_t *)kv->n, (uint8_t *)kv->v, strlen(kv->n),
+							 strlen(kv->v), NGHTTP2_NV_FLAG_NONE };
+			}
+			if (nghttp2_submit_trailer(s, id, tv, nt) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+	}
 	return (ssize_t)n;
 }
 

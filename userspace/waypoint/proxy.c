@@ -124,7 +124,7 @@ void hl_free(struct hlist *h)
 	memset(h, 0, sizeof(*h));
 }
 
-static int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
+int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
 {
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 32;
@@ -284,7 +284,6 @@ static void up_put(struct conn *c, int fd, const char *addr, int port)
 	snprintf(c->pool[0].addr, sizeof(c->pool[0].addr), "%s", addr);
 }
 
-enum try_result { TRY_OK, TRY_CONNECT_FAIL, TRY_RESET, TRY_TIMEOUT, TRY_BAD, TRY_TOO_BIG };
 
 /*
  * One try: send @out to addr:port, read a whole response into @resp.
@@ -494,6 +493,16 @@ static const char *lbl(const struct zm_labels *l, const char *k)
 	return v ? v : "unknown";
 }
 
+/* grpc-status of an answer (trailers, or headers of a trailers-only answer); -1 when none. */
+static int grpc_status(const struct wp_resp *r)
+{
+	const char *v = hl_get(&r->trailers, "grpc-status");
+
+	if (!v)
+		v = hl_get(&r->h, "grpc-status");
+	return v ? atoi(v) : -1;
+}
+
 static const char *workload(const struct zm_labels *l, const char *name)
 {
 	const char *app = zm_labels_get(l, "app");
@@ -602,6 +611,7 @@ void wp_resp_init(struct wp_resp *rs)
 void wp_resp_free(struct wp_resp *rs)
 {
 	hl_free(&rs->h);
+	hl_free(&rs->trailers);
 	zm_buf_free(&rs->body);
 	zm_buf_free(&rs->status_buf);
 }
@@ -613,6 +623,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	struct zm_l7_request r;
 	struct hlist h = { 0 };
 	struct wp_msg resp;
+	struct wp_resp r2;		/* an HTTP/2 upstream's answer */
 	struct result res = { .code = 0 };
 	const struct zm_lab_pod *src = NULL;
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
@@ -621,6 +632,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 	zm_l7_decision_init(&d);
 	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
+	wp_resp_init(&r2);
 	rs->head = head;
 	if (!snap) {
 		res.code = 503;
@@ -746,6 +758,15 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
 		enum try_result tr = TRY_CONNECT_FAIL;
 		size_t blen = rq->body ? zm_buf_len(rq->body) : 0;
+		char ct[128];
+		size_t ctl;
+		const char *pn = d.svc->port_names[d.svc_port_idx];
+		/* HTTP/2 upstream for gRPC from an HTTP/2 client, and for ports named
+		 * http2/grpc/h2c (Istio's protocol selection). */
+		bool h2up = !strncmp(pn, "grpc", 4) || !strncmp(pn, "http2", 5) || !strncmp(pn, "h2c", 3) ||
+			    (!strcmp(rq->proto, "HTTP/2") && req_header(rq, "content-type", ct, sizeof(ct), &ctl) &&
+			     !strncmp(ct, "application/grpc", 16));
+		int gst = -1;
 
 		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", rq->method, zm_buf_cstr(&d.path),
 			      zm_buf_cstr(&d.authority));
@@ -774,9 +795,26 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
 			if (d.per_try_ns && (!try_deadline || tnow + d.per_try_ns < try_deadline))
 				try_deadline = tnow + d.per_try_ns;
-			tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
-				    try_deadline, &resp);
-			st = tr == TRY_OK ? resp.status : 0;
+			if (h2up) {
+				int ufd = connect_to(e->addr, e->tport[d.svc_port_idx],
+						     try_deadline && try_deadline < tnow + cto ? try_deadline : tnow + cto);
+
+				wp_resp_free(&r2);
+				wp_resp_init(&r2);
+				tr = ufd < 0 ? (ufd == -ETIMEDOUT && try_deadline && now_ns() >= try_deadline ?
+						TRY_TIMEOUT : TRY_CONNECT_FAIL) :
+				     wp_h2_upstream(ufd, rq->method, zm_buf_cstr(&d.path), zm_buf_cstr(&d.authority),
+						    &h, rq->body, try_deadline, &r2);
+				if (ufd >= 0)
+					close(ufd);
+				st = tr == TRY_OK ? r2.status : 0;
+				gst = tr == TRY_OK ? grpc_status(&r2) : -1;
+			} else {
+				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
+					    try_deadline, &resp);
+				st = tr == TRY_OK ? resp.status : 0;
+				gst = -1;
+			}
 			zm_l7_report(snap->l7, &d, ep, st, now_ns());
 			if (tr == TRY_OK) {
 				res.code = st;
@@ -784,7 +822,9 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			}
 			if (deadline && now_ns() >= deadline)
 				break;
-			if (t + 1 < tries && zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL)) {
+			if (t + 1 < tries && (zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
+					      (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED)) ||
+					      (gst > 0 && zm_l7_should_retry_grpc(&d, gst)))) {
 				/* Envoy: jittered exponential backoff from the base interval. */
 				int64_t b = d.backoff_ns ? d.backoff_ns : 25 * ZM_NS_PER_MS;
 				uint32_t rr;
@@ -842,7 +882,25 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		}
 	}
 	/* The answer with response header ops; framing is the front end's. */
-	{
+	if (r2.status) {
+		rs->status = r2.status;
+		for (size_t i = 0; i < r2.h.n; i++) {
+			const struct hkv *kv = &r2.h.v[i];
+
+			if (head && !strcmp(kv->n, "content-length"))
+				rs->keep_length = true;
+			else if (wp_hop_by_hop(kv->n, strlen(kv->n)))
+				continue;
+			hl_add(&rs->h, kv->n, strlen(kv->n), kv->v, strlen(kv->v));
+		}
+		rs->trailers = r2.trailers;
+		rs->body = r2.body;
+		memset(&r2.trailers, 0, sizeof(r2.trailers));
+		memset(&r2.body, 0, sizeof(r2.body));
+		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
+		for (size_t i = 0; i < d.nresp_set; i++)
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+	} else {
 		size_t rn = wp_msg_fields(&resp);
 
 		rs->status = resp.status;
@@ -877,9 +935,12 @@ done:
 	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
 	hl_free(&h);
 	wp_msg_free(&resp);
+	wp_resp_free(&r2);
 	zm_l7_decision_free(&d);
 	wp_snap_put(snap);
 }
+
+
 
 /* The HTTP/1.1 answer for @rs on @c. 0 or a negative errno. */
 static int h1_write(struct conn *c, const struct wp_resp *rs, bool keep)

@@ -155,17 +155,29 @@ struct wp_req {
 	uint64_t bytes_in;		/* TCP: bytes from the client (no body buffer) */
 };
 
+enum try_result { TRY_OK, TRY_CONNECT_FAIL, TRY_RESET, TRY_TIMEOUT, TRY_BAD, TRY_TOO_BIG, TRY_REFUSED };
+
 /* The answer; framing (content-length, connection) is the front end's. */
 struct wp_resp {
 	int status;
 	const char *status_text;	/* may be NULL */
 	struct zm_buf status_buf;
 	struct hlist h;
+	struct hlist trailers;		/* HTTP/2 upstream (gRPC); dropped on HTTP/1 */
 	struct zm_buf body;
 	bool head;			/* HEAD: send no body */
 	bool keep_length;		/* h already has content-length (HEAD) */
 	bool close;			/* close the connection after this */
 };
+
+/*
+ * One request over HTTP/2 (h2c prior knowledge) on connected socket @fd;
+ * the answer into @out (status, headers, body, trailers). An enum try_result.
+ */
+int wp_h2_upstream(int fd, const char *method, const char *path, const char *authority,
+		   const struct hlist *h, const struct zm_buf *body, int64_t deadline,
+		   struct wp_resp *out);
+int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl);
 
 /* A listening TCP socket on "ADDR:PORT" (IPv4). */
 int wp_listen(const char *spec);
