@@ -125,6 +125,11 @@ struct zm_l7_opts {
 	 * from getrandom(). Tests pass their own. */
 	uint64_t (*rand)(void *arg);
 	void *rand_arg;
+	/* The JWKS document fetched for a jwksUri (malloc'd, the engine frees
+	 * it), or NULL when there is none yet: that rule then has no keys and
+	 * its tokens get 401. NULL callback: jwksUri rules have no keys. */
+	char *(*jwks_uri)(const char *uri, void *arg);
+	void *jwks_arg;
 };
 
 struct zm_l7;

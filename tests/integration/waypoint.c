@@ -59,6 +59,13 @@ static const char cluster_fmt[] =
 	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: grpc}\n"
 	"spec:\n  selector: {app: grpc}\n  ports:\n  - {name: grpc, port: 50051}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: jwks, labels: {app: jwks}}\n"
+	"spec:\n  nodeName: n2\n  containers:\n"
+	"  - {name: c, command: [python3, -m, http.server, \"8000\", --directory, %s/jwks]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: jwks}\n"
+	"spec:\n  selector: {app: jwks}\n  ports:\n  - {name: http, port: 8000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: secure2}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo2}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
@@ -129,7 +136,16 @@ static const char config_fmt[] =
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\n"
 	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
-	"  jwtRules:\n  - issuer: \"" ISS "\"\n    audiences: [secure]\n    jwks: '%s'\n";
+	"  jwtRules:\n  - issuer: \"" ISS "\"\n    audiences: [secure]\n    jwks: '%s'\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt-uri}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
+	"  jwtRules:\n  - issuer: \"" ISS "\"\n"
+	"    jwksUri: http://jwks.default.svc.cluster.local:8000/jwks.json\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow2}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
+	"  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n";
 
 static EVP_PKEY *key, *wrong_key;
 
@@ -159,12 +175,17 @@ static void write_file(const char *path, const char *text)
 
 static void write_config(struct zm_fixture_wp *self)
 {
-	char *jwk = jwk_rsa(key, "k1", NULL), jwks[2048];
+	char *jwk = jwk_rsa(key, "k1", NULL), jwks[2048], path[128];
 	size_t n;
 	char *cfg;
 
 	snprintf(jwks, sizeof(jwks), "{\"keys\":[%s]}", jwk);
 	free(jwk);
+	/* the same key set, served over HTTP for jwksUri */
+	snprintf(path, sizeof(path), "%s/jwks", self->dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/jwks/jwks.json", self->dir);
+	write_file(path, jwks);
 	n = sizeof(config_fmt) + strlen(jwks);
 	cfg = malloc(n);
 	snprintf(cfg, n, config_fmt, jwks);
@@ -174,7 +195,7 @@ static void write_config(struct zm_fixture_wp *self)
 
 FIXTURE_SETUP(wp)
 {
-	char path[128], cluster[sizeof(cluster_fmt) + 256], out[4096];
+	char path[128], cluster[sizeof(cluster_fmt) + 512], out[4096];
 
 	REQUIRE_ROOT();
 	snprintf(self->name, sizeof(self->name), "w%d", getpid() % 100000);
@@ -183,7 +204,7 @@ FIXTURE_SETUP(wp)
 	mkdir(self->dir, 0700);
 	snprintf(self->cfg, sizeof(self->cfg), "%s/config.yaml", self->dir);
 	write_config(self);
-	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg);
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	write_file(path, cluster);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
@@ -903,4 +924,35 @@ TEST_F(wp, grpc_trailers_and_retry_on_unavailable)
 	EXPECT_STRSTR(out, "grpc-status: 0");
 	EXPECT_STRSTR(out, "grpc-message: hi");
 	EXPECT_TRUE(strstr(out, "grpc-status: 14") == NULL);
+}
+
+TEST_F(wp, jwks_uri_fetched_off_the_request_path)
+{
+	char claims[256], h[8192];
+	char *good, *bad;
+	int code = 0;
+
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"carol\",\"exp\":%lld}",
+		 (long long)time(NULL) + 600);
+	good = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, key, "RS256", NULL, 0);
+	bad = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, wrong_key, "RS256", NULL, 0);
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", good);
+	/* the key set arrives from the jwks pod shortly after start; until then 401 */
+	for (int i = 0; i < 50 && code != 200; i++) {
+		code = code_of(self, "secure2", h, "/x");
+		if (code != 200)
+			usleep(200000);
+	}
+	if (!EXPECT_EQ(code, 200)) {
+		char log[4096];
+
+		test_sh(log, sizeof(log), "grep -v '^{' /run/zmesh/lab/%s/logs/default_waypoint.log | tail -5; "
+			"tail -3 /run/zmesh/lab/%s/logs/default_jwks.log", self->name, self->name);
+		test_log("%s", log);
+	}
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", bad);
+	EXPECT_EQ(code_of(self, "secure2", h, "/x"), 401);
+	EXPECT_EQ(code_of(self, "secure2", NULL, "/x"), 403);
+	free(good);
+	free(bad);
 }

@@ -836,3 +836,67 @@ TEST_F(l7, tcp_routes_and_l4_policy)
 	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
 	EXPECT_EQ(self->d.status, 403);
 }
+
+static char *jwks_doc;
+
+static char *fetched(const char *uri, void *arg)
+{
+	(void)arg;
+	return !strcmp(uri, "http://keys.test/jwks") && jwks_doc ? strdup(jwks_doc) : NULL;
+}
+
+/* Build an engine for a jwksUri rule with @doc as the fetched document; the answer to a good token. */
+static int jwks_uri_status(const char *doc)
+{
+	static const char cfg[] =
+		"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\n"
+		"spec:\n  jwtRules:\n  - {issuer: \"" ISS "\", jwksUri: \"http://keys.test/jwks\"}\n";
+	struct zm_cfg_set set;
+	struct zm_l7_view v = { 0 };
+	struct zm_l7_opts o = { .jwks_uri = fetched };
+	struct zm_error e = { "" };
+	struct zm_l7 *l7 = NULL;
+	struct zm_l7_decision d;
+	char claims[256], bearer[4096], *tok;
+	struct zm_http_field f[1];
+	struct zm_l7_request r;
+	int st;
+
+	jwks_doc = (char *)doc;
+	zm_cfg_set_init(&set);
+	if (zm_cfg_load_buf(&set, "r.yaml", cfg, strlen(cfg)))
+		return -1;
+	v.svcs = calloc(1, sizeof(*v.svcs));
+	add_svc(&v, "echo", "10.96.0.10");
+	if (zm_l7_build(&set, &v, &o, &l7, &e)) {
+		test_log("build: %s", e.msg);
+		return -2;
+	}
+	zm_cfg_set_free(&set);
+	tok = token(rsa, "RS256", "k1", good_claims(claims, sizeof(claims), NULL));
+	snprintf(bearer, sizeof(bearer), "Bearer %s", tok);
+	f[0] = (struct zm_http_field){ "authorization", 13, bearer, strlen(bearer) };
+	r = (struct zm_l7_request){ .method = "GET", .scheme = "http", .authority = "echo", .target = "/",
+				    .target_len = 1, .headers = f, .nheaders = 1, .port = 80,
+				    .now_s = time(NULL) };
+	zm_l7_decide(l7, &r, &d);
+	st = d.action == ZM_L7_FORWARD ? 200 : d.status;
+	zm_l7_decision_free(&d);
+	zm_l7_put(l7);
+	free(tok);
+	return st;
+}
+
+TEST(jwks_uri_documents)
+{
+	char *jwk = jwk_rsa(rsa, "k1", NULL), doc[4096];
+
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
+	free(jwk);
+	EXPECT_EQ(jwks_uri_status(doc), 200);
+	/* not fetched yet: no keys, 401, and no stall */
+	EXPECT_EQ(jwks_uri_status(NULL), 401);
+	/* a broken document from the network is no keys, not a config error */
+	EXPECT_EQ(jwks_uri_status("{\"keys\": 7}"), 401);
+	EXPECT_EQ(jwks_uri_status("not json"), 401);
+}

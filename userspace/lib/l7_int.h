@@ -18,7 +18,8 @@ struct l7_jwt_rule_in {
 	const char *issuer;
 	const char *const *audiences;
 	size_t naud;
-	const char *jwks;		/* inline JWKS JSON, NULL when none (jwksUri) */
+	const char *jwks;		/* JWKS JSON, NULL when none (jwksUri not fetched yet) */
+	bool soft;			/* fetched, not configured: a bad document means no keys, not an error */
 };
 
 /* The rules of one RequestAuthentication, parsed (JWKS keys). */

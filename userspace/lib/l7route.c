@@ -412,12 +412,17 @@ static int vs_compile(struct l7_vs *v, const struct zm_cfg_obj *o, struct zm_err
 	return 0;
 }
 
-static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, struct zm_error *e)
+static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, const struct zm_l7_opts *opts,
+		      struct zm_error *e)
 {
 	const struct zm_request_authentication *ra = o->ra;
 	struct l7_jwt_rule_in *in = calloc(ra->jwt_rules.n + 1, sizeof(*in));
+	char **fetched = calloc(ra->jwt_rules.n + 1, sizeof(char *));
 	char err[512];
 	int rc = -ENOMEM;
+
+	if (!fetched)
+		goto out;
 
 	a->o = o;
 	a->auds = calloc(ra->jwt_rules.n + 1, sizeof(*a->auds));
@@ -433,11 +438,19 @@ static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, struct zm_err
 			a->auds[i][j] = r->audiences.v[j].v;
 		in[i] = (struct l7_jwt_rule_in){ .issuer = r->issuer.v, .audiences = a->auds[i],
 						 .naud = r->audiences.n, .jwks = r->jwks.v };
+		if (!r->jwks.v && r->jwks_uri.v && opts->jwks_uri) {
+			fetched[i] = opts->jwks_uri(r->jwks_uri.v, opts->jwks_arg);
+			in[i].jwks = fetched[i];
+			in[i].soft = true;
+		}
 	}
 	rc = l7_jwt_set_new(in, ra->jwt_rules.n, &a->set, err, sizeof(err));
 	if (rc == -EINVAL)
 		rc = bad(e, o, "spec", err);
 out:
+	for (size_t i = 0; fetched && i < ra->jwt_rules.n; i++)
+		free(fetched[i]);
+	free(fetched);
 	free(in);
 	return rc;
 }
@@ -491,7 +504,7 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 			l7->aps[l7->naps++] = o;
 			break;
 		case ZM_K_REQUESTAUTHENTICATION:
-			if ((rc = ra_compile(&l7->ras[l7->nras++], o, e)))
+			if ((rc = ra_compile(&l7->ras[l7->nras++], o, &l7->opts, e)))
 				goto fail;
 			break;
 		default:

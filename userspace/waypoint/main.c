@@ -26,6 +26,12 @@ const struct wp_opts *wp_options;
 static struct wp_snap *cur;
 static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t reload_wanted, stop_wanted;
+static atomic_int jwks_changed;
+
+static void on_jwks_change(void)
+{
+	atomic_store(&jwks_changed, 1);
+}
 
 struct wp_snap *wp_snap_get(void)
 {
@@ -78,7 +84,7 @@ int wp_reload(const struct wp_opts *o)
 	struct zm_cfg_set set;
 	struct zm_l7_view view = { 0 };
 	struct zm_l7_opts lo = { .waypoint_name = o->name, .path_set = true,
-				 .path = zm_path_opts_istio(o->path_norm) };
+				 .path = zm_path_opts_istio(o->path_norm), .jwks_uri = wp_jwks_get };
 	struct zm_error e = { "" };
 	int rc;
 
@@ -96,6 +102,16 @@ int wp_reload(const struct wp_opts *o)
 		zm_log_error("config %s rejected (%zu errors); keeping the last good one",
 			     o->config, set.nerrs);
 		goto fail;
+	}
+	/* jwksUri documents come from the fetch thread; ask for every one in use */
+	for (size_t i = 0; i < set.nobjs; i++) {
+		const struct zm_cfg_obj *ob = set.objs[i];
+
+		if (ob->kind != ZM_K_REQUESTAUTHENTICATION)
+			continue;
+		for (size_t j = 0; j < ob->ra->jwt_rules.n; j++)
+			if (ob->ra->jwt_rules.v[j].jwks_uri.v && !ob->ra->jwt_rules.v[j].jwks.v)
+				wp_jwks_want(ob->ra->jwt_rules.v[j].jwks_uri.v);
 	}
 	if (o->lab) {
 		rc = zm_lab_load(o->lab, &s->lab, &e);
@@ -268,6 +284,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	wp_jwks_init(on_jwks_change);
 	if (wp_access_log_open(o.access_log) < 0) {
 		fprintf(stderr, "waypoint: --access-log %s: %s\n", o.access_log, strerror(errno));
 		return 1;
@@ -317,7 +334,7 @@ int main(int argc, char **argv)
 		pthread_t th;
 		int fd;
 
-		if (reload_wanted) {
+		if (reload_wanted || atomic_exchange(&jwks_changed, 0)) {
 			reload_wanted = 0;
 			wp_reload(&o);
 		}

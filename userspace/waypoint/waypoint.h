@@ -179,6 +179,11 @@ int wp_h2_upstream(int fd, const char *method, const char *path, const char *aut
 		   struct wp_resp *out);
 int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl);
 
+/* jwksUri fetching (jwks.c): @changed runs (on the fetch thread) when a document arrives or changes. */
+void wp_jwks_init(void (*changed)(void));
+void wp_jwks_want(const char *uri);
+char *wp_jwks_get(const char *uri, void *arg);
+
 /* A listening TCP socket on "ADDR:PORT" (IPv4). */
 int wp_listen(const char *spec);
 /* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
