@@ -40,7 +40,7 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1b, labels: {app: echo, version: v1}}\n"
 	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v2, labels: {app: echo, version: v2}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\", -v]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: flaky, labels: {app: flaky, version: v1}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n"
 	"  - {name: c, command: [echoapp, serve, --http, \"8080\", --fail-rate, \"0.3\"]}\n---\n"
@@ -65,6 +65,8 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Service\nmetadata: {name: jwks}\n"
 	"spec:\n  selector: {app: jwks}\n  ports:\n  - {name: http, port: 8000}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure2}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: limited}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo2}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
@@ -99,6 +101,9 @@ static const char config_fmt[] =
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: mirrored\n    match: [{uri: {prefix: /mirror-test}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirror: {host: echo, subset: v2}\n"
 	"  - name: delayed\n    match: [{uri: {prefix: /delayed}}]\n"
 	"    fault: {delay: {fixedDelay: 500ms, percentage: {value: 100}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
@@ -114,6 +119,10 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\n"
 	"spec:\n  host: echo\n  subsets:\n  - {name: v1, labels: {version: v1}}\n"
 	"  - {name: v2, labels: {version: v2}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: limited}\n"
+	"spec:\n  host: limited\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, "
+	"http: {http1MaxPendingRequests: 1}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -521,6 +530,8 @@ TEST_F(wp, metrics_and_access_log)
 	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes' -H 'traceparent: "
 			  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'", "/m"), 200);
 	EXPECT_EQ(code_of(self, "secure", NULL, "/other"), 403);
+	/* attacker-controlled text in the log is escaped: the line stays valid JSON */
+	EXPECT_EQ(code_of(self, "echo", "-A 'evil\"}, \"x\": \"\\\\' -H 'x-canary: yes'", "/m"), 200);
 	snprintf(args, sizeof(args), "'http://%s:15020/metrics'", self->ip);
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
 	EXPECT_STRSTR(out, "istio_requests_total{reporter=\"waypoint\",source_workload=\"client\"");
@@ -537,7 +548,7 @@ TEST_F(wp, metrics_and_access_log)
 			  "    print(j['response_code'], j['traceparent'][:20])\nprint('lines', n)\"", log), 0);
 	EXPECT_STRSTR(out, "200 00-0af7651916cd43dd");
 	EXPECT_STRSTR(out, "403 -");
-	EXPECT_STRSTR(out, "lines 2");
+	EXPECT_STRSTR(out, "lines 3");
 	/* the backend saw the trace context */
 	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1' "
 		 "'http://%s:8080/exact'", self->ip);
@@ -955,4 +966,28 @@ TEST_F(wp, jwks_uri_fetched_off_the_request_path)
 	EXPECT_EQ(code_of(self, "secure2", NULL, "/x"), 403);
 	free(good);
 	free(bad);
+}
+
+TEST_F(wp, mirror_and_connection_pool_overflow)
+{
+	char out[8192], cmd[5000];
+	int n503, n200;
+
+	/* the answer comes from v1; a copy went to v2 (its log), host "-shadow" */
+	EXPECT_STRSTR(pod_of(self, NULL, "/mirror-test/1", out, sizeof(out)), "echo-v1");
+	usleep(300000);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-test/1' /run/zmesh/lab/%s/logs/default_echo-v2.log",
+			  self->name), 0);
+	EXPECT_EQ(atoi(out), 1);
+	/* maxConnections 1 + 1 pending: of 8 concurrent slow requests, some get 503 (UO) */
+	snprintf(cmd, sizeof(cmd), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4 5 6 7 8; do "
+		 "curl -s -o /dev/null -w \"%%{http_code}\\n\" -H \"Host: limited\" http://%s:8080/delay/400 & "
+		 "done; wait'", self->ctl, self->name, self->ip);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s", cmd), 0);
+	n503 = count(out, "503");
+	n200 = count(out, "200");
+	test_log("pool: %d x 200, %d x 503", n200, n503);
+	EXPECT_EQ(n503 + n200, 8);
+	EXPECT_GE(n200, 1);
+	EXPECT_GE(n503, 1);
 }
