@@ -567,10 +567,14 @@ TEST_F(wp, sighup_reload_keeps_last_good)
 			  "\"import json,sys; print([p['pids'][0] for p in json.load(sys.stdin)['pods'] "
 			  "if p['name']=='waypoint'][0])\"", self->ctl, self->name), 0);
 	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 200);
+	/* a changed file is picked up by itself (inotify), no signal needed */
 	write_file(self->cfg, direct);
-	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
 	for (int i = 0; i < 40 && code_of(self, "echo", NULL, "/x") != 299; i++)
 		usleep(100000);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
+	/* and SIGHUP reloads too */
+	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
+	usleep(300000);
 	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
 	/* a config that fails validation changes nothing */
 	write_file(self->cfg, "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
@@ -990,4 +994,29 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_EQ(n503 + n200, 8);
 	EXPECT_GE(n200, 1);
 	EXPECT_GE(n503, 1);
+}
+
+TEST_F(wp, lab_changes_followed)
+{
+	char out[4096];
+	int code = 0;
+
+	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes'", "/x"), 200);
+	/* relabel the only v2 pod: subset v2 is empty, so no healthy upstream */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod echo-v2 version=v9 --name %s", self->ctl,
+			  self->name), 0);
+	for (int i = 0; i < 40 && code != 503; i++) {
+		code = code_of(self, "echo", "-H 'x-canary: yes'", "/x");
+		if (code != 503)
+			usleep(100000);
+	}
+	EXPECT_EQ(code, 503);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod echo-v2 version=v2 --name %s", self->ctl,
+			  self->name), 0);
+	for (int i = 0; i < 40 && code != 200; i++) {
+		code = code_of(self, "echo", "-H 'x-canary: yes'", "/x");
+		if (code != 200)
+			usleep(100000);
+	}
+	EXPECT_EQ(code, 200);
 }

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -188,6 +190,32 @@ int wp_listen(const char *spec)
 	return fd;
 }
 
+/*
+ * Watch the config for changes (store.h: writers swap <dir>/current by
+ * rename): the directory itself, or the directory holding the file. Any
+ * event there means "reload"; a reload that fails keeps the last good
+ * config, so a spurious or half-written change costs nothing. -1 when off.
+ */
+static int watch_config(const char *path)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	if (!path || stat(path, &st))
+		return -1;
+	snprintf(dir, sizeof(dir), "%s", path);
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (inotify_add_watch(fd, S_ISDIR(st.st_mode) ? path : dirname(dir),
+			      IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int start_admin(int port)
 {
 	char spec[32];
@@ -242,7 +270,7 @@ int main(int argc, char **argv)
 	};
 	struct sigaction sa = { 0 };
 	pthread_attr_t at;
-	int opt, lfd, rc;
+	int opt, lfd, rc, wfd;
 
 	zm_log_init("waypoint");
 	while ((opt = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
@@ -327,8 +355,20 @@ int main(int argc, char **argv)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 512 * 1024);
+	wfd = watch_config(o.config);
+	if (o.lab) {
+		/* the lab's state (pods, services, labels) feeds the service view */
+		char sd[PATH_MAX];
+
+		snprintf(sd, sizeof(sd), "%s/%s", ZM_LAB_STATE_ROOT, o.lab);
+		if (wfd < 0)
+			wfd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (wfd >= 0)
+			inotify_add_watch(wfd, sd, IN_MOVED_TO | IN_CLOSE_WRITE);
+	}
 	while (!stop_wanted) {
-		struct pollfd pf = { .fd = lfd, .events = POLLIN };
+		struct pollfd pf = { .fd = lfd, .events = POLLIN }, wf = { .fd = wfd, .events = POLLIN };
+		struct pollfd pfs[2];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		pthread_t th;
@@ -338,7 +378,20 @@ int main(int argc, char **argv)
 			reload_wanted = 0;
 			wp_reload(&o);
 		}
-		if (poll(&pf, 1, 500) <= 0)
+		pfs[0] = pf;
+		pfs[1] = wf;
+		if (poll(pfs, wfd >= 0 ? 2 : 1, 500) <= 0)
+			continue;
+		if (wfd >= 0 && (pfs[1].revents & POLLIN)) {
+			char ev[4096];
+
+			/* let a writer finish, then take all its events as one change */
+			usleep(50000);
+			while (read(wfd, ev, sizeof(ev)) > 0)
+				;
+			reload_wanted = 1;
+		}
+		if (!(pfs[0].revents & POLLIN))
 			continue;
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
@@ -364,6 +417,8 @@ int main(int argc, char **argv)
 	}
 	zm_log_info("stopping");
 	close(lfd);
+	if (wfd >= 0)
+		close(wfd);
 	pthread_mutex_lock(&snap_mu);
 	wp_snap_put(cur);
 	cur = NULL;
