@@ -255,17 +255,25 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 /* A pooled connection to addr:port, or a new one. *fresh tells which. */
 static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh)
 {
-	int fd;
+	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int fd = -1;
 
+	if (c->pool_mu)
+		pthread_mutex_lock(c->pool_mu);
 	for (int i = 0; i < UP_POOL; i++) {
-		struct up *u = &c->pool[i];
+		struct up *u = &pool[i];
 
 		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
 			fd = u->fd;
 			u->fd = -1;
-			*fresh = false;
-			return fd;
+			break;
 		}
+	}
+	if (c->pool_mu)
+		pthread_mutex_unlock(c->pool_mu);
+	if (fd > 0) {
+		*fresh = false;
+		return fd;
 	}
 	*fresh = true;
 	return connect_to(addr, port, deadline);
@@ -273,17 +281,22 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 
 static void up_put(struct conn *c, int fd, const char *addr, int port)
 {
-	for (int i = 0; i < UP_POOL; i++)
-		if (c->pool[i].fd <= 0) {
-			c->pool[i] = (struct up){ .fd = fd, .port = port };
-			snprintf(c->pool[i].addr, sizeof(c->pool[i].addr), "%s", addr);
-			return;
-		}
-	up_close(&c->pool[0]);
-	c->pool[0] = (struct up){ .fd = fd, .port = port };
-	snprintf(c->pool[0].addr, sizeof(c->pool[0].addr), "%s", addr);
-}
+	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int slot = 0;
 
+	if (c->pool_mu)
+		pthread_mutex_lock(c->pool_mu);
+	for (int i = 0; i < UP_POOL; i++)
+		if (pool[i].fd <= 0) {
+			slot = i;
+			break;
+		}
+	up_close(&pool[slot]);
+	pool[slot] = (struct up){ .fd = fd, .port = port };
+	snprintf(pool[slot].addr, sizeof(pool[slot].addr), "%s", addr);
+	if (c->pool_mu)
+		pthread_mutex_unlock(c->pool_mu);
+}
 
 /*
  * One try: send @out to addr:port, read a whole response into @resp.

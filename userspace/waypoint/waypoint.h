@@ -116,7 +116,7 @@ struct hlist {
 
 void hl_free(struct hlist *h);
 
-#define UP_POOL 4
+#define UP_POOL 16
 
 struct up {
 	int fd;
@@ -138,6 +138,8 @@ struct conn {
 	struct wp_msg req;
 	struct zm_buf in;
 	struct up pool[UP_POOL];
+	struct up *shared_pool;		/* HTTP/2 stream workers: the connection's pool ... */
+	pthread_mutex_t *pool_mu;	/* ... under this lock */
 	uint64_t nreq;
 };
 
