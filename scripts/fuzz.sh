@@ -14,7 +14,7 @@ for f in "$top"/tests/fuzz/*/fuzz.c; do
 	echo "== fuzz $t for ${secs}s"
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I"$top/include" -I"$top/build" \
 		-I/usr/share/include/llhttp -o "$out/$t" "$f" "$top"/userspace/lib/*.c /usr/share/llhttp/*.c \
-		-lbpf -lelf -lz -luring -lmnl -lyaml -lnghttp2 -ljansson -lssl -lcrypto -lpthread -lm
+		-lbpf -lelf -lz -luring -lmnl -lyaml -lnghttp2 -ljansson -lpcre2-8 -lssl -lcrypto -lpthread -lm
 	mkdir -p "$out/$t-corpus"
 	(cd "$(dirname "$f")" && "$out/$t" -max_total_time="$secs" -max_len=65536 "$out/$t-corpus" corpus)
 done

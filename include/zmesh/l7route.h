@@ -125,6 +125,11 @@ struct zm_l7_opts {
 	 * from getrandom(). Tests pass their own. */
 	uint64_t (*rand)(void *arg);
 	void *rand_arg;
+	/* The JWKS document fetched for a jwksUri (malloc'd, the engine frees
+	 * it), or NULL when there is none yet: that rule then has no keys and
+	 * its tokens get 401. NULL callback: jwksUri rules have no keys. */
+	char *(*jwks_uri)(const char *uri, void *arg);
+	void *jwks_arg;
 };
 
 struct zm_l7;
@@ -145,6 +150,9 @@ struct zm_l7 *zm_l7_get(struct zm_l7 *l7);
 void zm_l7_put(struct zm_l7 *l7);
 
 /* ---- deciding ---------------------------------------------------------------- */
+
+/* The Service named by @host (name, name.ns[.svc], FQDN or cluster IP), or NULL. */
+const struct zm_l7_svc *zm_l7_svc_by_addr(struct zm_l7 *l7, const char *host);
 
 struct zm_l7_request {
 	const char *method;		/* NUL-terminated, as received */
@@ -178,6 +186,11 @@ enum zm_l7_action {
 #define ZM_RETRY_RESET		0x10u	/* reset (incl. connect failure and timeouts of a try) */
 #define ZM_RETRY_4XX		0x20u	/* retriable-4xx: 409 */
 #define ZM_RETRY_CODES		0x40u	/* retriable-status-codes: d->retry_codes */
+#define ZM_RETRY_GRPC_CANCELLED	0x100u	/* grpc-status 1 */
+#define ZM_RETRY_GRPC_DEADLINE	0x200u	/* 4 */
+#define ZM_RETRY_GRPC_RESOURCE	0x400u	/* 8 */
+#define ZM_RETRY_GRPC_INTERNAL	0x800u	/* 13 */
+#define ZM_RETRY_GRPC_UNAVAILABLE 0x1000u	/* 14 */
 
 #define ZM_L7_MAX_HDR_OPS 8
 #define ZM_L7_MAX_EXTRA 8
@@ -240,6 +253,18 @@ void zm_l7_decision_free(struct zm_l7_decision *d);
 int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7_decision *d);
 
 /*
+ * A TCP connection to Service @svc port @port (HBONE CONNECT to a port that
+ * is not HTTP): AuthorizationPolicy with L4 attributes only (an ALLOW rule
+ * naming HTTP fields never matches, a DENY rule naming them denies: fail
+ * closed, as Istio), then the first tcp[] route of the VirtualService whose
+ * match (port, sourceLabels, sourceNamespace, gateways, destinationSubnets
+ * against the VIP) holds, a destination chosen by weight; no route: the
+ * Service itself. Refusals are RESPOND with status 0 (reset the stream).
+ */
+int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
+		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d);
+
+/*
  * Choose an endpoint of d->svc / d->subset for a (re)try at time @now_ns,
  * skipping @skip (the endpoint the previous try failed on, -1 for none)
  * when another is available. Returns the endpoint index, -EHOSTUNREACH when
@@ -265,6 +290,8 @@ void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int ep, int 
 int zm_l7_admit(struct zm_l7 *l7, const struct zm_l7_decision *d);
 void zm_l7_release(struct zm_l7 *l7, const struct zm_l7_decision *d);
 
+/* True when a gRPC answer with grpc-status @gs should be retried per @d. */
+bool zm_l7_should_retry_grpc(const struct zm_l7_decision *d, int gs);
 /* True when @status (0 = connect failure/reset/timeout) should be retried per @d. */
 bool zm_l7_should_retry(const struct zm_l7_decision *d, int status, bool connect_failed);
 

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "zmesh/buf.h"
+#include <nghttp2/nghttp2.h>
+
 #include "zmesh/ca.h"
 #include "zmesh/hbone.h"
 #include "zmesh/keymat.h"
@@ -34,11 +36,11 @@ static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1a, labels: {app: echo, version: v1}}\n"
-	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v1b, labels: {app: echo, version: v1}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo-v2, labels: {app: echo, version: v2}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\", -v]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: flaky, labels: {app: flaky, version: v1}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n"
 	"  - {name: c, command: [echoapp, serve, --http, \"8080\", --fail-rate, \"0.3\"]}\n---\n"
@@ -51,7 +53,23 @@ static const char cluster_fmt[] =
 	"  - {name: c, command: [waypoint, --listen, \"0.0.0.0:8080\", --lab, %s, --config, %s,\n"
 	"                         --header-timeout, \"1000\", --hbone-port, \"15008\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n"
+	"  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: grpc, labels: {app: grpc}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: grpc}\n"
+	"spec:\n  selector: {app: grpc}\n  ports:\n  - {name: grpc, port: 50051}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: jwks, labels: {app: jwks}}\n"
+	"spec:\n  nodeName: n2\n  containers:\n"
+	"  - {name: c, command: [python3, -m, http.server, \"8000\", --directory, %s/jwks]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: jwks}\n"
+	"spec:\n  selector: {app: jwks}\n  ports:\n  - {name: http, port: 8000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: secure2}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: limited}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: echo2}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
@@ -83,6 +101,9 @@ static const char config_fmt[] =
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: mirrored\n    match: [{uri: {prefix: /mirror-test}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirror: {host: echo, subset: v2}\n"
 	"  - name: delayed\n    match: [{uri: {prefix: /delayed}}]\n"
 	"    fault: {delay: {fixedDelay: 500ms, percentage: {value: 100}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
@@ -92,10 +113,16 @@ static const char config_fmt[] =
 	"  - name: split\n    route:\n"
 	"    - {destination: {host: echo, subset: v1}, weight: 90}\n"
 	"    - {destination: {host: echo, subset: v2}, weight: 10}\n"
+	"  tcp:\n  - match: [{port: 9000}]\n"
+	"    route: [{destination: {host: echo, subset: v2, port: {number: 9000}}}]\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo}\n"
 	"spec:\n  host: echo\n  subsets:\n  - {name: v1, labels: {version: v1}}\n"
 	"  - {name: v2, labels: {version: v2}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: limited}\n"
+	"spec:\n  host: limited\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, "
+	"http: {http1MaxPendingRequests: 1}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -118,7 +145,16 @@ static const char config_fmt[] =
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\n"
 	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure}]\n"
-	"  jwtRules:\n  - issuer: \"" ISS "\"\n    audiences: [secure]\n    jwks: '%s'\n";
+	"  jwtRules:\n  - issuer: \"" ISS "\"\n    audiences: [secure]\n    jwks: '%s'\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt-uri}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
+	"  jwtRules:\n  - issuer: \"" ISS "\"\n"
+	"    jwksUri: http://jwks.default.svc.cluster.local:8000/jwks.json\n"
+	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow2}\n"
+	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
+	"  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n";
 
 static EVP_PKEY *key, *wrong_key;
 
@@ -148,12 +184,17 @@ static void write_file(const char *path, const char *text)
 
 static void write_config(struct zm_fixture_wp *self)
 {
-	char *jwk = jwk_rsa(key, "k1", NULL), jwks[2048];
+	char *jwk = jwk_rsa(key, "k1", NULL), jwks[2048], path[128];
 	size_t n;
 	char *cfg;
 
 	snprintf(jwks, sizeof(jwks), "{\"keys\":[%s]}", jwk);
 	free(jwk);
+	/* the same key set, served over HTTP for jwksUri */
+	snprintf(path, sizeof(path), "%s/jwks", self->dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/jwks/jwks.json", self->dir);
+	write_file(path, jwks);
 	n = sizeof(config_fmt) + strlen(jwks);
 	cfg = malloc(n);
 	snprintf(cfg, n, config_fmt, jwks);
@@ -163,7 +204,7 @@ static void write_config(struct zm_fixture_wp *self)
 
 FIXTURE_SETUP(wp)
 {
-	char path[128], cluster[sizeof(cluster_fmt) + 256], out[4096];
+	char path[128], cluster[sizeof(cluster_fmt) + 512], out[4096];
 
 	REQUIRE_ROOT();
 	snprintf(self->name, sizeof(self->name), "w%d", getpid() % 100000);
@@ -172,7 +213,7 @@ FIXTURE_SETUP(wp)
 	mkdir(self->dir, 0700);
 	snprintf(self->cfg, sizeof(self->cfg), "%s/config.yaml", self->dir);
 	write_config(self);
-	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg);
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	write_file(path, cluster);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
@@ -489,6 +530,8 @@ TEST_F(wp, metrics_and_access_log)
 	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes' -H 'traceparent: "
 			  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'", "/m"), 200);
 	EXPECT_EQ(code_of(self, "secure", NULL, "/other"), 403);
+	/* attacker-controlled text in the log is escaped: the line stays valid JSON */
+	EXPECT_EQ(code_of(self, "echo", "-A 'evil\"}, \"x\": \"\\\\' -H 'x-canary: yes'", "/m"), 200);
 	snprintf(args, sizeof(args), "'http://%s:15020/metrics'", self->ip);
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
 	EXPECT_STRSTR(out, "istio_requests_total{reporter=\"waypoint\",source_workload=\"client\"");
@@ -505,7 +548,7 @@ TEST_F(wp, metrics_and_access_log)
 			  "    print(j['response_code'], j['traceparent'][:20])\nprint('lines', n)\"", log), 0);
 	EXPECT_STRSTR(out, "200 00-0af7651916cd43dd");
 	EXPECT_STRSTR(out, "403 -");
-	EXPECT_STRSTR(out, "lines 2");
+	EXPECT_STRSTR(out, "lines 3");
 	/* the backend saw the trace context */
 	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1' "
 		 "'http://%s:8080/exact'", self->ip);
@@ -524,10 +567,14 @@ TEST_F(wp, sighup_reload_keeps_last_good)
 			  "\"import json,sys; print([p['pids'][0] for p in json.load(sys.stdin)['pods'] "
 			  "if p['name']=='waypoint'][0])\"", self->ctl, self->name), 0);
 	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 200);
+	/* a changed file is picked up by itself (inotify), no signal needed */
 	write_file(self->cfg, direct);
-	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
 	for (int i = 0; i < 40 && code_of(self, "echo", NULL, "/x") != 299; i++)
 		usleep(100000);
+	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
+	/* and SIGHUP reloads too */
+	ASSERT_EQ(kill(atoi(pid), SIGHUP), 0);
+	usleep(300000);
 	EXPECT_EQ(code_of(self, "echo", NULL, "/x"), 299);
 	/* a config that fails validation changes nothing */
 	write_file(self->cfg, "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
@@ -739,6 +786,12 @@ TEST_F(wp, hbone_front)
 	EXPECT_STRSTR(out, "HTTP/1.1 200");
 	/* ... which plain text cannot have */
 	EXPECT_EQ(code_of(self, "secure", NULL, "/mtls/x"), 403);
+	/* a TCP port of the Service: tcp[] route to v2, bytes relayed (echoapp WHOAMI) */
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone(self, auth, "WHOAMI\nhello\n", out, sizeof(out));
+	EXPECT_STRSTR(out, "status 200\n");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	EXPECT_STRSTR(out, "}\nhello\n");
 	/* a CONNECT to something this waypoint does not serve: 400 */
 	via_hbone(self, "192.0.2.1:80", "GET / HTTP/1.1\r\nHost: echo\r\n\r\n", out, sizeof(out));
 	EXPECT_STRSTR(out, "status 400");
@@ -746,4 +799,224 @@ TEST_F(wp, hbone_front)
 	ASSERT_EQ(curl(self, metrics, sizeof(metrics), args), 0);
 	EXPECT_STRSTR(metrics, "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"");
 	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
+}
+
+TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
+{
+	char out[8192], args[512];
+
+	/* a Service port named http2-*: the waypoint speaks h2c to the pod */
+	snprintf(args, sizeof(args), "-H 'Host: echo2' 'http://%s:8080/h2up'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
+	EXPECT_STRSTR(out, "\"host\":\"echo2\"");
+	/* gRPC content from an HTTP/2 client: HTTP/2 upstream as well */
+	snprintf(args, sizeof(args), "--http2-prior-knowledge -H 'Host: echo' -H 'x-canary: yes' "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' -d '' 'http://%s:8080/pkg.Svc/Method'",
+		 self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	/* plain HTTP/1.1 clients to an http port still get HTTP/1.1 upstream */
+	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'x-canary: yes' 'http://%s:8080/h1'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/1.1\"");
+}
+
+/* ---- a gRPC-like HTTP/2 server in the grpc pod: answers with trailers ---- */
+
+struct gsrv {
+	int fd;
+	int *calls;		/* shared across connections of this process */
+};
+
+static ssize_t gs_send(nghttp2_session *s, const uint8_t *d, size_t n, int fl, void *ud)
+{
+	(void)s; (void)fl;
+	return send(((struct gsrv *)ud)->fd, d, n, MSG_NOSIGNAL);
+}
+
+static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+		       nghttp2_data_source *src, void *ud)
+{
+	struct gsrv *g = ud;
+	char st[4];
+	/* the first call fails with UNAVAILABLE (14), later ones succeed */
+	nghttp2_nv tr[2] = {
+		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, 0, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-message", (uint8_t *)"hi", 12, 2, NGHTTP2_NV_FLAG_NONE },
+	};
+
+	(void)src;
+	snprintf(st, sizeof(st), "%d", (*g->calls)++ == 0 ? 14 : 0);
+	tr[0].valuelen = strlen(st);
+	memcpy(buf, "\0\0\0\0\0", len < 5 ? len : 5);
+	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	nghttp2_submit_trailer(s, id, tr, 2);
+	return 5;
+}
+
+static int gs_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	nghttp2_nv h[2] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE },
+	};
+	nghttp2_data_provider prd = { .read_callback = gs_body };
+
+	(void)ud;
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		nghttp2_submit_response(s, f->hd.stream_id, h, 2, &prd);
+	return 0;
+}
+
+static void grpc_server(const char *netns)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(50051) };
+	int saved, lfd, one = 1, calls = 0;
+
+	if (zm_netns_enter(netns, &saved))
+		_exit(1);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(lfd, 16))
+		_exit(2);
+	for (;;) {
+		struct gsrv g = { .fd = accept(lfd, NULL, NULL), .calls = &calls };
+		nghttp2_session_callbacks *cb;
+		nghttp2_session *s;
+		char buf[16384];
+		ssize_t n;
+
+		if (g.fd < 0)
+			continue;
+		nghttp2_session_callbacks_new(&cb);
+		nghttp2_session_callbacks_set_send_callback(cb, gs_send);
+		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, gs_frame);
+		nghttp2_session_server_new(&s, cb, &g);
+		nghttp2_session_callbacks_del(cb);
+		nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0);
+		while ((n = recv(g.fd, buf, sizeof(buf), 0)) > 0) {
+			if (nghttp2_session_mem_recv(s, (uint8_t *)buf, (size_t)n) < 0 ||
+			    nghttp2_session_send(s))
+				break;
+		}
+		nghttp2_session_del(s);
+		close(g.fd);
+	}
+}
+
+static void kill_child(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+TEST_F(wp, grpc_trailers_and_retry_on_unavailable)
+{
+	char netns[64], out[1 << 16], cmd[5000];
+	pid_t pid;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-grpc", self->name);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		grpc_server(netns);
+		_exit(0);
+	}
+	test_defer(kill_child, (void *)(intptr_t)pid);
+	usleep(200000);
+	/* Istio's default retry policy retries grpc-status 14: the client sees the
+	 * second answer, trailers included (-n: the body holds NUL bytes) */
+	snprintf(cmd, sizeof(cmd), "%s lab exec client --name %s -- nghttp -n -v -H ':authority: grpc' "
+		 "-H 'content-type: application/grpc' -H 'te: trailers' -d /dev/null "
+		 "http://%s:8080/pkg.Svc/Call", self->ctl, self->name, self->ip);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s", cmd), 0);
+	EXPECT_STRSTR(out, ":status: 200");
+	EXPECT_STRSTR(out, "grpc-status: 0");
+	EXPECT_STRSTR(out, "grpc-message: hi");
+	EXPECT_TRUE(strstr(out, "grpc-status: 14") == NULL);
+}
+
+TEST_F(wp, jwks_uri_fetched_off_the_request_path)
+{
+	char claims[256], h[8192];
+	char *good, *bad;
+	int code = 0;
+
+	snprintf(claims, sizeof(claims), "{\"iss\":\"" ISS "\",\"sub\":\"carol\",\"exp\":%lld}",
+		 (long long)time(NULL) + 600);
+	good = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, key, "RS256", NULL, 0);
+	bad = sign_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", claims, wrong_key, "RS256", NULL, 0);
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", good);
+	/* the key set arrives from the jwks pod shortly after start; until then 401 */
+	for (int i = 0; i < 50 && code != 200; i++) {
+		code = code_of(self, "secure2", h, "/x");
+		if (code != 200)
+			usleep(200000);
+	}
+	if (!EXPECT_EQ(code, 200)) {
+		char log[4096];
+
+		test_sh(log, sizeof(log), "grep -v '^{' /run/zmesh/lab/%s/logs/default_waypoint.log | tail -5; "
+			"tail -3 /run/zmesh/lab/%s/logs/default_jwks.log", self->name, self->name);
+		test_log("%s", log);
+	}
+	snprintf(h, sizeof(h), "-H 'Authorization: Bearer %s'", bad);
+	EXPECT_EQ(code_of(self, "secure2", h, "/x"), 401);
+	EXPECT_EQ(code_of(self, "secure2", NULL, "/x"), 403);
+	free(good);
+	free(bad);
+}
+
+TEST_F(wp, mirror_and_connection_pool_overflow)
+{
+	char out[8192], cmd[5000];
+	int n503, n200;
+
+	/* the answer comes from v1; a copy went to v2 (its log), host "-shadow" */
+	EXPECT_STRSTR(pod_of(self, NULL, "/mirror-test/1", out, sizeof(out)), "echo-v1");
+	usleep(300000);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-test/1' /run/zmesh/lab/%s/logs/default_echo-v2.log",
+			  self->name), 0);
+	EXPECT_EQ(atoi(out), 1);
+	/* maxConnections 1 + 1 pending: of 8 concurrent slow requests, some get 503 (UO) */
+	snprintf(cmd, sizeof(cmd), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4 5 6 7 8; do "
+		 "curl -s -o /dev/null -w \"%%{http_code}\\n\" -H \"Host: limited\" http://%s:8080/delay/400 & "
+		 "done; wait'", self->ctl, self->name, self->ip);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s", cmd), 0);
+	n503 = count(out, "503");
+	n200 = count(out, "200");
+	test_log("pool: %d x 200, %d x 503", n200, n503);
+	EXPECT_EQ(n503 + n200, 8);
+	EXPECT_GE(n200, 1);
+	EXPECT_GE(n503, 1);
+}
+
+TEST_F(wp, lab_changes_followed)
+{
+	char out[4096];
+	int code = 0;
+
+	EXPECT_EQ(code_of(self, "echo", "-H 'x-canary: yes'", "/x"), 200);
+	/* relabel the only v2 pod: subset v2 is empty, so no healthy upstream */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod echo-v2 version=v9 --name %s", self->ctl,
+			  self->name), 0);
+	for (int i = 0; i < 40 && code != 503; i++) {
+		code = code_of(self, "echo", "-H 'x-canary: yes'", "/x");
+		if (code != 503)
+			usleep(100000);
+	}
+	EXPECT_EQ(code, 503);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod echo-v2 version=v2 --name %s", self->ctl,
+			  self->name), 0);
+	for (int i = 0; i < 40 && code != 200; i++) {
+		code = code_of(self, "echo", "-H 'x-canary: yes'", "/x");
+		if (code != 200)
+			usleep(100000);
+	}
+	EXPECT_EQ(code, 200);
 }

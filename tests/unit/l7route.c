@@ -100,6 +100,12 @@ static const char cfg_fmt[] =
 	"    mirror: {host: echo, subset: v2}\n"
 	"  - name: catchall\n"
 	"    route: [{destination: {host: echo}}]\n"
+	"  tcp:\n"
+	"  - match: [{port: 9000, sourceLabels: {app: client}}]\n"
+	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - route:\n"
+	"    - {destination: {host: echo, subset: v1}, weight: 50}\n"
+	"    - {destination: {host: echo, subset: hash}, weight: 50}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	"metadata: {name: echo, namespace: default}\n"
@@ -185,6 +191,7 @@ static void add_ep(struct zm_l7_svc *s, const char *ip, const char *pod, const c
 	zm_labels_set(&ep->labels, "app", "echo");
 	zm_labels_set(&ep->labels, "version", ver);
 	ep->tport[0] = 8080;
+	ep->tport[1] = 9000;
 }
 
 static void add_svc(struct zm_l7_view *v, const char *name, const char *vip)
@@ -197,7 +204,9 @@ static void add_svc(struct zm_l7_view *v, const char *name, const char *vip)
 	snprintf(s->vip, sizeof(s->vip), "%s", vip);
 	s->ports[0] = 80;
 	snprintf(s->port_names[0], sizeof(s->port_names[0]), "http");
-	s->nports = 1;
+	s->ports[1] = 9000;
+	snprintf(s->port_names[1], sizeof(s->port_names[1]), "tcp");
+	s->nports = 2;
 	s->eps = calloc(4, sizeof(*s->eps));
 	add_ep(s, "10.244.0.2", "echo-v1-a", "v1");
 	add_ep(s, "10.244.0.3", "echo-v1-b", "v1");
@@ -446,9 +455,13 @@ TEST_F(l7, policies_and_header_ops)
 	EXPECT_STREQ(self->d.req_ops[1]->set.v[0].key.v, "x-d");
 	ASSERT_EQ(self->d.nresp_ops, 1);
 	EXPECT_STREQ(self->d.resp_ops[0]->set.v[0].val.v, "3");
+	EXPECT_FALSE(zm_l7_should_retry_grpc(&self->d, 14));
 	/* Istio's default retry policy where none is written */
 	go(self, "/x");
 	EXPECT_EQ(self->d.retry_attempts, 2);
+	EXPECT_TRUE(zm_l7_should_retry_grpc(&self->d, 14));
+	EXPECT_TRUE(zm_l7_should_retry_grpc(&self->d, 1));
+	EXPECT_FALSE(zm_l7_should_retry_grpc(&self->d, 13));
 	EXPECT_TRUE(zm_l7_should_retry(&self->d, 503, false));
 	EXPECT_TRUE(zm_l7_should_retry(&self->d, 0, true));
 	EXPECT_FALSE(zm_l7_should_retry(&self->d, 500, false));
@@ -792,4 +805,98 @@ TEST(build_errors)
 	EXPECT_EQ(zm_l7_build(&set, &v, NULL, &l7, &e), 0);
 	zm_l7_put(l7);
 	zm_cfg_set_free(&set);
+}
+
+TEST_F(l7, tcp_routes_and_l4_policy)
+{
+	const struct zm_l7_svc *echo = zm_l7_svc_by_addr(self->l7, "10.96.0.10");
+	const struct zm_l7_svc *secure = zm_l7_svc_by_addr(self->l7, "secure.default.svc.cluster.local");
+	int v1 = 0, hash = 0;
+
+	ASSERT_TRUE(echo && secure);
+	zm_labels_set(&self->src_labels, "app", "client");
+	self->req.src_labels = &self->src_labels;
+	EXPECT_EQ(zm_l7_decide_tcp(self->l7, &self->req, echo, 9000, &self->d), 0);
+	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
+	EXPECT_STREQ(subset(self), "v2");
+	EXPECT_EQ(self->d.svc_port_idx, 1);
+	zm_l7_decision_free(&self->d);
+	self->req.src_labels = NULL;
+	for (int i = 0; i < 200; i++) {
+		zm_l7_decide_tcp(self->l7, &self->req, echo, 9000, &self->d);
+		v1 += !strcmp(subset(self), "v1");
+		hash += !strcmp(subset(self), "hash");
+		zm_l7_decision_free(&self->d);
+	}
+	EXPECT_EQ(v1 + hash, 200);
+	EXPECT_GT(v1, 60);
+	EXPECT_GT(hash, 60);
+	/* secure has a DENY rule on methods: on TCP it cannot be evaluated, so it denies */
+	EXPECT_EQ(zm_l7_decide_tcp(self->l7, &self->req, secure, 9000, &self->d), 0);
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 403);
+}
+
+static char *jwks_doc;
+
+static char *fetched(const char *uri, void *arg)
+{
+	(void)arg;
+	return !strcmp(uri, "http://keys.test/jwks") && jwks_doc ? strdup(jwks_doc) : NULL;
+}
+
+/* Build an engine for a jwksUri rule with @doc as the fetched document; the answer to a good token. */
+static int jwks_uri_status(const char *doc)
+{
+	static const char cfg[] =
+		"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: r}\n"
+		"spec:\n  jwtRules:\n  - {issuer: \"" ISS "\", jwksUri: \"http://keys.test/jwks\"}\n";
+	struct zm_cfg_set set;
+	struct zm_l7_view v = { 0 };
+	struct zm_l7_opts o = { .jwks_uri = fetched };
+	struct zm_error e = { "" };
+	struct zm_l7 *l7 = NULL;
+	struct zm_l7_decision d;
+	char claims[256], bearer[4096], *tok;
+	struct zm_http_field f[1];
+	struct zm_l7_request r;
+	int st;
+
+	jwks_doc = (char *)doc;
+	zm_cfg_set_init(&set);
+	if (zm_cfg_load_buf(&set, "r.yaml", cfg, strlen(cfg)))
+		return -1;
+	v.svcs = calloc(1, sizeof(*v.svcs));
+	add_svc(&v, "echo", "10.96.0.10");
+	if (zm_l7_build(&set, &v, &o, &l7, &e)) {
+		test_log("build: %s", e.msg);
+		return -2;
+	}
+	zm_cfg_set_free(&set);
+	tok = token(rsa, "RS256", "k1", good_claims(claims, sizeof(claims), NULL));
+	snprintf(bearer, sizeof(bearer), "Bearer %s", tok);
+	f[0] = (struct zm_http_field){ "authorization", 13, bearer, strlen(bearer) };
+	r = (struct zm_l7_request){ .method = "GET", .scheme = "http", .authority = "echo", .target = "/",
+				    .target_len = 1, .headers = f, .nheaders = 1, .port = 80,
+				    .now_s = time(NULL) };
+	zm_l7_decide(l7, &r, &d);
+	st = d.action == ZM_L7_FORWARD ? 200 : d.status;
+	zm_l7_decision_free(&d);
+	zm_l7_put(l7);
+	free(tok);
+	return st;
+}
+
+TEST(jwks_uri_documents)
+{
+	char *jwk = jwk_rsa(rsa, "k1", NULL), doc[4096];
+
+	snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
+	free(jwk);
+	EXPECT_EQ(jwks_uri_status(doc), 200);
+	/* not fetched yet: no keys, 401, and no stall */
+	EXPECT_EQ(jwks_uri_status(NULL), 401);
+	/* a broken document from the network is no keys, not a config error */
+	EXPECT_EQ(jwks_uri_status("{\"keys\": 7}"), 401);
+	EXPECT_EQ(jwks_uri_status("not json"), 401);
 }

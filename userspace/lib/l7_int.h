@@ -18,7 +18,8 @@ struct l7_jwt_rule_in {
 	const char *issuer;
 	const char *const *audiences;
 	size_t naud;
-	const char *jwks;		/* inline JWKS JSON, NULL when none (jwksUri) */
+	const char *jwks;		/* JWKS JSON, NULL when none (jwksUri not fetched yet) */
+	bool soft;			/* fetched, not configured: a bad document means no keys, not an error */
 };
 
 /* The rules of one RequestAuthentication, parsed (JWKS keys). */
@@ -73,6 +74,7 @@ struct l7_authz_ctx {
 	const uint8_t *src_addr;
 	const char *dst_ip;
 	const struct l7_jwt_res *jwt;		/* verified token or NULL */
+	bool l4_only;				/* TCP: HTTP attributes cannot be evaluated */
 };
 
 /*

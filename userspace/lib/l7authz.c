@@ -110,6 +110,12 @@ static int operation_ok(const struct zm_authz_operation *o, const struct l7_auth
 {
 	char port[16];
 
+	/* On TCP, HTTP fields cannot be evaluated (Istio: such an ALLOW rule
+	 * never matches, such a DENY rule still denies). */
+	if (c->l4_only && (o->hosts.n || o->not_hosts.n || o->methods.n || o->not_methods.n ||
+			   o->paths.n || o->not_paths.n))
+		return -1;
+
 	snprintf(port, sizeof(port), "%d", c->port);
 	return field_ok(&o->hosts, &o->not_hosts, c->host, ZM_MATCH_ICASE) &&
 	       field_ok(&o->methods, &o->not_methods, c->method, 0) &&
@@ -122,6 +128,8 @@ static int cond_value(const char *key, const char *v, const struct l7_authz_ctx 
 {
 	size_t kl = strlen(key);
 
+	if (c->l4_only && !strncmp(key, "request.", 8))
+		return -1;
 	if (!strncmp(key, "request.headers[", 16) && key[kl - 1] == ']') {
 		int r = zm_authz_match_header(v, strlen(v), c->headers, c->nheaders, key + 16, kl - 17);
 
@@ -200,25 +208,39 @@ static int rule_matches(const struct zm_authz_rule *r, const struct l7_authz_ctx
 	bool unknown = false;
 	int any;
 
+	/* A definite "no" anywhere is "no"; otherwise an unknown part makes the
+	 * whole rule unknown. */
 	if (r->from.n) {
+		bool from_unknown = false;
+
 		any = 0;
 		for (size_t i = 0; i < r->from.n && any != 1; i++) {
 			int m = source_ok(&r->from.v[i].source, c);
 
 			if (m < 0)
-				unknown = true;
+				from_unknown = true;
 			else if (m)
 				any = 1;
 		}
-		if (!any)
-			return unknown ? -1 : 0;
+		if (!any && !from_unknown)
+			return 0;
+		unknown |= !any;
 	}
 	if (r->to.n) {
+		bool to_unknown = false;
+
 		any = 0;
-		for (size_t i = 0; i < r->to.n && !any; i++)
-			any = operation_ok(&r->to.v[i].operation, c);
-		if (!any)
+		for (size_t i = 0; i < r->to.n && any != 1; i++) {
+			int m = operation_ok(&r->to.v[i].operation, c);
+
+			if (m < 0)
+				to_unknown = true;
+			else if (m)
+				any = 1;
+		}
+		if (!any && !to_unknown)
 			return 0;
+		unknown |= !any;
 	}
 	for (size_t i = 0; i < r->when.n; i++) {
 		int m = cond_ok(&r->when.v[i], c);

@@ -48,6 +48,10 @@ int l7_jwt_set_new(const struct l7_jwt_rule_in *in, size_t n, struct l7_jwt_set 
 			struct zm_jwks *k = NULL;
 
 			rc = zm_jwks_parse(in[i].jwks, strlen(in[i].jwks), &k, &e);
+			if (rc < 0 && in[i].soft) {
+				rc = 0;		/* a fetched document we cannot use: no keys (401) */
+				continue;
+			}
 			if (rc < 0) {
 				snprintf(err, errsz, "jwtRules[%zu].jwks: %s", i, e.msg);
 				goto out;

@@ -412,12 +412,17 @@ static int vs_compile(struct l7_vs *v, const struct zm_cfg_obj *o, struct zm_err
 	return 0;
 }
 
-static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, struct zm_error *e)
+static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, const struct zm_l7_opts *opts,
+		      struct zm_error *e)
 {
 	const struct zm_request_authentication *ra = o->ra;
 	struct l7_jwt_rule_in *in = calloc(ra->jwt_rules.n + 1, sizeof(*in));
+	char **fetched = calloc(ra->jwt_rules.n + 1, sizeof(char *));
 	char err[512];
 	int rc = -ENOMEM;
+
+	if (!fetched)
+		goto out;
 
 	a->o = o;
 	a->auds = calloc(ra->jwt_rules.n + 1, sizeof(*a->auds));
@@ -433,11 +438,19 @@ static int ra_compile(struct l7_ra *a, const struct zm_cfg_obj *o, struct zm_err
 			a->auds[i][j] = r->audiences.v[j].v;
 		in[i] = (struct l7_jwt_rule_in){ .issuer = r->issuer.v, .audiences = a->auds[i],
 						 .naud = r->audiences.n, .jwks = r->jwks.v };
+		if (!r->jwks.v && r->jwks_uri.v && opts->jwks_uri) {
+			fetched[i] = opts->jwks_uri(r->jwks_uri.v, opts->jwks_arg);
+			in[i].jwks = fetched[i];
+			in[i].soft = true;
+		}
 	}
 	rc = l7_jwt_set_new(in, ra->jwt_rules.n, &a->set, err, sizeof(err));
 	if (rc == -EINVAL)
 		rc = bad(e, o, "spec", err);
 out:
+	for (size_t i = 0; fetched && i < ra->jwt_rules.n; i++)
+		free(fetched[i]);
+	free(fetched);
 	free(in);
 	return rc;
 }
@@ -491,7 +504,7 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 			l7->aps[l7->naps++] = o;
 			break;
 		case ZM_K_REQUESTAUTHENTICATION:
-			if ((rc = ra_compile(&l7->ras[l7->nras++], o, e)))
+			if ((rc = ra_compile(&l7->ras[l7->nras++], o, &l7->opts, e)))
 				goto fail;
 			break;
 		default:
@@ -575,6 +588,7 @@ struct req_ctx {
 	const char *query;		/* after '?', or "" */
 	size_t query_len;
 	const struct zm_l7_svc *svc;	/* destination service, or NULL */
+	bool l4;			/* a TCP connection: no HTTP attributes */
 };
 
 static bool kvm_hdr_match(const struct l7_kvm *k, const struct zm_l7_request *req)
@@ -902,7 +916,7 @@ static int do_authz(struct zm_l7 *l7, const struct req_ctx *c, const char *ns,
 		.src_ns = sa_p && (size_t)(sa_p - ns_p - 4) < sizeof(ns_buf) ?
 			  (snprintf(ns_buf, sizeof(ns_buf), "%.*s", (int)(sa_p - ns_p - 4), ns_p + 4), ns_buf) : NULL,
 		.src_family = req->src_family, .src_addr = req->src_family ? req->src_addr : NULL,
-		.dst_ip = NULL, .jwt = jwt,
+		.dst_ip = NULL, .jwt = jwt, .l4_only = c->l4,
 	};
 	bool any_allow = false, allowed = false;
 
@@ -1032,7 +1046,16 @@ static void parse_retry_on(struct zm_l7_decision *d, const char *s)
 			d->retry_codes[d->nretry_codes++] = atoi(tok);
 			d->retry_on |= ZM_RETRY_CODES;
 		}
-		/* gRPC conditions (unavailable, cancelled...) need HTTP/2 trailers: ignored. */
+		else if (!strcmp(tok, "cancelled"))
+			d->retry_on |= ZM_RETRY_GRPC_CANCELLED;
+		else if (!strcmp(tok, "deadline-exceeded"))
+			d->retry_on |= ZM_RETRY_GRPC_DEADLINE;
+		else if (!strcmp(tok, "resource-exhausted"))
+			d->retry_on |= ZM_RETRY_GRPC_RESOURCE;
+		else if (!strcmp(tok, "internal"))
+			d->retry_on |= ZM_RETRY_GRPC_INTERNAL;
+		else if (!strcmp(tok, "unavailable"))
+			d->retry_on |= ZM_RETRY_GRPC_UNAVAILABLE;
 		s += n;
 		if (*s == ',')
 			s++;
@@ -1050,8 +1073,10 @@ static void set_policies(struct zm_l7 *l7, const struct zm_http_route *hr, struc
 	if (rt->o.set && rt->retry_on.v) {
 		parse_retry_on(d, rt->retry_on.v);
 	} else {
-		/* Istio's default policy: connect failures, refused streams, 503. */
-		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES;
+		/* Istio's default policy: connect failures, refused streams, 503,
+		 * gRPC unavailable and cancelled. */
+		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES |
+			      ZM_RETRY_GRPC_UNAVAILABLE | ZM_RETRY_GRPC_CANCELLED;
 		d->retry_codes[d->nretry_codes++] = 503;
 	}
 	if (hr->fault.delay.o.set) {
@@ -1342,7 +1367,8 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 		d->vs_name = NULL;
 		set_dest(d, c.svc, NULL, c.port);
 		d->retry_attempts = 2;
-		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES;
+		d->retry_on = ZM_RETRY_CONNECT | ZM_RETRY_REFUSED | ZM_RETRY_CODES |
+			      ZM_RETRY_GRPC_UNAVAILABLE | ZM_RETRY_GRPC_CANCELLED;
 		d->retry_codes[d->nretry_codes++] = 503;
 		d->backoff_ns = 25 * ZM_NS_PER_MS;
 		static const struct zm_http_route none;
@@ -1362,6 +1388,103 @@ out:
 		d->resp_set[i].value = zm_buf_data(&d->scratch) + df.resp_off[i];
 	l7_jwt_res_free(&jwt);
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- TCP ------------------------------------------------------------------------------ */
+
+static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
+{
+	const struct zm_l7_request *req = c->req;
+
+	if (m->port.set && m->port.v != c->port)
+		return false;
+	if (m->source_namespace.v && (!req->src_ns || strcmp(m->source_namespace.v, req->src_ns)))
+		return false;
+	for (size_t i = 0; i < m->source_labels.n; i++) {
+		const char *v = req->src_labels ? zm_labels_get(req->src_labels,
+							m->source_labels.v[i].key.v) : NULL;
+
+		if (!v || strcmp(v, m->source_labels.v[i].val.v))
+			return false;
+	}
+	if (m->gateways.n) {
+		bool mesh = false;
+
+		for (size_t i = 0; i < m->gateways.n; i++)
+			mesh |= !strcmp(m->gateways.v[i].v, "mesh");
+		if (!mesh)
+			return false;
+	}
+	if (m->destination_subnets.n) {
+		bool in = false;
+		uint8_t a[4];
+
+		if (!c->svc || !c->svc->vip[0] || inet_pton(AF_INET, c->svc->vip, a) != 1)
+			return false;
+		for (size_t i = 0; i < m->destination_subnets.n && !in; i++) {
+			struct zm_cidr b;
+			const char *sn = m->destination_subnets.v[i].v;
+
+			in = zm_cidr_parse(sn, strlen(sn), &b) == 0 && zm_cidr_match(&b, AF_INET, a);
+		}
+		if (!in)
+			return false;
+	}
+	return true;
+}
+
+int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
+		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d)
+{
+	struct req_ctx c = { .req = req, .port = port, .svc = svc, .path = "", .query = "", .l4 = true };
+	const struct l7_vs *v;
+	int rc;
+
+	zm_l7_decision_init(d);
+	if (!svc)
+		return respond(d, 0, "NR", "unknown destination", "");
+	snprintf(c.host, sizeof(c.host), "%s", svc->fqdn);
+	v = vs_find(l7, &c);
+	rc = do_authz(l7, &c, svc->ns, NULL, d);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	for (size_t i = 0; v && i < v->o->vs->tcp.n; i++) {
+		const struct zm_tcp_route *tr = &v->o->vs->tcp.v[i];
+		bool hit = !tr->match.n;
+		int64_t total = 0, pick;
+
+		for (size_t j = 0; j < tr->match.n && !hit; j++)
+			hit = l4_match_ok(&tr->match.v[j], &c);
+		if (!hit)
+			continue;
+		d->vs_name = v->name;
+		for (size_t k = 0; k < tr->route.n; k++)
+			total += tr->route.v[k].weight.v;
+		pick = total > 0 ? (int64_t)(rnd(l7) % (uint64_t)total) : 0;
+		for (size_t k = 0; k < tr->route.n; k++) {
+			pick -= tr->route.v[k].weight.v;
+			if (pick < 0 || total <= 0 || k + 1 == tr->route.n) {
+				const struct zm_destination *dst = &tr->route.v[k].destination;
+				const struct zm_l7_svc *s = svc_by_dest(l7, dst->host.v, v->o->meta.ns.v);
+
+				if (!s)
+					return respond(d, 0, "NC", "destination service not found", "");
+				set_dest(d, s, dst, port);
+				break;
+			}
+		}
+		goto out;
+	}
+	set_dest(d, svc, NULL, port);
+out:
+	if (d->action == ZM_L7_FORWARD && d->svc_port_idx < 0)
+		return respond(d, 0, "NR", "no such service port", "");
+	return 0;
+}
+
+const struct zm_l7_svc *zm_l7_svc_by_addr(struct zm_l7 *l7, const char *host)
+{
+	return svc_by_host(l7, host);
 }
 
 /* ---- balancing -------------------------------------------------------------------- */
@@ -1676,6 +1799,18 @@ bool zm_l7_should_retry(const struct zm_l7_decision *d, int status, bool connect
 			if (d->retry_codes[i] == status)
 				return true;
 	return false;
+}
+
+bool zm_l7_should_retry_grpc(const struct zm_l7_decision *d, int gs)
+{
+	switch (gs) {
+	case 1: return d->retry_on & ZM_RETRY_GRPC_CANCELLED;
+	case 4: return d->retry_on & ZM_RETRY_GRPC_DEADLINE;
+	case 8: return d->retry_on & ZM_RETRY_GRPC_RESOURCE;
+	case 13: return d->retry_on & ZM_RETRY_GRPC_INTERNAL;
+	case 14: return d->retry_on & ZM_RETRY_GRPC_UNAVAILABLE;
+	default: return false;
+	}
 }
 
 const char *zm_l7_svc_fqdn(const struct zm_l7_decision *d)

@@ -3,13 +3,15 @@
  * HTTP/2 front end (h2c with prior knowledge; the HBONE inner stream and
  * gRPC clients speak it) with nghttp2, on the same wp_serve() as HTTP/1.
  *
- * Streams are read concurrently but served one at a time, in the order
- * they completed, on this connection's thread: simple, and a slow request
- * holds up the others on the same connection (docs/waypoint.md). Bounded:
- * 100 concurrent streams, header block bytes and body sizes as HTTP/1, a
- * queue of completed streams no longer than the stream limit.
+ * The connection's thread owns the nghttp2 session; each completed stream
+ * is served by a worker thread (its own upstream pool) that hands the
+ * answer back through a list and a pipe, so a slow stream holds up no
+ * other. A stream the peer resets while its worker runs is freed when the
+ * worker is done. Bounded: 100 concurrent streams (so 100 workers), header
+ * block bytes and body sizes as HTTP/1.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <stdio.h>
@@ -33,6 +35,9 @@ struct h2s {
 	int64_t t0, t0_wall;
 	struct h2s *next_ready;
 	struct h2s *all_next, *all_prev;	/* every live stream, to free on teardown */
+	struct h2s *next_done;
+	bool busy;			/* a worker is serving it */
+	bool dead;			/* closed by the peer while busy: free when the worker is done */
 	/* the answer being sent */
 	struct wp_resp rs;
 	size_t sent;
@@ -46,6 +51,11 @@ struct h2c {
 	struct h2s *all;
 	int nstreams;
 	bool write_failed;
+	/* workers hand finished streams back through done + a pipe */
+	pthread_mutex_t mu, pool_mu;
+	struct h2s *done_head;
+	int wake[2];
+	int busy;
 };
 
 static int64_t mono_ns(void)
@@ -238,7 +248,10 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 	}
 	nghttp2_session_set_stream_user_data(s, id, NULL);
 	h->nstreams--;
-	h2s_free(h, st);
+	if (st->busy)
+		st->dead = true;	/* the worker still reads it */
+	else
+		h2s_free(h, st);
 	return 0;
 }
 
@@ -249,20 +262,52 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	size_t left = st->rs.head ? 0 : zm_buf_len(&st->rs.body) - st->sent;
 	size_t n = left < len ? left : len;
 
-	(void)s;
-	(void)id;
 	(void)ud;
 	if (n)
 		memcpy(buf, zm_buf_data(&st->rs.body) + st->sent, n);
 	st->sent += n;
-	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head)
+	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->rs.trailers.n && !st->rs.head) {
+			/* gRPC: grpc-status and friends travel as trailers */
+			nghttp2_nv tv[WP_MAX_HEADERS];
+			size_t nt = 0;
+
+			for (size_t i = 0; i < st->rs.trailers.n && nt < WP_MAX_HEADERS; i++) {
+				const struct hkv *kv = &st->rs.trailers.v[i];
+
+				tv[nt++] = (nghttp2_nv){ (uint8_t *)kv->n, (uint8_t *)kv->v, strlen(kv->n),
+							 strlen(kv->v), NGHTTP2_NV_FLAG_NONE };
+			}
+			if (nghttp2_submit_trailer(s, id, tv, nt) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+	}
 	return (ssize_t)n;
 }
 
-/* Serve one completed stream and submit its answer. */
-static void serve_stream(struct h2c *h, struct h2s *st)
+struct h2w {
+	struct h2c *h;
+	struct h2s *st;
+};
+
+static void done_push(struct h2c *h, struct h2s *st)
 {
+	char one = 1;
+
+	pthread_mutex_lock(&h->mu);
+	st->next_done = h->done_head;
+	h->done_head = st;
+	pthread_mutex_unlock(&h->mu);
+	(void)!write(h->wake[1], &one, 1);
+}
+
+/* A worker: serve one stream with its own upstream pool, hand it back. */
+static void *stream_worker(void *arg)
+{
+	struct h2w *w = arg;
+	struct h2s *st = w->st;
+	struct conn wc = *w->h->c;
 	struct zm_http_field f[WP_MAX_HEADERS];
 	const char *hb = zm_buf_data(&st->hb);
 	struct wp_req rq = {
@@ -271,27 +316,74 @@ static void serve_stream(struct h2c *h, struct h2s *st)
 		.f = f, .nf = st->nh, .body = &st->body, .framed_body = st->data_seen,
 		.proto = "HTTP/2",
 	};
+
+	/* the copy shares only the upstream pool with the connection, under a lock */
+	memset(&wc.req, 0, sizeof(wc.req));
+	memset(&wc.in, 0, sizeof(wc.in));
+	for (int i = 0; i < UP_POOL; i++)
+		wc.pool[i].fd = -1;
+	wc.shared_pool = w->h->c->pool;
+	wc.pool_mu = &w->h->pool_mu;
+	for (size_t i = 0; i < st->nh; i++)
+		f[i] = (struct zm_http_field){ hb + st->hs[i].noff, st->hs[i].nlen,
+					       hb + st->hs[i].voff, st->hs[i].vlen };
+	if (!zm_buf_len(&st->authority))
+		rq.authority = NULL;	/* then the Host field, as HTTP/1 */
+	wp_serve(&wc, &rq, &st->rs, st->t0, st->t0_wall);
+	for (int i = 0; i < UP_POOL; i++)
+		if (wc.pool[i].fd > 0)
+			close(wc.pool[i].fd);
+	done_push(w->h, st);
+	free(w);
+	return NULL;
+}
+
+/* Start serving a completed stream: malformed ones are answered at once. */
+static void stream_start(struct h2c *h, struct h2s *st)
+{
+	struct h2w *w;
+	pthread_t th;
+	pthread_attr_t at;
+
+	if (st->too_big || st->body_too_big || st->bad || !zm_buf_len(&st->method) ||
+	    !zm_buf_len(&st->path) || !(w = calloc(1, sizeof(*w)))) {
+		int code = st->too_big ? 431 : st->body_too_big ? 413 : st->bad ||
+			   !zm_buf_len(&st->method) || !zm_buf_len(&st->path) ? 400 : 503;
+		const char *why = code == 431 ? "request header fields too large" :
+				  code == 413 ? "payload too large" : code == 400 ? "bad request" :
+				  "overloaded";
+
+		st->rs.status = code;
+		zm_buf_puts(&st->rs.body, why);
+		st->busy = true;
+		h->busy++;
+		done_push(h, st);
+		return;
+	}
+	w->h = h;
+	w->st = st;
+	st->busy = true;
+	h->busy++;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 512 * 1024);
+	if (pthread_create(&th, &at, stream_worker, w)) {
+		free(w);
+		st->rs.status = 503;
+		zm_buf_puts(&st->rs.body, "overloaded");
+		done_push(h, st);
+	}
+	pthread_attr_destroy(&at);
+}
+
+/* Submit the answer of a stream its worker finished. */
+static void submit_answer(struct h2c *h, struct h2s *st)
+{
 	nghttp2_nv nv[WP_MAX_HEADERS * 2 + 4];
 	size_t nnv = 0;
 	char status[8], clen[24];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
 
-	for (size_t i = 0; i < st->nh; i++)
-		f[i] = (struct zm_http_field){ hb + st->hs[i].noff, st->hs[i].nlen,
-					       hb + st->hs[i].voff, st->hs[i].vlen };
-	if (st->too_big || st->body_too_big || st->bad || !zm_buf_len(&st->method) ||
-	    !zm_buf_len(&st->path)) {
-		int code = st->too_big ? 431 : st->body_too_big ? 413 : 400;
-		const char *why = st->too_big ? "request header fields too large" :
-				  st->body_too_big ? "payload too large" : "bad request";
-
-		st->rs.status = code;
-		zm_buf_puts(&st->rs.body, why);
-	} else {
-		if (!zm_buf_len(&st->authority))
-			rq.authority = NULL;	/* then the Host field, as HTTP/1 */
-		wp_serve(h->c, &rq, &st->rs, st->t0, st->t0_wall);
-	}
 	snprintf(status, sizeof(status), "%d", st->rs.status);
 	nv[nnv++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
 				  NGHTTP2_NV_FLAG_NONE };
@@ -313,6 +405,31 @@ static void serve_stream(struct h2c *h, struct h2s *st)
 		nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
+/* Finished streams: submit their answers (or free those the peer closed). */
+static void take_done(struct h2c *h)
+{
+	struct h2s *list;
+	char drain[64];
+
+	while (read(h->wake[0], drain, sizeof(drain)) > 0)
+		;
+	pthread_mutex_lock(&h->mu);
+	list = h->done_head;
+	h->done_head = NULL;
+	pthread_mutex_unlock(&h->mu);
+	while (list) {
+		struct h2s *st = list;
+
+		list = st->next_done;
+		st->busy = false;
+		h->busy--;
+		if (st->dead)
+			h2s_free(h, st);
+		else
+			submit_answer(h, st);
+	}
+}
+
 void wp_h2_serve(struct conn *c)
 {
 	struct h2c h = { .c = c };
@@ -324,8 +441,15 @@ void wp_h2_serve(struct conn *c)
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20 },
 	};
 
-	if (nghttp2_session_callbacks_new(&cb))
+	if (pipe2(h.wake, O_CLOEXEC | O_NONBLOCK))
 		return;
+	pthread_mutex_init(&h.mu, NULL);
+	pthread_mutex_init(&h.pool_mu, NULL);
+	if (nghttp2_session_callbacks_new(&cb)) {
+		close(h.wake[0]);
+		close(h.wake[1]);
+		return;
+	}
 	nghttp2_session_callbacks_set_send_callback(cb, on_send);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
@@ -358,7 +482,8 @@ void wp_h2_serve(struct conn *c)
 	}
 	for (;;) {
 		char buf[16384];
-		struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+		struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
+					{ .fd = h.wake[0], .events = POLLIN } };
 		ssize_t n;
 		int pr;
 
@@ -369,19 +494,20 @@ void wp_h2_serve(struct conn *c)
 			if (!h.ready_head)
 				h.ready_tail = NULL;
 			st->next_ready = NULL;
-			serve_stream(&h, st);
-			if (nghttp2_session_send(h.s) || h.write_failed)
-				goto out;
+			stream_start(&h, st);
 		}
+		take_done(&h);
 		if (nghttp2_session_send(h.s) || h.write_failed)
 			goto out;
-		if (!nghttp2_session_want_read(h.s) && !nghttp2_session_want_write(h.s))
+		if (!h.busy && !nghttp2_session_want_read(h.s) && !nghttp2_session_want_write(h.s))
 			goto out;
-		pr = poll(&pf, 1, wp_options->idle_timeout_ms);
+		pr = poll(pf, 2, h.busy ? 1000 : wp_options->idle_timeout_ms);
 		if (pr < 0 && errno == EINTR)
 			continue;
-		if (pr <= 0)
+		if (pr < 0 || (pr == 0 && !h.busy))
 			goto out;
+		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
 		n = recv(c->fd, buf, sizeof(buf), 0);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -392,7 +518,30 @@ void wp_h2_serve(struct conn *c)
 	}
 out:
 	nghttp2_session_send(h.s);
+	/* workers still hold their streams: wait for them before freeing */
+	while (h.busy) {
+		struct pollfd pf = { .fd = h.wake[0], .events = POLLIN };
+
+		poll(&pf, 1, 1000);
+		pthread_mutex_lock(&h.mu);
+		for (struct h2s *st = h.done_head; st; st = st->next_done) {
+			st->busy = false;
+			h.busy--;
+		}
+		h.done_head = NULL;
+		pthread_mutex_unlock(&h.mu);
+		{
+			char drain[64];
+
+			while (read(h.wake[0], drain, sizeof(drain)) > 0)
+				;
+		}
+	}
 	nghttp2_session_del(h.s);
 	while (h.all)
 		h2s_free(&h, h.all);
+	close(h.wake[0]);
+	close(h.wake[1]);
+	pthread_mutex_destroy(&h.mu);
+	pthread_mutex_destroy(&h.pool_mu);
 }

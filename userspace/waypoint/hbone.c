@@ -149,6 +149,13 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	}
 	c->mtls = true;
 	snprintf(c->principal, sizeof(c->principal), "%s", hc->peer_id);
+	{
+		const char *colon = strrchr(auth, ':');
+
+		snprintf(c->tcp_vip, sizeof(c->tcp_vip), "%.*s", (int)(colon - auth), auth);
+		c->tcp_port = atoi(colon + 1);
+		c->tcp = wp_port_is_tcp(c->tcp_vip, c->tcp_port);
+	}
 	fcntl(sp[0], F_SETFL, O_NONBLOCK);
 	st->id = id;
 	st->fd = sp[0];

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,12 @@ const struct wp_opts *wp_options;
 static struct wp_snap *cur;
 static pthread_mutex_t snap_mu = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t reload_wanted, stop_wanted;
+static atomic_int jwks_changed;
+
+static void on_jwks_change(void)
+{
+	atomic_store(&jwks_changed, 1);
+}
 
 struct wp_snap *wp_snap_get(void)
 {
@@ -80,7 +88,7 @@ int wp_reload(const struct wp_opts *o)
 	struct zm_cfg_set set;
 	struct zm_l7_view view = { 0 };
 	struct zm_l7_opts lo = { .waypoint_name = o->name, .path_set = true,
-				 .path = zm_path_opts_istio(o->path_norm) };
+				 .path = zm_path_opts_istio(o->path_norm), .jwks_uri = wp_jwks_get };
 	struct zm_error e = { "" };
 	int rc;
 
@@ -98,6 +106,16 @@ int wp_reload(const struct wp_opts *o)
 		zm_log_error("config %s rejected (%zu errors); keeping the last good one",
 			     o->config, set.nerrs);
 		goto fail;
+	}
+	/* jwksUri documents come from the fetch thread; ask for every one in use */
+	for (size_t i = 0; i < set.nobjs; i++) {
+		const struct zm_cfg_obj *ob = set.objs[i];
+
+		if (ob->kind != ZM_K_REQUESTAUTHENTICATION)
+			continue;
+		for (size_t j = 0; j < ob->ra->jwt_rules.n; j++)
+			if (ob->ra->jwt_rules.v[j].jwks_uri.v && !ob->ra->jwt_rules.v[j].jwks.v)
+				wp_jwks_want(ob->ra->jwt_rules.v[j].jwks_uri.v);
 	}
 	if (o->lab) {
 		rc = zm_lab_load(o->lab, &s->lab, &e);
@@ -129,40 +147,6 @@ fail:
 	zm_l7_view_free(&view);
 	wp_snap_put(s);
 	return rc ? rc : -EINVAL;
-}
-
-/*
- * Did the store's version or the lab's state change since the last look?
- * Polled each turn of the accept loop (<= 500 ms): `zmeshctl apply` and
- * `zmeshctl waypoint apply` reach the waypoint without a signal.
- */
-static bool config_moved(const struct wp_opts *o)
-{
-	static uint64_t last_version;
-	static struct timespec last_state;
-	static bool primed;	/* the first look only records: the config was loaded at start */
-	char path[PATH_MAX + 64];
-	struct stat st;
-	bool moved = false;
-	uint64_t v;
-
-	if (o->config) {
-		v = zm_store_version(o->config);
-		if (v != last_version) {
-			moved = primed;
-			last_version = v;
-		}
-	}
-	if (o->lab) {
-		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, o->lab);
-		if (stat(path, &st) == 0 && (st.st_mtim.tv_sec != last_state.tv_sec ||
-					      st.st_mtim.tv_nsec != last_state.tv_nsec)) {
-			moved = moved || primed;
-			last_state = st.st_mtim;
-		}
-	}
-	primed = true;
-	return moved;
 }
 
 static void on_hup(int sig)
@@ -204,6 +188,32 @@ int wp_listen(const char *spec)
 
 		close(fd);
 		return err;
+	}
+	return fd;
+}
+
+/*
+ * Watch the config for changes (store.h: writers swap <dir>/current by
+ * rename): the directory itself, or the directory holding the file. Any
+ * event there means "reload"; a reload that fails keeps the last good
+ * config, so a spurious or half-written change costs nothing. -1 when off.
+ */
+static int watch_config(const char *path)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	if (!path || stat(path, &st))
+		return -1;
+	snprintf(dir, sizeof(dir), "%s", path);
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (inotify_add_watch(fd, S_ISDIR(st.st_mode) ? path : dirname(dir),
+			      IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE) < 0) {
+		close(fd);
+		return -1;
 	}
 	return fd;
 }
@@ -262,7 +272,7 @@ int main(int argc, char **argv)
 	};
 	struct sigaction sa = { 0 };
 	pthread_attr_t at;
-	int opt, lfd, rc;
+	int opt, lfd, rc, wfd;
 
 	zm_log_init("waypoint");
 	while ((opt = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
@@ -304,6 +314,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	wp_jwks_init(on_jwks_change);
 	if (wp_access_log_open(o.access_log) < 0) {
 		fprintf(stderr, "waypoint: --access-log %s: %s\n", o.access_log, strerror(errno));
 		return 1;
@@ -346,18 +357,43 @@ int main(int argc, char **argv)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 512 * 1024);
+	wfd = watch_config(o.config);
+	if (o.lab) {
+		/* the lab's state (pods, services, labels) feeds the service view */
+		char sd[PATH_MAX];
+
+		snprintf(sd, sizeof(sd), "%s/%s", ZM_LAB_STATE_ROOT, o.lab);
+		if (wfd < 0)
+			wfd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (wfd >= 0)
+			inotify_add_watch(wfd, sd, IN_MOVED_TO | IN_CLOSE_WRITE);
+	}
 	while (!stop_wanted) {
-		struct pollfd pf = { .fd = lfd, .events = POLLIN };
+		struct pollfd pf = { .fd = lfd, .events = POLLIN }, wf = { .fd = wfd, .events = POLLIN };
+		struct pollfd pfs[2];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		pthread_t th;
 		int fd;
 
-		if (reload_wanted || config_moved(&o)) {
+		if (reload_wanted || atomic_exchange(&jwks_changed, 0)) {
 			reload_wanted = 0;
 			wp_reload(&o);
 		}
-		if (poll(&pf, 1, 500) <= 0)
+		pfs[0] = pf;
+		pfs[1] = wf;
+		if (poll(pfs, wfd >= 0 ? 2 : 1, 500) <= 0)
+			continue;
+		if (wfd >= 0 && (pfs[1].revents & POLLIN)) {
+			char ev[4096];
+
+			/* let a writer finish, then take all its events as one change */
+			usleep(50000);
+			while (read(wfd, ev, sizeof(ev)) > 0)
+				;
+			reload_wanted = 1;
+		}
+		if (!(pfs[0].revents & POLLIN))
 			continue;
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
@@ -383,6 +419,8 @@ int main(int argc, char **argv)
 	}
 	zm_log_info("stopping");
 	close(lfd);
+	if (wfd >= 0)
+		close(wfd);
 	pthread_mutex_lock(&snap_mu);
 	wp_snap_put(cur);
 	cur = NULL;

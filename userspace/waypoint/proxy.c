@@ -88,29 +88,27 @@ static int write_all(int fd, const char *p, size_t n, int64_t deadline)
 /* Read some bytes into @b before @deadline: >0 read, 0 EOF, <0 error/-ETIMEDOUT. */
 static long read_some(int fd, struct zm_buf *b, int64_t deadline)
 {
+	/* Try first, wait only when nothing is there: one syscall on the busy path. */
 	for (;;) {
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		char *dst;
+		char *dst = zm_buf_reserve(b, 16384);
 		ssize_t r;
-		int pr = poll(&pf, 1, ms_left(deadline));
+		int pr;
 
-		if (pr == 0)
-			return -ETIMEDOUT;
-		if (pr < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		dst = zm_buf_reserve(b, 16384);
 		if (!dst)
 			return -ENOMEM;
 		r = recv(fd, dst, 16384, MSG_DONTWAIT);
-		if (r < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (r < 0)
+		if (r >= 0) {
+			zm_buf_commit(b, (size_t)r);
+			return r;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
-		zm_buf_commit(b, (size_t)r);
-		return r;
+		pr = poll(&pf, 1, ms_left(deadline));
+		if (pr == 0)
+			return -ETIMEDOUT;
+		if (pr < 0 && errno != EINTR)
+			return -errno;
 	}
 }
 
@@ -126,7 +124,7 @@ void hl_free(struct hlist *h)
 	memset(h, 0, sizeof(*h));
 }
 
-static int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
+int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
 {
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 32;
@@ -257,17 +255,25 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 /* A pooled connection to addr:port, or a new one. *fresh tells which. */
 static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh)
 {
-	int fd;
+	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int fd = -1;
 
+	if (c->pool_mu)
+		pthread_mutex_lock(c->pool_mu);
 	for (int i = 0; i < UP_POOL; i++) {
-		struct up *u = &c->pool[i];
+		struct up *u = &pool[i];
 
 		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
 			fd = u->fd;
 			u->fd = -1;
-			*fresh = false;
-			return fd;
+			break;
 		}
+	}
+	if (c->pool_mu)
+		pthread_mutex_unlock(c->pool_mu);
+	if (fd > 0) {
+		*fresh = false;
+		return fd;
 	}
 	*fresh = true;
 	return connect_to(addr, port, deadline);
@@ -275,18 +281,22 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 
 static void up_put(struct conn *c, int fd, const char *addr, int port)
 {
-	for (int i = 0; i < UP_POOL; i++)
-		if (c->pool[i].fd <= 0) {
-			c->pool[i] = (struct up){ .fd = fd, .port = port };
-			snprintf(c->pool[i].addr, sizeof(c->pool[i].addr), "%s", addr);
-			return;
-		}
-	up_close(&c->pool[0]);
-	c->pool[0] = (struct up){ .fd = fd, .port = port };
-	snprintf(c->pool[0].addr, sizeof(c->pool[0].addr), "%s", addr);
-}
+	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int slot = 0;
 
-enum try_result { TRY_OK, TRY_CONNECT_FAIL, TRY_RESET, TRY_TIMEOUT, TRY_BAD, TRY_TOO_BIG };
+	if (c->pool_mu)
+		pthread_mutex_lock(c->pool_mu);
+	for (int i = 0; i < UP_POOL; i++)
+		if (pool[i].fd <= 0) {
+			slot = i;
+			break;
+		}
+	up_close(&pool[slot]);
+	pool[slot] = (struct up){ .fd = fd, .port = port };
+	snprintf(pool[slot].addr, sizeof(pool[slot].addr), "%s", addr);
+	if (c->pool_mu)
+		pthread_mutex_unlock(c->pool_mu);
+}
 
 /*
  * One try: send @out to addr:port, read a whole response into @resp.
@@ -496,6 +506,23 @@ static const char *lbl(const struct zm_labels *l, const char *k)
 	return v ? v : "unknown";
 }
 
+/* grpc-status of an answer (trailers, or headers of a trailers-only answer); -1 when none. */
+static int grpc_status(const struct wp_resp *r)
+{
+	const char *v = hl_get(&r->trailers, "grpc-status");
+
+	if (!v)
+		v = hl_get(&r->h, "grpc-status");
+	return v ? atoi(v) : -1;
+}
+
+static const char *workload(const struct zm_labels *l, const char *name)
+{
+	const char *app = zm_labels_get(l, "app");
+
+	return app ? app : name;
+}
+
 /* Joined value of field @name in @rq (lower-case name), or NULL. */
 static const char *req_header(const struct wp_req *rq, const char *name, char *buf, size_t sz,
 			      size_t *len)
@@ -513,13 +540,16 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	const char *v;
 	double ms = (double)(now_ns() - t0_ns) / 1e6;
 	const struct zm_l7_ep *ep = res->ep;
-	size_t reqb = rq->body ? zm_buf_len(rq->body) : 0;
+	size_t reqb = rq->body ? zm_buf_len(rq->body) : rq->bytes_in;
 	struct wp_labels ml = {
-		.src_workload = src ? src->name : NULL, .src_ns = src ? src->ns : NULL,
+		/* workload: the app label, else the pod name (as ztunnel reports it) */
+		.src_workload = src ? workload(&src->labels, src->name) : NULL,
+		.src_ns = src ? src->ns : NULL,
 		.src_principal = src_principal,
 		.src_app = src ? lbl(&src->labels, "app") : NULL,
 		.src_version = src ? lbl(&src->labels, "version") : NULL,
-		.dst_workload = ep ? ep->pod : NULL, .dst_ns = ep ? ep->ns : NULL,
+		.dst_workload = ep ? workload(&ep->labels, ep->pod) : NULL,
+		.dst_ns = ep ? ep->ns : NULL,
 		.dst_app = ep ? lbl(&ep->labels, "app") : NULL,
 		.dst_version = ep ? lbl(&ep->labels, "version") : NULL,
 		.dst_service = d->svc ? d->svc->fqdn : NULL,
@@ -532,7 +562,9 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	struct tm tm;
 	char ts[64];
 
-	wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
+	/* TCP streams are logged, not counted as requests (istio_tcp_* is ztunnel's) */
+	if (strcmp(rq->proto, "TCP"))
+		wp_metrics_record(&ml, ms, reqb, res->resp_bytes);
 	gmtime_r(&secs, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + strlen(ts), sizeof(ts) - strlen(ts), ".%03dZ", (int)(t0_wall / 1000 % 1000));
@@ -592,6 +624,7 @@ void wp_resp_init(struct wp_resp *rs)
 void wp_resp_free(struct wp_resp *rs)
 {
 	hl_free(&rs->h);
+	hl_free(&rs->trailers);
 	zm_buf_free(&rs->body);
 	zm_buf_free(&rs->status_buf);
 }
@@ -603,6 +636,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	struct zm_l7_request r;
 	struct hlist h = { 0 };
 	struct wp_msg resp;
+	struct wp_resp r2;		/* an HTTP/2 upstream's answer */
 	struct result res = { .code = 0 };
 	const struct zm_lab_pod *src = NULL;
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
@@ -611,6 +645,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 	zm_l7_decision_init(&d);
 	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
+	wp_resp_init(&r2);
 	rs->head = head;
 	if (!snap) {
 		res.code = 503;
@@ -736,6 +771,15 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
 		enum try_result tr = TRY_CONNECT_FAIL;
 		size_t blen = rq->body ? zm_buf_len(rq->body) : 0;
+		char ct[128];
+		size_t ctl;
+		const char *pn = d.svc->port_names[d.svc_port_idx];
+		/* HTTP/2 upstream for gRPC from an HTTP/2 client, and for ports named
+		 * http2/grpc/h2c (Istio's protocol selection). */
+		bool h2up = !strncmp(pn, "grpc", 4) || !strncmp(pn, "http2", 5) || !strncmp(pn, "h2c", 3) ||
+			    (!strcmp(rq->proto, "HTTP/2") && req_header(rq, "content-type", ct, sizeof(ct), &ctl) &&
+			     !strncmp(ct, "application/grpc", 16));
+		int gst = -1;
 
 		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", rq->method, zm_buf_cstr(&d.path),
 			      zm_buf_cstr(&d.authority));
@@ -764,9 +808,26 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
 			if (d.per_try_ns && (!try_deadline || tnow + d.per_try_ns < try_deadline))
 				try_deadline = tnow + d.per_try_ns;
-			tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
-				    try_deadline, &resp);
-			st = tr == TRY_OK ? resp.status : 0;
+			if (h2up) {
+				int ufd = connect_to(e->addr, e->tport[d.svc_port_idx],
+						     try_deadline && try_deadline < tnow + cto ? try_deadline : tnow + cto);
+
+				wp_resp_free(&r2);
+				wp_resp_init(&r2);
+				tr = ufd < 0 ? (ufd == -ETIMEDOUT && try_deadline && now_ns() >= try_deadline ?
+						TRY_TIMEOUT : TRY_CONNECT_FAIL) :
+				     wp_h2_upstream(ufd, rq->method, zm_buf_cstr(&d.path), zm_buf_cstr(&d.authority),
+						    &h, rq->body, try_deadline, &r2);
+				if (ufd >= 0)
+					close(ufd);
+				st = tr == TRY_OK ? r2.status : 0;
+				gst = tr == TRY_OK ? grpc_status(&r2) : -1;
+			} else {
+				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
+					    try_deadline, &resp);
+				st = tr == TRY_OK ? resp.status : 0;
+				gst = -1;
+			}
 			zm_l7_report(snap->l7, &d, ep, st, now_ns());
 			if (tr == TRY_OK) {
 				res.code = st;
@@ -774,7 +835,9 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			}
 			if (deadline && now_ns() >= deadline)
 				break;
-			if (t + 1 < tries && zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL)) {
+			if (t + 1 < tries && (zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
+					      (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED)) ||
+					      (gst > 0 && zm_l7_should_retry_grpc(&d, gst)))) {
 				/* Envoy: jittered exponential backoff from the base interval. */
 				int64_t b = d.backoff_ns ? d.backoff_ns : 25 * ZM_NS_PER_MS;
 				uint32_t rr;
@@ -832,7 +895,25 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		}
 	}
 	/* The answer with response header ops; framing is the front end's. */
-	{
+	if (r2.status) {
+		rs->status = r2.status;
+		for (size_t i = 0; i < r2.h.n; i++) {
+			const struct hkv *kv = &r2.h.v[i];
+
+			if (head && !strcmp(kv->n, "content-length"))
+				rs->keep_length = true;
+			else if (wp_hop_by_hop(kv->n, strlen(kv->n)))
+				continue;
+			hl_add(&rs->h, kv->n, strlen(kv->n), kv->v, strlen(kv->v));
+		}
+		rs->trailers = r2.trailers;
+		rs->body = r2.body;
+		memset(&r2.trailers, 0, sizeof(r2.trailers));
+		memset(&r2.body, 0, sizeof(r2.body));
+		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
+		for (size_t i = 0; i < d.nresp_set; i++)
+			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
+	} else {
 		size_t rn = wp_msg_fields(&resp);
 
 		rs->status = resp.status;
@@ -867,9 +948,12 @@ done:
 	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
 	hl_free(&h);
 	wp_msg_free(&resp);
+	wp_resp_free(&r2);
 	zm_l7_decision_free(&d);
 	wp_snap_put(snap);
 }
+
+
 
 /* The HTTP/1.1 answer for @rs on @c. 0 or a negative errno. */
 static int h1_write(struct conn *c, const struct wp_resp *rs, bool keep)
@@ -972,9 +1056,128 @@ struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss)
 	return c;
 }
 
+bool wp_port_is_tcp(const char *vip, int port)
+{
+	struct wp_snap *s = wp_snap_get();
+	const struct zm_l7_svc *sv = s ? zm_l7_svc_by_addr(s->l7, vip) : NULL;
+	bool tcp = false;
+
+	for (size_t i = 0; sv && i < sv->nports; i++) {
+		const char *n = sv->port_names[i];
+
+		/* Istio's protocol selection by port name: http, http2, grpc, h2c
+		 * (alone or as "<proto>-suffix") are HTTP; unnamed ports are taken
+		 * as HTTP here (Istio sniffs); any other name is TCP. */
+		if (sv->ports[i] != port)
+			continue;
+		tcp = n[0] && strncmp(n, "http", 4) && strncmp(n, "grpc", 4) && strncmp(n, "h2c", 3);
+	}
+	wp_snap_put(s);
+	return tcp;
+}
+
+/* Relay bytes both ways until both sides closed; returns bytes in each direction. */
+static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
+{
+	char buf[65536];
+	bool a_open = true, b_open = true;
+
+	while (a_open || b_open) {
+		struct pollfd pf[2] = { { .fd = a_open ? a : -1, .events = POLLIN },
+					{ .fd = b_open ? b : -1, .events = POLLIN } };
+
+		if (poll(pf, 2, wp_options->idle_timeout_ms) <= 0)
+			return;
+		for (int i = 0; i < 2; i++) {
+			int from = i ? b : a, to = i ? a : b;
+			bool *open = i ? &b_open : &a_open;
+			ssize_t r;
+
+			if (!pf[i].revents)
+				continue;
+			r = recv(from, buf, sizeof(buf), MSG_DONTWAIT);
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (r <= 0) {
+				*open = false;
+				shutdown(to, SHUT_WR);
+				if (r < 0)
+					return;
+				continue;
+			}
+			if (write_all(to, buf, (size_t)r, now_ns() + 30LL * ZM_NS_PER_S))
+				return;
+			*(i ? b2a : a2b) += (uint64_t)r;
+		}
+	}
+}
+
+/* A TCP stream over HBONE: tcp[] routes, L4 policy, relay. */
+static void serve_tcp(struct conn *c)
+{
+	struct wp_snap *snap = wp_snap_get();
+	struct zm_l7_decision d;
+	struct zm_l7_request r = { .method = "", .scheme = "tcp", .authority = "",
+				   .src_principal = c->principal[0] ? c->principal : NULL,
+				   .src_family = c->family };
+	struct result res = { .code = 0 };
+	struct wp_req rq = { .method = "-", .target = "", .target_len = 0, .proto = "TCP",
+			     .authority = c->tcp_vip };
+	int64_t t0 = now_ns(), t0w = wall_us();
+	uint64_t up = 0, down = 0;
+	int ep = -1;
+
+	zm_l7_decision_init(&d);
+	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
+	if (!snap)
+		goto out;
+	if (zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port, &d) < 0 ||
+	    d.action != ZM_L7_FORWARD) {
+		res.code = d.status;
+		res.reason = d.reason;
+		snprintf(res.flags, sizeof(res.flags), "%s", d.flags[0] ? d.flags : "NR");
+		goto out;
+	}
+	ep = zm_l7_pick(snap->l7, &d, &r, -1, now_ns());
+	if (ep < 0) {
+		snprintf(res.flags, sizeof(res.flags), "UH");
+		res.reason = "no healthy upstream";
+		goto out;
+	}
+	{
+		const struct zm_l7_ep *e = &d.svc->eps[ep];
+		int fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d));
+
+		res.ep = e;
+		snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
+		if (fd < 0) {
+			snprintf(res.flags, sizeof(res.flags), "UF");
+			res.reason = "upstream connect failure";
+			zm_l7_report(snap->l7, &d, ep, 0, now_ns());
+			goto out;
+		}
+		relay(c->fd, fd, &up, &down);
+		close(fd);
+		zm_l7_report(snap->l7, &d, ep, 200, now_ns());
+	}
+out:
+	/* one access-log line per connection; bytes as received / sent to the client */
+	res.resp_bytes = down;
+	rq.bytes_in = up;
+	log_and_count(c, &rq, &d, &res, NULL, c->principal[0] ? c->principal : NULL, t0, t0w, "-");
+	zm_l7_decision_free(&d);
+	wp_snap_put(snap);
+}
+
 void *wp_conn_thread(void *arg)
 {
 	struct conn *c = arg;
+
+	if (c->tcp) {
+		serve_tcp(c);
+		conn_close(c);
+		return NULL;
+	}
 
 	wp_msg_init(&c->req, HTTP_REQUEST, WP_MAX_REQ_BODY);
 	for (;;) {

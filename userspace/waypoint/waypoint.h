@@ -116,7 +116,7 @@ struct hlist {
 
 void hl_free(struct hlist *h);
 
-#define UP_POOL 4
+#define UP_POOL 16
 
 struct up {
 	int fd;
@@ -132,9 +132,14 @@ struct conn {
 	uint8_t addr[16];
 	bool mtls;			/* arrived over HBONE */
 	char principal[640];		/* HBONE: the TLS peer's verified SPIFFE ID */
+	bool tcp;			/* HBONE stream to a TCP service port: relay, no HTTP */
+	char tcp_vip[64];
+	int tcp_port;
 	struct wp_msg req;
 	struct zm_buf in;
 	struct up pool[UP_POOL];
+	struct up *shared_pool;		/* HTTP/2 stream workers: the connection's pool ... */
+	pthread_mutex_t *pool_mu;	/* ... under this lock */
 	uint64_t nreq;
 };
 
@@ -148,8 +153,11 @@ struct wp_req {
 	size_t nf;
 	const struct zm_buf *body;	/* may be NULL */
 	bool framed_body;		/* the client sent Content-Length/chunked/DATA */
-	const char *proto;		/* "HTTP/1.1", "HTTP/2" */
+	const char *proto;		/* "HTTP/1.1", "HTTP/2", "TCP" */
+	uint64_t bytes_in;		/* TCP: bytes from the client (no body buffer) */
 };
+
+enum try_result { TRY_OK, TRY_CONNECT_FAIL, TRY_RESET, TRY_TIMEOUT, TRY_BAD, TRY_TOO_BIG, TRY_REFUSED };
 
 /* The answer; framing (content-length, connection) is the front end's. */
 struct wp_resp {
@@ -157,11 +165,26 @@ struct wp_resp {
 	const char *status_text;	/* may be NULL */
 	struct zm_buf status_buf;
 	struct hlist h;
+	struct hlist trailers;		/* HTTP/2 upstream (gRPC); dropped on HTTP/1 */
 	struct zm_buf body;
 	bool head;			/* HEAD: send no body */
 	bool keep_length;		/* h already has content-length (HEAD) */
 	bool close;			/* close the connection after this */
 };
+
+/*
+ * One request over HTTP/2 (h2c prior knowledge) on connected socket @fd;
+ * the answer into @out (status, headers, body, trailers). An enum try_result.
+ */
+int wp_h2_upstream(int fd, const char *method, const char *path, const char *authority,
+		   const struct hlist *h, const struct zm_buf *body, int64_t deadline,
+		   struct wp_resp *out);
+int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl);
+
+/* jwksUri fetching (jwks.c): @changed runs (on the fetch thread) when a document arrives or changes. */
+void wp_jwks_init(void (*changed)(void));
+void wp_jwks_want(const char *uri);
+char *wp_jwks_get(const char *uri, void *arg);
 
 /* A listening TCP socket on "ADDR:PORT" (IPv4). */
 int wp_listen(const char *spec);
@@ -180,6 +203,8 @@ extern const struct wp_opts *wp_options;
 /* A downstream connection for accepted socket @fd; NULL on ENOMEM. */
 struct conn *wp_conn_new(int fd, const struct sockaddr_storage *ss);
 void *wp_conn_thread(void *arg);	/* arg: a struct conn * */
+/* True when Service port @port of the Service at @vip is not HTTP (by its name, as Istio). */
+bool wp_port_is_tcp(const char *vip, int port);
 extern atomic_int wp_nconns;
 
 /* ---- metrics and access log (metrics.c) ------------------------------------------ */
