@@ -87,6 +87,7 @@ struct zt {
 	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
+	unsigned pool_idle_ms;		/* an HBONE client connection without streams closes after */
 };
 
 /* pods.c */
@@ -150,12 +151,21 @@ struct zt_series *zt_series_get(const char *reporter, const char *sw, const char
 				const char *dw, const char *dn, bool mtls, const char *sp, const char *dp);
 void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent, uint64_t received);
 
-/* tunnel.c: HBONE. Outbound: a captured connection to a meshed pod. */
+/* tunnel.c: HBONE, pooled. Outbound: a captured connection to a meshed pod,
+ * as a stream on a connection from @p to @dpod (pooled, or a new one). */
 void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod);
 /* Inbound: a connection accepted on a pod's 15008. */
 void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd);
 void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events);
 void zt_tunnel_reap(void);
+/* Close connections idle for longer than z->pool_idle_ms (every loop turn). */
+void zt_tunnel_tick(struct zt *z);
+/* @p leaves: its connections take no new stream (live ones finish). */
+void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
+/* Stopping: no connection takes a new stream (servers answer 503), idle ones close. */
+void zt_tunnel_drain(struct zt *z);
+/* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
+void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
 
 #endif
