@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../harness/test.h"
@@ -131,7 +133,7 @@ static int write_file(const char *path, const char *text)
 	return fclose(f);
 }
 
-FIXTURE_SETUP(pool)
+static void lab_up(struct zm_fixture_pool *self, const char *env)
 {
 	FILE *f;
 	int pid = getpid() % 100000;
@@ -163,13 +165,17 @@ FIXTURE_SETUP(pool)
 			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
 			pods[i].name, pods[i].name, pods[i].node == 1 ? self->n1 : self->n2, pods[i].sa);
 	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "ZMESH_POOL_IDLE=3s %s lab up -f %s --name %s", self->ctl, self->file,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s %s lab up -f %s --name %s", env, self->ctl, self->file, self->lab), 0);
 	ASSERT_OK(wait_ready(self, self->n1));
 	ASSERT_OK(wait_ready(self, self->n2));
 }
 
-FIXTURE_TEARDOWN(pool)
+FIXTURE_SETUP(pool)
+{
+	lab_up(self, "ZMESH_POOL_IDLE=3s");
+}
+
+static void lab_down(struct zm_fixture_pool *self)
 {
 	if (!self->lab[0])
 		return;
@@ -177,6 +183,26 @@ FIXTURE_TEARDOWN(pool)
 	unlink(self->file);
 	unlink(self->py);
 	unlink(self->sink);
+}
+
+FIXTURE_TEARDOWN(pool)
+{
+	lab_down(self);
+}
+
+/* The same lab with the shortest certificates (renewed after about 30 s). */
+FIXTURE(renew) {
+	struct zm_fixture_pool p;
+};
+
+FIXTURE_SETUP(renew)
+{
+	lab_up(&self->p, "ZMESH_CERT_TTL=60s");
+}
+
+FIXTURE_TEARDOWN(renew)
+{
+	lab_down(&self->p);
 }
 
 /* The client script in @pod (retrying while the apps start). */
@@ -331,4 +357,57 @@ TEST_F(pool, idle_tunnels_close)
 	/* A new connection makes a new tunnel. */
 	ASSERT_EQ(in_pod(self, "a", out, sizeof(out), "seq 2"), 0);
 	EXPECT_STRSTR(out, "ok 2 tunnels 1");
+}
+
+static void wait_child(void *arg)
+{
+	pid_t pid = *(pid_t *)arg;
+
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+TEST_F(renew, a_renewed_certificate_drains_older_tunnels)
+{
+	static char out[65536], held[64];
+	static pid_t pid;
+	struct zm_fixture_pool *p = &self->p;
+	int gen = 0;
+
+	ASSERT_EQ(in_pod(p, "a", out, sizeof(out), "seq 1"), 0);
+	/* A stream held open across the renewal, on the first tunnel. */
+	snprintf(held, sizeof(held), "/tmp/zm-pool-held-%d", getpid());
+	pid = fork();
+	if (pid == 0) {
+		char cmd[8192];
+
+		snprintf(cmd, sizeof(cmd), "%s lab exec a -n mesh --name %s -- python3 %s hold 36 >%s 2>&1",
+			 p->ctl, p->lab, p->py, held);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	ASSERT_GT(pid, 0);
+	test_defer(wait_child, &pid);
+	for (int i = 0; i < 60 && gen < 2; i++) {
+		sleep(1);
+		if (test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- sh -c \"curl -sf localhost:15000/certs | "
+			    "python3 -c 'import json,sys; print([c[\\\"generation\\\"] for c in json.load(sys.stdin) "
+			    "if c[\\\"pod\\\"]==\\\"mesh_a\\\"][0])'\"", p->ctl, p->n1, p->lab) == 0)
+			gen = atoi(out);
+	}
+	ASSERT_GE(gen, 2);
+	/* New streams go onto a new tunnel made with the new certificate... */
+	ASSERT_EQ(in_pod(p, "a", out, sizeof(out), "seq 3"), 0);
+	EXPECT_STRSTR(out, "ok 3 tunnels 2");
+	/* ...while the held stream finishes on the old one, which then closes. */
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+	pid = 0;
+	ASSERT_EQ(test_sh(out, sizeof(out), "cat %s", held), 0);
+	unlink(held);
+	EXPECT_STRSTR(out, "tunnels 1\nheld 2\n");
+	usleep(500000);
+	ASSERT_EQ(in_pod(p, "a", out, sizeof(out), "tunnels"), 0);
+	EXPECT_STRSTR(out, "tunnels 1");
 }

@@ -40,6 +40,7 @@
 
 #define TO_PLAIN_MAX (4u << 20)	/* no stream-level flow control yet: a hard cap */
 #define SERVER_IDLE_EXTRA_MS 60000	/* servers wait longer than clients: the client closes first */
+#define HANDSHAKE_MS 10000		/* TCP + TLS + HTTP/2 setup, either role */
 
 struct hconn;
 
@@ -83,7 +84,7 @@ struct hconn {
 	struct in_addr peer_addr;
 	struct stream *streams;
 	int nstreams;
-	struct timespec idle_since;
+	struct timespec idle_since, born;
 	bool dead;
 	struct hconn *next;	/* all connections */
 	struct hconn *next_dead;
@@ -658,6 +659,7 @@ static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int f
 	c->ev = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = c, .side = 1 };
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	clock_gettime(CLOCK_MONOTONIC, &c->idle_since);
+	c->born = c->idle_since;
 	c->next = conns;
 	conns = c;
 	nconns[server]++;
@@ -846,7 +848,16 @@ void zt_tunnel_tick(struct zt *z)
 		int64_t idle = (int64_t)z->pool_idle_ms + (c->server ? SERVER_IDLE_EXTRA_MS : 0);
 
 		next = c->next;
-		if (!c->nstreams && ms_since(&c->idle_since) >= idle) {
+		if (!c->ready && ms_since(&c->born) >= HANDSHAKE_MS) {
+			/* A peer that never finishes its handshake holds nothing here. */
+			zm_log_warn("HBONE %s connection: no handshake in %d ms: closed",
+				    c->server ? "server" : "client", HANDSHAKE_MS);
+			conn_close(c, true);
+			continue;
+		}
+		if (!c->server && c->pod && c->gen != c->pod->cert_gen)
+			c->draining = true;	/* renewed: finish the streams, take no new one */
+		if (!c->nstreams && (c->draining || ms_since(&c->idle_since) >= idle)) {
 			zm_log_debug("HBONE %s connection idle for %lld ms: closed", c->server ? "server" : "client",
 				     (long long)idle);
 			conn_close(c, false);
