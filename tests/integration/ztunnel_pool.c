@@ -45,6 +45,16 @@ static const char client_py[] =
 	"    ts = [threading.Thread(target=lambda: res.append(echo(100000))) for _ in range(int(sys.argv[2]))]\n"
 	"    [t.start() for t in ts]; [t.join() for t in ts]\n"
 	"    print('ok', sum(res), 'tunnels', tunnels())\n"
+	"elif cmd == 'connfail':\n"
+	"    errs = []\n"
+	"    def one():\n"
+	"        try:\n"
+	"            s = socket.create_connection((B, 9000), timeout=30); s.sendall(b'x' * 1000)\n"
+	"            errs.append('answered' if s.recv(10) else 'eof')\n"
+	"        except Exception as e: errs.append(type(e).__name__)\n"
+	"    ts = [threading.Thread(target=one) for _ in range(int(sys.argv[2]))]\n"
+	"    [t.start() for t in ts]; [t.join() for t in ts]\n"
+	"    print(' '.join(sorted(set(errs))), len(errs))\n"
 	"elif cmd == 'hold':\n"
 	"    s = socket.create_connection((B, 9000), timeout=10)\n"
 	"    s.sendall(b'x'); assert s.recv(1) == b'x'\n"
@@ -345,6 +355,23 @@ TEST_F(pool, a_killed_app_resets_only_its_streams)
 	/* The killed app's stream was reset; the bulk echo beside it finished intact. */
 	EXPECT_TRUE(strstr(out, "x ['ConnectionResetError']") || strstr(out, "x ['BrokenPipeError']"));
 	EXPECT_STRSTR(out, " y [True] tunnels 1");
+}
+
+TEST_F(pool, a_wrong_peer_identity_fails_every_waiting_stream)
+{
+	static char out[65536];
+
+	ASSERT_EQ(in_pod(self, "a", out, sizeof(out), "seq 1"), 0);
+	/* Node 1 now expects b to be sa/impostor; b keeps its sa/default certificate. */
+	ASSERT_EQ(test_sh(NULL, 0, "python3 -c \"import json,os; f='/run/zmesh/lab/%s/state.json'; d=json.load(open(f));"
+			  "[p.update(serviceAccount='impostor') for p in d['pods'] if p['name']=='b'];"
+			  "json.dump(d,open(f+'.tmp','w')); os.rename(f+'.tmp',f)\"", self->lab), 0);
+	sleep(1);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- timeout 60 python3 %s connfail 5",
+			  self->ctl, self->lab, self->py), 0);
+	EXPECT_STREQ(out, "ConnectionResetError 5\n");
+	EXPECT_EQ(test_sh(NULL, 0, "grep -q 'sa/impostor' /run/zmesh/lab/%s/logs/ztunnel-%s.log", self->lab,
+			  self->n1), 0);
 }
 
 TEST_F(pool, idle_tunnels_close)

@@ -594,6 +594,10 @@ static void conn_run(struct hconn *c)
 				again = true;	/* it moved: the library may have pulled others' bytes */
 			stream_arm(s);
 		}
+		/* A step can close another stream (nghttp2 calls on_close while
+		 * sending): one already passed in this round gets its turn. */
+		for (struct stream *s = c->streams; s && !again; s = s->next)
+			again = s->kick;
 		if (c->broken || conn_flush(c)) {
 			conn_close(c, true);
 			return;
