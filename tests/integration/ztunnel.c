@@ -212,7 +212,8 @@ TEST_F(zt, the_wire_carries_only_tls13)
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=5);"
 			 "s.sendall(b'zmesh-secret-marker\\n');r=b''\n"
-			 "while not r.endswith(b'\\n'): r+=s.recv(100)\nprint(r)\""), 0);
+			 "while not r.endswith(b'\\n'): r+=s.recv(100)\n"
+			 "print(r)\""), 0);
 	EXPECT_STRSTR(out, "zmesh-secret-marker");
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
 	usleep(500000);

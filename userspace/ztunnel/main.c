@@ -26,9 +26,10 @@ static void on_signal(int sig)
 
 static const char usage[] =
 	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--cert-ttl DUR]\n"
-	"               [--drain-timeout DUR] [--zmeshd ADDR:PORT] [--log-level LEVEL]\n"
+	"               [--drain-timeout DUR] [--pool-idle DUR] [--zmeshd ADDR:PORT] [--log-level LEVEL]\n"
 	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n"
-	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m).\n";
+	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m),\n"
+	"             ZMESH_POOL_IDLE (as --pool-idle; default 5m).\n";
 
 /* "24h", "90s": seconds in *out, or -EINVAL. */
 static int seconds(const char *v, unsigned *out)
@@ -90,6 +91,8 @@ int main(int argc, char **argv)
 	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
 	const char *ttl = getenv("ZMESH_CERT_TTL"), *zmeshd = NULL;
 	unsigned drain_s = 5;
+	const char *idle = getenv("ZMESH_POOL_IDLE");
+	int64_t idle_ns;
 	struct timespec last = { 0 }, drain_until = { 0 };
 	bool ready = false;
 	int rc = 1;
@@ -97,6 +100,7 @@ int main(int argc, char **argv)
 	zm_log_init("ztunnel");
 	if (!z)
 		return 1;
+	z->pool_idle_ms = 5 * 60 * 1000;	/* DESIGN.md: idle pooled connections close after 5 minutes */
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -118,6 +122,8 @@ int main(int argc, char **argv)
 			;
 		else if (!strcmp(argv[i], "--zmeshd"))
 			zmeshd = v;
+		else if (!strcmp(argv[i], "--pool-idle"))
+			idle = v;
 		else if (!strcmp(argv[i], "--store"))
 			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -134,6 +140,13 @@ int main(int argc, char **argv)
 		fputs(usage, stderr);
 		return 2;
 	}
+	if (idle && (zm_duration_parse(idle, &idle_ns) || idle_ns < ZM_NS_PER_MS ||
+		     idle_ns > 24LL * 3600 * ZM_NS_PER_S)) {
+		fprintf(stderr, "ztunnel: pool idle timeout %s: want a duration from 1ms to 24h\n", idle);
+		return 2;
+	}
+	if (idle)
+		z->pool_idle_ms = (unsigned)(idle_ns / ZM_NS_PER_MS);
 	if (ttl && (seconds(ttl, &z->cert_ttl) || z->cert_ttl < ZM_CA_MIN_TTL)) {
 		fprintf(stderr, "ztunnel: certificate TTL %s: want a duration of at least %us\n", ttl,
 			ZM_CA_MIN_TTL);
@@ -186,6 +199,7 @@ int main(int argc, char **argv)
 			 * ones are refused: closed, never open); live ones may
 			 * finish until the deadline. */
 			zt_pods_stop_listening(z);
+			zt_tunnel_drain(z);
 			clock_gettime(CLOCK_MONOTONIC, &drain_until);
 			drain_until.tv_sec += drain_s;
 			zm_log_info("draining: %llu connections, up to %us",
@@ -205,6 +219,7 @@ int main(int argc, char **argv)
 		if (reload)
 			z->cfg_version = 0;	/* SIGHUP: read the config again too */
 		zt_certs_tick(z);
+		zt_tunnel_tick(z);
 
 		/* Policy before pods: a pod joins with its STRICT state known.
 		 * With zmeshd, versions arrive on its stream instead. */

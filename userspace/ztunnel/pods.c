@@ -53,6 +53,7 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 			close(p->l[i].fd);
 		}
 	}
+	zt_tunnel_pod_gone(z, p);
 	zt_cert_drop(p);
 	if (unenroll)
 		zm_log_info("pod %s/%s left the mesh", p->ns, p->name);

@@ -536,6 +536,7 @@ void zt_metrics_write(struct zt *z, int fd)
 	zm_buf_printf(&b, "# TYPE zmesh_ztunnel_refused_total counter\nzmesh_ztunnel_refused_total %llu\n",
 		      (unsigned long long)z->st.refused);
 	zt_policy_metrics(z, &b);
+	zt_tunnel_metrics(z, &b);
 	{
 		char head[160];
 		int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

@@ -1,9 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * HBONE in ztunnel: a plain socket (the app's side) joined to one HTTP/2
- * CONNECT stream over mutual TLS on another socket (the tunnel). One tunnel
- * connection per captured connection for now (no pooling yet); a server
- * connection serves one stream.
+ * HBONE in ztunnel: pooled mutual-TLS HTTP/2 connections (struct hconn), each
+ * carrying up to ZM_HBONE_MAX_STREAMS CONNECT streams (struct stream), each
+ * stream joined to one plain socket (the app's side).
+ *
+ * Client connections are pooled per (source pod, destination pod address,
+ * destination identity): the tunnel socket is made in the source pod's netns
+ * and presents that pod's certificate, so two source pods never share one.
+ * A connection made with an older certificate generation drains: it finishes
+ * its streams and takes no new ones. Idle connections (no stream) close after
+ * --pool-idle (clients) or a minute more (servers, so the client closes first).
+ *
+ * Every stream has its own back-pressure: when zm_hbone_send() says -ENOBUFS
+ * the stream keeps the bytes aside and stops reading its plain socket until
+ * the library took them (retried after every turn of the connection); a slow
+ * app only grows its own stream's buffer towards the cap, which resets that
+ * stream alone. A stream's end never closes its connection; a connection
+ * error resets every stream on it.
+ *
+ * The library's callbacks only record what happened and mark the stream;
+ * streams are stepped and freed outside them (conn_run).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,129 +39,236 @@
 #include "zmesh/tls.h"
 
 #define TO_PLAIN_MAX (4u << 20)	/* no stream-level flow control yet: a hard cap */
+#define SERVER_IDLE_EXTRA_MS 60000	/* servers wait longer than clients: the client closes first */
+#define HANDSHAKE_MS 10000		/* TCP + TLS + HTTP/2 setup, either role */
 
-struct zt_tun {
-	struct zt_ev ev[2];	/* 0: plain socket, 1: tunnel socket */
-	uint32_t want[2];
-	struct zt *z;
-	struct zt_pod *pod;
-	struct zm_hbone *hb;
-	bool server;
-	int32_t sid;
-	bool plain_connecting, tun_connecting;
-	bool open_sent, stream_ok;
-	bool plain_eof, end_sent, peer_end, plain_shut, stream_closed;
+struct hconn;
+
+struct stream {
+	struct zt_ev ev;	/* the plain socket (side 0) */
+	uint32_t want;
+	bool reg;		/* in the epoll set */
+	struct hconn *c;
+	int32_t sid;		/* -1: not opened yet (client waiting for its connection) */
+	bool plain_connecting;	/* server: connecting to the app */
+	bool stream_ok;		/* answered 200 */
+	bool plain_eof, end_sent, peer_end, plain_shut;
+	bool stream_closed, peer_reset;
+	bool hup;		/* the plain socket is shut both ways: out of epoll */
+	bool kick;		/* something happened: step it */
 	struct zm_buf to_plain, stash;
-	struct zm_spiffe_id want_id;
 	char authority[64];
 	struct zt_series *ser;
 	struct zt_conn_info info;
 	bool dead;
-	struct zt_tun *next_dead;
+	struct stream *next;	/* on its connection */
+	struct stream *next_dead;
 };
 
-static struct zt_tun *graveyard;
+struct hconn {
+	struct zt_ev ev;	/* the tunnel socket (side 1) */
+	uint32_t want;
+	struct zt *z;
+	struct zt_pod *pod;	/* client: the source pod; server: the destination pod; NULL: gone */
+	struct zm_hbone *hb;
+	bool server;
+	bool tcp_connecting;
+	bool ready;		/* client: the peer's identity checked; server: h2 up */
+	bool draining;		/* takes no new stream */
+	bool broken;		/* the library failed: close after this turn */
+	unsigned gen;		/* the owner pod's certificate generation it was made with */
+	struct in_addr dst;	/* client: the destination pod */
+	struct zm_spiffe_id want_id;
+	char want_str[ZM_SPIFFE_MAX];
+	char peer_str[ZM_SPIFFE_MAX];	/* server: the verified peer (spiffe://...), "" unknown */
+	struct in_addr peer_addr;
+	struct stream *streams;
+	int nstreams;
+	struct timespec idle_since, born;
+	bool dead;
+	struct hconn *next;	/* all connections */
+	struct hconn *next_dead;
+};
 
-static void set_ev(struct zt_tun *t, int side, uint32_t want)
+static struct hconn *conns;
+static struct hconn *conn_graveyard;
+static struct stream *stream_graveyard;
+static uint64_t nconns[2], nstreams_total[2];	/* [server] */
+
+static int64_t ms_since(const struct timespec *t)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = &t->ev[side] };
+	struct timespec now;
 
-	if (t->ev[side].fd < 0 || t->want[side] == want)
-		return;
-	epoll_ctl(t->z->ep, t->want[side] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, t->ev[side].fd, &ev);
-	t->want[side] = want;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
-static void tun_free(struct zt_tun *t, bool reset)
+static void set_ev(struct zt *z, struct zt_ev *e, uint32_t *cur, bool *reg, uint32_t want)
 {
-	if (t->dead)
+	struct epoll_event ev = { .events = want, .data.ptr = e };
+
+	if (e->fd < 0 || (*reg && *cur == want))
 		return;
-	for (int i = 0; i < 2; i++) {
-		if (t->ev[i].fd < 0)
-			continue;
+	epoll_ctl(z->ep, *reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, e->fd, &ev);
+	*cur = want;
+	*reg = true;
+}
+
+static struct stream *stream_find(struct hconn *c, int32_t id)
+{
+	for (struct stream *s = c->streams; s; s = s->next)
+		if (s->sid == id)
+			return s;
+	return NULL;
+}
+
+static void conn_close(struct hconn *c, bool reset);
+
+/* Unlink and close @s; @reset: the app sees a reset, the peer a RST_STREAM. */
+static void stream_free(struct stream *s, bool reset)
+{
+	struct hconn *c = s->c;
+	struct zt *z = c->z;
+
+	if (s->dead)
+		return;
+	if (s->ev.fd >= 0) {
 		if (reset) {
 			struct linger lg = { 1, 0 };
 
-			setsockopt(t->ev[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			setsockopt(s->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
-		epoll_ctl(t->z->ep, EPOLL_CTL_DEL, t->ev[i].fd, NULL);
-		close(t->ev[i].fd);
-		t->ev[i].fd = -1;
+		if (s->reg)
+			epoll_ctl(z->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+		close(s->ev.fd);
+		s->ev.fd = -1;
 	}
-	if (t->ser) {
-		zt_series_count(t->ser, 0, 1, 0, 0);
-		zt_access_log(t->ser, &t->info, "HBONE", reset ? "reset" : "ok");
+	if (reset && s->sid >= 0 && !s->stream_closed && c->hb && zm_hbone_reset(c->hb, s->sid))
+		c->broken = true;
+	if (s->ser) {
+		zt_series_count(s->ser, 0, 1, 0, 0);
+		zt_access_log(s->ser, &s->info, "HBONE", reset ? "reset" : "ok");
 	}
-	t->z->st.closed++;
-	zm_hbone_free(t->hb);
-	t->hb = NULL;
-	zm_buf_free(&t->to_plain);
-	zm_buf_free(&t->stash);
-	t->dead = true;
-	t->next_dead = graveyard;
-	graveyard = t;
+	z->st.closed++;
+	zm_buf_free(&s->to_plain);
+	zm_buf_free(&s->stash);
+	for (struct stream **p = &c->streams; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	if (--c->nstreams == 0)
+		clock_gettime(CLOCK_MONOTONIC, &c->idle_since);
+	s->dead = true;
+	s->next_dead = stream_graveyard;
+	stream_graveyard = s;
 }
 
-void zt_tunnel_reap(void)
+static struct stream *stream_new(struct hconn *c, int fd)
 {
-	while (graveyard) {
-		struct zt_tun *t = graveyard;
+	struct stream *s = calloc(1, sizeof(*s));
+	int one = 1;
 
-		graveyard = t->next_dead;
-		free(t);
-	}
+	if (!s)
+		return NULL;
+	s->c = c;
+	s->sid = -1;
+	s->ev = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = s, .side = 0 };
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	clock_gettime(CLOCK_MONOTONIC, &s->info.start);
+	s->next = c->streams;
+	c->streams = s;
+	c->nstreams++;
+	c->z->st.opened++;
+	nstreams_total[c->server]++;
+	return s;
 }
+
+/* ---- the library's callbacks: record, mark, never free ---- */
 
 static void cb_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, size_t n)
 {
-	struct zt_tun *t = ud;
+	struct hconn *c = ud;
+	struct stream *s = stream_find(c, id);
 
-	(void)h; (void)id;
-	if (t->ser)
-		zt_series_count(t->ser, 0, 0, t->server ? n : 0, t->server ? 0 : n);
-	*(t->server ? &t->info.sent : &t->info.received) += n;
-	zm_buf_append(&t->to_plain, d, n);
+	(void)h;
+	if (!s)
+		return;	/* a stream we already closed */
+	if (s->ser)
+		zt_series_count(s->ser, 0, 0, c->server ? n : 0, c->server ? 0 : n);
+	*(c->server ? &s->info.sent : &s->info.received) += n;
+	if (zm_buf_append(&s->to_plain, d, n))
+		s->peer_reset = true;	/* no memory: give this stream up */
+	s->kick = true;
 }
 
 static void cb_end(void *ud, struct zm_hbone *h, int32_t id)
 {
-	(void)h; (void)id;
-	((struct zt_tun *)ud)->peer_end = true;
+	struct stream *s = stream_find(ud, id);
+
+	(void)h;
+	if (s) {
+		s->peer_end = true;
+		s->kick = true;
+	}
 }
 
 static void cb_close(void *ud, struct zm_hbone *h, int32_t id, uint32_t err)
 {
-	struct zt_tun *t = ud;
+	struct stream *s = stream_find(ud, id);
 
-	(void)h; (void)id;
-	t->stream_closed = true;
+	(void)h;
+	if (!s)
+		return;
+	s->stream_closed = true;
 	if (err)
-		t->peer_end = true;
+		s->peer_reset = true;	/* a reset crosses as a reset */
+	s->kick = true;
 }
 
 static void cb_response(void *ud, struct zm_hbone *h, int32_t id, int status)
 {
-	struct zt_tun *t = ud;
+	struct stream *s = stream_find(ud, id);
 
-	(void)h; (void)id;
-	t->stream_ok = status == 200;
-	if (!t->stream_ok)
-		zm_log_info("HBONE CONNECT %s refused: %d", t->authority, status);
+	(void)h;
+	if (!s)
+		return;
+	s->stream_ok = status == 200;
+	s->kick = true;
+	if (!s->stream_ok)
+		zm_log_info("HBONE CONNECT %s refused: %d", s->authority, status);
 }
 
-/* Server: the CONNECT. The target must be this pod; answer after connecting. */
+/* Server: the verified peer, once per connection (the handshake is done by
+ * the time a CONNECT arrives). */
+static const char *conn_peer(struct hconn *c)
+{
+	struct zm_spiffe_id peer;
+
+	if (!c->peer_str[0] && zm_tls_peer_id(zm_hbone_ssl(c->hb), &peer) == 0 &&
+	    zm_spiffe_format(&peer, c->peer_str, sizeof(c->peer_str)))
+		c->peer_str[0] = 0;
+	return c->peer_str[0] ? c->peer_str : NULL;
+}
+
+/* Server: a CONNECT. The target must be this pod, the policy must allow the
+ * verified peer; then connect to the app and answer when that is done. */
 static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth,
 		      const struct zm_hbone_hdr *hd, size_t n)
 {
-	struct zt_tun *t = ud;
+	struct hconn *c = ud;
+	struct zt_pod *p = c->pod;
 	struct sockaddr_in dst = { .sin_family = AF_INET };
-	char ip[64], *colon;
+	char ip[64], *colon, desc[96], dp[ZM_SPIFFE_MAX];
+	const char *peer, *principal = NULL, *swl = "unknown", *sns = "unknown";
+	const struct zm_lab_pod *src;
+	struct stream *s;
 	int port, saved, fd;
 
 	(void)h; (void)hd; (void)n;
-	if (t->sid >= 0)
-		return 503;	/* one stream per connection for now */
-	t->sid = id;
+	if (!p || c->draining)
+		return 503;	/* the pod left the mesh */
 	snprintf(ip, sizeof(ip), "%s", auth);
 	colon = strrchr(ip, ':');
 	if (!colon)
@@ -153,329 +276,659 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	*colon = 0;
 	port = atoi(colon + 1);
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1 || port <= 0 || port > 65535 ||
-	    dst.sin_addr.s_addr != t->pod->ip.s_addr) {
-		zm_log_warn("pod %s: CONNECT to %s refused: not this pod", t->pod->id, auth);
+	    dst.sin_addr.s_addr != p->ip.s_addr) {
+		zm_log_warn("pod %s: CONNECT to %s refused: not this pod", p->id, auth);
 		return 400;
 	}
 	dst.sin_port = htons((uint16_t)port);
-	snprintf(t->authority, sizeof(t->authority), "%s", auth);
-	{
-		/* Policy on the verified peer identity (Istio's principal form,
-		 * without "spiffe://") and the address it connected from. */
-		struct zm_spiffe_id peer;
-		struct sockaddr_in pa = { 0 };
-		socklen_t pl = sizeof(pa);
-		char sp[ZM_SPIFFE_MAX], desc[96];
-		const char *principal = NULL;
-
-		if (zm_tls_peer_id(zm_hbone_ssl(t->hb), &peer) == 0 &&
-		    zm_spiffe_format(&peer, sp, sizeof(sp)) == 0 && !strncmp(sp, "spiffe://", 9))
-			principal = sp + 9;
-		getpeername(t->ev[1].fd, (struct sockaddr *)&pa, &pl);
-		snprintf(desc, sizeof(desc), "HBONE CONNECT %s", auth);
-		if (!principal || !zt_policy_check(t->z, t->pod, principal, pa.sin_addr, (uint16_t)port, desc))
-			return 403;
-	}
-	{
-		/* Metrics: the peer's verified identity, its workload by address. */
-		struct zm_spiffe_id peer;
-		struct sockaddr_in pa;
-		socklen_t pl = sizeof(pa);
-		char sp[ZM_SPIFFE_MAX] = "unknown", dp[ZM_SPIFFE_MAX];
-		const struct zm_lab_pod *src = NULL;
-		const char *swl = "unknown", *sns = "unknown";
-
-		if (zm_tls_peer_id(zm_hbone_ssl(t->hb), &peer) == 0)
-			zm_spiffe_format(&peer, sp, sizeof(sp));
-		if (getpeername(t->ev[1].fd, (struct sockaddr *)&pa, &pl) == 0)
-			src = zt_pod_by_ip(t->z, pa.sin_addr);
-		if (src) {
-			const char *app = zm_labels_get(&src->labels, "app");
-
-			swl = app ? app : src->name;
-			sns = src->ns;
-		}
-		zm_spiffe_format(&t->pod->id_spiffe, dp, sizeof(dp));
-		if (getpeername(t->ev[1].fd, (struct sockaddr *)&pa, &pl) == 0)
-			snprintf(t->info.src, sizeof(t->info.src), "%s", inet_ntoa(pa.sin_addr));
-		snprintf(t->info.dst, sizeof(t->info.dst), "%s", auth);
-		t->ser = zt_series_get("destination", swl, sns, t->pod->workload, t->pod->ns, true, sp, dp);
-		zt_series_count(t->ser, 1, 0, 0, 0);
-	}
-	if (zm_netns_enter(t->pod->netns + strlen("/run/netns/"), &saved))
+	/* Policy per stream on the verified peer identity (Istio's principal
+	 * form, without "spiffe://") and the address it connected from. */
+	peer = conn_peer(c);
+	if (peer && !strncmp(peer, "spiffe://", 9))
+		principal = peer + 9;
+	snprintf(desc, sizeof(desc), "HBONE CONNECT %s", auth);
+	if (!principal || !zt_policy_check(c->z, p, principal, c->peer_addr, (uint16_t)port, desc))
+		return 403;
+	if (zm_netns_enter(p->netns + strlen("/run/netns/"), &saved))
 		return 503;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	zm_netns_restore(saved);
 	if (fd < 0)
 		return 503;
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+	s = stream_new(c, fd);
+	if (!s) {
 		close(fd);
 		return 503;
 	}
-	t->ev[0] = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = t, .side = 0 };
-	t->plain_connecting = true;
-	set_ev(t, 0, EPOLLOUT);
+	s->sid = id;
+	snprintf(s->authority, sizeof(s->authority), "%s", auth);
+	/* Metrics: the peer's verified identity, its workload by address. */
+	src = zt_pod_by_ip(c->z, c->peer_addr);
+	if (src) {
+		const char *app = zm_labels_get(&src->labels, "app");
+
+		swl = app ? app : src->name;
+		sns = src->ns;
+	}
+	zm_spiffe_format(&p->id_spiffe, dp, sizeof(dp));
+	snprintf(s->info.src, sizeof(s->info.src), "%s", inet_ntoa(c->peer_addr));
+	snprintf(s->info.dst, sizeof(s->info.dst), "%s", auth);
+	s->ser = zt_series_get("destination", swl, sns, p->workload, p->ns, true, peer, dp);
+	zt_series_count(s->ser, 1, 0, 0, 0);
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+		c->z->st.refused++;
+		s->sid = -1;	/* answered by our return value */
+		stream_free(s, false);
+		return 503;
+	}
+	s->plain_connecting = true;
+	set_ev(c->z, &s->ev, &s->want, &s->reg, EPOLLOUT);
 	return 0;	/* answered when the connect completes */
 }
 
 static const struct zm_hbone_cbs cbs = { cb_connect, cb_response, cb_data, cb_end, cb_close };
 
-/* Move everything that can move; 1: finished, -1: reset. */
-static int pump(struct zt_tun *t)
+/* ---- streams ---- */
+
+static void stream_arm(struct stream *s)
 {
+	struct zt *z = s->c->z;
+	uint32_t want = 0;
+
+	if (s->ev.fd < 0)
+		return;
+	if (s->hup) {
+		if (s->reg) {
+			epoll_ctl(z->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+			s->reg = false;
+		}
+		return;
+	}
+	if (s->plain_connecting)
+		want = EPOLLOUT;
+	else if (s->sid >= 0 && s->stream_ok)
+		want = (!s->plain_eof && !zm_buf_len(&s->stash) ? EPOLLIN : 0) |
+		       (zm_buf_len(&s->to_plain) ? EPOLLOUT : 0);
+	/* Waiting (no events asked): epoll still reports an error or hang-up. */
+	set_ev(z, &s->ev, &s->want, &s->reg, want);
+}
+
+/* Client: CONNECT for a stream whose connection is ready. */
+static int stream_open(struct stream *s)
+{
+	struct hconn *c = s->c;
+	struct zt_pod *p = c->pod;
+	struct zm_hbone_hdr hdrs[2];
+	char bag[256], fwd[64];
+
+	if (!p || zm_hbone_capacity(c->hb) <= 0)
+		return -EAGAIN;
+	snprintf(bag, sizeof(bag), "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s", p->ns, p->name,
+		 p->workload);
+	snprintf(fwd, sizeof(fwd), "for=%s", inet_ntoa(p->ip));
+	hdrs[0] = (struct zm_hbone_hdr){ "baggage", bag };
+	hdrs[1] = (struct zm_hbone_hdr){ "forwarded", fwd };
+	return zm_hbone_open(c->hb, s->authority, hdrs, 2, &s->sid);
+}
+
+static int hbone_err(struct hconn *c, int rc)
+{
+	if (rc == -EPROTO || rc == -ENOMEM || rc == -EIO)
+		c->broken = true;
+	return -1;
+}
+
+/* Move what can move for one stream; 1: finished, -1: reset. */
+static int stream_step(struct stream *s)
+{
+	struct hconn *c = s->c;
+	bool server = c->server;
 	char buf[65536];
-	const void *out;
-	size_t n;
 
-	/* Tunnel socket -> hbone. */
-	if (t->ev[1].fd >= 0 && !t->tun_connecting) {
-		for (int i = 0; i < 16; i++) {
-			ssize_t r = recv(t->ev[1].fd, buf, sizeof(buf), 0);
+	if (s->peer_reset)
+		return -1;
+	if (s->plain_connecting || s->sid < 0)
+		return 0;
+	if (!s->stream_ok)
+		return s->stream_closed ? -1 : 0;	/* refused: the app sees a reset */
+	/* Plain -> stream. */
+	if (zm_buf_len(&s->stash)) {
+		int rc = zm_hbone_send(c->hb, s->sid, zm_buf_data(&s->stash), zm_buf_len(&s->stash));
 
-			if (r > 0) {
-				if (zm_hbone_input(t->hb, buf, (size_t)r))
+		if (rc == 0)
+			zm_buf_reset(&s->stash);
+		else if (rc != -ENOBUFS)
+			return hbone_err(c, rc);
+	}
+	while (!zm_buf_len(&s->stash) && !s->plain_eof && !s->hup) {
+		ssize_t r = recv(s->ev.fd, buf, sizeof(buf), 0);
+		int rc;
+
+		if (r > 0) {
+			if (s->ser)
+				zt_series_count(s->ser, 0, 0, server ? 0 : (uint64_t)r, server ? (uint64_t)r : 0);
+			*(server ? &s->info.received : &s->info.sent) += (uint64_t)r;
+			rc = zm_hbone_send(c->hb, s->sid, buf, (size_t)r);
+			if (rc == -ENOBUFS) {
+				if (zm_buf_append(&s->stash, buf, (size_t)r))
 					return -1;
-				continue;
+			} else if (rc) {
+				return hbone_err(c, rc);
 			}
-			if (r == 0)
-				return t->stream_ok && t->stream_closed && !zm_buf_len(&t->to_plain) ? 1 : -1;
-			if (errno != EAGAIN && errno != EINTR)
-				return -1;
+			continue;
+		}
+		if (r == 0) {
+			s->plain_eof = true;
 			break;
 		}
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;	/* reset by the app: reset the stream too */
+		break;
 	}
-	/* Client: once TLS is up, check who answered, then CONNECT. */
-	if (!t->server && !t->open_sent && t->hb && zm_hbone_ready(t->hb)) {
-		struct zm_error e = { 0 };
-		struct zm_hbone_hdr hdrs[2];
-		char bag[256], fwd[64];
+	if (s->plain_eof && !zm_buf_len(&s->stash) && !s->end_sent) {
+		int rc = zm_hbone_end(c->hb, s->sid);
 
-		if (zm_tls_check_peer(zm_hbone_ssl(t->hb), &t->want_id, &e)) {
-			zm_log_warn("pod %s: %s", t->pod->id, e.msg);
-			return -1;
-		}
-		snprintf(bag, sizeof(bag), "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s",
-			 t->pod->ns, t->pod->name, t->pod->workload);
-		snprintf(fwd, sizeof(fwd), "for=%s", inet_ntoa(t->pod->ip));
-		hdrs[0] = (struct zm_hbone_hdr){ "baggage", bag };
-		hdrs[1] = (struct zm_hbone_hdr){ "forwarded", fwd };
-		if (zm_hbone_open(t->hb, t->authority, hdrs, 2, &t->sid))
-			return -1;
-		t->open_sent = true;
-	}
-	if (t->open_sent && !t->stream_ok && t->stream_closed)
-		return -1;	/* refused: the app sees a reset */
-	/* Plain -> stream (only once the stream is accepted). */
-	if (t->stream_ok && !t->plain_connecting) {
-		if (zm_buf_len(&t->stash)) {
-			int rc = zm_hbone_send(t->hb, t->sid, zm_buf_data(&t->stash), zm_buf_len(&t->stash));
-
-			if (rc == 0)
-				zm_buf_reset(&t->stash);
-			else if (rc != -ENOBUFS)
-				return -1;
-		}
-		while (!zm_buf_len(&t->stash) && !t->plain_eof) {
-			ssize_t r = recv(t->ev[0].fd, buf, sizeof(buf), 0);
-			int rc;
-
-			if (r > 0) {
-				if (t->ser)
-					zt_series_count(t->ser, 0, 0, t->server ? 0 : (uint64_t)r, t->server ? (uint64_t)r : 0);
-				*(t->server ? &t->info.received : &t->info.sent) += (uint64_t)r;
-				rc = zm_hbone_send(t->hb, t->sid, buf, (size_t)r);
-				if (rc == -ENOBUFS)
-					zm_buf_append(&t->stash, buf, (size_t)r);
-				else if (rc)
-					return -1;
-				continue;
-			}
-			if (r == 0) {
-				t->plain_eof = true;
-				break;
-			}
-			if (errno != EAGAIN && errno != EINTR)
-				return -1;	/* reset by the app: reset the stream too */
-			break;
-		}
-		if (t->plain_eof && !zm_buf_len(&t->stash) && !t->end_sent) {
-			zm_hbone_end(t->hb, t->sid);
-			t->end_sent = true;
-		}
+		if (rc && rc != -EINVAL)
+			return hbone_err(c, rc);
+		s->end_sent = true;
 	}
 	/* Stream -> plain. */
-	while (zm_buf_len(&t->to_plain) && t->ev[0].fd >= 0 && !t->plain_connecting) {
-		ssize_t w = send(t->ev[0].fd, zm_buf_data(&t->to_plain), zm_buf_len(&t->to_plain), MSG_NOSIGNAL);
+	while (zm_buf_len(&s->to_plain)) {
+		ssize_t w = send(s->ev.fd, zm_buf_data(&s->to_plain), zm_buf_len(&s->to_plain), MSG_NOSIGNAL);
 
 		if (w > 0) {
-			zm_buf_consume(&t->to_plain, (size_t)w);
+			zm_buf_consume(&s->to_plain, (size_t)w);
 			continue;
 		}
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		return -1;
 	}
-	if (zm_buf_len(&t->to_plain) > TO_PLAIN_MAX)
-		return -1;
-	if (t->peer_end && !zm_buf_len(&t->to_plain) && !t->plain_shut && t->ev[0].fd >= 0 &&
-	    !t->plain_connecting) {
-		shutdown(t->ev[0].fd, SHUT_WR);
-		t->plain_shut = true;
-	}
-	/* Ciphertext out. */
-	while (t->hb && !t->tun_connecting && (n = zm_hbone_output(t->hb, &out)) > 0) {
-		ssize_t w = send(t->ev[1].fd, out, n, MSG_NOSIGNAL);
-
-		if (w > 0) {
-			zm_hbone_consumed(t->hb, (size_t)w);
-			continue;
-		}
-		if (w < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
+	if (zm_buf_len(&s->to_plain) > TO_PLAIN_MAX) {
+		zm_log_warn("HBONE stream %s: the app does not read: reset", s->authority);
 		return -1;
 	}
-	if (t->plain_shut && t->end_sent && !zm_buf_len(&t->to_plain) &&
-	    !(t->hb && zm_hbone_output(t->hb, &out)))
+	if (s->peer_end && !zm_buf_len(&s->to_plain) && !s->plain_shut) {
+		shutdown(s->ev.fd, SHUT_WR);
+		s->plain_shut = true;
+	}
+	if (s->plain_shut && s->end_sent && !zm_buf_len(&s->to_plain))
 		return 1;
 	return 0;
 }
 
-static void update(struct zt_tun *t)
+/* ---- connections ---- */
+
+static void conn_arm(struct hconn *c)
 {
 	const void *out;
-	int rc = pump(t);
+	uint32_t want;
 
-	if (rc) {
-		tun_free(t, rc < 0);
+	if (c->ev.fd < 0)
 		return;
-	}
-	set_ev(t, 1, t->tun_connecting ? EPOLLOUT :
-		     EPOLLIN | (t->hb && zm_hbone_output(t->hb, &out) ? EPOLLOUT : 0));
-	if (t->ev[0].fd >= 0)
-		set_ev(t, 0, t->plain_connecting ? EPOLLOUT :
-			     ((t->stream_ok && !t->plain_eof && !zm_buf_len(&t->stash) ? EPOLLIN : 0) |
-			      (zm_buf_len(&t->to_plain) ? EPOLLOUT : 0) | EPOLLRDHUP));
-}
-
-void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events)
-{
-	struct zt_tun *t = ev->owner;
-	int err = 0;
-	socklen_t l = sizeof(err);
-
-	(void)z;
-	if (t->dead)
+	want = c->tcp_connecting ? EPOLLOUT : EPOLLIN | (zm_hbone_output(c->hb, &out) ? EPOLLOUT : 0);
+	if (c->want == want)
 		return;
-	if (ev->side == 1 && t->tun_connecting) {
-		getsockopt(t->ev[1].fd, SOL_SOCKET, SO_ERROR, &err, &l);
-		if (err || !(events & EPOLLOUT)) {
-			tun_free(t, true);
-			return;
-		}
-		t->tun_connecting = false;
-	}
-	if (ev->side == 0 && t->plain_connecting) {
-		getsockopt(t->ev[0].fd, SOL_SOCKET, SO_ERROR, &err, &l);
-		if (err || !(events & EPOLLOUT)) {
-			zm_hbone_respond(t->hb, t->sid, 503);
-			t->plain_connecting = false;
-			close(t->ev[0].fd);
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, t->ev[0].fd, NULL);
-			t->ev[0].fd = -1;
-			update(t);
-			tun_free(t, false);
-			return;
-		}
-		t->plain_connecting = false;
-		t->stream_ok = true;
-		zm_hbone_respond(t->hb, t->sid, 200);
-	}
-	update(t);
-}
-
-static struct zt_tun *tun_new(struct zt *z, struct zt_pod *p, bool server)
-{
-	struct zt_tun *t = calloc(1, sizeof(*t));
-
-	if (!t)
-		return NULL;
-	t->z = z;
-	t->pod = p;
-	t->server = server;
-	t->sid = -1;
-	clock_gettime(CLOCK_MONOTONIC, &t->info.start);
-	t->ev[0].fd = t->ev[1].fd = -1;
 	{
-		/* The SSL keeps its own reference to this generation. */
-		SSL_CTX *ctx = zt_pod_ctx(p, server);
-		int rc = ctx ? zm_hbone_new(ctx, server, &cbs, t, &t->hb) : -ENOENT;
+		struct epoll_event ev = { .events = want, .data.ptr = &c->ev };
 
-		SSL_CTX_free(ctx);
-		if (rc) {
-			free(t);
-			return NULL;
-		}
+		epoll_ctl(c->z->ep, c->want ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev.fd, &ev);
 	}
-	z->st.opened++;
-	return t;
+	c->want = want;
+}
+
+/* Close @c (@reset: with a TCP reset, for a broken one); its streams are
+ * reset, except ones that only had to flush what they already received and
+ * the peer ended cleanly. */
+static void conn_close(struct hconn *c, bool reset)
+{
+	struct zt *z = c->z;
+
+	if (c->dead)
+		return;
+	while (c->streams) {
+		struct stream *s = c->streams;
+		bool clean = s->stream_ok && s->peer_end && !s->peer_reset && s->end_sent &&
+			     !zm_buf_len(&s->stash);
+
+		if (clean && s->ev.fd >= 0) {
+			/* What is left goes out best effort (a non-blocking send). */
+			if (zm_buf_len(&s->to_plain) &&
+			    send(s->ev.fd, zm_buf_data(&s->to_plain), zm_buf_len(&s->to_plain),
+				 MSG_NOSIGNAL) != (ssize_t)zm_buf_len(&s->to_plain))
+				clean = false;
+			else if (!s->plain_shut)
+				shutdown(s->ev.fd, SHUT_WR);
+		}
+		s->stream_closed = true;	/* no RST_STREAM on a connection going away */
+		stream_free(s, !clean);
+	}
+	if (c->ev.fd >= 0) {
+		if (reset) {
+			struct linger lg = { 1, 0 };
+
+			setsockopt(c->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		if (c->want)
+			epoll_ctl(z->ep, EPOLL_CTL_DEL, c->ev.fd, NULL);
+		close(c->ev.fd);
+		c->ev.fd = -1;
+	}
+	zm_hbone_free(c->hb);
+	c->hb = NULL;
+	for (struct hconn **p = &conns; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	nconns[c->server]--;
+	c->dead = true;
+	c->next_dead = conn_graveyard;
+	conn_graveyard = c;
+}
+
+/* Ciphertext out; -1: the socket failed. */
+static int conn_flush(struct hconn *c)
+{
+	const void *out;
+	size_t n;
+
+	if (c->tcp_connecting)
+		return 0;
+	while ((n = zm_hbone_output(c->hb, &out)) > 0) {
+		ssize_t w = send(c->ev.fd, out, n, MSG_NOSIGNAL);
+
+		if (w > 0) {
+			zm_hbone_consumed(c->hb, (size_t)w);
+			continue;
+		}
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		return -1;
+	}
+	return 0;
+}
+
+/* Client: the handshake finished: is it who we wanted? Then CONNECT for
+ * every waiting stream. A wrong peer fails them all (their apps see a reset). */
+static int conn_became_ready(struct hconn *c)
+{
+	struct zm_error e = { 0 };
+
+	if (zm_tls_check_peer(zm_hbone_ssl(c->hb), &c->want_id, &e)) {
+		zm_log_warn("pod %s: %s", c->pod ? c->pod->id : "?", e.msg);
+		return -1;
+	}
+	c->ready = true;
+	for (struct stream *s = c->streams, *next; s; s = next) {
+		next = s->next;
+		if (s->sid >= 0)
+			continue;
+		if (stream_open(s))
+			stream_free(s, true);	/* no room: this one fails alone */
+	}
+	return 0;
+}
+
+/* After anything happened on @c or one of its streams: step the streams that
+ * were marked and the ones waiting for room, send the ciphertext, re-arm. */
+static void conn_run(struct hconn *c)
+{
+	for (int round = 0; round < 4 && !c->dead; round++) {
+		bool again = false;
+
+		for (struct stream *s = c->streams, *next; s; s = next) {
+			bool blocked = zm_buf_len(&s->stash) != 0;
+			int rc;
+
+			next = s->next;
+			if (!s->kick && !blocked)
+				continue;
+			s->kick = false;
+			rc = stream_step(s);
+			if (rc) {
+				stream_free(s, rc < 0);
+				continue;
+			}
+			if (blocked && !zm_buf_len(&s->stash))
+				again = true;	/* it moved: the library may have pulled others' bytes */
+			stream_arm(s);
+		}
+		/* A step can close another stream (nghttp2 calls on_close while
+		 * sending): one already passed in this round gets its turn. */
+		for (struct stream *s = c->streams; s && !again; s = s->next)
+			again = s->kick;
+		if (c->broken || conn_flush(c)) {
+			conn_close(c, true);
+			return;
+		}
+		if (!again)
+			break;
+	}
+	if (c->dead)
+		return;
+	if (!c->nstreams && c->draining) {
+		conn_close(c, false);
+		return;
+	}
+	conn_arm(c);
+}
+
+static void conn_input(struct hconn *c)
+{
+	char buf[65536];
+
+	for (int i = 0; i < 16; i++) {
+		ssize_t r = recv(c->ev.fd, buf, sizeof(buf), 0);
+
+		if (r > 0) {
+			if (zm_hbone_input(c->hb, buf, (size_t)r)) {
+				c->broken = true;
+				return;
+			}
+			continue;
+		}
+		if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			c->broken = true;
+		break;
+	}
+	if (!c->server && !c->ready && zm_hbone_ready(c->hb) && conn_became_ready(c))
+		c->broken = true;
+	if (c->server && !c->ready && zm_hbone_ready(c->hb))
+		c->ready = true;
+}
+
+static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int fd)
+{
+	struct hconn *c = calloc(1, sizeof(*c));
+	SSL_CTX *ctx = zt_pod_ctx(p, server);
+	int one = 1, rc;
+
+	if (!c || !ctx) {
+		free(c);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	/* The SSL keeps its own reference to this generation. */
+	rc = zm_hbone_new(ctx, server, &cbs, c, &c->hb);
+	SSL_CTX_free(ctx);
+	if (rc) {
+		free(c);
+		return NULL;
+	}
+	c->z = z;
+	c->pod = p;
+	c->server = server;
+	c->gen = p->cert_gen;
+	c->ev = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = c, .side = 1 };
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	clock_gettime(CLOCK_MONOTONIC, &c->idle_since);
+	c->born = c->idle_since;
+	c->next = conns;
+	conns = c;
+	nconns[server]++;
+	return c;
+}
+
+/* A pooled client connection from @p to @dpod with room for one more
+ * stream, or a new one. Older certificate generations drain. */
+static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *dpod)
+{
+	struct sockaddr_in hb = { .sin_family = AF_INET, .sin_addr = dpod->ip, .sin_port = htons(15008) };
+	struct zm_spiffe_id want;
+	char want_str[ZM_SPIFFE_MAX];
+	struct hconn *c, *next;
+	int saved, fd = -1;
+
+	zt_pod_identity(dpod, &want);
+	if (zm_spiffe_format(&want, want_str, sizeof(want_str)))
+		return NULL;
+	for (c = conns; c; c = next) {
+		next = c->next;
+		if (c->server || c->pod != p || c->dead || c->draining || c->broken ||
+		    c->dst.s_addr != dpod->ip.s_addr || strcmp(c->want_str, want_str))
+			continue;
+		if (c->gen != p->cert_gen) {
+			c->draining = true;	/* a renewed certificate: new streams go elsewhere */
+			if (!c->nstreams)
+				conn_close(c, false);
+			continue;
+		}
+		if (c->ready ? zm_hbone_capacity(c->hb) > 0 : c->nstreams < ZM_HBONE_MAX_STREAMS)
+			return c;
+	}
+	/* The tunnel leaves from the source pod, to the destination pod's 15008. */
+	if (!zm_netns_enter(p->netns + strlen("/run/netns/"), &saved)) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		zm_netns_restore(saved);
+	}
+	if (fd < 0)
+		return NULL;
+	if (connect(fd, (struct sockaddr *)&hb, sizeof(hb)) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return NULL;
+	}
+	c = conn_new(z, p, false, fd);
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	c->dst = dpod->ip;
+	c->want_id = want;
+	snprintf(c->want_str, sizeof(c->want_str), "%s", want_str);
+	c->tcp_connecting = true;
+	conn_arm(c);
+	return c;
 }
 
 void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod)
 {
-	struct sockaddr_in hb = *dst;
-	struct zt_tun *t;
-	char sp[ZM_SPIFFE_MAX], dp[ZM_SPIFFE_MAX];
+	struct hconn *c = conn_pick(z, p, dpod);
+	struct stream *s;
+	char sp[ZM_SPIFFE_MAX];
 	const char *dwl = zm_labels_get(&dpod->labels, "app");
-	int saved, up, one = 1;
 
-	t = tun_new(z, p, false);
-	if (!t) {
+	s = c ? stream_new(c, fd) : NULL;
+	if (!s) {
+		struct linger lg = { 1, 0 };
+
+		/* No tunnel: the app sees a reset, as when the destination refuses. */
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(fd);
+		if (c && !c->nstreams && !c->ready)
+			conn_close(c, true);
+		z->st.refused++;
 		return;
 	}
-	snprintf(t->authority, sizeof(t->authority), "%s:%u", inet_ntoa(dst->sin_addr), ntohs(dst->sin_port));
-	zt_pod_identity(dpod, &t->want_id);
+	snprintf(s->authority, sizeof(s->authority), "%s:%u", inet_ntoa(dst->sin_addr), ntohs(dst->sin_port));
 	zm_spiffe_format(&p->id_spiffe, sp, sizeof(sp));
-	zm_spiffe_format(&t->want_id, dp, sizeof(dp));
-	t->ser = zt_series_get("source", p->workload, p->ns, dwl ? dwl : dpod->name, dpod->ns, true, sp, dp);
-	zt_series_count(t->ser, 1, 0, 0, 0);
-	t->ev[0] = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = t, .side = 0 };
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	snprintf(t->info.src, sizeof(t->info.src), "%s", inet_ntoa(p->ip));
-	snprintf(t->info.dst, sizeof(t->info.dst), "%s", t->authority);
-	/* The tunnel leaves from the source pod, to the destination pod's (or
-	 * the waypoint's) 15008. */
-	hb.sin_addr = dpod->ip;
-	hb.sin_port = htons(15008);
-	up = -1;
-	if (!zm_netns_enter(p->netns + strlen("/run/netns/"), &saved)) {
-		up = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		zm_netns_restore(saved);
-	}
-	if (up < 0 || (connect(up, (struct sockaddr *)&hb, sizeof(hb)) < 0 && errno != EINPROGRESS)) {
-		if (up >= 0)
-			close(up);
-		tun_free(t, true);
+	s->ser = zt_series_get("source", p->workload, p->ns, dwl ? dwl : dpod->name, dpod->ns, true, sp,
+			       c->want_str);
+	zt_series_count(s->ser, 1, 0, 0, 0);
+	snprintf(s->info.src, sizeof(s->info.src), "%s", inet_ntoa(p->ip));
+	snprintf(s->info.dst, sizeof(s->info.dst), "%s", s->authority);
+	if (c->ready && stream_open(s)) {
+		stream_free(s, true);
+		conn_run(c);
 		return;
 	}
-	setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	t->ev[1] = (struct zt_ev){ .kind = ZT_TUN, .fd = up, .owner = t, .side = 1 };
-	t->tun_connecting = true;
-	set_ev(t, 1, EPOLLOUT);
-	set_ev(t, 0, EPOLLRDHUP);
+	stream_arm(s);
+	conn_run(c);
 }
 
 void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd)
 {
-	struct zt_tun *t = tun_new(z, p, true);
-	int one = 1;
+	struct hconn *c = conn_new(z, p, true, fd);
+	struct sockaddr_in pa = { 0 };
+	socklen_t pl = sizeof(pa);
 
-	if (!t) {
+	if (!c) {
 		close(fd);
 		return;
 	}
-	t->ev[1] = (struct zt_ev){ .kind = ZT_TUN, .fd = fd, .owner = t, .side = 1 };
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	set_ev(t, 1, EPOLLIN);
+	if (getpeername(fd, (struct sockaddr *)&pa, &pl) == 0)
+		c->peer_addr = pa.sin_addr;
+	conn_arm(c);
+}
+
+static void stream_event(struct stream *s, uint32_t events)
+{
+	struct hconn *c = s->c;
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	if (s->plain_connecting) {
+		getsockopt(s->ev.fd, SOL_SOCKET, SO_ERROR, &err, &l);
+		if (err || !(events & EPOLLOUT)) {
+			/* The app refuses: 503, the client's app sees a reset. */
+			c->z->st.refused++;
+			err = zm_hbone_respond(c->hb, s->sid, 503);
+			if (err && err != -EINVAL)
+				c->broken = true;
+			s->stream_closed = true;	/* answered: nothing to reset */
+			stream_free(s, true);
+			conn_run(c);
+			return;
+		}
+		s->plain_connecting = false;
+		s->stream_ok = true;
+		err = zm_hbone_respond(c->hb, s->sid, 200);
+		if (err == -EINVAL) {
+			stream_free(s, true);	/* the client gave up meanwhile */
+			conn_run(c);
+			return;
+		}
+		if (err)
+			c->broken = true;
+	} else if (events & (EPOLLERR | EPOLLHUP)) {
+		if (s->sid < 0 || !s->stream_ok) {
+			/* The app left while its stream waited: nothing to relay. */
+			stream_free(s, true);
+			conn_run(c);
+			return;
+		}
+		if (events & EPOLLHUP)
+			s->hup = !zm_buf_len(&s->to_plain) && s->plain_eof;
+	}
+	s->kick = true;
+	conn_run(c);
+}
+
+void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events)
+{
+	(void)z;
+	if (ev->side == 0) {
+		struct stream *s = ev->owner;
+
+		if (!s->dead)
+			stream_event(s, events);
+		return;
+	}
+	{
+		struct hconn *c = ev->owner;
+		int err = 0;
+		socklen_t l = sizeof(err);
+
+		if (c->dead)
+			return;
+		if (c->tcp_connecting) {
+			getsockopt(c->ev.fd, SOL_SOCKET, SO_ERROR, &err, &l);
+			if (err || !(events & EPOLLOUT)) {
+				conn_close(c, true);	/* the destination refuses: every waiting app sees a reset */
+				return;
+			}
+			c->tcp_connecting = false;
+		}
+		if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			conn_input(c);
+		conn_run(c);
+	}
+}
+
+void zt_tunnel_tick(struct zt *z)
+{
+	for (struct hconn *c = conns, *next; c; c = next) {
+		int64_t idle = (int64_t)z->pool_idle_ms + (c->server ? SERVER_IDLE_EXTRA_MS : 0);
+
+		next = c->next;
+		if (!c->ready && ms_since(&c->born) >= HANDSHAKE_MS) {
+			/* A peer that never finishes its handshake holds nothing here. */
+			zm_log_warn("HBONE %s connection: no handshake in %d ms: closed",
+				    c->server ? "server" : "client", HANDSHAKE_MS);
+			conn_close(c, true);
+			continue;
+		}
+		if (!c->server && c->pod && c->gen != c->pod->cert_gen)
+			c->draining = true;	/* renewed: finish the streams, take no new one */
+		if (!c->nstreams && (c->draining || ms_since(&c->idle_since) >= idle)) {
+			zm_log_debug("HBONE %s connection idle for %lld ms: closed", c->server ? "server" : "client",
+				     (long long)idle);
+			conn_close(c, false);
+		}
+	}
+}
+
+void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
+{
+	(void)z;
+	for (struct hconn *c = conns, *next; c; c = next) {
+		next = c->next;
+		if (c->pod != p)
+			continue;
+		c->pod = NULL;
+		c->draining = true;
+		/* Streams still waiting for their CONNECT have no source any more. */
+		for (struct stream *s = c->streams, *sn; s; s = sn) {
+			sn = s->next;
+			if (s->sid < 0) {
+				s->stream_closed = true;
+				stream_free(s, true);
+			}
+		}
+		if (!c->nstreams)
+			conn_close(c, false);
+	}
+}
+
+void zt_tunnel_drain(struct zt *z)
+{
+	(void)z;
+	for (struct hconn *c = conns, *next; c; c = next) {
+		next = c->next;
+		c->draining = true;
+		if (!c->nstreams)
+			conn_close(c, false);
+	}
+}
+
+void zt_tunnel_metrics(struct zt *z, struct zm_buf *b)
+{
+	(void)z;
+	zm_buf_printf(b, "# HELP zmesh_ztunnel_hbone_connections HBONE connections open\n"
+		      "# TYPE zmesh_ztunnel_hbone_connections gauge\n"
+		      "zmesh_ztunnel_hbone_connections{role=\"client\"} %llu\n"
+		      "zmesh_ztunnel_hbone_connections{role=\"server\"} %llu\n"
+		      "# HELP zmesh_ztunnel_hbone_streams_total HBONE streams opened\n"
+		      "# TYPE zmesh_ztunnel_hbone_streams_total counter\n"
+		      "zmesh_ztunnel_hbone_streams_total{role=\"client\"} %llu\n"
+		      "zmesh_ztunnel_hbone_streams_total{role=\"server\"} %llu\n",
+		      (unsigned long long)nconns[0], (unsigned long long)nconns[1],
+		      (unsigned long long)nstreams_total[0], (unsigned long long)nstreams_total[1]);
+}
+
+void zt_tunnel_reap(void)
+{
+	while (stream_graveyard) {
+		struct stream *s = stream_graveyard;
+
+		stream_graveyard = s->next_dead;
+		free(s);
+	}
+	while (conn_graveyard) {
+		struct hconn *c = conn_graveyard;
+
+		conn_graveyard = c->next_dead;
+		free(c);
+	}
 }

@@ -92,6 +92,7 @@ struct zt {
 	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
+	unsigned pool_idle_ms;		/* an HBONE client connection without streams closes after */
 };
 
 /* pods.c */
@@ -167,10 +168,11 @@ struct zt_series *zt_series_get(const char *reporter, const char *sw, const char
 void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent, uint64_t received);
 
 /*
- * tunnel.c: HBONE. Outbound: a captured connection to @dst, tunnelled to
- * @dpod's 15008 and its identity: the destination pod itself, or the
- * waypoint in front of the Service @dst (then :authority is the service
- * address and the waypoint picks the endpoint).
+ * tunnel.c: HBONE, pooled. Outbound: a captured connection to @dst, as a
+ * stream on a connection from @p to @dpod's 15008 and identity (pooled, or
+ * a new one): the destination pod itself, or the waypoint in front of the
+ * Service @dst (then :authority is the service address and the waypoint
+ * picks the endpoint).
  */
 void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod);
@@ -178,5 +180,13 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd);
 void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events);
 void zt_tunnel_reap(void);
+/* Close connections idle for longer than z->pool_idle_ms (every loop turn). */
+void zt_tunnel_tick(struct zt *z);
+/* @p leaves: its connections take no new stream (live ones finish). */
+void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
+/* Stopping: no connection takes a new stream (servers answer 503), idle ones close. */
+void zt_tunnel_drain(struct zt *z);
+/* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
+void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
 
 #endif
