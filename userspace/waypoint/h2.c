@@ -307,7 +307,8 @@ static void *stream_worker(void *arg)
 {
 	struct h2w *w = arg;
 	struct h2s *st = w->st;
-	struct conn wc = *w->h->c;
+	const struct conn *c = w->h->c;
+	struct conn wc = { .fd = -1, .family = c->family, .mtls = c->mtls };
 	struct zm_http_field f[WP_MAX_HEADERS];
 	const char *hb = zm_buf_data(&st->hb);
 	struct wp_req rq = {
@@ -317,9 +318,11 @@ static void *stream_worker(void *arg)
 		.proto = "HTTP/2",
 	};
 
-	/* the copy shares only the upstream pool with the connection, under a lock */
-	memset(&wc.req, 0, sizeof(wc.req));
-	memset(&wc.in, 0, sizeof(wc.in));
+	/* the worker's view of the connection: who the peer is, and the shared
+	 * upstream pool under its lock; nothing else of the connection */
+	memcpy(wc.peer, c->peer, sizeof(wc.peer));
+	memcpy(wc.addr, c->addr, sizeof(wc.addr));
+	memcpy(wc.principal, c->principal, sizeof(wc.principal));
 	for (int i = 0; i < UP_POOL; i++)
 		wc.pool[i].fd = -1;
 	wc.shared_pool = w->h->c->pool;

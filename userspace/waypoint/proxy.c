@@ -691,7 +691,8 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	r = (struct zm_l7_request){
 		.method = rq->method, .scheme = "http", .authority = host,
 		.target = rq->target ? rq->target : "", .target_len = rq->target ? rq->target_len : 0,
-		.headers = rq->f, .nheaders = nf, .port = 80,
+		/* the port the client dialled: HBONE's CONNECT names it; else Host's or 80 */
+		.headers = rq->f, .nheaders = nf, .port = c->mtls && c->tcp_port ? c->tcp_port : 80,
 		.src_principal = principal[0] ? principal : NULL, .src_ns = src ? src->ns : NULL,
 		.src_labels = src ? &src->labels : NULL, .src_family = c->family,
 		.now_s = time(NULL),
