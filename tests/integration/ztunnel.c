@@ -216,7 +216,9 @@ TEST_F(zt, the_wire_carries_only_tls13)
 			 "print(r)\""), 0);
 	EXPECT_STRSTR(out, "zmesh-secret-marker");
 	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
-	usleep(500000);
+	/* Give a loaded machine time to get the packets to the file. */
+	for (int i = 0; i < 50 && test_sh(NULL, 0, "tcpdump -r %s -n 2>/dev/null | grep -q '\\.15008'", pcap); i++)
+		usleep(100000);
 	kill_pid_file(pidf);
 	/* Packets were seen, all of them on 15008, none carries the payload in clear. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "tshark -r %s -d tcp.port==15008,tls -T fields -e tcp.dstport 2>/dev/null | "
