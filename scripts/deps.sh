@@ -11,6 +11,7 @@ pkgs=(
 	libnghttp2-dev nghttp2-client node-llhttp libjansson-dev
 	libclang-rt-14-dev
 	iproute2 nftables iptables curl procps psmisc python3 wrk
+	haproxy gnuplot-nox
 )
 
 missing=()

@@ -26,7 +26,9 @@ static void on_signal(int sig)
 
 static const char usage[] =
 	"usage: ztunnel --node NODE [--lab LAB] [--fastpath on|off] [--log-level LEVEL]\n"
-	"Runs in the node's network namespace (zmeshctl lab starts one per node).\n";
+	"       ztunnel --sidecar NAMESPACE/POD [--lab LAB] [--log-level LEVEL]\n"
+	"Runs in the node's network namespace (zmeshctl lab starts one per node),\n"
+	"or with --sidecar in that pod's, behind iptables REDIRECT (lab up --mode sidecar).\n";
 
 static int http_listener(struct zt *z, struct zt_ev *ev, enum zt_kind kind, int port)
 {
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
 	struct timespec last = { 0 };
+	const char *sidecar = NULL;
 	bool ready = false;
 	int rc = 1;
 
@@ -93,6 +96,8 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(argv[i], "--node"))
 			snprintf(z->node, sizeof(z->node), "%s", v);
+		else if (!strcmp(argv[i], "--sidecar"))
+			sidecar = v;
 		else if (!strcmp(argv[i], "--lab"))
 			lab = v;
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -105,7 +110,7 @@ int main(int argc, char **argv)
 		}
 	}
 	snprintf(z->lab, sizeof(z->lab), "%s", lab);
-	if (!z->node[0]) {
+	if (!z->node[0] == !sidecar) {
 		fputs(usage, stderr);
 		return 2;
 	}
@@ -114,6 +119,8 @@ int main(int argc, char **argv)
 		zm_log_error("%s", e.msg);
 		goto out;
 	}
+	if (sidecar && zt_sidecar_init(z, sidecar))
+		goto out;
 	z->me = zm_lab_node_find(&z->state, z->node);
 	if (!z->me) {
 		zm_log_error("no node %s in lab %s", z->node, z->lab);
@@ -122,11 +129,12 @@ int main(int argc, char **argv)
 	snprintf(z->node_netns, sizeof(z->node_netns), "/run/netns/%s", z->me->netns);
 	struct zm_bpf_opts bo = { .node = z->me->netns, .node_cgroup = z->me->cgroup };
 
-	if (zm_bpf__open(&bo, &z->bpf, &e)) {
+	if (!sidecar && zm_bpf__open(&bo, &z->bpf, &e)) {
 		zm_log_error("%s", e.msg);
 		goto out;
 	}
-	zm_bpf__set_fastpath(z->bpf, z->fastpath);
+	if (z->bpf)
+		zm_bpf__set_fastpath(z->bpf, z->fastpath);
 	{
 		char cadir[512];
 
@@ -140,7 +148,10 @@ int main(int argc, char **argv)
 		zm_log_error("cannot listen on 15020/15021: %s", strerror(errno));
 		goto out;
 	}
-	zm_log_info("node %s of lab %s: fast path %s", z->node, z->lab, z->fastpath ? "on" : "off");
+	if (sidecar)
+		zm_log_info("sidecar of %s in lab %s", sidecar, z->lab);
+	else
+		zm_log_info("node %s of lab %s: fast path %s", z->node, z->lab, z->fastpath ? "on" : "off");
 	while (!stop) {
 		struct epoll_event ev[128];
 		struct stat st;

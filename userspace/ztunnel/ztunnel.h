@@ -70,6 +70,7 @@ struct zt {
 	struct zt_stats st;
 	bool fastpath;
 	struct zm_ca *ca;	/* until zmeshd: the lab's CA, signing for our pods */
+	char sidecar_ns[64], sidecar_pod[64];	/* --sidecar: one pod, iptables capture */
 };
 
 /* pods.c */
@@ -106,5 +107,17 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd);
 void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events);
 void zt_tunnel_reap(void);
+
+/* sidecar.c: `ztunnel --sidecar NS/POD`, run in that pod's netns with
+ * iptables REDIRECT capture (the benchmarks' sidecar mode); no BPF. */
+#define ZT_SIDECAR_GID ZM_LAB_PROXY_GID	/* the pod's REDIRECT rules skip this group */
+int zt_sidecar_init(struct zt *z, const char *ns_pod);
+/* True for every pod in node mode, only our pod in sidecar mode. */
+bool zt_sidecar_wants(const struct zt *z, const struct zm_lab_pod *lp);
+/* The original destination of a connection accepted on 15001 (BPF map, or
+ * SO_ORIGINAL_DST in sidecar mode) and on 15006 (getsockname, or
+ * SO_ORIGINAL_DST). */
+int zt_orig_dst(struct zt *z, int fd, struct sockaddr_in *dst);
+int zt_inbound_dst(struct zt *z, int fd, struct sockaddr_in *dst);
 
 #endif
