@@ -163,17 +163,26 @@ for mode in $modes; do
 		lg "$k@http2" --target "$ip:8080" --proto http2 --conns 4 --streams 10
 		lg "$k@conn" --target "$ip:9000" --proto tcp-connect --size 1024 --conns 16 --linger0
 		lg "$k@bulk" --target "$ip:9000" --proto bulk --conns 1
-		# Memory per 1k idle connections: the proxies' RSS before, and with
-		# 1000 connections held open at a trickle (read at the window's end).
-		if [ -n "$watch" ]; then
-			sleep 1
-			echo "{\"rss_kib\": $(cg_rss "$watch"), \"proxies\": $(find "$watch" -name cgroup.procs -exec cat {} + | wc -l)}" \
-				> "$out/raw/$k@idle0.json"
-		fi
-		# Long enough for 1000 tunnels to come up at a few hundred handshakes/s.
-		lgdur=8 lg "$k@idle" --target "$ip:9000" --proto tcp-rr --size 16 --conns 1000 --rate 10 --timeout 10
 	done
 	"$ctl" lab down --name "$lab" >/dev/null
+	[ "$mode" = none ] && continue
+	# Memory, in a fresh lab per placement (freed buffers of the runs above would
+	# stay in RSS): the proxies' RSS idle, then with 1000 connections held open
+	# at a trickle (read at the window's end), long enough for 1000 tunnels to
+	# come up at a few hundred handshakes/s.
+	for place in $placements; do
+		case $place in
+		cross-node) ip=10.244.1.2 ;;
+		same-node) ip=10.244.0.3 ;;
+		esac
+		k="$mode@$place"
+		lab_up "$mode"
+		sleep 1
+		echo "{\"rss_kib\": $(cg_rss "$watch"), \"proxies\": $(find "$watch" -name cgroup.procs -exec cat {} + | wc -l)}" \
+			> "$out/raw/$k@idle0.json"
+		lgdur=8 lg "$k@idle" --target "$ip:9000" --proto tcp-rr --size 16 --conns 1000 --rate 10 --timeout 10
+		"$ctl" lab down --name "$lab" >/dev/null
+	done
 done
 
 commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -110,17 +110,18 @@ base = {r["placement"]: r for r in rows if r["mode"] == "none"}
 print(f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Linux {machine['kernel']}; "
       f"commit {commit}, {dur:g} s per measurement, latency open loop at {rate} req/s.\n")
 print("| mode | placement | req/s tcp 1KiB | HTTP/1.1 req/s | HTTP/2 req/s | p50 us | p90 us | p99 us | p99.9 us "
-      "| Gbit/s | conn/s | CPU s/10k req | CPU s/GB | proxy RSS MiB | KiB per 1k idle conns "
+      "| Gbit/s | conn/s | CPU s/10k req | CPU s/GB | proxy RSS MiB | idle RSS MiB per proxy | KiB per 1k idle conns "
       "| req/s vs none | p50 added us | Gbit/s vs none | conn/s vs none |")
-print("|" + "---|" * 19)
+print("|" + "---|" * 20)
 for r in rows:
     b = base.get(r["placement"], {})
     added = r["p50_us"] - b["p50_us"] if r["p50_us"] is not None and b.get("p50_us") is not None else None
     rss = r["proxy_rss_kib"] / 1024 if r["proxy_rss_kib"] else None
+    idle = r["proxy_rss_idle_kib"] / r["proxies"] / 1024 if r["proxy_rss_idle_kib"] and r["proxies"] else None
     print(f"| {r['mode']} | {r['placement']} | {fmt(r['rps'])} | {fmt(r['http1_rps'])} | {fmt(r['http2_rps'])} "
           f"| {fmt(r['p50_us'])} | {fmt(r['p90_us'])} | {fmt(r['p99_us'])} | {fmt(r['p999_us'])} "
           f"| {fmt(r['gbps'], 2) if r['gbps'] is not None else 'failed'} | {fmt(r['conn_per_s'])} "
-          f"| {fmt(r['cpu_s_per_10k_req'], 3)} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(rss, 1)} "
+          f"| {fmt(r['cpu_s_per_10k_req'], 3)} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(rss, 1)} | {fmt(idle, 1)} "
           f"| {fmt(r['rss_kib_per_1k_idle_conns'])} | {ratio(r['rps'], b.get('rps'))} "
           f"| {('+' if added >= 0 else '') + fmt(added) if added is not None else '-'} "
           f"| {ratio(r['gbps'], b.get('gbps'))} | {ratio(r['conn_per_s'], b.get('conn_per_s'))} |")
