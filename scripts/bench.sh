@@ -157,7 +157,19 @@ for mode in $modes; do
 		*) echo "bench: unknown placement $place" >&2; exit 2 ;;
 		esac
 		k="$mode@$place"
+		# Syscalls and context switches of the proxies over the closed-loop
+		# run's window (perf stat): the "why" behind CPU per request.
+		perfpid=
+		if [ -n "$watch" ] && command -v perf >/dev/null; then
+			ppids=$(find "$watch" -name cgroup.procs -exec cat {} + | paste -sd,)
+			pwin=$(python3 -c "print(max($dur - 0.4, 0.5))")
+			echo "$pwin" > "$out/raw/$k@rr.perfwin"
+			(sleep 0.7; perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$ppids" \
+				-o "$out/raw/$k@rr.perf" -- sleep "$pwin") >/dev/null 2>&1 &
+			perfpid=$!
+		fi
 		lg "$k@rr" --target "$ip:9000" --proto tcp-rr --size 1024 --conns 16
+		[ -z "$perfpid" ] || wait "$perfpid" || true
 		lg "$k@lat" --target "$ip:9000" --proto tcp-rr --size 1024 --conns 8 --rate "$rate"
 		lg "$k@http1" --target "$ip:8080" --proto http1 --conns 16
 		lg "$k@http2" --target "$ip:8080" --proto http2 --conns 4 --streams 10

@@ -46,6 +46,24 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def perf_per_req(mode, place, rps):
+    """syscalls and context switches per request of the proxies (perf stat)."""
+    base = os.path.join(out, "raw", f"{mode}@{place}@rr")
+    try:
+        win = float(open(base + ".perfwin").read())
+        counts = {}
+        for line in open(base + ".perf"):
+            f = line.strip().split(",")
+            if len(f) > 2 and f[0].replace(".", "").isdigit():
+                counts[f[2]] = float(f[0])
+    except (OSError, ValueError):
+        return None, None
+    if not rps:
+        return None, None
+    per = lambda ev: round(counts[ev] / win / rps, 1) if ev in counts else None
+    return per("raw_syscalls:sys_enter"), per("context-switches")
+
+
 rows = []
 for mode in MODES:
     for place in PLACES:
@@ -59,6 +77,7 @@ for mode in MODES:
         per_1k = None
         if idle_rss is not None and "rss_kib" in idle0 and idle.get("connects", 0) >= 500:
             per_1k = round((idle_rss - idle0["rss_kib"]) * 1000 / idle["connects"])
+        sys_req, cs_req = perf_per_req(mode, place, rr.get("rps"))
         rows.append({
             "mode": mode, "placement": place,
             "rps": num(rr, "rps"),
@@ -71,6 +90,7 @@ for mode in MODES:
             "proxy_rss_kib": watched(rr, "rss_kib", 0),
             # Beyond the issue's schema: the other workloads and the memory figures.
             "http1_rps": num(h1, "rps"), "http2_rps": num(h2, "rps"),
+            "proxy_syscalls_per_req": sys_req, "proxy_ctxsw_per_req": cs_req,
             "errors": {k: d.get("errors") for k, d in
                        (("rr", rr), ("lat", lat), ("http1", h1), ("http2", h2), ("conn", conn), ("bulk", bulk), ("idle", idle))
                        if d.get("errors")},
@@ -110,9 +130,9 @@ base = {r["placement"]: r for r in rows if r["mode"] == "none"}
 print(f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Linux {machine['kernel']}; "
       f"commit {commit}, {dur:g} s per measurement, latency open loop at {rate} req/s.\n")
 print("| mode | placement | req/s tcp 1KiB | HTTP/1.1 req/s | HTTP/2 req/s | p50 us | p90 us | p99 us | p99.9 us "
-      "| Gbit/s | conn/s | CPU s/10k req | CPU s/GB | proxy RSS MiB | idle RSS MiB per proxy | KiB per 1k idle conns "
+      "| Gbit/s | conn/s | CPU s/10k req | syscalls/req | CPU s/GB | proxy RSS MiB | idle RSS MiB per proxy | KiB per 1k idle conns "
       "| req/s vs none | p50 added us | Gbit/s vs none | conn/s vs none |")
-print("|" + "---|" * 20)
+print("|" + "---|" * 21)
 for r in rows:
     b = base.get(r["placement"], {})
     added = r["p50_us"] - b["p50_us"] if r["p50_us"] is not None and b.get("p50_us") is not None else None
@@ -121,7 +141,7 @@ for r in rows:
     print(f"| {r['mode']} | {r['placement']} | {fmt(r['rps'])} | {fmt(r['http1_rps'])} | {fmt(r['http2_rps'])} "
           f"| {fmt(r['p50_us'])} | {fmt(r['p90_us'])} | {fmt(r['p99_us'])} | {fmt(r['p999_us'])} "
           f"| {fmt(r['gbps'], 2) if r['gbps'] is not None else 'failed'} | {fmt(r['conn_per_s'])} "
-          f"| {fmt(r['cpu_s_per_10k_req'], 3)} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(rss, 1)} | {fmt(idle, 1)} "
+          f"| {fmt(r['cpu_s_per_10k_req'], 3)} | {fmt(r['proxy_syscalls_per_req'], 1)} | {fmt(r['cpu_s_per_gb'], 2)} | {fmt(rss, 1)} | {fmt(idle, 1)} "
           f"| {fmt(r['rss_kib_per_1k_idle_conns'])} | {ratio(r['rps'], b.get('rps'))} "
           f"| {('+' if added >= 0 else '') + fmt(added) if added is not None else '-'} "
           f"| {ratio(r['gbps'], b.get('gbps'))} | {ratio(r['conn_per_s'], b.get('conn_per_s'))} |")
