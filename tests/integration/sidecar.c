@@ -203,6 +203,26 @@ TEST_F(sc, a_direct_connection_to_the_proxy_ports_is_refused_not_looped)
 			   "source_principal=\"unknown\""));
 }
 
+TEST_F(sc, without_its_sidecar_a_pod_is_cut_off_not_bypassed)
+{
+	static char out[65536];
+	struct lab *l = &self->l;
+
+	/* The capture stays when the proxy dies: connects are refused, never
+	 * sent around it in plaintext (fail closed), both ways. */
+	ASSERT_EQ(test_sh(NULL, 0, "echo 1 > $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/mesh_a/cgroup.kill",
+			  l->name), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "echo 1 > $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/mesh_b/cgroup.kill",
+			  l->name), 0);
+	usleep(200000);
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- curl -sf -m 3 http://10.244.1.2:8080/",
+			  l->ctl, l->name), 0);
+	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- curl -sf -m 3 http://10.244.1.2:8080/",
+			  l->ctl, l->name), 0);
+	/* b2 still has its sidecar: the same client reaches it from c. */
+	EXPECT_EQ(in_pod(l, "c", "plain", out, sizeof(out), "curl -sf -m 3 http://10.244.0.3:8080/"), 0);
+}
+
 FIXTURE(hp) {
 	struct lab l;
 	char tls_probe[8192];
