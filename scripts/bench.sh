@@ -9,6 +9,7 @@
 #                     mode and placement: the default run takes about 6 minutes)
 #   BENCH_RATE        open-loop rate for the latency figures, req/s (default 2000)
 #   BENCH_LAB         lab name (default bench)
+#   BENCH_OUT         output directory (default build/bench)
 #
 # Modes: none (no mesh), ambient-l4 (BPF capture + ztunnel per node, sockmap fast
 # path on), ambient-l4-nofastpath, ambient-l7 (through a waypoint: skipped with a
@@ -21,7 +22,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ZMESH_BIN:-$top/build}
 ctl="$bin/zmeshctl"
-out="$top/build/bench"
+out=${BENCH_OUT:-$top/build/bench}
 dur=${BENCH_DURATION:-3}
 rate=${BENCH_RATE:-2000}
 lab=${BENCH_LAB:-bench}
