@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# make bench: the same load through each data-plane mode, side by side, in one
-# run on the lab. First cut (issue 7 is open): modes none, ambient-l4 and
-# ambient-l4-nofastpath; HTTP/1.1 keep-alive with wrk (closed loop), bulk TCP
-# echo with a python client; ztunnel CPU and RSS from /proc. Writes a Markdown
-# table to stdout and build/bench/results.json.
+# make bench / zmeshctl bench: the same load through each data-plane mode, side by
+# side, in one run on the lab (docs/benchmarks.md has the method).
+#
+#   BENCH_MODES       modes to run, in order (default: all of them below)
+#   BENCH_PLACEMENTS  "cross-node same-node" (default both)
+#   BENCH_DURATION    seconds per measurement (default 3; 7 measurements per
+#                     mode and placement: the default run takes about 6 minutes)
+#   BENCH_RATE        open-loop rate for the latency figures, req/s (default 2000)
+#   BENCH_LAB         lab name (default bench)
+#   BENCH_OUT         output directory (default build/bench)
+#
+# Modes: none (no mesh), ambient-l4 (BPF capture + ztunnel per node, sockmap fast
+# path on), ambient-l4-nofastpath, ambient-l7 (through a waypoint: skipped with a
+# note while there is no waypoint binary), sidecar (our ztunnel as a per-pod
+# sidecar behind iptables REDIRECT), sidecar-haproxy (HAProxy per pod, mTLS).
+#
+# Output: a Markdown table on stdout; build/bench/results.json; PNG plots in
+# build/bench/ (gnuplot); every loadgen answer in build/bench/raw/.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-ctl="$top/build/zmeshctl"
-out="$top/build/bench"
-dur=${BENCH_DURATION:-5}
-lab=bench
-mkdir -p "$out"
+bin=${ZMESH_BIN:-$top/build}
+ctl="$bin/zmeshctl"
+out=${BENCH_OUT:-$top/build/bench}
+dur=${BENCH_DURATION:-3}
+rate=${BENCH_RATE:-2000}
+lab=${BENCH_LAB:-bench}
+modes=${BENCH_MODES:-none ambient-l4 ambient-l4-nofastpath ambient-l7 sidecar sidecar-haproxy}
+placements=${BENCH_PLACEMENTS:-cross-node same-node}
+
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 1; }
+[ -x "$bin/loadgen" ] || { echo "bench: no $bin/loadgen (make first)" >&2; exit 1; }
+rm -rf "$out/raw"
+mkdir -p "$out/raw"
+: > "$out/notes.txt"
+cgroot=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 
 cleanup() { "$ctl" lab down --name "$lab" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-cluster() {	# $1: namespace label line (empty: not meshed)
+note() { echo "$*" >> "$out/notes.txt"; echo "bench: $*" >&2; }
+
+cluster() {
 	cat <<YAML
 apiVersion: v1
 kind: Node
@@ -38,7 +62,7 @@ kind: Pod
 metadata: {name: client, namespace: b}
 spec:
   nodeName: bn1
-  containers: [{name: c, command: [sleep, "3600"]}]
+  containers: [{name: c, command: [sleep, "36000"]}]
 ---
 apiVersion: v1
 kind: Pod
@@ -56,76 +80,126 @@ spec:
 YAML
 }
 
-ztpids() { "$ctl" lab status --name "$lab" -o json | python3 -c 'import json,sys; print(" ".join(str(n["ztunnel_pid"]) for n in json.load(sys.stdin)["nodes"] if n["ztunnel_pid"]))'; }
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
-rss_kib() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status"))); done; echo $t; }
+in_client() { "$ctl" lab exec client -n b --name "$lab" -- "$@"; }
 
-# run MODE PLACEMENT TARGET_IP
-run() {
-	local mode=$1 place=$2 ip=$3 pids t0 t1 w rps p50 p90 p99 gbps
-	pids=$(ztpids)
-	t0=$( [ -n "$pids" ] && cpu_ticks $pids || echo 0)
-	w=$("$ctl" lab exec client -n b --name "$lab" -- wrk -t1 -c16 -d"${dur}s" --latency "http://$ip:8080/" 2>&1)
-	t1=$( [ -n "$pids" ] && cpu_ticks $pids || echo 0)
-	rps=$(echo "$w" | awk '/Requests\/sec/{print $2}')
-	lat() { echo "$w" | awk -v q="$1%" '$1==q{v=$2; if (v ~ /us$/) {sub(/us/,"",v)} else if (v ~ /ms$/) {sub(/ms/,"",v); v*=1000} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000000}; print v}'; }
-	p50=$(lat 50) p90=$(lat 90) p99=$(lat 99)
-	# The same-node fast path can stall or fail a bulk transfer (docs/bpf.md,
-	# "Known problems"): bounded, and recorded as null when it does.
-	gbps=$(timeout $((dur + 15)) "$ctl" lab exec client -n b --name "$lab" -- python3 -c "
-import socket,threading,time
-s=socket.create_connection(('$ip',9000)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-chunk=b'x'*262144; n=0; end=time.time()+$dur
-def rd():
-    global n
-    while True:
-        c=s.recv(1<<20)
-        if not c: break
-        n+=len(c)
-t=threading.Thread(target=rd); t.start(); st=time.time()
-while time.time()<end: s.sendall(chunk)
-s.shutdown(1); t.join(); print(round(n*8/(time.time()-st)/1e9,3))" 2>/dev/null) || gbps=null
-	[ -n "$gbps" ] || gbps=null
-	local reqs cpu10k rss
-	reqs=$(echo "$w" | awk '/requests in/{print $1}')
-	cpu10k=$(python3 -c "print(round(($t1-$t0)/$(getconf CLK_TCK)/max($reqs,1)*10000,4))")
-	rss=$( [ -n "$pids" ] && rss_kib $pids || echo 0)
-	echo "{\"mode\": \"$mode\", \"placement\": \"$place\", \"rps\": $rps, \"p50_us\": $p50, \"p90_us\": $p90, \"p99_us\": $p99, \"p999_us\": null, \"gbps\": $gbps, \"conn_per_s\": null, \"cpu_s_per_10k_req\": $cpu10k, \"cpu_s_per_gb\": null, \"proxy_rss_kib\": $rss}" >> "$out/results.tmp"
+# Summed VmRSS (KiB) of every process under cgroup directory $1.
+cg_rss() {
+	local t=0 p r
+	for p in $(find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+		r=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+		t=$((t + ${r:-0}))
+	done
+	echo $t
 }
 
-: > "$out/results.tmp"
-for mode in none ambient-l4 ambient-l4-nofastpath; do
+# lg NAME LOADGEN-ARGS...: one loadgen run from the client pod, JSON to raw/.
+lg() {
+	local name=$1
+	shift
+	timeout $((${dur%.*} + 40)) "$ctl" lab exec client -n b --name "$lab" -- \
+		loadgen "$@" --duration "${lgdur:-$dur}" --warmup 0.5 -o json ${watch:+--watch-cgroup "$watch"} \
+		> "$out/raw/$name.json" 2> "$out/raw/$name.err" || true
+	[ -s "$out/raw/$name.json" ] || echo '{}' > "$out/raw/$name.json"
+}
+
+lab_up() {	# $1: mode
 	cluster > "$out/cluster.yaml"
-	if [ "$mode" = none ]; then
-		"$ctl" lab up --no-mesh -f "$out/cluster.yaml" --name "$lab" >/dev/null
-	else
-		"$ctl" lab up -f "$out/cluster.yaml" --name "$lab" >/dev/null
+	case $1 in
+	none) "$ctl" lab up --no-mesh -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1; watch= ;;
+	sidecar | sidecar-haproxy)
+		"$ctl" lab up --mode "$1" -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1
+		watch="$cgroot/zmesh/$lab/sidecars" ;;
+	*)
+		"$ctl" lab up -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1
+		watch="$cgroot/zmesh/$lab/nodes"
 		for n in bn1 bn2; do
 			for _ in $(seq 1 50); do
 				"$ctl" lab exec --node $n --name "$lab" -- curl -sf localhost:15021/healthz/ready >/dev/null 2>&1 && break
 				sleep 0.1
 			done
 		done
-		[ "$mode" = ambient-l4 ] && { "$ctl" bpf fastpath on --name "$lab" --node bn1 >/dev/null; "$ctl" bpf fastpath on --name "$lab" --node bn2 >/dev/null; }
+		if [ "$1" = ambient-l4 ]; then
+			"$ctl" bpf fastpath on --name "$lab" --node bn1 >/dev/null
+			"$ctl" bpf fastpath on --name "$lab" --node bn2 >/dev/null
+		fi ;;
+	esac
+	# The servers answer through the mesh before anything is measured.
+	for ip in 10.244.1.2 10.244.0.3; do
+		for _ in $(seq 1 50); do
+			in_client echoapp client "tcp://$ip:9000" -n 1 >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+	done
+}
+
+for mode in $modes; do
+	if [ "$mode" = ambient-l7 ]; then
+		if [ -x "$bin/waypoint" ]; then
+			note "ambient-l7 skipped: the waypoint binary exists but the lab cannot route through it yet"
+		else
+			note "ambient-l7 skipped: no waypoint binary in this build (issue 6)"
+		fi
+		continue
 	fi
-	sleep 0.5
-	run "$mode" cross-node 10.244.1.2
-	run "$mode" same-node 10.244.0.3
+	case $mode in
+	none | ambient-l4 | ambient-l4-nofastpath | sidecar | sidecar-haproxy) ;;
+	*) echo "bench: unknown mode $mode" >&2; exit 2 ;;
+	esac
+	if [ "$mode" = sidecar-haproxy ] && ! command -v haproxy >/dev/null; then
+		note "sidecar-haproxy skipped: no haproxy (make deps)"
+		continue
+	fi
+	echo "bench: $mode" >&2
+	if ! lab_up "$mode"; then
+		note "$mode skipped: zmeshctl lab up failed"
+		continue
+	fi
+	for place in $placements; do
+		case $place in
+		cross-node) ip=10.244.1.2 ;;
+		same-node) ip=10.244.0.3 ;;
+		*) echo "bench: unknown placement $place" >&2; exit 2 ;;
+		esac
+		k="$mode@$place"
+		# Syscalls and context switches of the proxies over the closed-loop
+		# run's window (perf stat): the "why" behind CPU per request.
+		perfpid=
+		if [ -n "$watch" ] && command -v perf >/dev/null; then
+			ppids=$(find "$watch" -name cgroup.procs -exec cat {} + | paste -sd,)
+			pwin=$(python3 -c "print(max($dur - 0.4, 0.5))")
+			echo "$pwin" > "$out/raw/$k@rr.perfwin"
+			(sleep 0.7; perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$ppids" \
+				-o "$out/raw/$k@rr.perf" -- sleep "$pwin") >/dev/null 2>&1 &
+			perfpid=$!
+		fi
+		lg "$k@rr" --target "$ip:9000" --proto tcp-rr --size 1024 --conns 16
+		[ -z "$perfpid" ] || wait "$perfpid" || true
+		lg "$k@lat" --target "$ip:9000" --proto tcp-rr --size 1024 --conns 8 --rate "$rate"
+		lg "$k@http1" --target "$ip:8080" --proto http1 --conns 16
+		lg "$k@http2" --target "$ip:8080" --proto http2 --conns 4 --streams 10
+		lg "$k@conn" --target "$ip:9000" --proto tcp-connect --size 1024 --conns 16 --linger0
+		lg "$k@bulk" --target "$ip:9000" --proto bulk --conns 1
+	done
 	"$ctl" lab down --name "$lab" >/dev/null
+	[ "$mode" = none ] && continue
+	# Memory, in a fresh lab per placement (freed buffers of the runs above would
+	# stay in RSS): the proxies' RSS idle, then with 1000 connections held open
+	# at a trickle (read at the window's end), long enough for 1000 tunnels to
+	# come up at a few hundred handshakes/s.
+	for place in $placements; do
+		case $place in
+		cross-node) ip=10.244.1.2 ;;
+		same-node) ip=10.244.0.3 ;;
+		esac
+		k="$mode@$place"
+		lab_up "$mode" || { note "$mode $place: no memory figures (lab up failed)"; continue; }
+		sleep 1
+		echo "{\"rss_kib\": $(cg_rss "$watch"), \"proxies\": $(find "$watch" -name cgroup.procs -exec cat {} + | wc -l)}" \
+			> "$out/raw/$k@idle0.json"
+		lgdur=8 lg "$k@idle" --target "$ip:9000" --proto tcp-rr --size 16 --conns 1000 --rate 10 --timeout 10
+		"$ctl" lab down --name "$lab" >/dev/null
+	done
 done
 
-python3 - "$out" <<'PY'
-import json, os, platform, sys
-out = sys.argv[1]
-rows = [json.loads(l) for l in open(os.path.join(out, "results.tmp"))]
-machine = {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()}
-json.dump({"machine": machine, "results": rows}, open(os.path.join(out, "results.json"), "w"), indent=1)
-base = {r["placement"]: r for r in rows if r["mode"] == "none"}
-print("| mode | placement | req/s | p50 us | p90 us | p99 us | Gbit/s | ztunnel CPU s / 10k req | ztunnel RSS KiB | req/s vs none | p50 added us |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for r in rows:
-    b = base[r["placement"]]
-    g = r['gbps'] if r['gbps'] is not None else 'failed'
-    print(f"| {r['mode']} | {r['placement']} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {r['p99_us']:.0f} | {g} | {r['cpu_s_per_10k_req']} | {r['proxy_rss_kib']} | {r['rps']/b['rps']:.2f} | {r['p50_us']-b['p50_us']:+.0f} |")
-PY
-rm -f "$out/results.tmp"
+commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 "$top/scripts/bench_report.py" "$out" "$dur" "$rate" "$commit"

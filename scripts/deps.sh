@@ -11,7 +11,7 @@ pkgs=(
 	libnghttp2-dev nghttp2-client node-llhttp libjansson-dev libpcre2-dev
 	libclang-rt-14-dev
 	iproute2 nftables iptables curl procps psmisc python3 wrk
-	tcpdump tshark prometheus
+	tcpdump tshark prometheus haproxy gnuplot-nox
 )
 
 missing=()

@@ -105,6 +105,12 @@ struct zm_lab_sa {
 };
 
 struct zm_cfg_set;
+/* How the mesh runs in a lab (zmeshctl lab up --mode). */
+enum zm_lab_mode {
+	ZM_LAB_AMBIENT,		/* BPF capture + a ztunnel per node (the default) */
+	ZM_LAB_SIDECAR,		/* iptables REDIRECT + `ztunnel --sidecar` per meshed pod */
+	ZM_LAB_SIDECAR_HAPROXY,	/* iptables REDIRECT + HAProxy per meshed pod, mTLS */
+};
 
 struct zm_lab {
 	char name[ZM_LAB_NAME_MAX + 1];
@@ -116,6 +122,7 @@ struct zm_lab {
 	 * config store, <state_dir>/store, before any ztunnel starts; NULL:
 	 * the store starts empty. Not owned, not saved: the store keeps them. */
 	struct zm_cfg_set *config;
+	enum zm_lab_mode mode;		/* up only; not kept in the state */
 	struct zm_lab_node *nodes;
 	size_t nnodes;
 	struct zm_lab_ns *namespaces;
@@ -187,6 +194,25 @@ int zm_lab_target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *p
  */
 #define ZM_LAB_ZMESHD_ADDR "172.30.0.254"
 int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e);
+
+/*
+ * Sidecar modes (lab_sidecar.c), for benchmarks against ambient: for every
+ * pod zm_enroll_wanted() selects, iptables nat rules in its netns as Istio's
+ * istio-init makes (OUTPUT -> 127.0.0.1:15001 except group
+ * ZM_LAB_PROXY_GID, lo and 15008; PREROUTING -> 15006 except 15008, 15020,
+ * 15021) and one proxy process in the pod's netns, in its own cgroup
+ * <cgroup_root>/sidecars/<ns>_<pod> (so its CPU and memory are its own), log
+ * in <state_dir>/logs/sidecar-<ns>_<pod>.log. Returns once every proxy
+ * accepts on 15001 (or -ETIMEDOUT after 10 s). Called by zm_lab_up().
+ */
+#define ZM_LAB_PROXY_GID 1337
+int zm_lab_sidecars_up(struct zm_lab *lab, struct zm_error *e);
+const char *zm_lab_mode_name(enum zm_lab_mode m);
+/* -EINVAL for an unknown name. */
+int zm_lab_mode_parse(const char *name, enum zm_lab_mode *m);
+
+/* Run @argv in netns @netns with @input on stdin; 0 when it exits 0. */
+int zm_lab_run_in_netns(const char *netns, char *const argv[], const char *input, struct zm_error *e);
 
 /* The cgroup v2 mount point (from /proc/mounts) into @buf. */
 int zm_cgroup2_root(char *buf, size_t sz);

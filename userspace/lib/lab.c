@@ -209,6 +209,11 @@ static int run_in_netns(const char *netns, char *const argv[], const char *input
 	return 0;
 }
 
+int zm_lab_run_in_netns(const char *netns, char *const argv[], const char *input, struct zm_error *e)
+{
+	return run_in_netns(netns, argv, input, e);
+}
+
 /* Do @fn inside @netns (sysctls and name->index lookups are per namespace). */
 #define IN_NETNS(netns, rc, body) do {					\
 	int _saved;							\
@@ -815,8 +820,10 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 		if (!rc)
 			rc = zm_lab_start_zmeshd(lab, e);
 	}
-	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh; i++)
+	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh && lab->mode == ZM_LAB_AMBIENT; i++)
 		rc = start_ztunnel(lab, &lab->nodes[i], e);
+	if (!rc && !lab->no_mesh && lab->mode != ZM_LAB_AMBIENT)
+		rc = zm_lab_sidecars_up(lab, e);
 	for (size_t i = 0; i < lab->npods && !rc; i++)
 		for (size_t c = 0; c < lab->pods[i].ncontainers && !rc; c++)
 			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);

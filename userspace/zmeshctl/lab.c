@@ -17,6 +17,7 @@
 
 static const char usage_text[] =
 	"usage: zmeshctl lab up -f FILE [-f FILE]... [--name LAB] [--no-mesh]\n"
+	"                      [--mode ambient|sidecar|sidecar-haproxy]\n"
 	"       zmeshctl lab down [--name LAB]\n"
 	"       zmeshctl lab status [--name LAB] [-o json]\n"
 	"       zmeshctl lab exec POD -n NS [--name LAB] -- CMD [ARGS...]\n"
@@ -26,7 +27,7 @@ static const char usage_text[] =
 	"       zmeshctl lab label service NAME -n NS KEY=VALUE|KEY- [--name LAB]\n";
 
 struct opts {
-	const char *name, *ns, *node, *output;
+	const char *name, *ns, *node, *output, *mode;
 	bool no_mesh;
 	const char *files[64];
 	size_t nfiles;
@@ -57,6 +58,8 @@ static int parse(int argc, char **argv, struct opts *o)
 			dst = &o->ns;
 		else if (!strcmp(a, "--node"))
 			dst = &o->node;
+		else if (!strcmp(a, "--mode"))
+			dst = &o->mode;
 		else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
 			dst = &o->output;
 		else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
@@ -136,6 +139,10 @@ static int up(struct opts *o)
 	}
 	snprintf(lab.name, sizeof(lab.name), "%s", o->name);
 	lab.no_mesh = o->no_mesh;
+	if (o->mode && zm_lab_mode_parse(o->mode, &lab.mode)) {
+		fprintf(stderr, "zmeshctl lab up: --mode %s: want ambient, sidecar or sidecar-haproxy\n", o->mode);
+		return 2;
+	}
 	zm_cfg_set_init(&cfg);
 	/* The Istio documents first, before anything is built: an invalid
 	 * policy fails `up` with its file:line:col and nothing is made. */

@@ -45,7 +45,7 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 {
 	struct zm_error e = { 0 };
 
-	if (unenroll && zm_bpf__unenroll(z->bpf, p->id, &e))
+	if (unenroll && z->bpf && zm_bpf__unenroll(z->bpf, p->id, &e))
 		zm_log_warn("unenrol %s: %s", p->id, e.msg);
 	for (int i = 0; i < 3; i++) {
 		if (p->l[i].fd >= 0) {
@@ -96,10 +96,10 @@ static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 		p->l[i] = (struct zt_ev){ .kind = ls[i].kind, .fd = rc, .owner = p };
 		epoll_ctl(z->ep, EPOLL_CTL_ADD, rc, &ev);
 	}
-	rc = zm_bpf__enroll(z->bpf, &bp, &e);
-	if (!rc)
+	rc = z->bpf ? zm_bpf__enroll(z->bpf, &bp, &e) : 0;	/* sidecar: iptables captures */
+	if (!rc && z->bpf)
 		rc = zm_bpf__set_listener(z->bpf, lp->ip, ZM_LISTEN_INBOUND, p->l[1].fd);
-	if (!rc)
+	if (!rc && z->bpf)
 		rc = zm_bpf__set_listener(z->bpf, lp->ip, ZM_LISTEN_HBONE, p->l[2].fd);
 	if (rc) {
 		zm_log_error("pod %s: %s", p->id, e.msg[0] ? e.msg : strerror(-rc));
@@ -145,7 +145,7 @@ void zt_pods_restrict(struct zt *z)
 		struct zm_bpf_pod bp = { .id = p->id, .cgroup = lp->cgroup, .netns = p->netns, .ip = lp->ip,
 					 .node_netns = z->node_netns, .host_veth = lp->veth, .strict = strict };
 
-		if (zm_bpf__enroll(z->bpf, &bp, &e)) {
+		if (z->bpf && zm_bpf__enroll(z->bpf, &bp, &e)) {
 			zm_log_error("pod %s: STRICT %s: %s", p->id, strict ? "on" : "off", e.msg);
 			continue;
 		}
@@ -208,7 +208,8 @@ int zt_reconcile(struct zt *z)
 		char id[160];
 		struct zt_pod *p;
 
-		if (strcmp(lp->node, z->node) || !ns || !zm_enroll_wanted(&ns->labels, &lp->labels))
+		if (strcmp(lp->node, z->node) || !ns || !zm_enroll_wanted(&ns->labels, &lp->labels) ||
+		    !zt_sidecar_wants(z, lp))
 			continue;
 		snprintf(id, sizeof(id), "%s_%s", lp->ns, lp->name);
 		p = find(z, id);
@@ -235,7 +236,7 @@ int zt_reconcile(struct zt *z)
 		char **ids;
 		size_t n;
 
-		if (zm_bpf__list(NULL, z->me->netns, &ids, &n) == 0) {
+		if (z->bpf && zm_bpf__list(NULL, z->me->netns, &ids, &n) == 0) {
 			for (size_t i = 0; i < n; i++)
 				if (!find(z, ids[i]) && !zm_bpf__unenroll(z->bpf, ids[i], &e))
 					zm_log_info("pod %s left the mesh (while ztunnel was down)", ids[i]);

@@ -398,7 +398,6 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_in dst;
-		socklen_t dl = sizeof(dst);
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), up, one = 1;
 		const char *sw, *sn, *dw, *dn;
 		struct zt_pair *c;
@@ -412,7 +411,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 		if (l->kind == ZT_L_OUTBOUND) {
 			struct sockaddr_in orig;
 
-			if (zm_bpf__orig_dst(z->bpf, fd, &orig)) {
+			if (zt_orig_dst(z, fd, &orig)) {
 				zm_log_warn("pod %s: a connection on 15001 without an original destination: refused",
 					    p->id);
 				close(fd);
@@ -462,7 +461,11 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			socklen_t pl = sizeof(peer);
 
 			/* sk_lookup kept the address the client dialled. */
-			getsockname(fd, (struct sockaddr *)&dst, &dl);
+			if (zt_inbound_dst(z, fd, &dst)) {
+				close(fd);
+				z->st.refused++;
+				continue;
+			}
 			getpeername(fd, (struct sockaddr *)&peer, &pl);
 			if (!zt_policy_check(z, p, NULL, peer.sin_addr, ntohs(dst.sin_port),
 					     "plaintext connection")) {

@@ -93,6 +93,7 @@ struct zt {
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
 	unsigned pool_idle_ms;		/* an HBONE client connection without streams closes after */
+	char sidecar_ns[64], sidecar_pod[64];	/* --sidecar: one pod, iptables capture */
 };
 
 /* pods.c */
@@ -188,5 +189,17 @@ void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
 void zt_tunnel_drain(struct zt *z);
 /* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
 void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
+
+/* sidecar.c: `ztunnel --sidecar NS/POD`, run in that pod's netns with
+ * iptables REDIRECT capture (the benchmarks' sidecar mode); no BPF. */
+#define ZT_SIDECAR_GID ZM_LAB_PROXY_GID	/* the pod's REDIRECT rules skip this group */
+int zt_sidecar_init(struct zt *z, const char *ns_pod);
+/* True for every pod in node mode, only our pod in sidecar mode. */
+bool zt_sidecar_wants(const struct zt *z, const struct zm_lab_pod *lp);
+/* The original destination of a connection accepted on 15001 (BPF map, or
+ * SO_ORIGINAL_DST in sidecar mode) and on 15006 (getsockname, or
+ * SO_ORIGINAL_DST). */
+int zt_orig_dst(struct zt *z, int fd, struct sockaddr_in *dst);
+int zt_inbound_dst(struct zt *z, int fd, struct sockaddr_in *dst);
 
 #endif
