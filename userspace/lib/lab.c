@@ -332,6 +332,15 @@ static int build_underlay(struct zm_lab *lab, struct zm_error *e)
 				     ipstr(n->underlay_ip, cidr), strerror(-rc));
 			goto out;
 		}
+		/* The underlay (zmeshd's netns) reaches this node's pods through
+		 * it: a pod's sidecar or waypoint can talk to zmeshd. */
+		IN_NETNS(ul, rc, {
+			rc = zm_nl_route_add(&nl, n->pod_cidr, 24, n->underlay_ip, "br0", 0);
+		});
+		if (rc) {
+			zm_error_set(e, -rc, "underlay route to %s's pods: %s", n->name, strerror(-rc));
+			goto out;
+		}
 	}
 out:
 	zm_nl_close(&nl);

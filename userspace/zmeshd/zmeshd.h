@@ -31,7 +31,7 @@
 #define ZD_MAX_BODY (64 * 1024)		/* request bodies (a CSR, an ACK) */
 #define ZD_MAX_STREAM_BACKLOG (16 << 20)	/* unsent config bytes before a proxy is cut off */
 #define ZD_HANDSHAKE_MS 10000
-#define ZD_MAX_PROXIES_PER_NODE 16	/* names (<proxy>~<node>) kept per node */
+#define ZD_MAX_PROXIES_PER_NODE 256	/* names (<proxy>~<node>) kept per node */
 
 enum zd_kind { ZD_LISTENER, ZD_CONN, ZD_MONITOR_LISTENER, ZD_MONITOR_CONN, ZD_INOTIFY };
 

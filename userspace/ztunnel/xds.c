@@ -110,6 +110,12 @@ int zt_xds_start(struct zt *z, const char *server)
 		server = ZM_LAB_ZMESHD_ADDR ":15012";
 	}
 	snprintf(z->xds_addr, sizeof(z->xds_addr), "%s", server);
+	/* Each sidecar is a proxy of its own (they share the node's credential). */
+	if (z->sidecar_pod[0]) {
+		snprintf(z->xds_kind, sizeof(z->xds_kind), "sidecar.%s.%s", z->sidecar_ns, z->sidecar_pod);
+		z->xds_kind[63] = '\0';	/* zmeshd takes 1-63 of [a-z0-9.-] */
+		o.proxy = z->xds_kind;
+	}
 	o.server = z->xds_addr;
 	o.cred_dir = cred;
 	if (zm_cfgclient_new(&o, &z->xds, &e)) {

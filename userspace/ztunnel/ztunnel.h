@@ -88,7 +88,7 @@ struct zt {
 	struct zt_ev admin;		/* localhost:15000 */
 	struct zm_cfgclient *xds;	/* zmeshd's stream, or NULL (lab CA + store files) */
 	struct zt_ev xds_ev;
-	char xds_addr[64];
+	char xds_addr[64], xds_kind[140];
 	char store_dir[PATH_MAX];	/* config: the lab's store until zmeshd pushes it */
 	struct zm_cfg_set cfg;		/* the last good config */
 	uint64_t cfg_version;
