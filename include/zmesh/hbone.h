@@ -41,6 +41,20 @@ struct zm_hbone_cbs {
 
 int zm_hbone_new(SSL_CTX *ctx, bool server, const struct zm_hbone_cbs *cbs, void *ud,
 		 struct zm_hbone **out);
+/*
+ * ZM_HBONE_MANUAL_WINDOW: HTTP/2 flow control follows the consumer. Bytes
+ * handed to on_data count against the stream's and the connection's
+ * receive windows until the caller says they left (zm_hbone_consume(),
+ * e.g. once written to the app's socket), so a slow reader holds back its
+ * own stream's sender instead of growing a buffer. A stream that closes
+ * gives its unconsumed bytes back to the connection window. Without the
+ * flag the library acknowledges data as it arrives.
+ */
+#define ZM_HBONE_MANUAL_WINDOW 0x1u
+int zm_hbone_new_ex(SSL_CTX *ctx, bool server, unsigned flags, const struct zm_hbone_cbs *cbs, void *ud,
+		    struct zm_hbone **out);
+/* @n bytes of @stream's data were consumed (ZM_HBONE_MANUAL_WINDOW; else a no-op). */
+int zm_hbone_consume(struct zm_hbone *h, int32_t stream, size_t n);
 void zm_hbone_free(struct zm_hbone *h);
 /* Ciphertext from the peer. -EPROTO when the connection is beyond repair
  * (TLS failure, not HTTP/2, flood): close it. */

@@ -18,6 +18,7 @@ struct stream {
 	struct zm_buf out;	/* to send, DATA */
 	struct zm_buf early;	/* received before we answered 200 */
 	bool end_queued, answered, accepted;
+	size_t unconsumed;	/* received, not yet zm_hbone_consume()d (ZM_HBONE_MANUAL_WINDOW) */
 	struct stream *next;
 	/* server: the CONNECT being read */
 	char method[16], authority[300];
@@ -30,6 +31,7 @@ struct zm_hbone {
 	SSL *ssl;
 	BIO *rbio, *wbio;	/* network side: ciphertext in, ciphertext out */
 	bool server, h2_up, dead;
+	bool manual_window;
 	nghttp2_session *ng;
 	struct zm_hbone_cbs cbs;
 	void *ud;
@@ -64,6 +66,10 @@ static void drop(struct zm_hbone *h, int32_t id)
 			struct stream *s = *p;
 
 			*p = s->next;
+			/* What the stream still held goes back to the connection
+			 * window: its bytes can no longer be consumed one by one. */
+			if (h->manual_window && s->unconsumed && h->ng)
+				nghttp2_session_consume_connection(h->ng, s->unconsumed);
 			zm_buf_free(&s->out);
 			zm_buf_free(&s->early);
 			free(s);
@@ -206,8 +212,12 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 	struct stream *s = find(h, id);
 
 	(void)flags;
-	if (!s)
+	if (!s) {
+		if (h->manual_window)
+			nghttp2_session_consume(ng, id, n);
 		return 0;
+	}
+	s->unconsumed += n;
 	if (s->accepted) {
 		if (h->cbs.on_data)
 			h->cbs.on_data(h->ud, h, id, d, n);
@@ -235,6 +245,26 @@ static int on_close(nghttp2_session *ng, int32_t id, uint32_t err, void *ud)
 int zm_hbone_new(SSL_CTX *ctx, bool server, const struct zm_hbone_cbs *cbs, void *ud,
 		 struct zm_hbone **out)
 {
+	return zm_hbone_new_ex(ctx, server, 0, cbs, ud, out);
+}
+
+int zm_hbone_consume(struct zm_hbone *h, int32_t stream, size_t n)
+{
+	struct stream *s;
+
+	if (!h->manual_window || !n || !(s = find(h, stream)))
+		return 0;	/* a gone stream's bytes went back when it closed */
+	if (n > s->unconsumed)
+		n = s->unconsumed;
+	s->unconsumed -= n;
+	if (nghttp2_session_consume(h->ng, stream, n))
+		return -EPROTO;
+	return pump(h);
+}
+
+int zm_hbone_new_ex(SSL_CTX *ctx, bool server, unsigned flags, const struct zm_hbone_cbs *cbs, void *ud,
+		    struct zm_hbone **out)
+{
 	struct zm_hbone *h = calloc(1, sizeof(*h));
 	nghttp2_session_callbacks *cb = NULL;
 	nghttp2_option *opt = NULL;
@@ -244,6 +274,7 @@ int zm_hbone_new(SSL_CTX *ctx, bool server, const struct zm_hbone_cbs *cbs, void
 	if (!h)
 		return -ENOMEM;
 	h->server = server;
+	h->manual_window = flags & ZM_HBONE_MANUAL_WINDOW;
 	h->cbs = *cbs;
 	h->ud = ud;
 	h->ssl = SSL_new(ctx);
@@ -266,6 +297,8 @@ int zm_hbone_new(SSL_CTX *ctx, bool server, const struct zm_hbone_cbs *cbs, void
 	/* CVE-2023-44487: at most a burst of 100 resets, then 33 per second. */
 	nghttp2_option_set_stream_reset_rate_limit(opt, 100, 33);
 	nghttp2_option_set_max_settings(opt, 32);
+	if (h->manual_window)
+		nghttp2_option_set_no_auto_window_update(opt, 1);
 	rc = server ? nghttp2_session_server_new2(&h->ng, cb, h, opt) :
 		      nghttp2_session_client_new2(&h->ng, cb, h, opt);
 	rc = rc ? -ENOMEM : 0;

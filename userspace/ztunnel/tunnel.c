@@ -38,7 +38,10 @@
 #include "zmesh/netns.h"
 #include "zmesh/tls.h"
 
-#define TO_PLAIN_MAX (4u << 20)	/* no stream-level flow control yet: a hard cap */
+/* HTTP/2 flow control bounds what a stream can have in flight to its app
+ * (the 1 MiB stream window, ZM_HBONE_MANUAL_WINDOW: credit goes back only
+ * as the app reads); this cap only catches a peer that ignores windows. */
+#define TO_PLAIN_MAX (4u << 20)
 #define SERVER_IDLE_EXTRA_MS 60000	/* servers wait longer than clients: the client closes first */
 #define HANDSHAKE_MS 10000		/* TCP + TLS + HTTP/2 setup, either role */
 
@@ -437,7 +440,13 @@ static int stream_step(struct stream *s)
 		ssize_t w = send(s->ev.fd, zm_buf_data(&s->to_plain), zm_buf_len(&s->to_plain), MSG_NOSIGNAL);
 
 		if (w > 0) {
+			int rc;
+
 			zm_buf_consume(&s->to_plain, (size_t)w);
+			/* The app took them: the peer may send as much again. */
+			rc = zm_hbone_consume(c->hb, s->sid, (size_t)w);
+			if (rc)
+				return hbone_err(c, rc);
 			continue;
 		}
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
@@ -650,7 +659,7 @@ static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int f
 		return NULL;
 	}
 	/* The SSL keeps its own reference to this generation. */
-	rc = zm_hbone_new(ctx, server, &cbs, c, &c->hb);
+	rc = zm_hbone_new_ex(ctx, server, ZM_HBONE_MANUAL_WINDOW, &cbs, c, &c->hb);
 	SSL_CTX_free(ctx);
 	if (rc) {
 		free(c);
