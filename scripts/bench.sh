@@ -66,17 +66,33 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: far, namespace: b}
+metadata: {name: far, namespace: b, labels: {app: far}}
 spec:
   nodeName: bn2
   containers: [{name: c, command: [echoapp, serve, --http, "8080", --tcp, "9000"]}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: near, namespace: b}
+metadata: {name: near, namespace: b, labels: {app: near}}
 spec:
   nodeName: bn1
   containers: [{name: c, command: [echoapp, serve, --http, "8080", --tcp, "9000"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: far, namespace: b}
+spec:
+  selector: {app: far}
+  ports: [{name: http, port: 8080, targetPort: 8080}, {name: tcp, port: 9000, targetPort: 9000}]
+  clusterIP: 10.96.0.10
+---
+apiVersion: v1
+kind: Service
+metadata: {name: near, namespace: b}
+spec:
+  selector: {app: near}
+  ports: [{name: http, port: 8080, targetPort: 8080}, {name: tcp, port: 9000, targetPort: 9000}]
+  clusterIP: 10.96.0.11
 YAML
 }
 
@@ -98,6 +114,7 @@ lg() {
 	shift
 	timeout $((${dur%.*} + 40)) "$ctl" lab exec client -n b --name "$lab" -- \
 		loadgen "$@" --duration "${lgdur:-$dur}" --warmup 0.5 -o json ${watch:+--watch-cgroup "$watch"} \
+		${watch2:+--watch-cgroup "$watch2"} \
 		> "$out/raw/$name.json" 2> "$out/raw/$name.err" || true
 	[ -s "$out/raw/$name.json" ] || echo '{}' > "$out/raw/$name.json"
 }
@@ -105,13 +122,13 @@ lg() {
 lab_up() {	# $1: mode
 	cluster > "$out/cluster.yaml"
 	case $1 in
-	none) "$ctl" lab up --no-mesh -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1; watch= ;;
+	none) "$ctl" lab up --no-mesh -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1; watch= watch2= ;;
 	sidecar | sidecar-haproxy)
 		"$ctl" lab up --mode "$1" -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1
-		watch="$cgroot/zmesh/$lab/sidecars" ;;
+		watch="$cgroot/zmesh/$lab/sidecars" watch2= ;;
 	*)
 		"$ctl" lab up -f "$out/cluster.yaml" --name "$lab" >/dev/null || return 1
-		watch="$cgroot/zmesh/$lab/nodes"
+		watch="$cgroot/zmesh/$lab/nodes" watch2=
 		for n in bn1 bn2; do
 			for _ in $(seq 1 50); do
 				"$ctl" lab exec --node $n --name "$lab" -- curl -sf localhost:15021/healthz/ready >/dev/null 2>&1 && break
@@ -121,10 +138,20 @@ lab_up() {	# $1: mode
 		if [ "$1" = ambient-l4 ]; then
 			"$ctl" bpf fastpath on --name "$lab" --node bn1 >/dev/null
 			"$ctl" bpf fastpath on --name "$lab" --node bn2 >/dev/null
+		fi
+		# ambient-l7: a waypoint for the namespace; service traffic goes
+		# through it (its CPU and memory count with the ztunnels').
+		if [ "$1" = ambient-l7 ]; then
+			"$ctl" waypoint apply -n b --enroll-namespace --lab "$lab" >/dev/null || return 1
+			watch2="$cgroot/zmesh/$lab/pods/b_waypoint"
+			for _ in $(seq 1 100); do
+				in_client curl -s -m 2 http://10.96.0.10:8080/ 2>/dev/null | grep -q x-request-id && break
+				sleep 0.1
+			done
 		fi ;;
 	esac
 	# The servers answer through the mesh before anything is measured.
-	for ip in 10.244.1.2 10.244.0.3; do
+	for ip in 10.244.1.2 10.244.0.3 10.96.0.10 10.96.0.11; do
 		for _ in $(seq 1 50); do
 			in_client echoapp client "tcp://$ip:9000" -n 1 >/dev/null 2>&1 && break
 			sleep 0.1
@@ -133,16 +160,12 @@ lab_up() {	# $1: mode
 }
 
 for mode in $modes; do
-	if [ "$mode" = ambient-l7 ]; then
-		if [ -x "$bin/waypoint" ]; then
-			note "ambient-l7 skipped: the waypoint binary exists but the lab cannot route through it yet"
-		else
-			note "ambient-l7 skipped: no waypoint binary in this build (issue 6)"
-		fi
+	if [ "$mode" = ambient-l7 ] && [ ! -x "$bin/waypoint" ]; then
+		note "ambient-l7 skipped: no waypoint binary in this build (issue 6)"
 		continue
 	fi
 	case $mode in
-	none | ambient-l4 | ambient-l4-nofastpath | sidecar | sidecar-haproxy) ;;
+	none | ambient-l4 | ambient-l4-nofastpath | ambient-l7 | sidecar | sidecar-haproxy) ;;
 	*) echo "bench: unknown mode $mode" >&2; exit 2 ;;
 	esac
 	if [ "$mode" = sidecar-haproxy ] && ! command -v haproxy >/dev/null; then
@@ -160,6 +183,8 @@ for mode in $modes; do
 		same-node) ip=10.244.0.3 ;;
 		*) echo "bench: unknown placement $place" >&2; exit 2 ;;
 		esac
+		# Waypoints serve service traffic: ambient-l7 dials the Services.
+		[ "$mode" = ambient-l7 ] && { [ "$place" = cross-node ] && ip=10.96.0.10 || ip=10.96.0.11; }
 		k="$mode@$place"
 		# Syscalls and context switches of the proxies over the closed-loop
 		# run's window (perf stat): the "why" behind CPU per request.
@@ -191,10 +216,11 @@ for mode in $modes; do
 		cross-node) ip=10.244.1.2 ;;
 		same-node) ip=10.244.0.3 ;;
 		esac
+		[ "$mode" = ambient-l7 ] && { [ "$place" = cross-node ] && ip=10.96.0.10 || ip=10.96.0.11; }
 		k="$mode@$place"
 		lab_up "$mode" || { note "$mode $place: no memory figures (lab up failed)"; continue; }
 		sleep 1
-		echo "{\"rss_kib\": $(cg_rss "$watch"), \"proxies\": $(find "$watch" -name cgroup.procs -exec cat {} + | wc -l)}" \
+		echo "{\"rss_kib\": $(( $(cg_rss "$watch") + $( [ -n "$watch2" ] && cg_rss "$watch2" || echo 0) )), \"proxies\": $(find "$watch" ${watch2:+"$watch2"} -name cgroup.procs -exec cat {} + | wc -l)}" \
 			> "$out/raw/$k@idle0.json"
 		lgdur=8 lg "$k@idle" --target "$ip:9000" --proto tcp-rr --size 16 --conns 1000 --rate 10 --timeout 10
 		"$ctl" lab down --name "$lab" >/dev/null
