@@ -119,6 +119,13 @@ TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 			  "d['bytes_sent'] > 0)\"", self->lab, self->n1), 0);
 	EXPECT_STREQ(out, "source spiffe://cluster.local/ns/mesh/sa/default spiffe://cluster.local/ns/mesh/sa/default "
 		     "10.244.1.2:8080 ok True\n");
+	/* Each tunnelled stream carries a W3C traceparent, seen by both ends. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/ztunnel-%s.log /run/zmesh/lab/%s/logs/ztunnel-%s.log | "
+			  "grep '\"protocol\":\"HBONE\"' | python3 -c \"import json,sys,re,collections; "
+			  "c=collections.Counter(json.loads(l)['traceparent'] for l in sys.stdin); "
+			  "print(all(re.fullmatch('00-[0-9a-f]{32}-[0-9a-f]{16}-00',t) for t in c), max(c.values()))\"",
+			  self->lab, self->n1, self->lab, self->n2), 0);
+	EXPECT_STREQ(out, "True 2\n");
 }
 
 TEST_F(zt, half_close_and_reset_cross_the_mesh)

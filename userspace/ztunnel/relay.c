@@ -178,6 +178,8 @@ void zt_access_log(const struct zt_series *zs, const struct zt_conn_info *ci, co
 	zm_json_kv_int(&b, 0, "bytes_received", (long long)ci->received);
 	zm_json_kv_int(&b, 0, "duration_ms", (long long)((now.tv_sec - ci->start.tv_sec) * 1000 +
 						      (now.tv_nsec - ci->start.tv_nsec) / 1000000));
+	if (ci->trace[0])
+		zm_json_kv_str(&b, 0, "traceparent", ci->trace);
 	zm_json_kv_str(&b, 0, "result", result);
 	zm_buf_puts(&b, "}\n");
 	(void)!write(1, zm_buf_data(&b), zm_buf_len(&b));

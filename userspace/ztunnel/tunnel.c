@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "ztunnel.h"
 #include "zmesh/buf.h"
 #include "zmesh/hbone.h"
@@ -269,7 +271,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	struct stream *s;
 	int port, saved, fd;
 
-	(void)h; (void)hd; (void)n;
+	(void)h;
 	if (!p || c->draining)
 		return 503;	/* the pod left the mesh */
 	snprintf(ip, sizeof(ip), "%s", auth);
@@ -316,6 +318,9 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	zm_spiffe_format(&p->id_spiffe, dp, sizeof(dp));
 	snprintf(s->info.src, sizeof(s->info.src), "%s", inet_ntoa(c->peer_addr));
 	snprintf(s->info.dst, sizeof(s->info.dst), "%s", auth);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(hd[i].name, "traceparent") && strlen(hd[i].value) < sizeof(s->info.trace))
+			snprintf(s->info.trace, sizeof(s->info.trace), "%s", hd[i].value);
 	s->ser = zt_series_get("destination", swl, sns, p->workload, p->ns, true, peer, dp);
 	zt_series_count(s->ser, 1, 0, 0, 0);
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
@@ -361,17 +366,31 @@ static int stream_open(struct stream *s)
 {
 	struct hconn *c = s->c;
 	struct zt_pod *p = c->pod;
-	struct zm_hbone_hdr hdrs[2];
-	char bag[256], fwd[64];
+	struct zm_hbone_hdr hdrs[3];
+	char bag[256], fwd[64], tp[64];
+	unsigned char id[24];
 
 	if (!p || zm_hbone_capacity(c->hb) <= 0)
 		return -EAGAIN;
+	/* W3C trace context for the tunnel (DESIGN.md step 6): a trace and
+	 * span of its own per stream, not sampled (no tracer here decides). */
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return -EIO;
+	id[0] |= 1;	/* all-zero ids are invalid */
+	id[16] |= 1;
+	memcpy(tp, "00-", 3);
+	for (size_t i = 0; i < sizeof(id); i++)
+		snprintf(tp + 3 + 2 * i + (i >= 16), 3, "%02x", id[i]);
+	tp[3 + 32] = '-';
+	memcpy(tp + 3 + 32 + 1 + 16, "-00", 4);
+	snprintf(s->info.trace, sizeof(s->info.trace), "%s", tp);
 	snprintf(bag, sizeof(bag), "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s", p->ns, p->name,
 		 p->workload);
 	snprintf(fwd, sizeof(fwd), "for=%s", inet_ntoa(p->ip));
 	hdrs[0] = (struct zm_hbone_hdr){ "baggage", bag };
 	hdrs[1] = (struct zm_hbone_hdr){ "forwarded", fwd };
-	return zm_hbone_open(c->hb, s->authority, hdrs, 2, &s->sid);
+	hdrs[2] = (struct zm_hbone_hdr){ "traceparent", tp };
+	return zm_hbone_open(c->hb, s->authority, hdrs, 3, &s->sid);
 }
 
 static int hbone_err(struct hconn *c, int rc)

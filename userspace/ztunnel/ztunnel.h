@@ -160,6 +160,7 @@ struct zt_conn_info {
 	struct timespec start;
 	char src[72], dst[72];
 	uint64_t sent, received;	/* from the client's side */
+	char trace[56];			/* the CONNECT's W3C traceparent, "" when none */
 };
 /* One JSON line per connection on stdout (the ztunnel log). */
 void zt_access_log(const struct zt_series *s, const struct zt_conn_info *ci, const char *protocol,
