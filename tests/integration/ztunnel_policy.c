@@ -3,6 +3,7 @@
  * PeerAuthentication and L4 AuthorizationPolicy enforced by ztunnel in the
  * lab, applied the way a user does: `zmeshctl apply -f` into the lab's store.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,40 @@ TEST_F(pol, policy_holds_while_zmeshd_is_down)
 	EXPECT_TRUE(reaches(self, "a", "mesh", B2, 9000));
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
 			  self->ctl, self->n1, self->lab), 0);
+}
+
+/* zmeshd --watch-dir: a manifest dropped into the lab's manifests/ is
+ * applied (all or nothing); a broken one is refused and changes nothing. */
+TEST_F(pol, manifests_dropped_into_the_watched_directory_are_applied)
+{
+	char out[8192], path[PATH_MAX];
+	FILE *f;
+
+	EXPECT_TRUE(eventually(self, "a2", "mesh", B, 9000, true));
+	snprintf(path, sizeof(path), "/run/zmesh/lab/%s/manifests/.ap.yaml", self->lab);
+	f = fopen(path, "w");
+	ASSERT_OK_PTR(f);
+	fprintf(f, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		"metadata: {name: dropped, namespace: mesh}\nspec:\n  selector: {matchLabels: {app: b}}\n"
+		"  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/mesh/sa/frontend]}\n");
+	fclose(f);
+	/* Written elsewhere, renamed in: the way tools drop files atomically. */
+	ASSERT_EQ(test_sh(NULL, 0, "mv %s /run/zmesh/lab/%s/manifests/ap.yaml", path, self->lab), 0);
+	EXPECT_TRUE(eventually(self, "a2", "mesh", B, 9000, false));
+	EXPECT_TRUE(reaches(self, "a", "mesh", B, 9000));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s get ap -n mesh --name %s", self->ctl, self->lab), 0);
+	EXPECT_STRSTR(out, "dropped");
+	/* A broken file next to it: nothing applied, the policy stays. */
+	ASSERT_EQ(test_sh(NULL, 0, "printf 'apiVersion: security.istio.io/v1\\nkind: AuthorizationPolicy\\n"
+			  "metadata: {name: broken, namespace: mesh}\\nspec:\\n  action: MAYBE\\n' > "
+			  "/run/zmesh/lab/%s/manifests/broken.yaml", self->lab), 0);
+	for (int i = 0; i < 30 && test_sh(NULL, 0, "grep -q 'nothing applied' /run/zmesh/lab/%s/logs/zmeshd.log",
+					  self->lab); i++)
+		usleep(100000);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep 'broken.yaml' /run/zmesh/lab/%s/logs/zmeshd.log", self->lab), 0);
+	EXPECT_STRSTR(out, "broken.yaml:5:11: spec.action:");
+	EXPECT_NE(test_sh(out, sizeof(out), "%s get ap broken -n mesh --name %s", self->ctl, self->lab), 0);
+	EXPECT_FALSE(reaches(self, "a2", "mesh", B, 9000));
 }
 
 TEST_F(pol, l7_rules_without_a_waypoint_fail_closed)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
@@ -52,6 +53,7 @@ out:
 int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 {
 	char bin[PATH_MAX + 16], log[PATH_MAX + 32], store[PATH_MAX + 8], ca[PATH_MAX + 8];
+	char manifests[PATH_MAX + 16];
 	char cg[PATH_MAX + 16], ul[96];
 	pid_t pid;
 	int rc;
@@ -64,6 +66,10 @@ int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 		return rc;
 	snprintf(log, sizeof(log), "%s/logs/zmeshd.log", lab->state_dir);
 	snprintf(store, sizeof(store), "%s/store", lab->state_dir);
+	/* Drop manifests here and zmeshd applies them (its --watch-dir). */
+	snprintf(manifests, sizeof(manifests), "%s/manifests", lab->state_dir);
+	if (mkdir(manifests, 0755) < 0 && errno != EEXIST)
+		return zm_error_set(e, errno, "%s: %s", manifests, strerror(errno));
 	snprintf(ca, sizeof(ca), "%s/ca", lab->state_dir);
 	snprintf(cg, sizeof(cg), "%s/zmeshd", lab->cgroup_root);
 	snprintf(ul, sizeof(ul), "zm-%s-ul", lab->name);
@@ -92,7 +98,8 @@ int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 		close(fd);
 		close(saved);
 		execl(bin, "zmeshd", "--store", store, "--ca-dir", ca, "--lab", lab->name, "--listen",
-		      ZM_LAB_ZMESHD_ADDR ":15012", "--monitor", "127.0.0.1:15014", (char *)NULL);
+		      ZM_LAB_ZMESHD_ADDR ":15012", "--monitor", "127.0.0.1:15014", "--watch-dir", manifests,
+		      (char *)NULL);
 		_exit(127);
 	}
 	return 0;

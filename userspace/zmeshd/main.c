@@ -17,14 +17,15 @@
 
 static const char usage_text[] =
 	"usage: zmeshd --store DIR --ca-dir DIR [--lab LAB] [--listen ADDR:PORT] [--monitor ADDR:PORT]\n"
-	"              [--cert-ttl DUR] [--trust-domain TD] [--log-level LEVEL]\n"
+	"              [--cert-ttl DUR] [--trust-domain TD] [--watch-dir DIR] [--log-level LEVEL]\n"
 	"  --store DIR         the config store (store.h layout), watched for new versions\n"
 	"  --ca-dir DIR        the CA (ca.h: self-signed root made on first start, or DIR/cacerts/)\n"
 	"  --lab LAB           authorize CSRs from the lab's pod placement too (zm_lab_load)\n"
 	"  --listen ADDR:PORT  config + CA over mTLS (default 0.0.0.0:15012)\n"
 	"  --monitor ADDR:PORT /debug/syncz, /metrics, /ready (default 127.0.0.1:15014)\n"
 	"  --cert-ttl DUR      workload certificate lifetime, e.g. 24h, 30m (default 24h, or $ZMESH_CERT_TTL)\n"
-	"  --trust-domain TD   default cluster.local\n";
+	"  --trust-domain TD   default cluster.local\n"
+	"  --watch-dir DIR     apply the manifests in DIR (all or nothing) whenever they change\n";
 
 static struct zd *the_zd;
 
@@ -93,7 +94,7 @@ static void run(struct zd *d)
 	long long next_tick = 0;
 
 	while (!d->stop) {
-		int n = epoll_wait(d->ep, evs, 64, 1000);
+		int n = epoll_wait(d->ep, evs, 64, d->watch_due ? 100 : 1000);
 
 		for (int i = 0; i < n; i++) {
 			struct zd_ev *ev = evs[i].data.ptr;
@@ -114,8 +115,12 @@ static void run(struct zd *d)
 			case ZD_INOTIFY:
 				zd_store_event(d);
 				break;
+			case ZD_WATCH:
+				zd_watch_event(d);
+				break;
 			}
 		}
+		zd_watch_poll(d);
 		/* Timers once a second: handshake deadlines, a missed inotify event, renewal. */
 		if (zd_now_ms() >= next_tick) {
 			next_tick = zd_now_ms() + 1000;
@@ -133,6 +138,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
+		{ "watch-dir", required_argument, NULL, 'W' },
 		{ "ca-dir", required_argument, NULL, 'c' },
 		{ "lab", required_argument, NULL, 'l' },
 		{ "listen", required_argument, NULL, 'L' },
@@ -143,7 +149,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct zd d = { .td = "cluster.local", .ep = -1, .lfd = -1, .mfd = -1, .ifd = -1 };
+	struct zd d = { .td = "cluster.local", .ep = -1, .lfd = -1, .mfd = -1, .ifd = -1, .wfd = -1 };
 	const char *listen_spec = "0.0.0.0:15012", *monitor_spec = "127.0.0.1:15014";
 	struct zm_error e = { "" };
 	int opt, rc = 1;
@@ -164,6 +170,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': d.store_dir = optarg; break;
+		case 'W': d.watch_dir = optarg; break;
 		case 'c': d.ca_dir = optarg; break;
 		case 'l': d.lab = optarg; break;
 		case 'L': listen_spec = optarg; break;
@@ -229,6 +236,12 @@ int main(int argc, char **argv)
 	d.mev.kind = ZD_MONITOR_LISTENER;
 	if (d.ep < 0 || add_fd(&d, d.lfd, &d.lev) || add_fd(&d, d.mfd, &d.mev) || zd_store_init(&d))
 		goto out;
+	rc = zd_watch_start(&d);
+	if (rc < 0 || (rc > 0 && add_fd(&d, rc, &d.wev))) {
+		rc = 1;
+		goto out;
+	}
+	rc = 1;
 	zm_log_info("serving config and certificates on %s (mTLS), monitoring on %s; store %s at version %llu, CA %s (%s)",
 		    listen_spec, monitor_spec, d.store_dir, (unsigned long long)d.cur.version, d.ca_dir,
 		    zm_ca_plugged_in(d.ca) ? "plug-in" : "self-signed");
@@ -243,6 +256,8 @@ out:
 		close(d.lfd);
 	if (d.mfd >= 0)
 		close(d.mfd);
+	if (d.wfd >= 0)
+		close(d.wfd);
 	if (d.ep >= 0)
 		close(d.ep);
 	SSL_CTX_free(d.ctx);

@@ -33,7 +33,7 @@
 #define ZD_HANDSHAKE_MS 10000
 #define ZD_MAX_PROXIES_PER_NODE 256	/* names (<proxy>~<node>) kept per node */
 
-enum zd_kind { ZD_LISTENER, ZD_CONN, ZD_MONITOR_LISTENER, ZD_MONITOR_CONN, ZD_INOTIFY };
+enum zd_kind { ZD_LISTENER, ZD_CONN, ZD_MONITOR_LISTENER, ZD_MONITOR_CONN, ZD_INOTIFY, ZD_WATCH };
 
 /* What an epoll event points at: every such struct starts with this. */
 struct zd_ev {
@@ -98,6 +98,10 @@ struct zd_stats {
 
 struct zd {
 	const char *store_dir, *ca_dir, *lab, *td;
+	const char *watch_dir;		/* --watch-dir: manifests applied when they change */
+	int wfd;
+	struct zd_ev wev;
+	long long watch_due;		/* when to read it (ms), 0: nothing pending */
 	unsigned cert_ttl;
 	int ep, lfd, mfd, ifd;
 	struct zm_ca *ca;
@@ -115,6 +119,11 @@ struct zd {
 };
 
 long long zd_now_ms(void);
+
+/* watch.c: --watch-dir. start: the inotify fd (0 when no directory), or <0. */
+int zd_watch_start(struct zd *d);
+void zd_watch_event(struct zd *d);
+void zd_watch_poll(struct zd *d);	/* apply what settled */
 
 /* h2srv.c */
 int zd_tls_ctx(struct zd *d);		/* (re)build d->ctx with a fresh own SVID */
