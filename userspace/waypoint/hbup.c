@@ -36,6 +36,7 @@
 
 #define HU_STREAMS ZM_HBONE_MAX_STREAMS
 #define HU_IDLE_MS 30000
+#define HU_SETUP_MS 10000		/* TCP connect + handshake */
 #define HU_TO_APP_MAX (4 * 1024 * 1024)
 
 struct hu_stream {
@@ -281,6 +282,10 @@ static void *hu_thread(void *arg)
 		const void *pending;
 		bool backlog = false;
 
+		if (!hc->up && mono_ns() - idle_since > HU_SETUP_MS * 1000000LL) {
+			zm_log_warn("hbone upstream %s: no handshake within %d ms", hc->ip, HU_SETUP_MS);
+			break;
+		}
 		if (!hc->up && zm_hbone_ready(hc->hb)) {
 			if (zm_tls_check_peer(zm_hbone_ssl(hc->hb), &hc->want, &e)) {
 				zm_log_warn("hbone upstream %s: %s", hc->ip, e.msg);
@@ -313,7 +318,7 @@ static void *hu_thread(void *arg)
 				.events = (st->app_ended || zm_buf_len(&st->to_tun) ? 0 : POLLIN) |
 					  (zm_buf_len(&st->to_app) ? POLLOUT : 0) };
 		}
-		if (hc->nst)
+		if (hc->nst && hc->up)
 			idle_since = mono_ns();
 		else if (mono_ns() - idle_since > HU_IDLE_MS * 1000000LL)
 			break;
@@ -376,14 +381,13 @@ static void *hu_thread(void *arg)
 }
 
 /* A TCP connection to ip:15008 and its session; with pool_mu held. */
-static struct hu_conn *conn_new(const char *ip, const struct zm_spiffe_id *want, int64_t deadline)
+static struct hu_conn *conn_new(const char *ip, const struct zm_spiffe_id *want)
 {
 	struct hu_conn *hc = calloc(1, sizeof(*hc));
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(15008) };
 	pthread_condattr_t ca;
 	pthread_t th;
-	int one = 1, err = 0;
-	socklen_t el = sizeof(err);
+	int one = 1;
 
 	if (!hc)
 		return NULL;
@@ -399,16 +403,10 @@ static struct hu_conn *conn_new(const char *ip, const struct zm_spiffe_id *want,
 	if (hc->fd < 0)
 		goto fail;
 	setsockopt(hc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Not waited for here (pool_mu is held): the pump thread sees the
+	 * connect complete or fail; openers wait for the handshake. */
 	if (connect(hc->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
 		goto fail;
-	{
-		struct pollfd pf = { .fd = hc->fd, .events = POLLOUT };
-		int64_t left = (deadline - mono_ns()) / 1000000;
-
-		if (poll(&pf, 1, left > 0 ? (int)left : 0) <= 0 ||
-		    getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err)
-			goto fail;
-	}
 	if (zm_hbone_new(client_ctx, false, &cbs, hc, &hc->hb))
 		goto fail;
 	if (zm_tls_expect_peer(zm_hbone_ssl(hc->hb), want))
@@ -480,7 +478,7 @@ int wp_hbup_connect(const char *ip, int port, int64_t deadline)
 			break;
 	}
 	if (!hc)
-		hc = conn_new(ip, &want, deadline);
+		hc = conn_new(ip, &want);
 	pthread_mutex_unlock(&pool_mu);
 	if (!hc) {
 		atomic_fetch_add(&n_refused, 1);
@@ -537,6 +535,8 @@ int wp_hbup_connect(const char *ip, int port, int64_t deadline)
 		zm_log_info("hbone upstream %s: CONNECT %s refused (%d)", ip, auth, st->status);
 	}
 	st->waiting = false;
+	if (rc < 0 && st->status > 0 && !st->closed)
+		zm_hbone_reset(hc->hb, st->id);
 	if (rc < 0)
 		st->closed = true;	/* the pump frees the slot */
 	goto out;
