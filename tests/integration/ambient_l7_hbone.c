@@ -170,6 +170,16 @@ TEST_F(hb, strict_mesh_wide_waypoint_reaches_backend_with_its_identity)
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec waypoint -n shop --name %s -- ss -tn state established "
 			  "dst %s:15008 | grep -c 15008", self->ctl, self->lab, v1), 0);
 	EXPECT_EQ(atoi(out), 1);
+	/* 150 client connections at once need 150 streams: a second connection
+	 * (100 streams each), and no request fails. */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client -n shop --name %s -- loadgen --target web:80 "
+			  "--proto http1 --conns 150 --duration 3 --warmup 0 -o json | python3 -c \"import json,sys; "
+			  "d=json.load(sys.stdin); print(d['requests'] > 0, d['errors'])\"", self->ctl, self->lab), 0);
+	EXPECT_STREQ(out, "True 0\n");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec waypoint -n shop --name %s -- ss -tn state established "
+			  "dst %s:15008 | grep -c 15008", self->ctl, self->lab, v1), 0);
+	EXPECT_GE(atoi(out), 2);
+	EXPECT_LE(atoi(out), 3);
 }
 
 TEST_F(hb, only_tls_to_15008_on_the_wire_between_waypoint_and_backend)
