@@ -372,6 +372,16 @@ int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
 		rc = zm_ca_sign(ca, csr, &id, 24 * 3600, &chain, &e);
 	if (!rc && !(server_ctx = zm_tls_ctx_new(true, key, chain, zm_ca_bundle(ca), "cluster.local", &e)))
 		rc = -EINVAL;
+	if (!rc) {
+		/* the same identity, as a client: HBONE to meshed endpoints (hbup.c) */
+		SSL_CTX *cctx = zm_tls_ctx_new(false, key, chain, zm_ca_bundle(ca), "cluster.local", &e);
+
+		if (!cctx)
+			rc = -EINVAL;
+		else
+			wp_hbup_init(cctx, ns, sa);
+		SSL_CTX_free(cctx);
+	}
 	free(key);
 	free(csr);
 	free(chain);

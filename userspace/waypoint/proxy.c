@@ -224,6 +224,10 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 
 	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
 		return -EINVAL;
+	/* A meshed endpoint: over HBONE to its node's ztunnel (hbup.c). */
+	fd = wp_hbup_connect(addr, port, deadline);
+	if (fd != -ENOENT)
+		return fd;
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -766,6 +770,13 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	}
 	admitted = true;
 	{
+		char fip[INET_ADDRSTRLEN] = "";
+
+		if (c->family == AF_INET)
+			inet_ntop(AF_INET, c->addr, fip, sizeof(fip));
+		wp_hbup_meta(fip, req_header(rq, "traceparent", tmp, sizeof(tmp), &len));
+	}
+	{
 		struct zm_buf out = { 0 };
 		int64_t start = now_ns(), deadline = d.timeout_ns ? start + d.timeout_ns : 0;
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
@@ -1147,7 +1158,13 @@ static void serve_tcp(struct conn *c)
 	}
 	{
 		const struct zm_l7_ep *e = &d.svc->eps[ep];
-		int fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d));
+		char fip[INET_ADDRSTRLEN] = "";
+		int fd;
+
+		if (c->family == AF_INET)
+			inet_ntop(AF_INET, c->addr, fip, sizeof(fip));
+		wp_hbup_meta(fip, NULL);
+		fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d));
 
 		res.ep = e;
 		snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);

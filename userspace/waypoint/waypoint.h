@@ -191,6 +191,21 @@ int wp_listen(const char *spec);
 /* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
 int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa);
 
+/*
+ * HBONE to meshed endpoints (hbup.c). init: the client context (the
+ * waypoint's own certificate) and its ns/name for baggage. meta: this
+ * thread's next CONNECTs carry forwarded: for=@forwarded_for and
+ * @traceparent (either may be NULL). connect: a socket whose bytes travel
+ * in a CONNECT stream to @ip:@port over a pooled mTLS connection to
+ * @ip:15008, or -ENOENT when @ip is not a meshed pod (or no client context:
+ * plaintext then), -ECONNREFUSED (handshake failed, wrong identity, CONNECT
+ * answered 403/503 or reset), -ETIMEDOUT. @deadline: CLOCK_MONOTONIC ns.
+ */
+struct ssl_ctx_st;
+void wp_hbup_init(struct ssl_ctx_st *ctx, const char *ns, const char *name);
+void wp_hbup_meta(const char *forwarded_for, const char *traceparent);
+int wp_hbup_connect(const char *ip, int port, int64_t deadline);
+
 /* Serve an HTTP/2 connection (h2c prior knowledge; c->in holds what was read). */
 void wp_h2_serve(struct conn *c);
 
