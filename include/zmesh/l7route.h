@@ -130,7 +130,17 @@ struct zm_l7_opts {
 	 * its tokens get 401. NULL callback: jwksUri rules have no keys. */
 	char *(*jwks_uri)(const char *uri, void *arg);
 	void *jwks_arg;
+	/* Gateway mode (an ingress gateway): the Gateways served, as "ns/name"
+	 * (at most ZM_L7_MAX_GATEWAYS, copied). Then only VirtualServices whose
+	 * `gateways` name one of them apply ("name" resolves in the
+	 * VirtualService's namespace), matched on the Host alone, and a Host
+	 * no such VirtualService covers is 404 (no default route to a Service).
+	 * None: mesh mode (no `gateways`, or "mesh" listed). */
+	const char *const *gateways;
+	size_t ngateways;
 };
+
+#define ZM_L7_MAX_GATEWAYS 32
 
 struct zm_l7;
 

@@ -77,6 +77,8 @@ struct zm_l7 {
 	struct zm_l7_view view;
 	struct zm_l7_opts opts;
 	char waypoint[64], root_ns[64];
+	char gws[ZM_L7_MAX_GATEWAYS][192];	/* gateway mode: "ns/name" served; none: mesh */
+	size_t ngws;
 	struct l7_vs *vs;
 	size_t nvs;
 	const struct zm_cfg_obj **drs, **aps;
@@ -480,6 +482,10 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 	snprintf(l7->root_ns, sizeof(l7->root_ns), "%s", opts && opts->root_ns ? opts->root_ns : "istio-system");
 	l7->opts.waypoint_name = l7->waypoint;
 	l7->opts.root_ns = l7->root_ns;
+	for (size_t i = 0; opts && i < opts->ngateways && l7->ngws < ZM_L7_MAX_GATEWAYS; i++)
+		snprintf(l7->gws[l7->ngws++], sizeof(l7->gws[0]), "%s", opts->gateways[i]);
+	l7->opts.gateways = NULL;
+	l7->opts.ngateways = 0;
 	if (zm_cfg_set_take(&l7->cfg, cfg))
 		goto fail;
 	n = l7->cfg.nobjs + 1;
@@ -589,7 +595,42 @@ struct req_ctx {
 	size_t query_len;
 	const struct zm_l7_svc *svc;	/* destination service, or NULL */
 	bool l4;			/* a TCP connection: no HTTP attributes */
+	const struct zm_l7 *l7;
+	const char *vs_ns;		/* namespace of the VirtualService being matched */
 };
+
+/*
+ * Is a `gateways` list (of a VirtualService or a match, in namespace @ns)
+ * bound to what this engine serves? Mesh mode: "mesh" listed, or an empty
+ * list when @empty_is_mesh. Gateway mode: an entry naming a served Gateway
+ * ("name" is in @ns, as Istio resolves it, or "ns/name").
+ */
+static bool gw_bound(const struct zm_l7 *l7, const zm_cstrs *g, const char *ns, bool empty_is_mesh)
+{
+	if (!l7->ngws) {
+		if (!g->n)
+			return empty_is_mesh;
+		for (size_t i = 0; i < g->n; i++)
+			if (!strcmp(g->v[i].v, "mesh"))
+				return true;
+		return false;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		char key[192];
+		const char *n = g->v[i].v;
+
+		if (!strcmp(n, "mesh"))
+			continue;
+		if (strchr(n, '/'))
+			snprintf(key, sizeof(key), "%s", n);
+		else
+			snprintf(key, sizeof(key), "%s/%s", ns ? ns : "default", n);
+		for (size_t j = 0; j < l7->ngws; j++)
+			if (!strcmp(key, l7->gws[j]))
+				return true;
+	}
+	return false;
+}
 
 static bool kvm_hdr_match(const struct l7_kvm *k, const struct zm_l7_request *req)
 {
@@ -637,25 +678,9 @@ static bool match_ok(const struct l7_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, hm->source_labels.v[i].val.v))
 			return false;
 	}
-	if (hm->gateways.n) {
-		bool mesh = false;
-
-		for (size_t i = 0; i < hm->gateways.n; i++)
-			mesh |= !strcmp(hm->gateways.v[i].v, "mesh");
-		if (!mesh)
-			return false;
-	}
+	if (hm->gateways.n && !gw_bound(c->l7, &hm->gateways, c->vs_ns, false))
+		return false;
 	return true;
-}
-
-static bool vs_for_mesh(const struct zm_virtual_service *vs)
-{
-	if (!vs->gateways.n)
-		return true;
-	for (size_t i = 0; i < vs->gateways.n; i++)
-		if (!strcmp(vs->gateways.v[i].v, "mesh"))
-			return true;
-	return false;
 }
 
 static const struct zm_l7_svc *svc_by_host(const struct zm_l7 *l7, const char *h)
@@ -694,7 +719,7 @@ static const struct l7_vs *vs_find(const struct zm_l7 *l7, const struct req_ctx 
 		for (size_t i = 0; i < l7->nvs; i++) {
 			const struct l7_vs *v = &l7->vs[i];
 
-			if (!vs_for_mesh(v->o->vs))
+			if (!gw_bound(l7, &v->o->vs->gateways, v->o->meta.ns.v, true))
 				continue;
 			for (size_t j = 0; j < v->nhosts; j++) {
 				const char *h = v->hosts[j];
@@ -1296,7 +1321,7 @@ static void parse_authority(const char *a, char *host, size_t hsz, int *port)
 
 int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7_decision *d)
 {
-	struct req_ctx c = { .req = req, .port = req->port };
+	struct req_ctx c = { .req = req, .port = req->port, .l7 = l7 };
 	struct zm_path_result pr;
 	struct l7_jwt_res jwt = { 0 };
 	struct deferred df;
@@ -1330,6 +1355,7 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 	if (zm_buf_puts(&d->authority, req->authority ? req->authority : ""))
 		return -ENOMEM;
 	v = vs_find(l7, &c);
+	c.vs_ns = v ? v->o->meta.ns.v : NULL;
 	ns = c.svc ? c.svc->ns : v ? v->o->meta.ns.v : NULL;
 
 	rc = do_jwt(l7, &c, ns, d, &df, &jwt, &have_jwt);
@@ -1363,7 +1389,7 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 			goto out;
 		}
 		rc = route_action(l7, v, r, m, &c, d, &df);
-	} else if (c.svc) {
+	} else if (c.svc && !l7->ngws) {
 		d->vs_name = NULL;
 		set_dest(d, c.svc, NULL, c.port);
 		d->retry_attempts = 2;
@@ -1407,14 +1433,8 @@ static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, m->source_labels.v[i].val.v))
 			return false;
 	}
-	if (m->gateways.n) {
-		bool mesh = false;
-
-		for (size_t i = 0; i < m->gateways.n; i++)
-			mesh |= !strcmp(m->gateways.v[i].v, "mesh");
-		if (!mesh)
-			return false;
-	}
+	if (m->gateways.n && !gw_bound(c->l7, &m->gateways, c->vs_ns, false))
+		return false;
 	if (m->destination_subnets.n) {
 		bool in = false;
 		uint8_t a[4];
@@ -1436,7 +1456,8 @@ static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
 int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d)
 {
-	struct req_ctx c = { .req = req, .port = port, .svc = svc, .path = "", .query = "", .l4 = true };
+	struct req_ctx c = { .req = req, .port = port, .svc = svc, .path = "", .query = "", .l4 = true,
+			     .l7 = l7 };
 	const struct l7_vs *v;
 	int rc;
 
@@ -1445,6 +1466,7 @@ int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		return respond(d, 0, "NR", "unknown destination", "");
 	snprintf(c.host, sizeof(c.host), "%s", svc->fqdn);
 	v = vs_find(l7, &c);
+	c.vs_ns = v ? v->o->meta.ns.v : NULL;
 	rc = do_authz(l7, &c, svc->ns, NULL, d);
 	if (rc)
 		return rc < 0 ? rc : 0;
