@@ -244,7 +244,7 @@ static int load_cred(const struct zm_cfg_set *set, const char *ns, const struct 
 		const struct zm_cfg_obj *o = find_secret(set, ns, name), *cao;
 
 		if (!o) {
-			snprintf(why, whysz, "Secret %s/%s not found", ns, name);
+			snprintf(why, whysz, "not found");
 			return -ENOENT;
 		}
 		c->cert = secret_field(o->raw, "tls.crt", "cert");
@@ -337,6 +337,10 @@ static SSL_CTX *server_ctx(const struct cred *c, bool mutual, int minv, char *wh
 	BIO_free(b);
 	b = BIO_new_mem_buf(c->key, -1);
 	k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	if (k && X509_check_private_key(x, k) != 1) {
+		ossl_why("tls.key does not match tls.crt", why, whysz);
+		goto fail;
+	}
 	if (!k || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
 		ossl_why("tls.key: not a PEM private key", why, whysz);
 		goto fail;
@@ -431,13 +435,12 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 		if (!rc && !(s->ctx = server_ctx(&c, mutual, s->min_version, why, sizeof(why))))
 			rc = -EINVAL;
 		if (rc) {
-			zm_log_error("gateway %s: servers[%zu] (port %d): credential %s%s%s: %s; server not started",
-				     key, idx, s->port,
-				     sv->tls.credential_name.v ? "Secret " : "files",
-				     sv->tls.credential_name.v ? gns : "",
-				     sv->tls.credential_name.v ? "/" : "", why);
 			if (sv->tls.credential_name.v)
-				zm_log_error("  (Secret %s/%s)", gns, sv->tls.credential_name.v);
+				zm_log_error("gateway %s: servers[%zu] (port %d): Secret %s/%s: %s; server not started",
+					     key, idx, s->port, gns, sv->tls.credential_name.v, why);
+			else
+				zm_log_error("gateway %s: servers[%zu] (port %d): credential files: %s; server not started",
+					     key, idx, s->port, why);
 			cred_free(&c);
 			return;
 		}
