@@ -552,6 +552,7 @@ static void lctx_init(void)
 		return;
 	/* TLS 1.0 / 1.1 never get past the hello */
 	SSL_CTX_set_min_proto_version(lctx_ssl, TLS1_2_VERSION);
+	SSL_CTX_set_options(lctx_ssl, SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_client_hello_cb(lctx_ssl, on_hello, NULL);
 	SSL_CTX_set_session_cache_mode(lctx_ssl, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(lctx_ssl, 0);
