@@ -40,6 +40,19 @@ static const char extra_cfg[] =
 	"  - port: {number: 9443, name: https-fine, protocol: HTTPS}\n    hosts: [fine.example.com]\n"
 	"    tls: {mode: SIMPLE, credentialName: api-ecommerce-tls, minProtocolVersion: TLSV1_3}\n"
 	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: grpc-gw, namespace: ecommerce}\n"
+	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+	"  - port: {number: 80, name: grpc, protocol: GRPC}\n    hosts: [ecommerce/grpc.example.com]\n"
+	"  - port: {number: 443, name: https-grpc, protocol: HTTPS}\n    hosts: [grpc.example.com]\n"
+	"    tls: {mode: SIMPLE, credentialName: grpc-cred}\n"
+	"---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: grpc-echo, namespace: ecommerce}\n"
+	"spec:\n  selector: {app: product-service}\n  ports:\n  - {name: grpc, port: 9090, targetPort: 8080}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: grpc, namespace: ecommerce}\n"
+	"spec:\n  hosts: [grpc.example.com]\n  gateways: [grpc-gw]\n  http:\n"
+	"  - match: [{uri: {prefix: /pkg.Svc/}}]\n    route: [{destination: {host: grpc-echo, port: {number: 9090}}}]\n"
+	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: extra, namespace: ecommerce}\n"
 	"spec:\n  hosts: [mtls.example.com, fine.example.com]\n  gateways: [mtls-gw, bad-gw]\n  http:\n"
 	"  - route: [{destination: {host: product-service, port: {number: 8080}}}]\n";
@@ -120,7 +133,7 @@ static int make_certs(const char *dir)
 		"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
 		"  -out ca.crt -days 2 -subj /CN=lab-root && "
 		"for h in shop.ecommerce.example.com api.ecommerce.example.com mtls.example.com "
-		"         client.example.com rotated.shop; do "
+		"         client.example.com rotated.shop grpc.example.com; do "
 		"  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $h.key "
 		"    -out $h.csr -subj /CN=$h && "
 		"  printf 'subjectAltName=DNS:%%s\\n' $(echo $h | sed 's/^rotated.shop$/shop.ecommerce.example.com/') > $h.ext && "
@@ -162,6 +175,7 @@ FIXTURE_SETUP(gw)
 	       "shop.ecommerce.example.com.key", NULL, false);
 	secret(f, self->dir, "api-ecommerce-tls", "api.ecommerce.example.com.crt",
 	       "api.ecommerce.example.com.key", NULL, false);
+	secret(f, self->dir, "grpc-cred", "grpc.example.com.crt", "grpc.example.com.key", NULL, false);
 	secret(f, self->dir, "mtls-cred", "mtls.example.com.crt", "mtls.example.com.key", "ca.crt", false);
 	secret(f, self->dir, "badkey-cred", "shop.ecommerce.example.com.crt", "other.key", NULL, false);
 	fputs(extra_cfg, f);
@@ -280,6 +294,28 @@ TEST_F(gw, http2_over_tls)
 	ASSERT_EQ(curl(self, out, sizeof(out), "--http1.1 -o /dev/null -w '%{http_version}' "
 		       "https://shop.ecommerce.example.com/"), 0);
 	EXPECT_STREQ(out, "1.1");
+}
+
+/* gRPC (HTTP/2, content-type application/grpc) over TLS and as h2c on a GRPC server:
+ * the backend gets HTTP/2 (the Service port is named grpc). */
+TEST_F(gw, grpc_over_tls_and_h2c)
+{
+	char out[8192];
+
+	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -H 'content-type: application/grpc' -H 'te: trailers' "
+		       "-d '' https://grpc.example.com/pkg.Svc/Method"), 0);
+	test_log("%s", out);
+	EXPECT_STREQ(pod_of(out), "product-service-0");
+	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -H 'content-type: application/grpc' -H 'te: trailers' "
+		       "-d '' https://grpc.example.com/pkg.Svc/Method"), 0);
+	EXPECT_NE(strstr(out, "\"proto\":\"HTTP/2\""), NULL);
+	ASSERT_EQ(curl(self, out, sizeof(out), "--http2-prior-knowledge -H 'content-type: application/grpc' "
+		       "-d '' http://grpc.example.com/pkg.Svc/Other"), 0);
+	EXPECT_NE(strstr(out, "\"proto\":\"HTTP/2\""), NULL);
+	EXPECT_NE(strstr(out, "\"path\":\"/pkg.Svc/Other\""), NULL);
+	/* the gRPC host has no route outside /pkg.Svc/ */
+	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -o /dev/null -w '%{http_code}' https://grpc.example.com/x"), 0);
+	EXPECT_STREQ(out, "404");
 }
 
 TEST_F(gw, bad_tls_clients_refused_cleanly)
