@@ -448,6 +448,8 @@ TEST_F(gw, metrics_reporter_source_and_access_log)
 	snprintf(url, sizeof(url), "http://%s:15020/metrics", self->ip);
 	ASSERT_EQ(curl(self, out, sizeof(out), url), 0);
 	EXPECT_NE(strstr(out, "reporter=\"source\""), NULL);
+	EXPECT_NE(strstr(out, "source_workload=\"istio-ingressgateway\""), NULL);
+	EXPECT_NE(strstr(out, "source_workload_namespace=\"istio-system\""), NULL);
 	EXPECT_NE(strstr(out, "destination_service=\"user-service.ecommerce.svc.cluster.local\""), NULL);
 	snprintf(log, sizeof(log), "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log", self->name);
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c '\"path\":\"/users/m\"' %s", log), 0);

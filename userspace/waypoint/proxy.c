@@ -558,6 +558,12 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 		.code = res->code, .flags = res->flags, .mtls = c->mtls,
 		.proto = rq->proto,
 	};
+	if (c->gw_port) {
+		/* reporter="source": an Istio gateway reports itself as the source */
+		ml.src_workload = ml.src_app = wp_options->name;
+		ml.src_ns = wp_options->gateway_ns;
+		ml.src_version = NULL;
+	}
 	time_t secs = (time_t)(t0_wall / 1000000);
 	struct tm tm;
 	char ts[64];
