@@ -138,6 +138,12 @@ struct zm_l7_opts {
 	 * None: mesh mode (no `gateways`, or "mesh" listed). */
 	const char *const *gateways;
 	size_t ngateways;
+	/* Gateway mode: the gateway's namespace and labels (copied). The
+	 * AuthorizationPolicies and RequestAuthentications that apply are the
+	 * gateway workload's: in @self_ns or the root namespace, with a
+	 * selector its labels match, a targetRef naming it, or neither. */
+	const char *self_ns;
+	const struct zm_labels *self_labels;
 };
 
 #define ZM_L7_MAX_GATEWAYS 32

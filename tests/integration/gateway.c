@@ -40,6 +40,10 @@ static const char extra_cfg[] =
 	"  - port: {number: 9443, name: https-fine, protocol: HTTPS}\n    hosts: [fine.example.com]\n"
 	"    tls: {mode: SIMPLE, credentialName: api-ecommerce-tls, minProtocolVersion: TLSV1_3}\n"
 	"---\n"
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: gw-deny, namespace: istio-system}\n"
+	"spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
+	"  rules: [{to: [{operation: {paths: [\"/blocked/*\"]}}]}]\n"
+	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: grpc-gw, namespace: ecommerce}\n"
 	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
 	"  - port: {number: 80, name: grpc, protocol: GRPC}\n    hosts: [ecommerce/grpc.example.com]\n"
@@ -274,6 +278,10 @@ TEST_F(gw, https_redirect_and_unknown_host)
 	ASSERT_EQ(curl(self, out, sizeof(out), "-o /dev/null -w '%{http_code}' -H 'Host: evil.example.com' "
 		       "http://shop.ecommerce.example.com/"), 0);
 	EXPECT_STREQ(out, "404");
+	/* an AuthorizationPolicy selecting the gateway applies there */
+	ASSERT_EQ(curl(self, out, sizeof(out), "-o /dev/null -w '%{http_code}' "
+		       "https://shop.ecommerce.example.com/blocked/x"), 0);
+	EXPECT_STREQ(out, "403");
 	/* following the redirect ends at the shop */
 	ASSERT_EQ(curl(self, out, sizeof(out), "-L http://shop.ecommerce.example.com/x"), 0);
 	EXPECT_STREQ(pod_of(out), "product-service-0");

@@ -924,14 +924,24 @@ TEST(gateway_binding)
 		"---\n"
 		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
 		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
-		"  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+		"  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: gw-deny, namespace: istio-system}\n"
+		"spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
+		"  rules: [{to: [{operation: {paths: [/cart/secret]}}]}]\n"
+		"---\n"
+		"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: dst-deny, namespace: default}\n"
+		"spec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [/cart/7]}}]}]\n";
 	const char *gws[] = { "istio-system/gw" };
-	struct zm_l7_opts o = { .gateways = gws, .ngateways = 1, .rand = test_rand };
+	struct zm_labels me = { 0 };
+	struct zm_l7_opts o = { .gateways = gws, .ngateways = 1, .rand = test_rand, .self_ns = "istio-system",
+				.self_labels = &me };
 	struct zm_l7_opts mo = { .rand = test_rand };
 	struct zm_l7 *gl7 = NULL, *ml7 = NULL;
 	struct zm_l7_decision d;
 	struct zm_error e = { "" };
 
+	ASSERT_EQ(zm_labels_set(&me, "istio", "ingressgateway"), 0);
 	for (int mode = 0; mode < 2; mode++) {
 		struct zm_cfg_set set;
 		struct zm_l7_view v = { 0 };
@@ -949,6 +959,7 @@ TEST(gateway_binding)
 		ASSERT_NE(mode ? ml7 : gl7, NULL);
 		zm_cfg_set_free(&set);
 	}
+	zm_labels_free(&me);
 	test_defer(free_l7, gl7);
 	test_defer(free_l7, ml7);
 	struct {
@@ -959,6 +970,9 @@ TEST(gateway_binding)
 	} cases[] = {
 		{ gl7, "shop.example.com", "/cart/1", 0, "cart" },
 		{ gl7, "SHOP.example.com:443", "/cart", 0, "cart" },
+		{ gl7, "shop.example.com", "/cart/secret", 403, NULL },	/* the gateway's own policy */
+		{ gl7, "shop.example.com", "/cart/7", 0, "cart" },	/* the destination's is not its */
+		{ ml7, "echo", "/cart/7", 403, NULL },			/* ... but the mesh's */
 		{ gl7, "shop.example.com", "/m", 404, NULL },	/* match bound to mesh only */
 		{ gl7, "shop.example.com", "/other", 404, NULL },
 		{ gl7, "a.local.test", "/", 0, "any" },		/* "gw" resolved in istio-system */

@@ -79,6 +79,8 @@ struct zm_l7 {
 	char waypoint[64], root_ns[64];
 	char gws[ZM_L7_MAX_GATEWAYS][192];	/* gateway mode: "ns/name" served; none: mesh */
 	size_t ngws;
+	char self_ns[64];			/* gateway mode: the gateway's namespace ... */
+	struct zm_labels self_labels;		/* ... and labels, for its policies */
 	struct l7_vs *vs;
 	size_t nvs;
 	const struct zm_cfg_obj **drs, **aps;
@@ -235,6 +237,7 @@ static void l7_free(struct zm_l7 *l7)
 		free(l7->vs[i].routes);
 	}
 	free(l7->vs);
+	zm_labels_free(&l7->self_labels);
 	for (size_t i = 0; i < l7->nras; i++) {
 		l7_jwt_set_free(l7->ras[i].set);
 		if (l7->ras[i].auds) {
@@ -486,6 +489,11 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 		snprintf(l7->gws[l7->ngws++], sizeof(l7->gws[0]), "%s", opts->gateways[i]);
 	l7->opts.gateways = NULL;
 	l7->opts.ngateways = 0;
+	snprintf(l7->self_ns, sizeof(l7->self_ns), "%s", opts && opts->self_ns ? opts->self_ns : "istio-system");
+	for (size_t i = 0; opts && opts->self_labels && i < opts->self_labels->n; i++)
+		if (zm_labels_set(&l7->self_labels, opts->self_labels->kv[i].key, opts->self_labels->kv[i].val))
+			goto fail;
+	l7->opts.self_labels = NULL;
 	if (zm_cfg_set_take(&l7->cfg, cfg))
 		goto fail;
 	n = l7->cfg.nobjs + 1;
@@ -764,8 +772,26 @@ static bool policy_applies(const struct zm_l7 *l7, const char *ons,
 {
 	bool same = ns && !strcmp(ons, ns), root = !strcmp(ons, l7->root_ns);
 
-	if (!same && !root)
+	if (l7->ngws) {
+		/* A gateway enforces the policies of its own workload: in its
+		 * namespace (or the root one), selecting its labels, naming it,
+		 * or namespace-wide there; never the destination's. */
+		same = !strcmp(ons, l7->self_ns);
+		if (!same && !root)
+			return false;
+		if (sel->o.set) {
+			for (size_t i = 0; i < sel->match_labels.n; i++) {
+				const char *v = zm_labels_get(&l7->self_labels, sel->match_labels.v[i].key.v);
+
+				if (!v || strcmp(v, sel->match_labels.v[i].val.v))
+					return false;
+			}
+			return true;
+		}
+		svc = NULL;
+	} else if (!same && !root) {
 		return false;
+	}
 	if (sel->o.set)
 		return false;		/* workload policies belong to ztunnel */
 	if (ref->o.set)

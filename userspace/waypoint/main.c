@@ -135,6 +135,8 @@ int wp_reload(const struct wp_opts *o)
 		if (rc)
 			goto fail;
 		lo.gateways = wp_gw_keys(gw, &lo.ngateways);
+		lo.self_ns = o->gateway_ns;
+		lo.self_labels = &o->gateway_labels;
 	}
 	rc = zm_l7_build(&set, &view, &lo, &s->l7, &e);
 	if (rc) {
