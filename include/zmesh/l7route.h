@@ -277,6 +277,16 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
  * against the VIP) holds, a destination chosen by weight; no route: the
  * Service itself. Refusals are RESPOND with status 0 (reset the stream).
  */
+/*
+ * Gateway mode, a TLS PASSTHROUGH / TLS / TCP server on @port: the first
+ * tls[] route (by @sni: exact sniHosts before wildcards, match.port and
+ * match.gateways) of a VirtualService bound to a served Gateway, or with
+ * no @sni the first tcp[] route whose match holds; destination by weight.
+ * The gateway's own AuthorizationPolicies (L4 attributes) apply first.
+ * No route: RESPOND with flags NR.
+ */
+int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
+			    int port, struct zm_l7_decision *d);
 int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d);
 

@@ -42,7 +42,7 @@ static const char extra_cfg[] =
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: gw-deny, namespace: istio-system}\n"
 	"spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
-	"  rules: [{to: [{operation: {paths: [\"/blocked/*\"]}}]}]\n"
+	"  rules: [{to: [{operation: {ports: [\"443\"], paths: [\"/blocked/*\"]}}]}]\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: grpc-gw, namespace: ecommerce}\n"
 	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
@@ -56,6 +56,25 @@ static const char extra_cfg[] =
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: grpc, namespace: ecommerce}\n"
 	"spec:\n  hosts: [grpc.example.com]\n  gateways: [grpc-gw]\n  http:\n"
 	"  - match: [{uri: {prefix: /pkg.Svc/}}]\n    route: [{destination: {host: grpc-echo, port: {number: 9090}}}]\n"
+	"---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tls-backend, namespace: ecommerce}\n"
+	"spec:\n  selector: {app: tls-backend}\n  ports:\n  - {name: tls, port: 8443}\n"
+	"---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tcp-echo, namespace: ecommerce}\n"
+	"spec:\n  selector: {app: order-service}\n  ports:\n  - {name: tcp, port: 9000}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: l4-gw, namespace: ecommerce}\n"
+	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+	"  - port: {number: 9444, name: tls-pass, protocol: TLS}\n    hosts: [pass.example.com]\n"
+	"    tls: {mode: PASSTHROUGH}\n"
+	"  - port: {number: 9000, name: tcp, protocol: TCP}\n    hosts: [tcp.example.com]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: l4, namespace: ecommerce}\n"
+	"spec:\n  hosts: [pass.example.com, tcp.example.com]\n  gateways: [l4-gw]\n"
+	"  tls:\n  - match: [{port: 9444, sniHosts: [pass.example.com]}]\n"
+	"    route: [{destination: {host: tls-backend, port: {number: 8443}}}]\n"
+	"  tcp:\n  - match: [{port: 9000}]\n"
+	"    route: [{destination: {host: tcp-echo, port: {number: 9000}}}]\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: extra, namespace: ecommerce}\n"
 	"spec:\n  hosts: [mtls.example.com, fine.example.com]\n  gateways: [mtls-gw, bad-gw]\n  http:\n"
@@ -137,7 +156,7 @@ static int make_certs(const char *dir)
 		"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
 		"  -out ca.crt -days 2 -subj /CN=lab-root && "
 		"for h in shop.ecommerce.example.com api.ecommerce.example.com mtls.example.com "
-		"         client.example.com rotated.shop grpc.example.com; do "
+		"         client.example.com rotated.shop grpc.example.com pass.example.com; do "
 		"  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $h.key "
 		"    -out $h.csr -subj /CN=$h && "
 		"  printf 'subjectAltName=DNS:%%s\\n' $(echo $h | sed 's/^rotated.shop$/shop.ecommerce.example.com/') > $h.ext && "
@@ -171,7 +190,7 @@ FIXTURE_SETUP(gw)
 	for (size_t i = 0; i < sizeof(apps) / sizeof(apps[0]); i++)
 		fprintf(f, "apiVersion: v1\nkind: Pod\nmetadata: {name: %s-0, namespace: ecommerce, "
 			"labels: {app: %s}}\nspec:\n  nodeName: n%zu\n  containers:\n"
-			"  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+			"  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
 			"apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: ecommerce}\n"
 			"spec:\n  selector: {app: %s}\n  ports:\n  - {name: http, port: 8080}\n---\n",
 			apps[i], apps[i], i % 2 + 1, apps[i], apps[i]);
@@ -179,6 +198,10 @@ FIXTURE_SETUP(gw)
 	       "shop.ecommerce.example.com.key", NULL, false);
 	secret(f, self->dir, "api-ecommerce-tls", "api.ecommerce.example.com.crt",
 	       "api.ecommerce.example.com.key", NULL, false);
+	fprintf(f, "apiVersion: v1\nkind: Pod\nmetadata: {name: tls-backend-0, namespace: ecommerce, "
+		"labels: {app: tls-backend}}\nspec:\n  nodeName: n2\n  containers:\n"
+		"  - {name: c, command: [openssl, s_server, -accept, \"8443\", -cert, %s/pass.example.com.crt, "
+		"-key, %s/pass.example.com.key, -www, -quiet]}\n---\n", self->dir, self->dir);
 	secret(f, self->dir, "grpc-cred", "grpc.example.com.crt", "grpc.example.com.key", NULL, false);
 	secret(f, self->dir, "mtls-cred", "mtls.example.com.crt", "mtls.example.com.key", "ca.crt", false);
 	secret(f, self->dir, "badkey-cred", "shop.ecommerce.example.com.crt", "other.key", NULL, false);
@@ -324,6 +347,26 @@ TEST_F(gw, grpc_over_tls_and_h2c)
 	/* the gRPC host has no route outside /pkg.Svc/ */
 	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -o /dev/null -w '%{http_code}' https://grpc.example.com/x"), 0);
 	EXPECT_STREQ(out, "404");
+}
+
+/* TLS PASSTHROUGH by SNI (the backend's own certificate reaches the client) and a TCP server. */
+TEST_F(gw, tls_passthrough_and_tcp)
+{
+	char out[16384];
+
+	ASSERT_EQ(curl(self, out, sizeof(out), "https://pass.example.com:9444/"), 0);
+	EXPECT_NE(strstr(out, "s_server"), NULL);
+	ASSERT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -connect pass.example.com:9444 "
+			 "-servername pass.example.com </dev/null 2>/dev/null | openssl x509 -noout -subject"), 0);
+	EXPECT_NE(strstr(out, "CN = pass.example.com"), NULL);
+	/* another name on the passthrough port: refused */
+	EXPECT_NE(curl(self, out, sizeof(out), "-k --connect-to other.example.com:9444:pass.example.com:9444 "
+		       "https://other.example.com:9444/"), 0);
+	/* TCP: echoed by an order-service pod */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- bash -c "
+			  "'exec 3<>/dev/tcp/tcp.example.com/9000; echo hello-gw >&3; read -t 5 l <&3; echo $l'",
+			  self->ctl, self->name), 0);
+	EXPECT_NE(strstr(out, "hello-gw"), NULL);
 }
 
 TEST_F(gw, bad_tls_clients_refused_cleanly)

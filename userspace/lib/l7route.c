@@ -1865,3 +1865,82 @@ const char *zm_l7_svc_fqdn(const struct zm_l7_decision *d)
 {
 	return d->svc ? d->svc->fqdn : "unknown";
 }
+
+/* ---- gateway TLS passthrough and TCP servers ------------------------------------------- */
+
+/* A destination from @rd by weight, as zm_l7_decide_tcp picks one. */
+static int pick_dest(struct zm_l7 *l7, const struct l7_vs *v, const struct zm_route_dest *rd, size_t n,
+		     int port, struct zm_l7_decision *d)
+{
+	int64_t total = 0, pick;
+
+	d->vs_name = v->name;
+	for (size_t k = 0; k < n; k++)
+		total += rd[k].weight.v;
+	pick = total > 0 ? (int64_t)(rnd(l7) % (uint64_t)total) : 0;
+	for (size_t k = 0; k < n; k++) {
+		pick -= rd[k].weight.v;
+		if (pick < 0 || total <= 0 || k + 1 == n) {
+			const struct zm_destination *dst = &rd[k].destination;
+			const struct zm_l7_svc *sv = svc_by_dest(l7, dst->host.v, v->o->meta.ns.v);
+
+			if (!sv)
+				return respond(d, 0, "NC", "destination service not found", "");
+			set_dest(d, sv, dst, port);
+			if (d->svc_port_idx < 0)
+				return respond(d, 0, "NR", "no such service port", "");
+			return 0;
+		}
+	}
+	return respond(d, 0, "NR", "no route destination", "");
+}
+
+int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
+			    int port, struct zm_l7_decision *d)
+{
+	struct req_ctx c = { .req = req, .port = port, .path = "", .query = "", .l4 = true, .l7 = l7 };
+	int rc;
+
+	zm_l7_decision_init(d);
+	if (!l7->ngws)
+		return respond(d, 0, "NR", "not a gateway", "");
+	snprintf(c.host, sizeof(c.host), "%s", sni ? sni : "");
+	rc = do_authz(l7, &c, NULL, NULL, d);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	/* exact SNI hosts before wildcards, as for HTTP hosts */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < l7->nvs; i++) {
+			const struct l7_vs *v = &l7->vs[i];
+			const struct zm_virtual_service *vs = v->o->vs;
+
+			if (!gw_bound(l7, &vs->gateways, v->o->meta.ns.v, true))
+				continue;
+			c.vs_ns = v->o->meta.ns.v;
+			for (size_t r = 0; sni && sni[0] && r < vs->tls.n; r++)
+				for (size_t j = 0; j < vs->tls.v[r].match.n; j++) {
+					const struct zm_tls_match *m = &vs->tls.v[r].match.v[j];
+
+					if ((m->port.set && m->port.v != port) ||
+					    (m->gateways.n && !gw_bound(l7, &m->gateways, c.vs_ns, false)))
+						continue;
+					for (size_t h = 0; h < m->sni_hosts.n; h++) {
+						const char *pat = m->sni_hosts.v[h].v;
+
+						if ((pat[0] == '*') == (pass == 1) && zm_host_match(pat, sni))
+							return pick_dest(l7, v, vs->tls.v[r].route.v,
+									 vs->tls.v[r].route.n, port, d);
+					}
+				}
+			for (size_t r = 0; (!sni || !sni[0]) && pass == 0 && r < vs->tcp.n; r++) {
+				const struct zm_tcp_route *tr = &vs->tcp.v[r];
+				bool hit = !tr->match.n;
+
+				for (size_t j = 0; j < tr->match.n && !hit; j++)
+					hit = l4_match_ok(&tr->match.v[j], &c);
+				if (hit)
+					return pick_dest(l7, v, tr->route.v, tr->route.n, port, d);
+			}
+		}
+	return respond(d, 0, "NR", "no tls/tcp route", "");
+}

@@ -55,6 +55,8 @@ struct gw_server {
 	char hosts[GW_MAX_HOSTS][256];	/* the host part of [ns/]host, lower case */
 	size_t nhosts;
 	bool tls;			/* terminates TLS (SIMPLE / MUTUAL / ISTIO_MUTUAL) */
+	bool passthrough;		/* TLS relayed by SNI to tls[] routes */
+	bool tcp;			/* bytes relayed to tcp[] routes */
 	bool https_redirect;
 	int min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
 	SSL_CTX *ctx;			/* tls: this server's context */
@@ -109,14 +111,21 @@ static bool host_match(const char *pat, const char *host)
 	return !strcasecmp(pat, host);
 }
 
-/* The server on @port for @host: exact hosts first, then wildcards; TLS-ness must be @tls. */
-static const struct gw_server *server_for(const struct gw_set *g, int port, const char *host, bool tls)
+enum skind { K_PLAIN, K_TERM, K_PASS, K_TCP };
+
+static enum skind kind_of(const struct gw_server *s)
+{
+	return s->tcp ? K_TCP : s->passthrough ? K_PASS : s->tls ? K_TERM : K_PLAIN;
+}
+
+/* The server of kind @k on @port for @host: exact hosts first, then wildcards. */
+static const struct gw_server *server_for(const struct gw_set *g, int port, const char *host, enum skind k)
 {
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < g->n; i++) {
 			const struct gw_server *s = &g->s[i];
 
-			if (s->port != port || s->tls != tls)
+			if (s->port != port || kind_of(s) != k)
 				continue;
 			for (size_t j = 0; j < s->nhosts; j++) {
 				bool wild = s->hosts[j][0] == '*';
@@ -416,10 +425,20 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 		snprintf(s->hosts[s->nhosts++], sizeof(s->hosts[0]), "%s", sl ? sl + 1 : h);
 	}
 	s->https_redirect = sv->tls.o.set && sv->tls.https_redirect.v;
-	if (!strcasecmp(proto, "TCP") || !strcasecmp(proto, "TLS") ||
-	    (!strcasecmp(proto, "HTTPS") && mode == ZM_STLS_PASSTHROUGH)) {
-		zm_log_warn("gateway %s: servers[%zu] (port %d, %s): not served yet (TCP/TLS passthrough)",
-			    key, idx, s->port, proto);
+	if (!strcasecmp(proto, "TCP") || !strcasecmp(proto, "MONGO") || !strcasecmp(proto, "MYSQL") ||
+	    !strcasecmp(proto, "REDIS")) {
+		s->tcp = true;
+		g->n++;
+		return;
+	}
+	if ((!strcasecmp(proto, "TLS") || !strcasecmp(proto, "HTTPS")) &&
+	    (mode == ZM_STLS_PASSTHROUGH || (mode < 0 && !strcasecmp(proto, "TLS")))) {
+		s->passthrough = true;
+		g->n++;
+		return;
+	}
+	if (mode == ZM_STLS_AUTO_PASSTHROUGH) {
+		zm_log_warn("gateway %s: servers[%zu] (port %d): AUTO_PASSTHROUGH is not served", key, idx, s->port);
 		return;
 	}
 	if (!strcasecmp(proto, "HTTPS") || (sv->tls.o.set && mode >= 0 && !s->https_redirect &&
@@ -529,7 +548,7 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 		*al = SSL_AD_DECODE_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
-	s = server_for(t->g, t->port, rc ? NULL : sni, true);
+	s = server_for(t->g, t->port, rc ? NULL : sni, K_TERM);
 	if (!s || !s->ctx) {
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -565,7 +584,8 @@ static SSL_CTX *listener_ctx(void)
 	return lctx_ssl;
 }
 
-static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool tls, const char *sni)
+static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool tls, const char *sni,
+		      bool tcp)
 {
 	struct conn *c = wp_conn_new(fd, ss);
 	pthread_attr_t at;
@@ -575,6 +595,7 @@ static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool 
 		return -ENOMEM;
 	c->gw_port = port;
 	c->gw_tls = tls;
+	c->tcp = tcp;
 	snprintf(c->gw_sni, sizeof(c->gw_sni), "%s", sni ? sni : "");
 	atomic_fetch_add(&wp_nconns, 1);
 	pthread_attr_init(&at);
@@ -652,6 +673,86 @@ static void pump(SSL *ssl, int fd, int app)
 	}
 }
 
+static bool port_has(int port, enum skind k);
+
+/*
+ * The server_name of the ClientHello waiting on @fd, peeked (the bytes stay
+ * for the backend). 0, -ENOENT (a hello without SNI), -EPROTO (not a
+ * ClientHello, or one split over records), -ETIMEDOUT.
+ */
+static int peek_sni(int fd, char *out, size_t sz)
+{
+	unsigned char b[16384 + 5];
+	size_t need = 5, have = 0, p, end;
+	int waited = 0;
+
+	for (;;) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pf, 1, 100) < 0)
+			return -EPROTO;
+		n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			return -EPROTO;
+		if (n > 0)
+			have = (size_t)n;
+		if (have >= 5) {
+			if (b[0] != 0x16 || b[1] != 3)
+				return -EPROTO;
+			need = 5 + (size_t)((b[3] << 8) | b[4]);
+			if (need > sizeof(b))
+				return -EPROTO;
+		}
+		if (have >= need)
+			break;
+		if ((waited += 100) > GW_HANDSHAKE_MS)
+			return -ETIMEDOUT;
+	}
+	/* handshake: type 1, length 3, version 2, random 32, session id, suites, compression */
+	end = need;
+	p = 5;
+	if (p + 4 > end || b[p] != 1)
+		return -EPROTO;
+	p += 4 + 2 + 32;
+	if (p + 1 > end)
+		return -EPROTO;
+	p += 1 + b[p];
+	if (p + 2 > end)
+		return -EPROTO;
+	p += 2 + (size_t)((b[p] << 8) | b[p + 1]);
+	if (p + 1 > end)
+		return -EPROTO;
+	p += 1 + b[p];
+	if (p + 2 > end)
+		return -ENOENT;
+	end = p + 2 + (size_t)((b[p] << 8) | b[p + 1]) < end ? p + 2 + (size_t)((b[p] << 8) | b[p + 1]) : end;
+	p += 2;
+	while (p + 4 <= end) {
+		unsigned type = (unsigned)((b[p] << 8) | b[p + 1]);
+		size_t len = (size_t)((b[p + 2] << 8) | b[p + 3]), q = p + 4, nl;
+
+		if (q + len > end)
+			return -EPROTO;
+		if (type == 0) {
+			/* list length 2, name type 1 (host_name = 0), name length 2, name */
+			if (len < 5 || b[q + 2] != 0)
+				return -EPROTO;
+			nl = (size_t)((b[q + 3] << 8) | b[q + 4]);
+			if (nl == 0 || nl + 5 > len || nl >= sz)
+				return -EPROTO;
+			memcpy(out, b + q + 5, nl);
+			out[nl] = '\0';
+			for (size_t i = 0; i < nl; i++)
+				if (out[i] <= ' ' || out[i] == 0x7f || out[i] == '/')
+					return -EPROTO;
+			return 0;
+		}
+		p = q + len;
+	}
+	return -ENOENT;
+}
+
 struct tls_arg {
 	int fd, port;
 	struct sockaddr_storage ss;
@@ -667,7 +768,25 @@ static void *tls_thread(void *arg)
 	char peer[64];
 
 	zm_sock_addr_str((const struct sockaddr *)&a->ss, peer, sizeof(peer));
-	if (!t.g || !(ssl = SSL_new(listener_ctx())))
+	if (!t.g)
+		goto out;
+	if (port_has(a->port, K_PASS)) {
+		/* PASSTHROUGH: the SNI of the ClientHello, read without taking it */
+		char sni[256] = "";
+		int r = peek_sni(a->fd, sni, sizeof(sni));
+
+		if (r == 0 && server_for(t.g, a->port, sni, K_PASS)) {
+			if (start_conn(a->fd, &a->ss, a->port, false, sni, true) == 0)
+				a->fd = -1;
+			goto out;
+		}
+		if (!port_has(a->port, K_TERM)) {
+			zm_log_info("gateway: port %d: TLS from %s refused: no passthrough server for sni \"%s\"",
+				    a->port, peer, sni);
+			goto out;
+		}
+	}
+	if (!(ssl = SSL_new(listener_ctx())))
 		goto out;
 	SSL_set_ex_data(ssl, tconn_idx, &t);
 	SSL_set_fd(ssl, a->fd);
@@ -685,7 +804,7 @@ static void *tls_thread(void *arg)
 	setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp))
 		goto out;
-	if (start_conn(sp[1], &a->ss, a->port, true, t.sni)) {
+	if (start_conn(sp[1], &a->ss, a->port, true, t.sni, false)) {
 		close(sp[1]);
 		goto out;
 	}
@@ -695,22 +814,23 @@ out:
 		close(sp[0]);
 	SSL_free(ssl);
 	ERR_clear_error();
-	close(a->fd);
+	if (a->fd >= 0)
+		close(a->fd);
 	wp_gw_put(t.g);
 	free(a);
 	return NULL;
 }
 
-static bool port_is_tls(int port)
+static bool port_has(int port, enum skind k)
 {
 	struct gw_set *g = gw_get();
-	bool tls = false;
+	bool has = false;
 
 	for (size_t i = 0; g && i < g->n; i++)
-		if (g->s[i].port == port && g->s[i].tls)
-			tls = true;
+		if (g->s[i].port == port && kind_of(&g->s[i]) == k)
+			has = true;
 	wp_gw_put(g);
-	return tls;
+	return has;
 }
 
 static void *listen_thread(void *arg)
@@ -733,7 +853,7 @@ static void *listen_thread(void *arg)
 			close(fd);
 			continue;
 		}
-		if (port_is_tls(l->port)) {
+		if (!port_has(l->port, K_TCP) && (port_has(l->port, K_TERM) || port_has(l->port, K_PASS))) {
 			struct tls_arg *a = calloc(1, sizeof(*a));
 
 			if (!a) {
@@ -747,7 +867,7 @@ static void *listen_thread(void *arg)
 				close(fd);
 				free(a);
 			}
-		} else if (start_conn(fd, &ss, l->port, false, NULL)) {
+		} else if (start_conn(fd, &ss, l->port, false, NULL, port_has(l->port, K_TCP))) {
 			close(fd);
 		}
 	}
@@ -818,7 +938,7 @@ int wp_gw_check(const struct conn *c, const char *authority, const char *target,
 	if (authority[0] == '[')
 		hl = strcspn(authority, "]") + 1;
 	snprintf(host, sizeof(host), "%.*s", (int)(hl < sizeof(host) ? hl : sizeof(host) - 1), authority);
-	s = g ? server_for(g, c->gw_port, host, c->gw_tls) : NULL;
+	s = g ? server_for(g, c->gw_port, host, c->gw_tls ? K_TERM : K_PLAIN) : NULL;
 	if (!s) {
 		rc = 404;
 	} else if (s->https_redirect && !c->gw_tls) {

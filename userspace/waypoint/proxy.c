@@ -1147,7 +1147,7 @@ static void serve_tcp(struct conn *c)
 				   .src_family = c->family };
 	struct result res = { .code = 0 };
 	struct wp_req rq = { .method = "-", .target = "", .target_len = 0, .proto = "TCP",
-			     .authority = c->tcp_vip };
+			     .authority = c->gw_port ? c->gw_sni : c->tcp_vip };
 	int64_t t0 = now_ns(), t0w = wall_us();
 	uint64_t up = 0, down = 0;
 	int ep = -1;
@@ -1156,7 +1156,9 @@ static void serve_tcp(struct conn *c)
 	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
 	if (!snap)
 		goto out;
-	if (zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port, &d) < 0 ||
+	if ((c->gw_port ? zm_l7_decide_gateway_l4(snap->l7, &r, c->gw_sni, c->gw_port, &d)
+			: zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port,
+					   &d)) < 0 ||
 	    d.action != ZM_L7_FORWARD) {
 		res.code = d.status;
 		res.reason = d.reason;
