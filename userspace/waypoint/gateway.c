@@ -548,12 +548,12 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 		*al = SSL_AD_DECODE_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
+	snprintf(t->sni, sizeof(t->sni), "%s", rc ? "" : sni);	/* for the log */
 	s = server_for(t->g, t->port, rc ? NULL : sni, K_TERM);
 	if (!s || !s->ctx) {
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
-	snprintf(t->sni, sizeof(t->sni), "%s", rc ? "" : sni);
 	SSL_set_SSL_CTX(ssl, s->ctx);
 	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), NULL);
 	SSL_set_min_proto_version(ssl, s->min_version);
@@ -847,8 +847,11 @@ static void *listen_thread(void *arg)
 		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		pthread_t th;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+				usleep(10000);	/* no spin while out of descriptors */
 			continue;
+		}
 		if (atomic_load(&wp_nconns) >= WP_MAX_CONNS) {
 			close(fd);
 			continue;
