@@ -20,7 +20,7 @@
 static const char cluster_head[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
-	"apiVersion: v1\nkind: Namespace\nmetadata: {name: ecommerce}\n---\n"
+
 	"apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n";
 
 static const char *const apps[] = { "product-service", "user-service", "order-service", "payment-service" };
@@ -187,6 +187,11 @@ FIXTURE_SETUP(gw)
 	f = fopen(path, "w");
 	ASSERT_NE(f, NULL);
 	fputs(cluster_head, f);
+	if (!getenv("ZM_GW_MESH") || strcmp(getenv("ZM_GW_MESH"), "ambient"))
+		fputs("apiVersion: v1\nkind: Namespace\nmetadata: {name: ecommerce}\n---\n", f);
+	else
+		fputs("apiVersion: v1\nkind: Namespace\nmetadata: {name: ecommerce, "
+		      "labels: {istio.io/dataplane-mode: ambient}}\n---\n", f);
 	for (size_t i = 0; i < sizeof(apps) / sizeof(apps[0]); i++)
 		fprintf(f, "apiVersion: v1\nkind: Pod\nmetadata: {name: %s-0, namespace: ecommerce, "
 			"labels: {app: %s}}\nspec:\n  nodeName: n%zu\n  containers:\n"
@@ -208,8 +213,9 @@ FIXTURE_SETUP(gw)
 	fputs(extra_cfg, f);
 	fclose(f);
 	snprintf(ex, sizeof(ex), "%s/../docs/examples/ecommerce-gateway.yaml", test_build_dir());
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s -f %s --name %s", self->ctl, path,
-			  ex, self->name), 0);
+	/* ZM_GW_MESH=1: with ztunnels (the gateway stays out of capture) */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up %s -f %s -f %s --name %s", self->ctl,
+			  getenv("ZM_GW_MESH") ? "" : "--no-mesh", path, ex, self->name), 0);
 	ASSERT_EQ(test_sh(self->ip, sizeof(self->ip), "%s lab status --name %s -o json | python3 -c "
 			  "\"import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] "
 			  "if p['labels'].get('istio')=='ingressgateway'][0])\"", self->ctl, self->name), 0);
