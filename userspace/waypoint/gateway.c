@@ -38,6 +38,7 @@
 
 #include "zmesh/config.h"
 #include "zmesh/sock.h"
+#include "zmesh/tls_sni.h"
 #include "zmesh/istio.h"
 #include "zmesh/log.h"
 #include "waypoint.h"
@@ -682,75 +683,25 @@ static bool port_has(int port, enum skind k);
  */
 static int peek_sni(int fd, char *out, size_t sz)
 {
-	unsigned char b[16384 + 5];
-	size_t need = 5, have = 0, p, end;
+	uint8_t b[16384 + 5];
 	int waited = 0;
 
 	for (;;) {
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		ssize_t n;
+		int rc;
 
 		if (poll(&pf, 1, 100) < 0)
 			return -EPROTO;
 		n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
 		if (n == 0)
 			return -EPROTO;
-		if (n > 0)
-			have = (size_t)n;
-		if (have >= 5) {
-			if (b[0] != 0x16 || b[1] != 3)
-				return -EPROTO;
-			need = 5 + (size_t)((b[3] << 8) | b[4]);
-			if (need > sizeof(b))
-				return -EPROTO;
-		}
-		if (have >= need)
-			break;
-		if ((waited += 100) > GW_HANDSHAKE_MS)
+		rc = zm_tls_hello_sni(b, n > 0 ? (size_t)n : 0, out, sz);
+		if (rc != -EAGAIN)
+			return rc;
+		if ((size_t)(n > 0 ? n : 0) >= sizeof(b) || (waited += 100) > GW_HANDSHAKE_MS)
 			return -ETIMEDOUT;
 	}
-	/* handshake: type 1, length 3, version 2, random 32, session id, suites, compression */
-	end = need;
-	p = 5;
-	if (p + 4 > end || b[p] != 1)
-		return -EPROTO;
-	p += 4 + 2 + 32;
-	if (p + 1 > end)
-		return -EPROTO;
-	p += 1 + b[p];
-	if (p + 2 > end)
-		return -EPROTO;
-	p += 2 + (size_t)((b[p] << 8) | b[p + 1]);
-	if (p + 1 > end)
-		return -EPROTO;
-	p += 1 + b[p];
-	if (p + 2 > end)
-		return -ENOENT;
-	end = p + 2 + (size_t)((b[p] << 8) | b[p + 1]) < end ? p + 2 + (size_t)((b[p] << 8) | b[p + 1]) : end;
-	p += 2;
-	while (p + 4 <= end) {
-		unsigned type = (unsigned)((b[p] << 8) | b[p + 1]);
-		size_t len = (size_t)((b[p + 2] << 8) | b[p + 3]), q = p + 4, nl;
-
-		if (q + len > end)
-			return -EPROTO;
-		if (type == 0) {
-			/* list length 2, name type 1 (host_name = 0), name length 2, name */
-			if (len < 5 || b[q + 2] != 0)
-				return -EPROTO;
-			nl = (size_t)((b[q + 3] << 8) | b[q + 4]);
-			if (nl == 0 || nl + 5 > len || nl >= sz)
-				return -EPROTO;
-			memcpy(out, b + q + 5, nl);
-			out[nl] = '\0';
-			for (size_t i = 0; i < nl; i++)
-				if (out[i] <= ' ' || out[i] == 0x7f || out[i] == '/')
-					return -EPROTO;
-			return 0;
-		}
-		p = q + len;
-	}
-	return -ENOENT;
 }
 
 struct tls_arg {
