@@ -130,7 +130,23 @@ struct zm_l7_opts {
 	 * its tokens get 401. NULL callback: jwksUri rules have no keys. */
 	char *(*jwks_uri)(const char *uri, void *arg);
 	void *jwks_arg;
+	/* Gateway mode (an ingress gateway): the Gateways served, as "ns/name"
+	 * (at most ZM_L7_MAX_GATEWAYS, copied). Then only VirtualServices whose
+	 * `gateways` name one of them apply ("name" resolves in the
+	 * VirtualService's namespace), matched on the Host alone, and a Host
+	 * no such VirtualService covers is 404 (no default route to a Service).
+	 * None: mesh mode (no `gateways`, or "mesh" listed). */
+	const char *const *gateways;
+	size_t ngateways;
+	/* Gateway mode: the gateway's namespace and labels (copied). The
+	 * AuthorizationPolicies and RequestAuthentications that apply are the
+	 * gateway workload's: in @self_ns or the root namespace, with a
+	 * selector its labels match, a targetRef naming it, or neither. */
+	const char *self_ns;
+	const struct zm_labels *self_labels;
 };
+
+#define ZM_L7_MAX_GATEWAYS 32
 
 struct zm_l7;
 
@@ -261,6 +277,16 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
  * against the VIP) holds, a destination chosen by weight; no route: the
  * Service itself. Refusals are RESPOND with status 0 (reset the stream).
  */
+/*
+ * Gateway mode, a TLS PASSTHROUGH / TLS / TCP server on @port: the first
+ * tls[] route (by @sni: exact sniHosts before wildcards, match.port and
+ * match.gateways) of a VirtualService bound to a served Gateway, or with
+ * no @sni the first tcp[] route whose match holds; destination by weight.
+ * The gateway's own AuthorizationPolicies (L4 attributes) apply first.
+ * No route: RESPOND with flags NR.
+ */
+int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
+			    int port, struct zm_l7_decision *d);
 int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d);
 

@@ -211,6 +211,24 @@ const char *zm_lab_mode_name(enum zm_lab_mode m);
 /* -EINVAL for an unknown name. */
 int zm_lab_mode_parse(const char *name, enum zm_lab_mode *m);
 
+/*
+ * North-south (lab_gateway.c, docs/gateway.md). zm_lab_up() calls
+ * zm_lab_gateway_plan() (adds istio-system/istio-ingressgateway, labelled
+ * istio=ingressgateway, running `waypoint --gateway`, when the config has
+ * a Gateway and no pod has that label) and zm_lab_outside_up() (netns
+ * zm-<lab>-_outside on the underlay at ZM_LAB_OUTSIDE_ADDR, routed to the
+ * gateway pods only; its hosts file names every Gateway host).
+ * zm_lab_exec_outside() rewrites that hosts file from the lab's store and
+ * replaces the process with @argv there. Returns only on error.
+ */
+#define ZM_LAB_OUTSIDE_ADDR "172.30.0.253"
+int zm_lab_gateway_plan(struct zm_lab *lab, struct zm_error *e);
+int zm_lab_outside_up(struct zm_lab *lab, struct zm_error *e);
+int zm_lab_outside_hosts(const struct zm_lab *lab, const struct zm_cfg_set *cfg, struct zm_error *e);
+int zm_lab_exec_outside(const struct zm_lab *lab, char *const argv[], struct zm_error *e);
+const struct zm_lab_pod *zm_lab_gateway_pod(const struct zm_lab *lab);
+void zm_lab_outside_netns(const struct zm_lab *lab, char *buf, size_t sz);
+
 /* Run @argv in netns @netns with @input on stdin; 0 when it exits 0. */
 int zm_lab_run_in_netns(const char *netns, char *const argv[], const char *input, struct zm_error *e);
 

@@ -900,3 +900,103 @@ TEST(jwks_uri_documents)
 	EXPECT_EQ(jwks_uri_status("{\"keys\": 7}"), 401);
 	EXPECT_EQ(jwks_uri_status("not json"), 401);
 }
+
+static void free_l7(void *p)
+{
+	zm_l7_put(p);
+}
+
+/* Gateway mode: only VirtualServices bound to a served Gateway, matched on the Host. */
+TEST(gateway_binding)
+{
+	static const char cfg[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop, namespace: default}\n"
+		"spec:\n  hosts: [shop.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: cart\n    match: [{uri: {prefix: /cart}}]\n    route: [{destination: {host: echo}}]\n"
+		"  - name: both\n    match: [{uri: {prefix: /m}, gateways: [mesh]}]\n    route: [{destination: {host: echo}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: local, namespace: istio-system}\n"
+		"spec:\n  hosts: [\"*.local.test\"]\n  gateways: [gw, mesh]\n  http:\n"
+		"  - name: any\n    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: meshonly, namespace: default}\n"
+		"spec:\n  hosts: [echo]\n  http:\n  - name: meshroute\n    route: [{destination: {host: echo}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
+		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: gw-deny, namespace: istio-system}\n"
+		"spec:\n  selector: {matchLabels: {istio: ingressgateway}}\n  action: DENY\n"
+		"  rules: [{to: [{operation: {paths: [/cart/secret]}}]}]\n"
+		"---\n"
+		"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: dst-deny, namespace: default}\n"
+		"spec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [/cart/7]}}]}]\n";
+	const char *gws[] = { "istio-system/gw" };
+	struct zm_labels me = { 0 };
+	struct zm_l7_opts o = { .gateways = gws, .ngateways = 1, .rand = test_rand, .self_ns = "istio-system",
+				.self_labels = &me };
+	struct zm_l7_opts mo = { .rand = test_rand };
+	struct zm_l7 *gl7 = NULL, *ml7 = NULL;
+	struct zm_l7_decision d;
+	struct zm_error e = { "" };
+
+	ASSERT_EQ(zm_labels_set(&me, "istio", "ingressgateway"), 0);
+	for (int mode = 0; mode < 2; mode++) {
+		struct zm_cfg_set set;
+		struct zm_l7_view v = { 0 };
+
+		zm_cfg_set_init(&set);
+		ASSERT_EQ(zm_cfg_load_buf(&set, "gw.yaml", cfg, strlen(cfg)), 0);
+		zm_cfg_validate(&set, NULL);
+		for (size_t i = 0; i < set.nerrs; i++)
+			test_log("%s", set.errs[i].text);
+		ASSERT_EQ(set.nerrs, 0);
+		v.svcs = calloc(1, sizeof(*v.svcs));
+		add_svc(&v, "echo", "10.96.0.10");
+		if (zm_l7_build(&set, &v, mode ? &mo : &o, mode ? &ml7 : &gl7, &e))
+			test_log("build: %s", e.msg);
+		ASSERT_NE(mode ? ml7 : gl7, NULL);
+		zm_cfg_set_free(&set);
+	}
+	zm_labels_free(&me);
+	test_defer(free_l7, gl7);
+	test_defer(free_l7, ml7);
+	struct {
+		struct zm_l7 *l7;
+		const char *host, *path;
+		int status;			/* 0: forwarded */
+		const char *route;
+	} cases[] = {
+		{ gl7, "shop.example.com", "/cart/1", 0, "cart" },
+		{ gl7, "SHOP.example.com:443", "/cart", 0, "cart" },
+		{ gl7, "shop.example.com", "/cart/secret", 403, NULL },	/* the gateway's own policy */
+		{ gl7, "shop.example.com", "/cart/7", 0, "cart" },	/* the destination's is not its */
+		{ ml7, "echo", "/cart/7", 403, NULL },			/* ... but the mesh's */
+		{ gl7, "shop.example.com", "/m", 404, NULL },	/* match bound to mesh only */
+		{ gl7, "shop.example.com", "/other", 404, NULL },
+		{ gl7, "a.local.test", "/", 0, "any" },		/* "gw" resolved in istio-system */
+		{ gl7, "echo", "/", 404, NULL },			/* no default route at a gateway */
+		{ gl7, "other.example.com", "/", 404, NULL },
+		{ ml7, "echo", "/", 0, "meshroute" },
+		{ ml7, "a.local.test", "/", 0, "any" },		/* gateways: [gw, mesh] */
+		{ ml7, "shop.example.com", "/cart", 404, NULL },	/* gateway-only VirtualService */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zm_l7_request r = { .method = "GET", .scheme = "https", .authority = cases[i].host,
+					   .target = cases[i].path, .target_len = strlen(cases[i].path),
+					   .port = 80 };
+
+		ASSERT_EQ(zm_l7_decide(cases[i].l7, &r, &d), 0);
+		test_log("case %zu: %s%s -> %d %s", i, cases[i].host, cases[i].path,
+			 d.action == ZM_L7_RESPOND ? d.status : 0, d.route_name ? d.route_name : "-");
+		if (cases[i].status) {
+			EXPECT_EQ(d.action, ZM_L7_RESPOND);
+			EXPECT_EQ(d.status, cases[i].status);
+		} else {
+			EXPECT_EQ(d.action, ZM_L7_FORWARD);
+			EXPECT_STREQ(d.route_name ? d.route_name : "", cases[i].route);
+		}
+		zm_l7_decision_free(&d);
+	}
+}

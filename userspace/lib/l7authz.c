@@ -110,13 +110,16 @@ static int operation_ok(const struct zm_authz_operation *o, const struct l7_auth
 {
 	char port[16];
 
+	snprintf(port, sizeof(port), "%d", c->port);
 	/* On TCP, HTTP fields cannot be evaluated (Istio: such an ALLOW rule
-	 * never matches, such a DENY rule still denies). */
+	 * never matches, such a DENY rule still denies), but an L4 field that
+	 * does not hold (ports) makes it no match at all, as Istio ignores
+	 * only the HTTP fields. */
+	if (c->l4_only && !field_ok(&o->ports, &o->not_ports, c->port > 0 ? port : NULL, 0))
+		return 0;
 	if (c->l4_only && (o->hosts.n || o->not_hosts.n || o->methods.n || o->not_methods.n ||
 			   o->paths.n || o->not_paths.n))
 		return -1;
-
-	snprintf(port, sizeof(port), "%d", c->port);
 	return field_ok(&o->hosts, &o->not_hosts, c->host, ZM_MATCH_ICASE) &&
 	       field_ok(&o->methods, &o->not_methods, c->method, 0) &&
 	       field_ok(&o->paths, &o->not_paths, c->path, 0) &&

@@ -77,6 +77,10 @@ struct zm_l7 {
 	struct zm_l7_view view;
 	struct zm_l7_opts opts;
 	char waypoint[64], root_ns[64];
+	char gws[ZM_L7_MAX_GATEWAYS][192];	/* gateway mode: "ns/name" served; none: mesh */
+	size_t ngws;
+	char self_ns[64];			/* gateway mode: the gateway's namespace ... */
+	struct zm_labels self_labels;		/* ... and labels, for its policies */
 	struct l7_vs *vs;
 	size_t nvs;
 	const struct zm_cfg_obj **drs, **aps;
@@ -233,6 +237,7 @@ static void l7_free(struct zm_l7 *l7)
 		free(l7->vs[i].routes);
 	}
 	free(l7->vs);
+	zm_labels_free(&l7->self_labels);
 	for (size_t i = 0; i < l7->nras; i++) {
 		l7_jwt_set_free(l7->ras[i].set);
 		if (l7->ras[i].auds) {
@@ -480,6 +485,15 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 	snprintf(l7->root_ns, sizeof(l7->root_ns), "%s", opts && opts->root_ns ? opts->root_ns : "istio-system");
 	l7->opts.waypoint_name = l7->waypoint;
 	l7->opts.root_ns = l7->root_ns;
+	for (size_t i = 0; opts && i < opts->ngateways && l7->ngws < ZM_L7_MAX_GATEWAYS; i++)
+		snprintf(l7->gws[l7->ngws++], sizeof(l7->gws[0]), "%s", opts->gateways[i]);
+	l7->opts.gateways = NULL;
+	l7->opts.ngateways = 0;
+	snprintf(l7->self_ns, sizeof(l7->self_ns), "%s", opts && opts->self_ns ? opts->self_ns : "istio-system");
+	for (size_t i = 0; opts && opts->self_labels && i < opts->self_labels->n; i++)
+		if (zm_labels_set(&l7->self_labels, opts->self_labels->kv[i].key, opts->self_labels->kv[i].val))
+			goto fail;
+	l7->opts.self_labels = NULL;
 	if (zm_cfg_set_take(&l7->cfg, cfg))
 		goto fail;
 	n = l7->cfg.nobjs + 1;
@@ -589,7 +603,42 @@ struct req_ctx {
 	size_t query_len;
 	const struct zm_l7_svc *svc;	/* destination service, or NULL */
 	bool l4;			/* a TCP connection: no HTTP attributes */
+	const struct zm_l7 *l7;
+	const char *vs_ns;		/* namespace of the VirtualService being matched */
 };
+
+/*
+ * Is a `gateways` list (of a VirtualService or a match, in namespace @ns)
+ * bound to what this engine serves? Mesh mode: "mesh" listed, or an empty
+ * list when @empty_is_mesh. Gateway mode: an entry naming a served Gateway
+ * ("name" is in @ns, as Istio resolves it, or "ns/name").
+ */
+static bool gw_bound(const struct zm_l7 *l7, const zm_cstrs *g, const char *ns, bool empty_is_mesh)
+{
+	if (!l7->ngws) {
+		if (!g->n)
+			return empty_is_mesh;
+		for (size_t i = 0; i < g->n; i++)
+			if (!strcmp(g->v[i].v, "mesh"))
+				return true;
+		return false;
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		char key[192];
+		const char *n = g->v[i].v;
+
+		if (!strcmp(n, "mesh"))
+			continue;
+		if (strchr(n, '/'))
+			snprintf(key, sizeof(key), "%s", n);
+		else
+			snprintf(key, sizeof(key), "%s/%s", ns ? ns : "default", n);
+		for (size_t j = 0; j < l7->ngws; j++)
+			if (!strcmp(key, l7->gws[j]))
+				return true;
+	}
+	return false;
+}
 
 static bool kvm_hdr_match(const struct l7_kvm *k, const struct zm_l7_request *req)
 {
@@ -637,25 +686,9 @@ static bool match_ok(const struct l7_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, hm->source_labels.v[i].val.v))
 			return false;
 	}
-	if (hm->gateways.n) {
-		bool mesh = false;
-
-		for (size_t i = 0; i < hm->gateways.n; i++)
-			mesh |= !strcmp(hm->gateways.v[i].v, "mesh");
-		if (!mesh)
-			return false;
-	}
+	if (hm->gateways.n && !gw_bound(c->l7, &hm->gateways, c->vs_ns, false))
+		return false;
 	return true;
-}
-
-static bool vs_for_mesh(const struct zm_virtual_service *vs)
-{
-	if (!vs->gateways.n)
-		return true;
-	for (size_t i = 0; i < vs->gateways.n; i++)
-		if (!strcmp(vs->gateways.v[i].v, "mesh"))
-			return true;
-	return false;
 }
 
 static const struct zm_l7_svc *svc_by_host(const struct zm_l7 *l7, const char *h)
@@ -694,7 +727,7 @@ static const struct l7_vs *vs_find(const struct zm_l7 *l7, const struct req_ctx 
 		for (size_t i = 0; i < l7->nvs; i++) {
 			const struct l7_vs *v = &l7->vs[i];
 
-			if (!vs_for_mesh(v->o->vs))
+			if (!gw_bound(l7, &v->o->vs->gateways, v->o->meta.ns.v, true))
 				continue;
 			for (size_t j = 0; j < v->nhosts; j++) {
 				const char *h = v->hosts[j];
@@ -739,8 +772,26 @@ static bool policy_applies(const struct zm_l7 *l7, const char *ons,
 {
 	bool same = ns && !strcmp(ons, ns), root = !strcmp(ons, l7->root_ns);
 
-	if (!same && !root)
+	if (l7->ngws) {
+		/* A gateway enforces the policies of its own workload: in its
+		 * namespace (or the root one), selecting its labels, naming it,
+		 * or namespace-wide there; never the destination's. */
+		same = !strcmp(ons, l7->self_ns);
+		if (!same && !root)
+			return false;
+		if (sel->o.set) {
+			for (size_t i = 0; i < sel->match_labels.n; i++) {
+				const char *v = zm_labels_get(&l7->self_labels, sel->match_labels.v[i].key.v);
+
+				if (!v || strcmp(v, sel->match_labels.v[i].val.v))
+					return false;
+			}
+			return true;
+		}
+		svc = NULL;
+	} else if (!same && !root) {
 		return false;
+	}
 	if (sel->o.set)
 		return false;		/* workload policies belong to ztunnel */
 	if (ref->o.set)
@@ -1296,7 +1347,7 @@ static void parse_authority(const char *a, char *host, size_t hsz, int *port)
 
 int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7_decision *d)
 {
-	struct req_ctx c = { .req = req, .port = req->port };
+	struct req_ctx c = { .req = req, .port = req->port, .l7 = l7 };
 	struct zm_path_result pr;
 	struct l7_jwt_res jwt = { 0 };
 	struct deferred df;
@@ -1330,6 +1381,7 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 	if (zm_buf_puts(&d->authority, req->authority ? req->authority : ""))
 		return -ENOMEM;
 	v = vs_find(l7, &c);
+	c.vs_ns = v ? v->o->meta.ns.v : NULL;
 	ns = c.svc ? c.svc->ns : v ? v->o->meta.ns.v : NULL;
 
 	rc = do_jwt(l7, &c, ns, d, &df, &jwt, &have_jwt);
@@ -1363,7 +1415,7 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
 			goto out;
 		}
 		rc = route_action(l7, v, r, m, &c, d, &df);
-	} else if (c.svc) {
+	} else if (c.svc && !l7->ngws) {
 		d->vs_name = NULL;
 		set_dest(d, c.svc, NULL, c.port);
 		d->retry_attempts = 2;
@@ -1407,14 +1459,8 @@ static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, m->source_labels.v[i].val.v))
 			return false;
 	}
-	if (m->gateways.n) {
-		bool mesh = false;
-
-		for (size_t i = 0; i < m->gateways.n; i++)
-			mesh |= !strcmp(m->gateways.v[i].v, "mesh");
-		if (!mesh)
-			return false;
-	}
+	if (m->gateways.n && !gw_bound(c->l7, &m->gateways, c->vs_ns, false))
+		return false;
 	if (m->destination_subnets.n) {
 		bool in = false;
 		uint8_t a[4];
@@ -1436,7 +1482,8 @@ static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
 int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		     const struct zm_l7_svc *svc, int port, struct zm_l7_decision *d)
 {
-	struct req_ctx c = { .req = req, .port = port, .svc = svc, .path = "", .query = "", .l4 = true };
+	struct req_ctx c = { .req = req, .port = port, .svc = svc, .path = "", .query = "", .l4 = true,
+			     .l7 = l7 };
 	const struct l7_vs *v;
 	int rc;
 
@@ -1445,6 +1492,7 @@ int zm_l7_decide_tcp(struct zm_l7 *l7, const struct zm_l7_request *req,
 		return respond(d, 0, "NR", "unknown destination", "");
 	snprintf(c.host, sizeof(c.host), "%s", svc->fqdn);
 	v = vs_find(l7, &c);
+	c.vs_ns = v ? v->o->meta.ns.v : NULL;
 	rc = do_authz(l7, &c, svc->ns, NULL, d);
 	if (rc)
 		return rc < 0 ? rc : 0;
@@ -1816,4 +1864,83 @@ bool zm_l7_should_retry_grpc(const struct zm_l7_decision *d, int gs)
 const char *zm_l7_svc_fqdn(const struct zm_l7_decision *d)
 {
 	return d->svc ? d->svc->fqdn : "unknown";
+}
+
+/* ---- gateway TLS passthrough and TCP servers ------------------------------------------- */
+
+/* A destination from @rd by weight, as zm_l7_decide_tcp picks one. */
+static int pick_dest(struct zm_l7 *l7, const struct l7_vs *v, const struct zm_route_dest *rd, size_t n,
+		     int port, struct zm_l7_decision *d)
+{
+	int64_t total = 0, pick;
+
+	d->vs_name = v->name;
+	for (size_t k = 0; k < n; k++)
+		total += rd[k].weight.v;
+	pick = total > 0 ? (int64_t)(rnd(l7) % (uint64_t)total) : 0;
+	for (size_t k = 0; k < n; k++) {
+		pick -= rd[k].weight.v;
+		if (pick < 0 || total <= 0 || k + 1 == n) {
+			const struct zm_destination *dst = &rd[k].destination;
+			const struct zm_l7_svc *sv = svc_by_dest(l7, dst->host.v, v->o->meta.ns.v);
+
+			if (!sv)
+				return respond(d, 0, "NC", "destination service not found", "");
+			set_dest(d, sv, dst, port);
+			if (d->svc_port_idx < 0)
+				return respond(d, 0, "NR", "no such service port", "");
+			return 0;
+		}
+	}
+	return respond(d, 0, "NR", "no route destination", "");
+}
+
+int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
+			    int port, struct zm_l7_decision *d)
+{
+	struct req_ctx c = { .req = req, .port = port, .path = "", .query = "", .l4 = true, .l7 = l7 };
+	int rc;
+
+	zm_l7_decision_init(d);
+	if (!l7->ngws)
+		return respond(d, 0, "NR", "not a gateway", "");
+	snprintf(c.host, sizeof(c.host), "%s", sni ? sni : "");
+	rc = do_authz(l7, &c, NULL, NULL, d);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	/* exact SNI hosts before wildcards, as for HTTP hosts */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < l7->nvs; i++) {
+			const struct l7_vs *v = &l7->vs[i];
+			const struct zm_virtual_service *vs = v->o->vs;
+
+			if (!gw_bound(l7, &vs->gateways, v->o->meta.ns.v, true))
+				continue;
+			c.vs_ns = v->o->meta.ns.v;
+			for (size_t r = 0; sni && sni[0] && r < vs->tls.n; r++)
+				for (size_t j = 0; j < vs->tls.v[r].match.n; j++) {
+					const struct zm_tls_match *m = &vs->tls.v[r].match.v[j];
+
+					if ((m->port.set && m->port.v != port) ||
+					    (m->gateways.n && !gw_bound(l7, &m->gateways, c.vs_ns, false)))
+						continue;
+					for (size_t h = 0; h < m->sni_hosts.n; h++) {
+						const char *pat = m->sni_hosts.v[h].v;
+
+						if ((pat[0] == '*') == (pass == 1) && zm_host_match(pat, sni))
+							return pick_dest(l7, v, vs->tls.v[r].route.v,
+									 vs->tls.v[r].route.n, port, d);
+					}
+				}
+			for (size_t r = 0; (!sni || !sni[0]) && pass == 0 && r < vs->tcp.n; r++) {
+				const struct zm_tcp_route *tr = &vs->tcp.v[r];
+				bool hit = !tr->match.n;
+
+				for (size_t j = 0; j < tr->match.n && !hit; j++)
+					hit = l4_match_ok(&tr->match.v[j], &c);
+				if (hit)
+					return pick_dest(l7, v, tr->route.v, tr->route.n, port, d);
+			}
+		}
+	return respond(d, 0, "NR", "no tls/tcp route", "");
 }

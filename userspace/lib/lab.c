@@ -24,6 +24,8 @@
 #include "zmesh/netns.h"
 #include "zmesh/store.h"
 
+#include "lab_int.h"
+
 #define ETC_NETNS "/etc/netns"
 #define BPF_PIN_ROOT "/sys/fs/bpf/zmesh"
 
@@ -215,14 +217,6 @@ int zm_lab_run_in_netns(const char *netns, char *const argv[], const char *input
 }
 
 /* Do @fn inside @netns (sysctls and name->index lookups are per namespace). */
-#define IN_NETNS(netns, rc, body) do {					\
-	int _saved;							\
-	(rc) = zm_netns_enter((netns), &_saved);			\
-	if (!(rc)) {							\
-		body;							\
-		zm_netns_restore(_saved);				\
-	}								\
-} while (0)
 
 static int make_netns(const char *name, struct zm_error *e)
 {
@@ -778,7 +772,10 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 				    lab->name, lab->name);
 	if (!lab->bin_dir[0] && self_dir(lab->bin_dir, sizeof(lab->bin_dir)) < 0)
 		return zm_error_set(e, errno, "/proc/self/exe: %s", strerror(errno));
-	rc = plan(lab, e);
+	/* the ingress gateway pod, when there are Gateways and none is given */
+	rc = zm_lab_gateway_plan(lab, e);
+	if (!rc)
+		rc = plan(lab, e);
 	if (rc)
 		return rc;
 	/* Leftovers of a crashed lab of the same name would clash: clear them. */
@@ -814,6 +811,8 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 	if (rc)
 		goto fail;
 	rc = build_services(lab, e);
+	if (!rc)
+		rc = zm_lab_outside_up(lab, e);
 	if (rc)
 		goto fail;
 	/* Save before ztunnel starts: it reads the state to learn its pods. */
@@ -899,4 +898,14 @@ int zm_lab_grow(struct zm_lab *lab, size_t first_pod, size_t first_svc, struct z
 	if (!rc)
 		rc = zm_lab_save(lab, e);
 	return rc;
+}
+
+int zm_lab_make_netns(const char *name, struct zm_error *e)
+{
+	return make_netns(name, e);
+}
+
+int zm_lab_enter(const char *netns, const char *cgroup, struct zm_error *e)
+{
+	return enter(netns, cgroup, e);
 }

@@ -520,6 +520,9 @@ static int read_doc(struct rd *r, struct zm_lab *lab, const struct zm_ynode *doc
 		return 0;
 	if (!zm_ynode_eq(api, "v1"))
 		return FAIL(r, api, "apiVersion", "want v1 for kind %s", kind->str);
+	/* Secrets (gateway credentials) are config too: into the store */
+	if (zm_ynode_eq(kind, "Secret"))
+		return 0;
 	if (zm_ynode_eq(kind, "Node"))
 		return read_node(r, lab, doc);
 	if (zm_ynode_eq(kind, "Namespace"))

@@ -308,7 +308,8 @@ static void *stream_worker(void *arg)
 	struct h2w *w = arg;
 	struct h2s *st = w->st;
 	const struct conn *c = w->h->c;
-	struct conn wc = { .fd = -1, .family = c->family, .mtls = c->mtls };
+	struct conn wc = { .fd = -1, .family = c->family, .mtls = c->mtls, .gw_port = c->gw_port,
+			    .gw_tls = c->gw_tls };
 	struct zm_http_field f[WP_MAX_HEADERS];
 	const char *hb = zm_buf_data(&st->hb);
 	struct wp_req rq = {

@@ -90,6 +90,7 @@ int wp_reload(const struct wp_opts *o)
 	struct zm_l7_opts lo = { .waypoint_name = o->name, .path_set = true,
 				 .path = zm_path_opts_istio(o->path_norm), .jwks_uri = wp_jwks_get };
 	struct zm_error e = { "" };
+	struct gw_set *gw = NULL;
 	int rc;
 
 	if (!s)
@@ -128,12 +129,23 @@ int wp_reload(const struct wp_opts *o)
 		if (rc)
 			goto fail;
 	}
+	if (o->gateway) {
+		/* before the engine takes the objects: Gateways and Secrets */
+		rc = wp_gw_build(&set, &gw);
+		if (rc)
+			goto fail;
+		lo.gateways = wp_gw_keys(gw, &lo.ngateways);
+		lo.self_ns = o->gateway_ns;
+		lo.self_labels = &o->gateway_labels;
+	}
 	rc = zm_l7_build(&set, &view, &lo, &s->l7, &e);
 	if (rc) {
 		zm_log_error("config: %s; keeping the last good one", e.msg);
 		goto fail;
 	}
 	zm_cfg_set_free(&set);
+	if (gw)
+		wp_gw_publish(gw);
 	pthread_mutex_lock(&snap_mu);
 	old = cur;
 	cur = s;
@@ -143,6 +155,7 @@ int wp_reload(const struct wp_opts *o)
 		    s->have_lab ? s->lab.nservices : 0);
 	return 0;
 fail:
+	wp_gw_put(gw);
 	zm_cfg_set_free(&set);
 	zm_l7_view_free(&view);
 	wp_snap_put(s);
@@ -243,7 +256,8 @@ static const char usage[] =
 	"                [--metrics-port N] [--ready-port N] [--access-log FILE|-|off]\n"
 	"                [--header-timeout MS] [--idle-timeout MS]\n"
 	"                [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
-	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n";
+	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n"
+	"       waypoint --gateway [--gateway-labels K=V,...] [--gateway-ns NS] [options above]\n";
 
 int main(int argc, char **argv)
 {
@@ -267,12 +281,16 @@ int main(int argc, char **argv)
 		{ "hbone-port", required_argument, NULL, 'B' },
 		{ "ca", required_argument, NULL, 'C' },
 		{ "identity", required_argument, NULL, 'i' },
+		{ "gateway", no_argument, NULL, 'G' },
+		{ "gateway-labels", required_argument, NULL, 'g' },
+		{ "gateway-ns", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { 0 };
 	pthread_attr_t at;
-	int opt, lfd, rc, wfd;
+	const char *gw_labels = "istio=ingressgateway";
+	int opt, lfd = -1, rc, wfd;
 
 	zm_log_init("waypoint");
 	while ((opt = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
@@ -298,14 +316,38 @@ int main(int argc, char **argv)
 		case 'B': o.hbone_port = atoi(optarg); break;
 		case 'C': o.ca_dir = optarg; break;
 		case 'i': o.identity = optarg; break;
+		case 'G': o.gateway = true; break;
+		case 'g': gw_labels = optarg; break;
+		case 'S': o.gateway_ns = optarg; break;
 		case 'v': zm_log_set_level(ZM_LOG_DEBUG); break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
 	}
-	if (!o.listen || optind != argc || o.header_timeout_ms <= 0 || o.idle_timeout_ms <= 0) {
+	if ((!o.listen && !o.gateway) || optind != argc || o.header_timeout_ms <= 0 ||
+	    o.idle_timeout_ms <= 0) {
 		fputs(usage, stderr);
 		return 2;
+	}
+	if (o.gateway) {
+		/* "k=v,k2=v2": the labels Gateway selectors are matched against */
+		char lb[1024], *save = NULL;
+
+		snprintf(lb, sizeof(lb), "%s", gw_labels);
+		for (char *kv = strtok_r(lb, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+			char *eq = strchr(kv, '=');
+
+			if (!eq || eq == kv) {
+				fprintf(stderr, "waypoint: --gateway-labels: '%s' is not key=value\n", kv);
+				return 2;
+			}
+			*eq = '\0';
+			zm_labels_set(&o.gateway_labels, kv, eq + 1);
+		}
+		if (!o.gateway_ns)
+			o.gateway_ns = getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "istio-system";
+		if (!strcmp(o.name, "waypoint"))
+			o.name = "istio-ingressgateway";
 	}
 	wp_options = &o;
 	signal(SIGPIPE, SIG_IGN);
@@ -323,8 +365,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "waypoint: no usable config: %s\n", strerror(-rc));
 		return 1;
 	}
-	lfd = wp_listen(o.listen);
-	if (lfd < 0) {
+	if (o.listen)
+		lfd = wp_listen(o.listen);
+	if (o.listen && lfd < 0) {
 		fprintf(stderr, "waypoint: --listen %s: %s\n", o.listen, strerror(-lfd));
 		return 1;
 	}
@@ -353,7 +396,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	zm_log_info("listening on %s", o.listen);
+	if (o.listen)
+		zm_log_info("listening on %s", o.listen);
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 512 * 1024);
@@ -382,6 +426,19 @@ int main(int argc, char **argv)
 		}
 		pfs[0] = pf;
 		pfs[1] = wf;
+		if (lfd < 0) {
+			/* gateway only: the listeners are gateway.c's threads */
+			pfs[0] = wf;
+			if (poll(pfs, wfd >= 0 ? 1 : 0, 500) > 0 && (pfs[0].revents & POLLIN)) {
+				char ev[4096];
+
+				usleep(50000);
+				while (read(wfd, ev, sizeof(ev)) > 0)
+					;
+				reload_wanted = 1;
+			}
+			continue;
+		}
 		if (poll(pfs, wfd >= 0 ? 2 : 1, 500) <= 0)
 			continue;
 		if (wfd >= 0 && (pfs[1].revents & POLLIN)) {
@@ -418,7 +475,8 @@ int main(int argc, char **argv)
 		}
 	}
 	zm_log_info("stopping");
-	close(lfd);
+	if (lfd >= 0)
+		close(lfd);
 	if (wfd >= 0)
 		close(wfd);
 	pthread_mutex_lock(&snap_mu);

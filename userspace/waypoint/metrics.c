@@ -63,7 +63,7 @@ void wp_metrics_record(const struct wp_labels *l, double dur_ms, uint64_t req_by
 	char code[16];
 
 	snprintf(code, sizeof(code), "%d", l->code);
-	label(&b, "reporter", "waypoint", true);
+	label(&b, "reporter", wp_options && wp_options->gateway ? "source" : "waypoint", true);
 	label(&b, "source_workload", l->src_workload, false);
 	label(&b, "source_workload_namespace", l->src_ns, false);
 	label(&b, "source_principal", l->src_principal, false);

@@ -562,6 +562,12 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 		.code = res->code, .flags = res->flags, .mtls = c->mtls,
 		.proto = rq->proto,
 	};
+	if (c->gw_port) {
+		/* reporter="source": an Istio gateway reports itself as the source */
+		ml.src_workload = ml.src_app = wp_options->name;
+		ml.src_ns = wp_options->gateway_ns;
+		ml.src_version = NULL;
+	}
 	time_t secs = (time_t)(t0_wall / 1000000);
 	struct tm tm;
 	char ts[64];
@@ -692,11 +698,29 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	}
 	/* Internal headers from an untrusted peer never reach policy or the backend. */
 	nf = rq->nf = zm_http_strip_internal(rq->f, rq->nf, ZM_PEER_UNTRUSTED);
+	if (c->gw_port) {
+		/* gateway: the Host must be one of this port's servers; httpsRedirect */
+		struct zm_buf loc = { 0 };
+		int g = wp_gw_check(c, host, rq->target ? rq->target : "/", rq->target ? rq->target_len : 1, &loc);
+
+		if (g) {
+			res.code = g > 0 ? g : 500;
+			res.reason = g == 301 ? "https redirect" : "no gateway server for host";
+			snprintf(res.flags, sizeof(res.flags), "%s", g == 301 ? "" : "NR");
+			local(rs, res.code, "", 0);
+			if (g == 301)
+				hl_add(&rs->h, "location", 8, zm_buf_data(&loc), zm_buf_len(&loc));
+			zm_buf_free(&loc);
+			goto done;
+		}
+		zm_buf_free(&loc);
+	}
 	r = (struct zm_l7_request){
-		.method = rq->method, .scheme = "http", .authority = host,
+		.method = rq->method, .scheme = c->gw_tls ? "https" : "http", .authority = host,
 		.target = rq->target ? rq->target : "", .target_len = rq->target ? rq->target_len : 0,
 		/* the port the client dialled: HBONE's CONNECT names it; else Host's or 80 */
-		.headers = rq->f, .nheaders = nf, .port = c->mtls && c->tcp_port ? c->tcp_port : 80,
+		.headers = rq->f, .nheaders = nf,
+		.port = c->gw_port ? c->gw_port : c->mtls && c->tcp_port ? c->tcp_port : 80,
 		.src_principal = principal[0] ? principal : NULL, .src_ns = src ? src->ns : NULL,
 		.src_labels = src ? &src->labels : NULL, .src_family = c->family,
 		.now_s = time(NULL),
@@ -759,7 +783,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		hl_set(&h, d.req_set[i].name, d.req_set[i].value);
 	hl_apply(&h, d.req_ops, d.nreq_ops);
 	if (!hl_get(&h, "x-forwarded-proto"))
-		hl_add(&h, "x-forwarded-proto", 17, "http", 4);
+		hl_add(&h, "x-forwarded-proto", 17, c->gw_tls ? "https" : "http", c->gw_tls ? 5 : 4);
 	hl_set(&h, "x-request-id", reqid);
 	if (zm_l7_admit(snap->l7, &d) < 0) {
 		res.code = 503;
@@ -1134,7 +1158,7 @@ static void serve_tcp(struct conn *c)
 				   .src_family = c->family };
 	struct result res = { .code = 0 };
 	struct wp_req rq = { .method = "-", .target = "", .target_len = 0, .proto = "TCP",
-			     .authority = c->tcp_vip };
+			     .authority = c->gw_port ? c->gw_sni : c->tcp_vip };
 	int64_t t0 = now_ns(), t0w = wall_us();
 	uint64_t up = 0, down = 0;
 	int ep = -1;
@@ -1143,7 +1167,9 @@ static void serve_tcp(struct conn *c)
 	memcpy(r.src_addr, c->addr, sizeof(r.src_addr));
 	if (!snap)
 		goto out;
-	if (zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port, &d) < 0 ||
+	if ((c->gw_port ? zm_l7_decide_gateway_l4(snap->l7, &r, c->gw_sni, c->gw_port, &d)
+			: zm_l7_decide_tcp(snap->l7, &r, zm_l7_svc_by_addr(snap->l7, c->tcp_vip), c->tcp_port,
+					   &d)) < 0 ||
 	    d.action != ZM_L7_FORWARD) {
 		res.code = d.status;
 		res.reason = d.reason;

@@ -43,6 +43,10 @@ struct wp_opts {
 	int hbone_port;			/* 15008; 0 = off */
 	const char *ca_dir;		/* default: the lab's CA */
 	const char *identity;		/* "ns/sa"; default from POD_NAMESPACE/POD_SERVICE_ACCOUNT */
+	/* gateway mode (gateway.c) */
+	bool gateway;
+	const char *gateway_ns;		/* credentialName Secrets live here; POD_NAMESPACE or istio-system */
+	struct zm_labels gateway_labels;	/* this gateway's labels (Gateway.spec.selector) */
 };
 
 /* One config generation: the engine plus the lab it was built from. */
@@ -138,6 +142,9 @@ struct conn {
 	struct wp_msg req;
 	struct zm_buf in;
 	struct up pool[UP_POOL];
+	int gw_port;			/* gateway mode: the Gateway server port it came in on */
+	bool gw_tls;			/* ... and TLS was terminated */
+	char gw_sni[256];
 	struct up *shared_pool;		/* HTTP/2 stream workers: the connection's pool ... */
 	pthread_mutex_t *pool_mu;	/* ... under this lock */
 	uint64_t nreq;
@@ -221,6 +228,23 @@ void *wp_conn_thread(void *arg);	/* arg: a struct conn * */
 /* True when Service port @port of the Service at @vip is not HTTP (by its name, as Istio). */
 bool wp_port_is_tcp(const char *vip, int port);
 extern atomic_int wp_nconns;
+
+/* ---- gateway mode (gateway.c) ----------------------------------------------------- */
+
+struct gw_set;
+struct zm_cfg_set;
+
+/* The Gateways of @set this gateway serves (selector vs wp_options->gateway_labels),
+ * their usable servers and TLS contexts. Bad servers are logged and left out. */
+int wp_gw_build(const struct zm_cfg_set *set, struct gw_set **out);
+const char *const *wp_gw_keys(const struct gw_set *g, size_t *n);
+/* Make @g current (takes it) and open listeners for new ports. */
+void wp_gw_publish(struct gw_set *g);
+void wp_gw_put(struct gw_set *g);
+/* A request on a gateway connection: 0 to go on, 404 (no server for this
+ * Host on the port), 301 (httpsRedirect; @location filled), -ENOMEM. */
+int wp_gw_check(const struct conn *c, const char *authority, const char *target, size_t tlen,
+		struct zm_buf *location);
 
 /* ---- metrics and access log (metrics.c) ------------------------------------------ */
 

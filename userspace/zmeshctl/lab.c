@@ -22,13 +22,14 @@ static const char usage_text[] =
 	"       zmeshctl lab status [--name LAB] [-o json]\n"
 	"       zmeshctl lab exec POD -n NS [--name LAB] -- CMD [ARGS...]\n"
 	"       zmeshctl lab exec --node NODE [--name LAB] -- CMD [ARGS...]\n"
+	"       zmeshctl lab exec --outside [--name LAB] -- CMD [ARGS...]   (a client outside the cluster)\n"
 	"       zmeshctl lab label namespace NAME KEY=VALUE|KEY- [--name LAB]\n"
 	"       zmeshctl lab label pod NAME -n NS KEY=VALUE|KEY- [--name LAB]\n"
 	"       zmeshctl lab label service NAME -n NS KEY=VALUE|KEY- [--name LAB]\n";
 
 struct opts {
 	const char *name, *ns, *node, *output, *mode;
-	bool no_mesh;
+	bool no_mesh, outside;
 	const char *files[64];
 	size_t nfiles;
 	char *pos[8];		/* positional arguments before "--" */
@@ -50,6 +51,10 @@ static int parse(int argc, char **argv, struct opts *o)
 		}
 		if (!strcmp(a, "--no-mesh")) {
 			o->no_mesh = true;
+			continue;
+		}
+		if (!strcmp(a, "--outside")) {
+			o->outside = true;
 			continue;
 		}
 		if (!strcmp(a, "--name"))
@@ -116,7 +121,7 @@ static int load_config(struct opts *o, struct zm_cfg_set *cfg)
 		return -EINVAL;
 	}
 	for (size_t i = cfg->nobjs; i > 0; i--)
-		if (!zm_kind_is_istio(cfg->objs[i - 1]->kind))
+		if (!zm_kind_is_istio(cfg->objs[i - 1]->kind) && cfg->objs[i - 1]->kind != ZM_K_SECRET)
 			zm_cfg_obj_free(zm_cfg_set_remove(cfg, i - 1));
 	return 0;
 }
@@ -262,13 +267,20 @@ static int exec_cmd(struct opts *o)
 	struct zm_lab_node *node = NULL;
 	const char *ns = o->ns ? o->ns : "default";
 
-	if (!o->cmd || !o->cmd[0] || (!o->node && o->npos != 1) || (o->node && o->npos)) {
+	if (!o->cmd || !o->cmd[0] || (o->outside && (o->node || o->npos)) ||
+	    (!o->outside && ((!o->node && o->npos != 1) || (o->node && o->npos)))) {
 		fputs(usage_text, stderr);
 		return 2;
 	}
 	if (zm_lab_load(o->name, &lab, &e)) {
 		fprintf(stderr, "zmeshctl lab exec: %s\n", e.msg);
 		return 1;
+	}
+	if (o->outside) {
+		zm_lab_exec_outside(&lab, o->cmd, &e);
+		fprintf(stderr, "zmeshctl lab exec --outside: %s\n", e.msg);
+		zm_lab_free(&lab);
+		return 127;
 	}
 	if (!o->node) {
 		pod = zm_lab_pod_find(&lab, ns, o->pos[0]);

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Lab internals shared by lab.c and lab_gateway.c. */
+#ifndef ZMESH_LAB_INT_H
+#define ZMESH_LAB_INT_H
+
+#include "zmesh/lab.h"
+#include "zmesh/netns.h"
+
+/* A netns with lo up; e says why not. */
+int zm_lab_make_netns(const char *name, struct zm_error *e);
+/* This process into @cgroup and @netns, with /etc/netns/<netns>/ files bound over /etc. */
+int zm_lab_enter(const char *netns, const char *cgroup, struct zm_error *e);
+
+#define IN_NETNS(netns, rc, body) do {					\
+	int _saved;							\
+	(rc) = zm_netns_enter((netns), &_saved);			\
+	if (!(rc)) {							\
+		body;							\
+		zm_netns_restore(_saved);				\
+	}								\
+} while (0)
+
+#endif
