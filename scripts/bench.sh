@@ -151,7 +151,9 @@ lab_up() {	# $1: mode
 		fi ;;
 	esac
 	# The servers answer through the mesh before anything is measured.
-	for ip in 10.244.1.2 10.244.0.3 10.96.0.10 10.96.0.11; do
+	local targets="10.244.1.2 10.244.0.3"
+	[ "$1" = ambient-l7 ] && targets="10.96.0.10 10.96.0.11"
+	for ip in $targets; do
 		for _ in $(seq 1 50); do
 			in_client echoapp client "tcp://$ip:9000" -n 1 >/dev/null 2>&1 && break
 			sleep 0.1

@@ -76,27 +76,27 @@ static int cgroup_kill_rm(const char *dir)
 		(void)!write(fd, "1", 1);
 		close(fd);
 	}
-	for (int tries = 0; tries < 200; tries++) {
+	/* Killed tasks leave cgroup.procs before the cgroup is unpopulated
+	 * (a many-threaded process takes a while to exit): rmdir says EBUSY
+	 * until then, so it is retried as well, for up to 5 s. */
+	for (int tries = 0; tries < 500; tries++) {
 		char buf[64];
 		FILE *f;
-		bool any = false;
 
 		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 		f = fopen(path, "re");
-		if (!f)
-			break;
-		while (fgets(buf, sizeof(buf), f)) {
-			any = true;
-			kill((pid_t)atoi(buf), SIGKILL);
+		if (f) {
+			while (fgets(buf, sizeof(buf), f))
+				kill((pid_t)atoi(buf), SIGKILL);
+			fclose(f);
 		}
-		fclose(f);
-		if (!any || rmdir(dir) == 0)
+		if (rmdir(dir) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
 			break;
 		usleep(10000);
 	}
-	if (rmdir(dir) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
+	return -errno;
 }
 
 /* Every name that starts with @prefix in directory @dir. */

@@ -53,7 +53,7 @@ int zm_lab_gateway_plan(struct zm_lab *lab, struct zm_error *e)
 	struct zm_lab_container *c;
 	char store[PATH_MAX + 16];
 	const char *argv[] = { "waypoint", "--gateway", "--lab", lab->name, "--config", store,
-			       "--name", name, NULL };
+			       "--name", name, NULL, NULL, NULL };
 	bool want = false;
 
 	for (size_t i = 0; lab->config && i < lab->config->nobjs; i++)
@@ -79,6 +79,13 @@ int zm_lab_gateway_plan(struct zm_lab *lab, struct zm_error *e)
 	snprintf(p->node, sizeof(p->node), "%s", lab->nodes[0].name);
 	snprintf(p->sa, sizeof(p->sa), "%s", name);
 	snprintf(store, sizeof(store), "%s/%s", lab->state_dir, ZM_LAB_STORE);
+	/* With a mesh (and so the lab's CA), the gateway has a workload
+	 * identity and reaches meshed backends over HBONE with it, so
+	 * AuthorizationPolicies can name it (Istio's gateway does the same). */
+	if (!lab->no_mesh) {
+		argv[8] = "--hbone-port";
+		argv[9] = "15008";
+	}
 	if (zm_labels_set(&p->labels, "istio", "ingressgateway") ||
 	    zm_labels_set(&p->labels, "app", name) ||
 	    zm_labels_set(&p->labels, "istio.io/dataplane-mode", "none"))
