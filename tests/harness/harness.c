@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The runner behind tests/harness/test.h: fork per test, TAP output. */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -156,6 +157,79 @@ const char *test_build_dir(void)
 			*slash = 0;
 	}
 	return dir;
+}
+
+int test_src_path(const char *rel, char *out, size_t outsz)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s", test_build_dir());
+	for (int up = 0; up < 4; up++) {
+		char *slash;
+
+		snprintf(out, outsz, "%s/%s", dir, rel);
+		if (access(out, F_OK) == 0)
+			return 0;
+		slash = strrchr(dir, '/');
+		if (!slash)
+			break;
+		*slash = 0;
+	}
+	return -ENOENT;
+}
+
+char *test_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (!f)
+		return NULL;
+	if (!fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+	    (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+		buf[n] = 0;
+		*len = (size_t)n;
+	} else {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+int test_replay_corpus(const char *target, int (*fn)(const uint8_t *data, size_t size))
+{
+	char rel[256], dir[4200], path[4500];
+	struct dirent *de;
+	int n = 0, err;
+	DIR *d;
+
+	snprintf(rel, sizeof(rel), "tests/fuzz/%s/corpus", target);
+	err = test_src_path(rel, dir, sizeof(dir));
+	if (err)
+		return err;
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		size_t len;
+		char *buf;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		buf = test_slurp(path, &len);
+		if (!buf) {
+			n = -EIO;
+			break;
+		}
+		fn((const uint8_t *)buf, len);
+		free(buf);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 bool test_is_root(void)

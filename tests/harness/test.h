@@ -57,6 +57,21 @@ int test_sh(char *out, size_t outsz, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The build directory (where zmeshctl, echoapp... are), from /proc/self/exe. */
 const char *test_build_dir(void);
+/*
+ * Find @rel (a path inside the checkout, e.g. "tests/fuzz/jwt/corpus") by
+ * walking up from the build dir (build/ or build/<variant>/); writes it to
+ * @out. Returns 0, or -ENOENT when no ancestor holds it.
+ */
+int test_src_path(const char *rel, char *out, size_t outsz);
+/* Read a whole file, NUL-terminated (malloc'd; *len excludes the NUL), or NULL. */
+char *test_slurp(const char *path, size_t *len);
+/*
+ * Replay every file of tests/fuzz/<target>/corpus through @fn, the fuzz
+ * target's entry: a regression suite for seeds and past crashers without
+ * libFuzzer (a target abort()s on a broken invariant, which fails the test).
+ * Returns the number of files replayed, or a negative errno.
+ */
+int test_replay_corpus(const char *target, int (*fn)(const uint8_t *data, size_t size));
 /* True when running as root (most BPF and netns tests need it). */
 bool test_is_root(void);
 /* Skip unless root. */

@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The cfgmsg fuzz corpus (config-stream lines), replayed through its target:
  * a regression suite in `make test`. */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <errno.h>
@@ -14,65 +12,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #include "../fuzz/cfgmsg/fuzz.c"
 
-static DIR *corpus_dir(char *dir, size_t sz)
-{
-	static const char rel[] = "/tests/fuzz/cfgmsg/corpus";
-	DIR *d;
-
-	/* build/ or build/clang/: walk up to the checkout. */
-	snprintf(dir, sz, "%s/..%s", test_build_dir(), rel);
-	d = opendir(dir);
-	for (int up = 0; up < 3 && !d; up++) {
-		size_t l = strlen(dir) - strlen(rel);
-
-		snprintf(dir + l, sz - l, "/..%s", rel);
-		d = opendir(dir);
-	}
-	return d;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!f)
-		return NULL;
-	if (!fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
-	    (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
-		buf[n] = 0;
-		*len = (size_t)n;
-	} else {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	return buf;
-}
-
 TEST(cfgmsg_corpus)
 {
-	char dir[4200], path[4500];
-	struct dirent *de;
-	DIR *d = corpus_dir(dir, sizeof(dir));
-	int n = 0;
+	int n = test_replay_corpus("cfgmsg", LLVMFuzzerTestOneInput);
 
-	ASSERT_OK_PTR(d);
-	while ((de = readdir(d))) {
-		size_t len;
-		char *buf;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		buf = slurp(path, &len);
-		if (buf)
-			LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
-		free(buf);
-		n++;
-	}
-	closedir(d);
 	EXPECT_GE(n, 6);
 	test_log("%d corpus files replayed", n);
 }
