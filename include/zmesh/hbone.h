@@ -10,8 +10,10 @@
  * decide later with zm_hbone_respond(), or an error status); no tunnel byte
  * reaches on_data before the stream is answered 200 (early data is held,
  * bounded, then delivered, or dropped with the stream). Non-CONNECT requests
- * get 405. ALPN must be h2. Limits: 100 concurrent streams, a reset-rate
- * limit (rapid reset), 16 KiB of headers, bounded per-stream buffers.
+ * get 405. ALPN must be h2. Limits: 100 concurrent streams, 16 KiB of
+ * headers, bounded per-stream buffers, and rapid reset: a client that resets
+ * streams before they are answered (burst 100, then 33/s) gets GOAWAY
+ * ENHANCE_YOUR_CALM; resets after the answer are a client's normal close.
  */
 #ifndef ZMESH_HBONE_H
 #define ZMESH_HBONE_H
@@ -63,6 +65,8 @@ int zm_hbone_input(struct zm_hbone *h, const void *data, size_t n);
 size_t zm_hbone_output(struct zm_hbone *h, const void **data);
 void zm_hbone_consumed(struct zm_hbone *h, size_t n);
 bool zm_hbone_ready(struct zm_hbone *h);	/* handshake done, HTTP/2 up */
+/* True once the peer was sent GOAWAY for resetting too many unanswered streams. */
+bool zm_hbone_flooded(const struct zm_hbone *h);
 SSL *zm_hbone_ssl(struct zm_hbone *h);
 /* Streams that may still be opened on this connection (pooling). */
 int zm_hbone_capacity(struct zm_hbone *h);

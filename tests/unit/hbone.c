@@ -239,3 +239,47 @@ TEST_F(hb, many_streams_respect_the_limit)
 	ASSERT_OK(shuttle(&self->cli, &self->srv));
 	EXPECT_EQ(self->cli.status, 200);
 }
+
+/* CVE-2023-44487: CONNECTs reset before their answer (the server's upstream
+ * connect is wasted work) get the connection GOAWAY once past the budget. */
+TEST_F(hb, resets_before_the_answer_are_a_flood)
+{
+	int32_t id;
+	int i, rc = 0;
+
+	self->srv.decide = 0;	/* pending, as while ztunnel connects upstream */
+	for (i = 0; i < 1000 && !rc; i++) {
+		if (zm_hbone_open(self->cli.h, "10.244.1.2:8080", hdrs, 3, &id))
+			break;
+		ASSERT_OK(zm_hbone_reset(self->cli.h, id));
+		rc = shuttle(&self->cli, &self->srv);
+	}
+	EXPECT_TRUE(zm_hbone_flooded(self->srv.h));
+	test_log("GOAWAY after %d premature resets", i);
+	EXPECT_GE(i, 100);	/* the burst is allowed */
+	EXPECT_LT(i, 200);
+	/* The client learns it: no new stream on this connection. */
+	(void)shuttle(&self->cli, &self->srv);
+	EXPECT_NE(zm_hbone_open(self->cli.h, "10.244.1.2:8080", hdrs, 3, &id), 0);
+}
+
+/* A client that closes with RST after its answer (SO_LINGER 0, load
+ * balancers) resets every stream: that is no attack, the connection stays. */
+TEST_F(hb, resets_after_the_answer_are_a_normal_close)
+{
+	int32_t id;
+
+	for (int i = 0; i < 2000; i++) {
+		self->cli.status = 0;
+		ASSERT_OK(zm_hbone_open(self->cli.h, "10.244.1.2:8080", hdrs, 3, &id));
+		ASSERT_OK(zm_hbone_send(self->cli.h, id, "ping", 4));
+		ASSERT_OK(shuttle(&self->cli, &self->srv));
+		ASSERT_EQ(self->cli.status, 200);
+		ASSERT_OK(zm_hbone_send(self->srv.h, self->srv.stream, "pong", 4));
+		ASSERT_OK(shuttle(&self->cli, &self->srv));
+		ASSERT_OK(zm_hbone_reset(self->cli.h, id));
+		ASSERT_OK(shuttle(&self->cli, &self->srv));
+	}
+	EXPECT_FALSE(zm_hbone_flooded(self->srv.h));
+	EXPECT_GT(zm_hbone_capacity(self->cli.h), 0);
+}

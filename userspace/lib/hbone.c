@@ -6,12 +6,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "zmesh/buf.h"
 #include "zmesh/hbone.h"
 
 #define EARLY_MAX (64 * 1024)
 #define MAX_HDRS 32
+/*
+ * Rapid reset (CVE-2023-44487) costs a server the work it starts for a
+ * request the client then cancels. Here that work is the upstream connect,
+ * so only a reset of a stream not yet answered counts ("premature", as
+ * Envoy and the h2 crate under Istio's ztunnel count them): a burst, then a
+ * rate, then GOAWAY ENHANCE_YOUR_CALM. A reset after the answer is a client
+ * closing its TCP connection with RST, which load balancers and SO_LINGER 0
+ * apps do on every request; counting those (as nghttp2's own limit does)
+ * cut healthy pooled connections and every stream on them.
+ */
+#define EARLY_RESET_BURST 100
+#define EARLY_RESET_PER_S 33
 
 struct stream {
 	int32_t id;
@@ -37,6 +50,9 @@ struct zm_hbone {
 	void *ud;
 	struct zm_buf out;	/* ciphertext waiting for the caller */
 	struct stream *streams;
+	double reset_tokens;	/* premature resets still allowed now */
+	int64_t reset_ns;	/* when reset_tokens was last refilled */
+	bool flooded;
 };
 
 static struct stream *find(struct zm_hbone *h, int32_t id)
@@ -172,6 +188,34 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	return 0;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A client reset @s: 0, or -1 when premature resets exceed the budget. */
+static int premature_reset(struct zm_hbone *h, const struct stream *s)
+{
+	int64_t now;
+
+	if (!h->server || s->answered)
+		return 0;
+	now = mono_ns();
+	h->reset_tokens += (double)(now - h->reset_ns) * EARLY_RESET_PER_S / 1e9;
+	if (h->reset_tokens > EARLY_RESET_BURST)
+		h->reset_tokens = EARLY_RESET_BURST;
+	h->reset_ns = now;
+	if (h->reset_tokens < 1) {
+		h->flooded = true;
+		return -1;
+	}
+	h->reset_tokens -= 1;
+	return 0;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
 	struct zm_hbone *h = ud;
@@ -180,6 +224,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 	(void)ng;
 	if (!s)
 		return 0;
+	if (f->hd.type == NGHTTP2_RST_STREAM && premature_reset(h, s)) {
+		nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+		return 0;
+	}
 	if (h->server && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
 		struct zm_hbone_hdr hdrs[MAX_HDRS];
 		int status;
@@ -275,6 +323,8 @@ int zm_hbone_new_ex(SSL_CTX *ctx, bool server, unsigned flags, const struct zm_h
 		return -ENOMEM;
 	h->server = server;
 	h->manual_window = flags & ZM_HBONE_MANUAL_WINDOW;
+	h->reset_tokens = EARLY_RESET_BURST;
+	h->reset_ns = mono_ns();
 	h->cbs = *cbs;
 	h->ud = ud;
 	h->ssl = SSL_new(ctx);
@@ -294,8 +344,9 @@ int zm_hbone_new_ex(SSL_CTX *ctx, bool server, unsigned flags, const struct zm_h
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
-	/* CVE-2023-44487: at most a burst of 100 resets, then 33 per second. */
-	nghttp2_option_set_stream_reset_rate_limit(opt, 100, 33);
+	/* CVE-2023-44487: counted in premature_reset(), not by nghttp2's
+	 * limit, which counts every reset (see EARLY_RESET_BURST). */
+	nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX, UINT64_MAX);
 	nghttp2_option_set_max_settings(opt, 32);
 	if (h->manual_window)
 		nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -413,6 +464,11 @@ size_t zm_hbone_output(struct zm_hbone *h, const void **data)
 void zm_hbone_consumed(struct zm_hbone *h, size_t n)
 {
 	zm_buf_consume(&h->out, n);
+}
+
+bool zm_hbone_flooded(const struct zm_hbone *h)
+{
+	return h->flooded;
 }
 
 bool zm_hbone_ready(struct zm_hbone *h)

@@ -98,7 +98,8 @@ struct hconn {
 static struct hconn *conns;
 static struct hconn *conn_graveyard;
 static struct stream *stream_graveyard;
-static uint64_t nconns[2], nstreams_total[2];	/* [server] */
+static uint64_t nconns[2], nconns_total[2], nstreams_total[2];	/* [server] */
+static uint64_t nflooded;	/* connections sent GOAWAY for rapid reset */
 
 static int64_t ms_since(const struct timespec *t)
 {
@@ -651,6 +652,11 @@ static void conn_input(struct hconn *c)
 
 		if (r > 0) {
 			if (zm_hbone_input(c->hb, buf, (size_t)r)) {
+				if (zm_hbone_flooded(c->hb)) {
+					nflooded++;
+					zm_log_warn("HBONE connection from %s: too many streams reset before "
+						    "their answer (rapid reset): GOAWAY", conn_peer(c) ?: "?");
+				}
 				c->broken = true;
 				return;
 			}
@@ -695,6 +701,7 @@ static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int f
 	c->next = conns;
 	conns = c;
 	nconns[server]++;
+	nconns_total[server]++;
 	return c;
 }
 
@@ -937,12 +944,21 @@ void zt_tunnel_metrics(struct zt *z, struct zm_buf *b)
 		      "# TYPE zmesh_ztunnel_hbone_connections gauge\n"
 		      "zmesh_ztunnel_hbone_connections{role=\"client\"} %llu\n"
 		      "zmesh_ztunnel_hbone_connections{role=\"server\"} %llu\n"
+		      "# HELP zmesh_ztunnel_hbone_connections_total HBONE connections opened\n"
+		      "# TYPE zmesh_ztunnel_hbone_connections_total counter\n"
+		      "zmesh_ztunnel_hbone_connections_total{role=\"client\"} %llu\n"
+		      "zmesh_ztunnel_hbone_connections_total{role=\"server\"} %llu\n"
 		      "# HELP zmesh_ztunnel_hbone_streams_total HBONE streams opened\n"
 		      "# TYPE zmesh_ztunnel_hbone_streams_total counter\n"
 		      "zmesh_ztunnel_hbone_streams_total{role=\"client\"} %llu\n"
-		      "zmesh_ztunnel_hbone_streams_total{role=\"server\"} %llu\n",
+		      "zmesh_ztunnel_hbone_streams_total{role=\"server\"} %llu\n"
+		      "# HELP zmesh_ztunnel_hbone_goaway_total HBONE connections sent GOAWAY for abuse\n"
+		      "# TYPE zmesh_ztunnel_hbone_goaway_total counter\n"
+		      "zmesh_ztunnel_hbone_goaway_total{reason=\"rapid_reset\"} %llu\n",
 		      (unsigned long long)nconns[0], (unsigned long long)nconns[1],
-		      (unsigned long long)nstreams_total[0], (unsigned long long)nstreams_total[1]);
+		      (unsigned long long)nconns_total[0], (unsigned long long)nconns_total[1],
+		      (unsigned long long)nstreams_total[0], (unsigned long long)nstreams_total[1],
+		      (unsigned long long)nflooded);
 }
 
 void zt_tunnel_reap(void)
