@@ -277,13 +277,16 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 		return 503;	/* the pod left the mesh */
 	snprintf(ip, sizeof(ip), "%s", auth);
 	colon = strrchr(ip, ':');
-	if (!colon)
+	if (!colon) {
+		c->z->st.refused++;
 		return 400;
+	}
 	*colon = 0;
 	port = atoi(colon + 1);
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1 || port <= 0 || port > 65535 ||
 	    dst.sin_addr.s_addr != p->ip.s_addr) {
 		zm_log_warn("pod %s: CONNECT to %s refused: not this pod", p->id, auth);
+		c->z->st.refused++;
 		return 400;
 	}
 	dst.sin_port = htons((uint16_t)port);
