@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 #include "zmesh/ca.h"
 #include "zmesh/hbone.h"
 #include "zmesh/keymat.h"
@@ -32,7 +33,7 @@
 #define A_IP "10.244.0.2"
 
 FIXTURE(ab) {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200], otherca[64];
+	char lab[16], n1[32], n2[32], file[64], otherca[64];
 };
 
 struct peer {
@@ -58,17 +59,6 @@ static void on_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, 
 
 static const struct zm_hbone_cbs cbs = { .on_response = on_response, .on_data = on_data };
 
-static int wait_ready(struct zm_fixture_ab *self, const char *node)
-{
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(NULL, 0, "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
-			    self->ctl, node, self->lab) == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
-}
-
 FIXTURE_SETUP(ab)
 {
 	FILE *f;
@@ -80,7 +70,6 @@ FIXTURE_SETUP(ab)
 	snprintf(self->n2, sizeof(self->n2), "an2-%d", pid);
 	snprintf(self->file, sizeof(self->file), "/tmp/zm-ab-%s.yaml", self->lab);
 	snprintf(self->otherca, sizeof(self->otherca), "/tmp/zm-ab-ca-%d", pid);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
 	f = fopen(self->file, "w");
 	ASSERT_OK_PTR(f);
 	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
@@ -97,16 +86,16 @@ FIXTURE_SETUP(ab)
 			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
 			pods[i].name, pods[i].ns, pods[i].node == 1 ? self->n1 : self->n2);
 	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", lab_ctl(), self->file, self->lab), 0);
+	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
 }
 
 FIXTURE_TEARDOWN(ab)
 {
 	if (!self->lab[0])
 		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
+	test_sh(NULL, 0, "%s lab down --name %s", lab_ctl(), self->lab);
 	test_sh(NULL, 0, "rm -rf %s", self->otherca);
 	unlink(self->file);
 }
@@ -213,29 +202,17 @@ static void hangup(struct peer *p)
 static long long metric(struct zm_fixture_ab *self, const char *node, const char *series)
 {
 	static char out[65536];
-	const char *p;
 
-	test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -s localhost:15020/metrics",
-		self->ctl, node, self->lab);
-	/* A sample line starts with the series (the "# TYPE" line names it too). */
-	for (p = strstr(out, series); p && p != out && p[-1] != '\n'; p = strstr(p + 1, series))
-		;
-	return p ? atoll(p + strlen(series)) : -1;
+	lab_metrics(self->lab, node, out, sizeof(out));
+	return lab_metric(out, series);
 }
 
 /* A meshed client still reaches b through both ztunnels. */
 static void served(struct zm_fixture_ab *self)
 {
 	static char out[4096];
-	int rc = -1;
 
-	for (int i = 0; i < 20 && rc; i++) {
-		rc = test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- curl -s -m 5 http://%s:8080/",
-			     self->ctl, self->lab, B_IP);
-		if (rc)
-			usleep(200000);
-	}
-	EXPECT_EQ(rc, 0);
+	EXPECT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "curl -s -m 5 http://" B_IP ":8080/"), 0);
 	EXPECT_STRSTR(out, "\"pod\"");
 }
 
