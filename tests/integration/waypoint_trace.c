@@ -5,6 +5,7 @@
  *    takes POST /api/v2/spans and appends each span to a file), a waypoint
  *    sampling 100% and one sampling 0%, echoapp as the backend (it answers
  *    with the headers it saw, so propagation is checked at the far end);
+ *    a retry after a refused connection is a CLIENT span of its own;
  *  - JWKS servers over TLS (`openssl s_server -WWW`) with a certificate from
  *    a CA made here, one from a CA the waypoint does not trust, and one for
  *    another name; the waypoint trusts only that CA (--jwks-ca).
@@ -28,8 +29,10 @@
 static const char cluster_fmt[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
-	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo, labels: {app: echo}}\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: echo, labels: {app: echo, tier: half}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: dead, labels: {tier: half}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: client, labels: {app: client}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: collector, labels: {app: collector}}\n"
@@ -61,6 +64,8 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: jwksname}\n  ports:\n  - {name: https, port: 8443}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: echo}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: half}\n"
+	"spec:\n  selector: {tier: half}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: nobody}\n"
 	"spec:\n  selector: {app: nobody}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: s1}\n"
@@ -83,6 +88,8 @@ static const char config[] =
 	JWT_RULE("s1", ISS, "https://jwkss.default.svc.cluster.local:8443/jwks.json")
 	JWT_RULE("s2", ISS_BADCA, "https://jwksbad.default.svc.cluster.local:8443/jwks.json")
 	JWT_RULE("s3", ISS_BADNAME, "https://jwksname.default.svc.cluster.local:8443/jwks.json")
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: half}\n"
+	"spec:\n  host: half\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\n"
 	"spec:\n  hosts: [echo]\n  http:\n  - route: [{destination: {host: echo}}]\n";
 
@@ -300,6 +307,15 @@ static const char *field_of(const char *out, const char *kind, const char *k, ch
 	return v;
 }
 
+static int count_occ(const char *out, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = out; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
 TEST_F(tr, w3c_parent_child_fields_and_b3_propagation)
 {
 	char out[8192], sp[8192], want[512], sid[40], cid[40], hid[40];
@@ -384,15 +400,6 @@ static int count_lines(const char *out, const char *prefix)
 	return n;
 }
 
-static int count_occ(const char *out, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = out; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
 TEST_F(tr, sampling_0_and_100_percent)
 {
 	char out[8192], sp[16384], metrics[8192];
@@ -433,6 +440,45 @@ TEST_F(tr, sampling_0_and_100_percent)
 		test_log("%s", metrics);
 		EXPECT_TRUE(m && atoi(m + 30) >= 40);
 	}
+}
+
+/* A retry is a CLIENT span of its own, and the backend sees the id of the try that reached it. */
+TEST_F(tr, retry_gets_its_own_client_span)
+{
+	char out[4096], sp[8192], dead[32], want[256], sid[40];
+	const char *l;
+	bool found = false;
+
+	ASSERT_EQ(pod_ip(self, "dead", dead, sizeof(dead)), 0);
+	/* round robin over {echo, dead} in one burst: every other request tries dead
+	 * first (refused), then echo; per request "<trace> <span> <parent>" as echo saw them */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4 5 6; do "
+			  "curl -s -H \"Host: half\" http://%s:8080/r; echo; done' | python3 -c \"import json,sys\n"
+			  "for l in sys.stdin:\n  if l.strip():\n    h = json.loads(l)['headers']\n"
+			  "    print(h['traceparent'][3:35], h['x-b3-spanid'], h['x-b3-parentspanid'])\"",
+			  self->ctl, self->name, self->wp), 0);
+	test_log("%s", out);
+	for (l = out; l && *l && !found; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		char trace[40], hspan[40], parent[40];
+
+		if (sscanf(l, "%32s %16s %16s", trace, hspan, parent) != 3)
+			continue;
+		ASSERT_TRUE(spans(self, trace, "waypoint.default", NULL, 2, sp, sizeof(sp)) >= 2);
+		if (count_occ(sp, "CLIENT ") < 2)
+			continue;
+		found = true;
+		test_log("%s", sp);
+		field_of(sp, "SERVER", "id=", sid, sizeof(sid));
+		EXPECT_STREQ(sid, parent);
+		snprintf(want, sizeof(want), "parent=%s name=half.default.svc.cluster.local:80/* method=- url=- code=0 ", sid);
+		EXPECT_STRSTR(sp, want);
+		snprintf(want, sizeof(want), "error=true times=ok remote=%s", dead);
+		EXPECT_STRSTR(sp, want);
+		snprintf(want, sizeof(want), "CLIENT trace=%s id=%s parent=%s name=half.default.svc.cluster.local:80/* "
+			 "method=- url=- code=200 ", trace, hspan, sid);
+		EXPECT_STRSTR(sp, want);
+	}
+	EXPECT_TRUE(found);
 }
 
 TEST_F(tr, jwks_uri_over_https)
