@@ -45,6 +45,10 @@ static const char cluster_fmt[] =
 	"spec:\n  nodeName: n1\n  containers:\n"
 	"  - {name: c, command: [waypoint, --name, wp0, --listen, \"0.0.0.0:8080\", --lab, %s, --config, %s,\n"
 	"     --zipkin, \"" COLLECTOR "\", --trace-sampling, \"0\"]}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: gw, labels: {istio: ingressgateway}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n"
+	"  - {name: c, command: [waypoint, --gateway, --lab, %s, --config, %s,\n"
+	"     --zipkin, \"" COLLECTOR "\", --trace-sampling, \"100\"]}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: jwkss, labels: {app: jwkss}}\n"
 	"spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [sh, -c, \"cd %s/www && exec openssl s_server "
 	"-quiet -WWW -accept 8443 -cert ../good.crt -key ../good.key\"]}\n---\n"
@@ -90,6 +94,12 @@ static const char config[] =
 	JWT_RULE("s3", ISS_BADNAME, "https://jwksname.default.svc.cluster.local:8443/jwks.json")
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: half}\n"
 	"spec:\n  host: half\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n---\n"
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+	"spec:\n  selector: {istio: ingressgateway}\n"
+	"  servers:\n  - port: {number: 8081, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ingress}\n"
+	"spec:\n  hosts: [echo.example.com]\n  gateways: [gw]\n"
+	"  http:\n  - route: [{destination: {host: echo}}]\n---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\n"
 	"spec:\n  hosts: [echo]\n  http:\n  - route: [{destination: {host: echo}}]\n";
 
@@ -221,7 +231,7 @@ FIXTURE_SETUP(tr)
 	snprintf(path, sizeof(path), "%s/config.yaml", self->dir);
 	write_file(path, config);
 	snprintf(cluster, sizeof(cluster), cluster_fmt, self->dir, self->dir, self->name, path, self->dir,
-		 self->name, path, self->dir, self->dir, self->dir);
+		 self->name, path, self->name, path, self->dir, self->dir, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	write_file(path, cluster);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
@@ -479,6 +489,34 @@ TEST_F(tr, retry_gets_its_own_client_span)
 		EXPECT_STRSTR(sp, want);
 	}
 	EXPECT_TRUE(found);
+}
+
+/* The ingress gateway (same binary) reports as istio-ingressgateway.<ns>. */
+TEST_F(tr, gateway_spans)
+{
+	char out[4096], sp[4096], gw[32];
+
+	ASSERT_EQ(pod_ip(self, "gw", gw, sizeof(gw)), 0);
+	for (int i = 0; i < 50; i++) {
+		char code[64];
+
+		test_sh(code, sizeof(code), "%s lab exec client --name %s -- curl -s -o /dev/null -w '%%{http_code}' "
+			"-H 'Host: echo.example.com' http://%s:8081/", self->ctl, self->name, gw);
+		if (!strcmp(code, "200"))
+			break;
+		usleep(100000);
+	}
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s -H 'Host: echo.example.com' "
+			  "-H 'traceparent: 00-66666666666666666666666666666666-7777777777777777-01' http://%s:8081/g",
+			  self->ctl, self->name, gw), 0);
+	EXPECT_STRSTR(out, "\"traceparent\":\"00-66666666666666666666666666666666-");
+	ASSERT_EQ(spans(self, "66666666666666666666666666666666", "istio-ingressgateway.default", NULL, 2, sp,
+			sizeof(sp)), 2);
+	test_log("%s", sp);
+	EXPECT_STRSTR(sp, "SERVER trace=66666666666666666666666666666666");
+	EXPECT_STRSTR(sp, "parent=7777777777777777 name=echo.default.svc.cluster.local:80/* method=GET "
+		      "url=http://echo.example.com/g code=200 flags=- cluster=outbound|80||echo.default.svc.cluster.local "
+		      "cs=istio-ingressgateway ns=default");
 }
 
 TEST_F(tr, jwks_uri_over_https)
