@@ -92,15 +92,19 @@ static void new_id(char out[17])
 	hex_id(out, r, sizeof(r));
 }
 
-/* @n lower-case hex digits, not all zero. */
+/* Exactly @n lower-case hex digits (@s is not NUL-terminated), not all zero. */
 static bool is_id(const char *s, size_t len, size_t n)
 {
-	if (len != n || strspn(s, "0123456789abcdef") < n)
+	bool nonzero = false;
+
+	if (len != n)
 		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] != '0')
-			return true;
-	return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+		nonzero |= s[i] != '0';
+	}
+	return nonzero;
 }
 
 static const char *field(const struct zm_http_field *f, size_t nf, const char *name, size_t *len)
@@ -168,7 +172,8 @@ static bool parse_traceparent(struct wp_trace *t, const char *v, size_t n, int *
 {
 	static const char hex[] = "0123456789abcdef";
 
-	if (n < 55 || !strchr(hex, v[0]) || !strchr(hex, v[1]) || !memcmp(v, "ff", 2) ||
+	if (n < 55 || !v[0] || !v[1] || !v[53] || !v[54] ||
+	    !strchr(hex, v[0]) || !strchr(hex, v[1]) || !memcmp(v, "ff", 2) ||
 	    v[2] != '-' || v[35] != '-' || v[52] != '-' || (n > 55 && (!memcmp(v, "00", 2) || v[55] != '-')) ||
 	    !is_id(v + 3, 32, 32) || !is_id(v + 36, 16, 16) || !strchr(hex, v[53]) || !strchr(hex, v[54]))
 		return false;
