@@ -278,13 +278,14 @@ static int get(struct zm_fixture_tr *self, const char *ip, const char *host, con
 	return rc;
 }
 
-/* Wait up to ~5 s for @want spans of @trace ("" any) from @svc (and url containing @url). */
+/* Wait up to ~10 s for @want spans of @trace ("" any) from @svc (and url containing @url). */
 static int spans(struct zm_fixture_tr *self, const char *trace, const char *svc, const char *url,
 		 int want, char *out, size_t sz)
 {
 	int n = -1;
 
-	for (int i = 0; i < 50; i++) {
+	/* the exporter flushes every second; allow for a loaded machine */
+	for (int i = 0; i < 100; i++) {
 		const char *c;
 
 		test_sh(out, sz, "python3 %s/spans.py %s/spans.jsonl '%s' '%s' %s%s%s", self->dir, self->dir,
