@@ -5,28 +5,28 @@
  * (wp_jwks_want) and builds with whatever the cache holds (a rule without
  * keys answers 401, never stalls); when a fetch brings a new or changed
  * document the thread asks for a reload, which rebuilds with it. Documents
- * are refetched every 10 minutes; a failed fetch keeps the old copy and is
- * retried after 5 s. Plain http:// only (no TLS trust store for https yet).
+ * are refetched every --jwks-refresh seconds (10 minutes); a failed fetch
+ * keeps the old copy and is retried after 5 s. http:// or https:// through
+ * httpc.h: TLS 1.2+, the server verified against --jwks-ca or the system
+ * store, its name against the URI's host; no verified document, no keys:
+ * that issuer's tokens get 401 (fail closed).
  * Bounded: 64 URIs, 256 KiB (ZM_JWKS_MAX_LEN) per document, 5 s per fetch.
  */
-#include <errno.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 /* ZM_JWKS_MAX_LEN of zmesh/jwt.h (which cannot meet istio.h in one file) */
 #define WP_JWKS_MAX_LEN (256 * 1024)
+#include "zmesh/httpc.h"
 #include "zmesh/log.h"
 #include "waypoint.h"
 
 #define MAX_URIS 64
-#define REFRESH_S 600
+#define REFRESH_S 600		/* Envoy's remote_jwks cache_duration default */
 #define RETRY_S 5
+#define FETCH_MS 5000
 
 struct jwks_ent {
 	char *uri;
@@ -41,6 +41,11 @@ static size_t nents;
 static bool started;
 static void (*on_change)(void);
 
+static int refresh_s(void)
+{
+	return wp_options && wp_options->jwks_refresh_s > 0 ? wp_options->jwks_refresh_s : REFRESH_S;
+}
+
 static time_t mono_s(void)
 {
 	struct timespec ts;
@@ -49,67 +54,27 @@ static time_t mono_s(void)
 	return ts.tv_sec;
 }
 
-/* GET http://host[:port]/path; the body (NUL-terminated) or NULL. */
-static char *http_get(const char *uri)
+/* GET @uri (http or https, httpc.h); the body (NUL-terminated) or NULL, the reason logged. */
+static char *jwks_get(const char *uri)
 {
-	char host[256], port[8] = "80", req[1024];
-	const char *p = uri + 7, *slash = strchr(p, '/'), *colon;
-	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	struct zm_buf in = { 0 };
-	char *body = NULL;
-	int fd = -1;
-	time_t end = mono_s() + 5;
+	struct zm_httpc_opts o = { .ca_file = wp_options ? wp_options->jwks_ca : NULL,
+				   .timeout_ms = FETCH_MS, .max_body = WP_JWKS_MAX_LEN,
+				   .accept = "application/json" };
+	struct zm_buf body = { 0 };
+	struct zm_error e = { "" };
+	char *doc = NULL;
+	int status = 0;
 
-	if (strncmp(uri, "http://", 7))
-		return NULL;
-	snprintf(host, sizeof(host), "%.*s", (int)(slash ? (size_t)(slash - p) : strlen(p)), p);
-	if ((colon = strchr(host, ':'))) {
-		snprintf(port, sizeof(port), "%s", colon + 1);
-		host[colon - host] = '\0';
-	}
-	if (getaddrinfo(host, port, &hints, &ai) || !ai)
-		goto out;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen))
-		goto out;
-	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\nAccept: application/json\r\n\r\n",
-		 slash ? slash : "/", host);
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
-		goto out;
-	for (;;) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		char *dst;
-		ssize_t r;
-		int left = (int)(end - mono_s()) * 1000;
-
-		if (left <= 0 || poll(&pf, 1, left) <= 0)
-			goto out;
-		dst = zm_buf_reserve(&in, 16384);
-		if (!dst)
-			goto out;
-		r = recv(fd, dst, 16384, 0);
-		if (r < 0)
-			goto out;
-		if (r == 0)
-			break;
-		zm_buf_commit(&in, (size_t)r);
-		if (zm_buf_len(&in) > WP_JWKS_MAX_LEN + 8192)
-			goto out;
-	}
-	{
-		const char *d = zm_buf_cstr(&in), *hdr_end = d ? strstr(d, "\r\n\r\n") : NULL;
-
-		/* HTTP/1.0 read to EOF: the body is everything after the header block */
-		if (d && hdr_end && !strncmp(d, "HTTP/1.", 7) && !strncmp(d + 8, " 200", 4))
-			body = strdup(hdr_end + 4);
-	}
-out:
-	if (ai)
-		freeaddrinfo(ai);
-	if (fd >= 0)
-		close(fd);
-	zm_buf_free(&in);
-	return body;
+	if (zm_httpc_request("GET", uri, NULL, 0, &o, &status, &body, &e) < 0)
+		zm_log_warn("jwks: fetching %s failed: %s; retrying in %ds", uri, e.msg, RETRY_S);
+	else if (status != 200)
+		zm_log_warn("jwks: fetching %s failed: HTTP %d; retrying in %ds", uri, status, RETRY_S);
+	else if (zm_buf_cstr(&body))
+		doc = strdup(zm_buf_cstr(&body));
+	else
+		doc = strdup("");
+	zm_buf_free(&body);
+	return doc;
 }
 
 static void *fetch_thread(void *arg)
@@ -130,16 +95,17 @@ static void *fetch_thread(void *arg)
 			}
 			uri = strdup(ents[i].uri);
 			pthread_mutex_unlock(&mu);
-			doc = uri ? http_get(uri) : NULL;
+			doc = uri ? jwks_get(uri) : NULL;
 			pthread_mutex_lock(&mu);
 			changed = doc && (!ents[i].doc || strcmp(doc, ents[i].doc));
 			if (doc) {
 				free(ents[i].doc);
 				ents[i].doc = doc;
-				ents[i].next = mono_s() + REFRESH_S;
+				ents[i].next = mono_s() + refresh_s();
+				if (changed)
+					zm_log_info("jwks: %s fetched (%zu bytes)", uri, strlen(doc));
 			} else {
 				ents[i].next = mono_s() + RETRY_S;
-				zm_log_warn("jwks: fetching %s failed; retrying in %ds", uri ? uri : "?", RETRY_S);
 			}
 			free(uri);
 			if (changed && on_change)
@@ -168,15 +134,16 @@ void wp_jwks_init(void (*changed)(void))
 
 void wp_jwks_want(const char *uri)
 {
+	struct zm_error e = { "" };
+	struct zm_url u;
 	pthread_t th;
 
 	pthread_mutex_lock(&mu);
 	for (size_t i = 0; i < nents; i++)
 		if (!strcmp(ents[i].uri, uri))
 			goto out;
-	if (nents == MAX_URIS || strncmp(uri, "http://", 7)) {
-		zm_log_warn("jwks: %s not fetched (%s)", uri,
-			    nents == MAX_URIS ? "too many jwksUri" : "only http:// is supported");
+	if (nents == MAX_URIS || zm_url_parse(uri, &u, &e) < 0) {
+		zm_log_warn("jwks: %s not fetched (%s)", uri, nents == MAX_URIS ? "too many jwksUri" : e.msg);
 		goto out;
 	}
 	ents[nents].uri = strdup(uri);

@@ -257,6 +257,7 @@ static const char usage[] =
 	"                [--header-timeout MS] [--idle-timeout MS]\n"
 	"                [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
 	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n"
+	"                [--zipkin URL] [--trace-sampling PERCENT] [--jwks-ca FILE] [--jwks-refresh S]\n"
 	"       waypoint --gateway [--gateway-labels K=V,...] [--gateway-ns NS] [options above]\n";
 
 int main(int argc, char **argv)
@@ -265,6 +266,7 @@ int main(int argc, char **argv)
 		.name = "waypoint", .metrics_port = 15020, .ready_port = 15021,
 		.header_timeout_ms = 10000, .idle_timeout_ms = 300000,
 		.path_norm = ZM_ISTIO_PATH_BASE, .peer_identity = true,
+		.trace_sampling = 1.0, .jwks_refresh_s = 600,
 	};
 	static const struct option lo[] = {
 		{ "listen", required_argument, NULL, 'l' },
@@ -284,6 +286,10 @@ int main(int argc, char **argv)
 		{ "gateway", no_argument, NULL, 'G' },
 		{ "gateway-labels", required_argument, NULL, 'g' },
 		{ "gateway-ns", required_argument, NULL, 'S' },
+		{ "zipkin", required_argument, NULL, 'z' },
+		{ "trace-sampling", required_argument, NULL, 's' },
+		{ "jwks-ca", required_argument, NULL, 'J' },
+		{ "jwks-refresh", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -319,13 +325,26 @@ int main(int argc, char **argv)
 		case 'G': o.gateway = true; break;
 		case 'g': gw_labels = optarg; break;
 		case 'S': o.gateway_ns = optarg; break;
+		case 'z': o.zipkin = optarg; break;
+		case 's': {
+			char *end;
+
+			o.trace_sampling = strtod(optarg, &end);
+			if (end == optarg || *end || !(o.trace_sampling >= 0 && o.trace_sampling <= 100)) {
+				fprintf(stderr, "waypoint: --trace-sampling: '%s' is not a percentage (0-100)\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'J': o.jwks_ca = optarg; break;
+		case 'R': o.jwks_refresh_s = atoi(optarg); break;
 		case 'v': zm_log_set_level(ZM_LOG_DEBUG); break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}
 	}
 	if ((!o.listen && !o.gateway) || optind != argc || o.header_timeout_ms <= 0 ||
-	    o.idle_timeout_ms <= 0) {
+	    o.idle_timeout_ms <= 0 || o.jwks_refresh_s <= 0) {
 		fputs(usage, stderr);
 		return 2;
 	}
@@ -357,6 +376,8 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	wp_jwks_init(on_jwks_change);
+	if (wp_trace_init(&o) < 0)
+		return 2;
 	if (wp_access_log_open(o.access_log) < 0) {
 		fprintf(stderr, "waypoint: --access-log %s: %s\n", o.access_log, strerror(errno));
 		return 1;
@@ -475,6 +496,7 @@ int main(int argc, char **argv)
 		}
 	}
 	zm_log_info("stopping");
+	wp_trace_shutdown();
 	if (lfd >= 0)
 		close(lfd);
 	if (wfd >= 0)

@@ -148,6 +148,7 @@ int wp_metrics_render(struct zm_buf *b)
 	zm_buf_printf(b, "# TYPE zmesh_waypoint_connections gauge\nzmesh_waypoint_connections %d\n",
 		      atomic_load(&wp_nconns));
 	pthread_mutex_unlock(&mu);
+	wp_trace_metrics(b);
 	return zm_buf_cstr(b) ? 0 : -ENOMEM;
 }
 

@@ -149,7 +149,7 @@ int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl)
 	return 0;
 }
 
-static void hl_del(struct hlist *h, const char *n)
+void hl_del(struct hlist *h, const char *n)
 {
 	size_t o = 0;
 
@@ -652,7 +652,9 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
 	size_t len, nf = rq->nf;
 	bool admitted = false, head = !strcmp(rq->method, "HEAD");
+	struct wp_trace trc;
 
+	wp_trace_begin(&trc, rq->f, rq->nf, t0_wall);
 	zm_l7_decision_init(&d);
 	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
 	wp_resp_init(&r2);
@@ -785,6 +787,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	if (!hl_get(&h, "x-forwarded-proto"))
 		hl_add(&h, "x-forwarded-proto", 17, c->gw_tls ? "https" : "http", c->gw_tls ? 5 : 4);
 	hl_set(&h, "x-request-id", reqid);
+	wp_trace_inject(&trc, &h);
 	if (zm_l7_admit(snap->l7, &d) < 0) {
 		res.code = 503;
 		snprintf(res.flags, sizeof(res.flags), "UO");
@@ -798,7 +801,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 		if (c->family == AF_INET)
 			inet_ntop(AF_INET, c->addr, fip, sizeof(fip));
-		wp_hbup_meta(fip, req_header(rq, "traceparent", tmp, sizeof(tmp), &len));
+		wp_hbup_meta(fip, hl_get(&h, "traceparent"));
 	}
 	{
 		struct zm_buf out = { 0 };
@@ -844,6 +847,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
 			if (d.per_try_ns && (!try_deadline || tnow + d.per_try_ns < try_deadline))
 				try_deadline = tnow + d.per_try_ns;
+			wp_trace_try_begin(&trc, &out, &h);
 			if (h2up) {
 				int ufd = connect_to(e->addr, e->tport[d.svc_port_idx],
 						     try_deadline && try_deadline < tnow + cto ? try_deadline : tnow + cto);
@@ -865,6 +869,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				gst = -1;
 			}
 			zm_l7_report(snap->l7, &d, ep, st, now_ns());
+			wp_trace_try_end(&trc, &d, e->addr, e->tport[d.svc_port_idx], st);
 			if (tr == TRY_OK) {
 				res.code = st;
 				res.reason = NULL;
@@ -982,6 +987,12 @@ done:
 	if (admitted)
 		zm_l7_release(snap->l7, &d);
 	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
+	wp_trace_end(&trc, &(struct wp_trace_done){
+		.method = rq->method, .authority = host, .path = rq->target, .path_len = rq->target_len,
+		.proto = rq->proto, .peer = c->peer, .request_id = reqid, .flags = res.flags,
+		.user_agent = req_header(rq, "user-agent", tmp, sizeof(tmp), &len), .code = res.code,
+		.d = &d, .req_bytes = rq->body ? zm_buf_len(rq->body) : 0, .resp_bytes = res.resp_bytes,
+		.tls = c->gw_tls });
 	hl_free(&h);
 	wp_msg_free(&resp);
 	wp_resp_free(&r2);

@@ -43,6 +43,10 @@ struct wp_opts {
 	int hbone_port;			/* 15008; 0 = off */
 	const char *ca_dir;		/* default: the lab's CA */
 	const char *identity;		/* "ns/sa"; default from POD_NAMESPACE/POD_SERVICE_ACCOUNT */
+	const char *jwks_ca;		/* https jwksUri: trust these roots (PEM); NULL: the system store */
+	int jwks_refresh_s;		/* refetch jwksUri documents this often (600) */
+	const char *zipkin;		/* Zipkin v2 collector URL (http(s)://host:port/api/v2/spans); NULL: off */
+	double trace_sampling;		/* percent of new traces sampled (Istio's default 1.0) */
 	/* gateway mode (gateway.c) */
 	bool gateway;
 	const char *gateway_ns;		/* credentialName Secrets live here; POD_NAMESPACE or istio-system */
@@ -119,6 +123,7 @@ struct hlist {
 };
 
 void hl_free(struct hlist *h);
+void hl_del(struct hlist *h, const char *n);
 
 #define UP_POOL 16
 
@@ -245,6 +250,57 @@ void wp_gw_put(struct gw_set *g);
  * Host on the port), 301 (httpsRedirect; @location filled), -ENOMEM. */
 int wp_gw_check(const struct conn *c, const char *authority, const char *target, size_t tlen,
 		struct zm_buf *location);
+
+/* ---- tracing (trace.c) -----------------------------------------------------------------
+ *
+ * With --zipkin, every request gets a SERVER span and each upstream try a
+ * CLIENT span (its child), exported as Zipkin v2 JSON by a background thread.
+ * The incoming context is B3 (`b3`, then `x-b3-*`), else W3C `traceparent`;
+ * none (or an invalid one) starts a new trace. The sampling decision of the
+ * caller is kept; without one, --trace-sampling percent of traces are
+ * sampled. Unsampled requests still get fresh ids propagated (flags 00,
+ * x-b3-sampled: 0) so the backends see one trace. Without --zipkin all of
+ * this is off and trace headers pass untouched.
+ *
+ * Use from wp_serve(): begin at the start, inject into the upstream headers
+ * (before they are serialized), try_begin/try_end around each upstream try
+ * (try_begin gives a retry its own span id, patched into @out and @h), end
+ * once the answer is known. Spans are rendered on the request's thread and
+ * queued (bounded: a full queue drops and counts); nothing blocks on export.
+ */
+struct wp_trace {
+	bool on, sampled, b3_single;
+	char trace_id[33];		/* 16 or 32 lower-case hex, as received */
+	char parent_id[17];		/* the caller's span, "" at a trace's root */
+	char span_id[17];		/* our SERVER span */
+	char client_id[17];		/* the CLIENT span of the current try */
+	int ntries;
+	int64_t start_us, try_start_us;	/* wall clock, microseconds */
+};
+
+struct wp_trace_done {
+	const char *method, *authority, *path;
+	size_t path_len;
+	const char *proto, *peer, *request_id, *user_agent, *flags;
+	int code;
+	const struct zm_l7_decision *d;
+	uint64_t req_bytes, resp_bytes;
+	bool tls;			/* the client came over TLS (gateway) */
+};
+
+/* From the options; starts the export thread. -EINVAL for a bad --zipkin URL. */
+int wp_trace_init(const struct wp_opts *o);
+/* Send what is queued (bounded by a couple of seconds) and stop the thread. */
+void wp_trace_shutdown(void);
+void wp_trace_begin(struct wp_trace *t, const struct zm_http_field *f, size_t nf, int64_t start_us);
+void wp_trace_inject(struct wp_trace *t, struct hlist *h);
+void wp_trace_try_begin(struct wp_trace *t, struct zm_buf *out, struct hlist *h);
+/* @status: the upstream's answer, 0 when the try failed before one. */
+void wp_trace_try_end(struct wp_trace *t, const struct zm_l7_decision *d, const char *addr, int port,
+		      int status);
+void wp_trace_end(struct wp_trace *t, const struct wp_trace_done *r);
+/* The exporter's counters in Prometheus text. */
+void wp_trace_metrics(struct zm_buf *b);
 
 /* ---- metrics and access log (metrics.c) ------------------------------------------ */
 
