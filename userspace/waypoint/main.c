@@ -135,6 +135,7 @@ int wp_reload(const struct wp_opts *o)
 		if (rc)
 			goto fail;
 		lo.gateways = wp_gw_keys(gw, &lo.ngateways);
+		lo.gw_hosts = wp_gw_hosts(gw, &lo.ngw_hosts);
 		lo.self_ns = o->gateway_ns;
 		lo.self_labels = &o->gateway_labels;
 	}
