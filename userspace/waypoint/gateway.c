@@ -538,7 +538,7 @@ static int mesh_cred(struct cred *c, char *td, size_t tdsz, char *why, size_t wh
 {
 	char id[640];
 	struct zm_spiffe_id sid;
-	int rc = wp_mesh_cred(&c->cert, &c->key, &c->ca, id, sizeof(id));
+	int rc = wp_mesh_cred(&c->key, &c->cert, &c->ca, id, sizeof(id));
 
 	if (rc == -ENOENT) {
 		snprintf(why, whysz, "ISTIO_MUTUAL needs the gateway's mesh certificate "
@@ -637,6 +637,13 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 			rc = -EINVAL;
 		for (size_t i = 0; i < nc; i++)
 			cred_free(&c[i]);
+		if (rc == -ENOENT && s->istio_mutual && wp_options->hbone_port) {
+			/* the first generation is built before the HBONE front
+			 * has its certificate; main.c rebuilds once it has */
+			zm_log_info("gateway %s: servers[%zu] (port %d): ISTIO_MUTUAL waits for the mesh certificate",
+				    key, idx, s->port);
+			return;
+		}
 		if (rc) {
 			zm_log_error("gateway %s: servers[%zu] (port %d): %s; server not started", key, idx,
 				     s->port, why);

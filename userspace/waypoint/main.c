@@ -396,6 +396,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "waypoint: --hbone-port %d: %s\n", o.hbone_port, strerror(-rc));
 			return 1;
 		}
+		/* gateway: ISTIO_MUTUAL servers need this certificate; build them again */
+		if (o.gateway)
+			reload_wanted = 1;
 	}
 	if (o.listen)
 		zm_log_info("listening on %s", o.listen);
