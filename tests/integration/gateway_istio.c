@@ -44,12 +44,15 @@ static const char cluster_fmt[] =
 	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: web2, namespace: other}\n"
 	"spec:\n  selector: {app: web2}\n  ports:\n  - {name: http, port: 8080}\n---\n"
-	"apiVersion: v1\nkind: Pod\nmetadata: {name: tls-backend, namespace: shop, labels: {app: tls-backend}}\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: tls-backend, namespace: shop, labels: {app: tls-backend, version: v1}}\n"
 	"spec:\n  nodeName: n2\n  containers:\n"
 	"  - {name: c, command: [openssl, s_server, -accept, \"8443\", -cert, %s/backend.crt, -key, %s/backend.key, "
 	"-www, -quiet]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: tls-backend, namespace: shop}\n"
 	"spec:\n  selector: {app: tls-backend}\n  ports:\n  - {name: tls, port: 8443}\n---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tls-backend, namespace: shop}\n"
+	"spec:\n  host: tls-backend\n  subsets:\n  - {name: v1, labels: {version: v1}}\n"
+	"  - {name: v2, labels: {version: v2}}\n---\n"
 	/* the Gateway: scoped hosts, two certificates, ISTIO_MUTUAL, AUTO_PASSTHROUGH */
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
 	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
@@ -348,11 +351,19 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -h '\"dst.workload\":\"tls-backend\"' /run/zmesh/lab/%s/logs/ztunnel-n2.log "
 			  "| tail -1", self->lab), 0);
 	EXPECT_STRSTR(out, "\"src.identity\":\"spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway\"");
-	/* unknown service, port, subset, a host outside the server's hosts, malformed, none: refused */
+	/* a DestinationRule subset with endpoints */
+	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 "
+		 "-servername outbound_.8443_.v1_.tls-backend.shop.svc.cluster.local </dev/null 2>/dev/null "
+		 "| openssl x509 -noout -subject", self->ip);
+	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	EXPECT_STRSTR(out, "CN = tls-backend.shop.svc.cluster.local");
+	/* unknown service, port, subset, a subset without endpoints, a host
+	 * outside the server's hosts, malformed, none: refused */
 	const char *bad[] = {
 		"outbound_.8443_._.nope.shop.svc.cluster.local",
 		"outbound_.9999_._.tls-backend.shop.svc.cluster.local",
-		"outbound_.8443_.v1_.tls-backend.shop.svc.cluster.local",
+		"outbound_.8443_.v3_.tls-backend.shop.svc.cluster.local",
+		"outbound_.8443_.v2_.tls-backend.shop.svc.cluster.local",
 		"outbound_.8080_._.web2.other.svc.cluster.local",
 		"outbound_.8443.tls-backend.shop.svc.cluster.local",
 		"tls-backend.shop.svc.cluster.local",
