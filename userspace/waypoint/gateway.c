@@ -17,6 +17,16 @@
  * do). Rotation: every generation builds fresh contexts; a connection keeps
  * the context it shook hands with (OpenSSL refcounts it), new handshakes
  * take the new one; nothing is dropped.
+ *
+ * credentialNames put several certificates (one per key type) in one
+ * server context; OpenSSL picks by the client's signature algorithms.
+ * ISTIO_MUTUAL servers use this proxy's mesh certificate (hbone.c) and
+ * accept X509-SVID clients of its trust domain; the client's SPIFFE ID
+ * becomes the connection's principal. AUTO_PASSTHROUGH servers take
+ * SNIs "outbound_.<port>_.<subset>_.<fqdn>" of hosts they cover; the
+ * engine (zm_l7_decide_gateway_l4) picks the service. The servers' hosts,
+ * with their "ns/" part, go to the engine for Istio's namespace scoping
+ * of VirtualService binding (wp_gw_hosts).
  */
 #include <arpa/inet.h>
 #include <errno.h>
