@@ -171,7 +171,8 @@ struct zm_l7_gw_host {
 /*
  * Istio's SNI of an AUTO_PASSTHROUGH connection (its cluster name):
  * "outbound_.<port>_.<subset>_.<fqdn>", subset empty for none
- * ("outbound_.8443_._.svc.ns.svc.cluster.local"). 0 and the parts, or
+ * ("outbound_.8443_._.svc.ns.svc.cluster.local"; the port without leading
+ * zeros, the subset a lower-case DNS label). 0 and the parts, or
  * -EINVAL (any other form, port out of 1..65535, a bad host or subset).
  */
 int zm_l7_sni_cluster(const char *sni, int *port, char *subset, size_t subsetsz, char *host,

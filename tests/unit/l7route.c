@@ -1146,6 +1146,7 @@ TEST(sni_cluster_parse)
 		{ "outbound_.80_._.*.example.com", -EINVAL, 0, NULL, NULL },
 		{ "outbound_.80_.v1.echo", -EINVAL, 0, NULL, NULL },
 		{ "outbound_.80", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.080_._.echo", -EINVAL, 0, NULL, NULL },
 		{ "echo.default.svc.cluster.local", -EINVAL, 0, NULL, NULL },
 		{ "", -EINVAL, 0, NULL, NULL },
 	};
@@ -1163,6 +1164,31 @@ TEST(sni_cluster_parse)
 		}
 	}
 	EXPECT_EQ(zm_l7_sni_cluster(NULL, NULL, NULL, 0, NULL, 0), -EINVAL);
+	/* damaged copies: never out of bounds (ASan), and what is accepted
+	 * formats back to the very same name */
+	static const char alphabet[] = " ._-/*09azAZ\x7f\xff";
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	size_t accepted = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		char sni[96], sub[64], host[256], back[400];
+		int port, n;
+
+		snprintf(sni, sizeof(sni), "outbound_.%d_.%s_.echo.default.svc.cluster.local", 1 + i % 70000,
+			 i % 3 ? "v1" : "");
+		for (int k = 0; k < 1 + i % 3; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			sni[x % strlen(sni)] = alphabet[(x >> 20) % (sizeof(alphabet) - 1)];
+		}
+		if (zm_l7_sni_cluster(sni, &port, sub, sizeof(sub), host, sizeof(host)))
+			continue;
+		accepted++;
+		n = snprintf(back, sizeof(back), "outbound_.%d_.%s_.%s", port, sub, host);
+		EXPECT_EQ(n > 0 && !strcmp(back, sni), true);
+	}
+	test_log("%zu of 20000 damaged names accepted", accepted);
 }
 
 /* AUTO_PASSTHROUGH: the SNI names service, port and subset; no VirtualService. */

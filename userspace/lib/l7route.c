@@ -1941,6 +1941,8 @@ int zm_l7_sni_cluster(const char *sni, int *port, char *subset, size_t subsetsz,
 	if (!sni || strncmp(sni, pre, sizeof(pre) - 1))
 		return -EINVAL;
 	p = sni + sizeof(pre) - 1;
+	if (*p == '0')		/* one spelling per port, as Istio writes it */
+		return -EINVAL;
 	for (u = p; *u >= '0' && *u <= '9' && u - p < 6; u++)
 		v = v * 10 + (*u - '0');
 	if (u == p || strncmp(u, "_.", 2) || v < 1 || v > 65535)
