@@ -138,6 +138,18 @@ struct zm_l7_opts {
 	 * None: mesh mode (no `gateways`, or "mesh" listed). */
 	const char *const *gateways;
 	size_t ngateways;
+	/* Gateway mode: every host of every served server (copied), for
+	 * Istio's namespace scoping of Gateway `hosts`: a VirtualService bound
+	 * to Gateway G applies to a request on port P for host H only when a
+	 * server of G on P has a host entry matching H whose namespace part
+	 * admits the VirtualService's namespace ("ns/host": ns only; "*":
+	 * any; "./host" is resolved to the Gateway's namespace by the caller).
+	 * Match-level `gateways` are held to the same rule. None given: no
+	 * scoping (every bound VirtualService applies). Entries with
+	 * @auto_passthrough are AUTO_PASSTHROUGH servers for
+	 * zm_l7_decide_gateway_l4(). */
+	const struct zm_l7_gw_host *gw_hosts;
+	size_t ngw_hosts;
 	/* Gateway mode: the gateway's namespace and labels (copied). The
 	 * AuthorizationPolicies and RequestAuthentications that apply are the
 	 * gateway workload's: in @self_ns or the root namespace, with a
@@ -147,6 +159,24 @@ struct zm_l7_opts {
 };
 
 #define ZM_L7_MAX_GATEWAYS 32
+
+struct zm_l7_gw_host {
+	char gw[192];			/* "ns/name" of the Gateway */
+	int port;			/* the server's port */
+	char ns[64];			/* VirtualServices from here only; "*": any */
+	char host[256];			/* "*", "*.example.com", "a.example.com" */
+	bool auto_passthrough;		/* an AUTO_PASSTHROUGH server */
+};
+
+/*
+ * Istio's SNI of an AUTO_PASSTHROUGH connection (its cluster name):
+ * "outbound_.<port>_.<subset>_.<fqdn>", subset empty for none
+ * ("outbound_.8443_._.svc.ns.svc.cluster.local"; the port without leading
+ * zeros, the subset a lower-case DNS label). 0 and the parts, or
+ * -EINVAL (any other form, port out of 1..65535, a bad host or subset).
+ */
+int zm_l7_sni_cluster(const char *sni, int *port, char *subset, size_t subsetsz, char *host,
+		      size_t hostsz);
 
 struct zm_l7;
 
@@ -284,6 +314,13 @@ int zm_l7_decide(struct zm_l7 *l7, const struct zm_l7_request *req, struct zm_l7
  * no @sni the first tcp[] route whose match holds; destination by weight.
  * The gateway's own AuthorizationPolicies (L4 attributes) apply first.
  * No route: RESPOND with flags NR.
+ */
+/*
+ * With @sni in zm_l7_sni_cluster() form and an AUTO_PASSTHROUGH server on
+ * @port whose hosts (and namespace part) admit that service: no
+ * VirtualService; the destination is that service, port and subset (a
+ * DestinationRule subset that must exist). Unknown service, port or
+ * subset: RESPOND with flags NR (the caller closes the connection).
  */
 int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
 			    int port, struct zm_l7_decision *d);

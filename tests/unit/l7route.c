@@ -1000,3 +1000,243 @@ TEST(gateway_binding)
 		zm_l7_decision_free(&d);
 	}
 }
+
+/* A gateway engine over @cfg with the server-host table @h (as gateway.c makes it). */
+static struct zm_l7 *gw_engine(const char *cfg, const struct zm_l7_gw_host *h, size_t nh)
+{
+	const char *gws[] = { "istio-system/gw" };
+	struct zm_labels me = { 0 };
+	struct zm_l7_opts o = { .gateways = gws, .ngateways = 1, .rand = test_rand, .self_ns = "istio-system",
+				.self_labels = &me, .gw_hosts = h, .ngw_hosts = nh };
+	struct zm_cfg_set set;
+	struct zm_l7_view v = { 0 };
+	struct zm_l7 *l7 = NULL;
+	struct zm_error e = { "" };
+
+	zm_labels_set(&me, "istio", "ingressgateway");
+	zm_cfg_set_init(&set);
+	if (zm_cfg_load_buf(&set, "gw.yaml", cfg, strlen(cfg)))
+		return NULL;
+	zm_cfg_validate(&set, NULL);
+	for (size_t i = 0; i < set.nerrs; i++)
+		test_log("%s", set.errs[i].text);
+	if (!set.nerrs) {
+		v.svcs = calloc(2, sizeof(*v.svcs));
+		add_svc(&v, "echo", "10.96.0.10");
+		add_svc(&v, "far", "10.96.0.11");
+		snprintf(v.svcs[1].ns, sizeof(v.svcs[1].ns), "other");
+		snprintf(v.svcs[1].fqdn, sizeof(v.svcs[1].fqdn), "far.other.svc.cluster.local");
+		if (zm_l7_build(&set, &v, &o, &l7, &e))
+			test_log("build: %s", e.msg);
+	}
+	zm_cfg_set_free(&set);
+	zm_labels_free(&me);
+	return l7;
+}
+
+/* Istio's Gateway hosts "ns/host": only VirtualServices of ns bind ("./" the
+ * Gateway's namespace, "*" any); the VirtualService's bare gateway name
+ * resolves in its own namespace. */
+TEST(gateway_host_namespace_scoping)
+{
+	static const char cfg[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop2, namespace: other}\n"
+		"spec:\n  hosts: [shop.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: shop2\n    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop, namespace: default}\n"
+		"spec:\n  hosts: [shop.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: shop\n    route: [{destination: {host: echo}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: own, namespace: default}\n"
+		"spec:\n  hosts: [own.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: own-default\n    route: [{destination: {host: echo}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: own, namespace: istio-system}\n"
+		"spec:\n  hosts: [own.example.com]\n  gateways: [gw]\n  http:\n"
+		"  - name: own-sys\n    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: any, namespace: other}\n"
+		"spec:\n  hosts: [any.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: any\n    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bare, namespace: other}\n"
+		"spec:\n  hosts: [bare.example.com]\n  gateways: [gw]\n  http:\n"
+		"  - name: bare\n    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: m, namespace: other}\n"
+		"spec:\n  hosts: [m.example.com]\n  gateways: [istio-system/gw]\n  http:\n"
+		"  - name: m\n    match: [{gateways: [istio-system/gw]}]\n"
+		"    route: [{destination: {host: echo.default.svc.cluster.local}}]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
+		"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n"
+		"---\n"
+		"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: other}\n"
+		"spec:\n  selector: {istio: other-gateway}\n  servers:\n"
+		"  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n";
+	/* gw's servers: port 80 [default/shop, ./own, any, bare, ./m]; 8080 [other/shop] */
+	static const struct zm_l7_gw_host h[] = {
+		{ "istio-system/gw", 80, "default", "shop.example.com", false },
+		{ "istio-system/gw", 80, "istio-system", "own.example.com", false },
+		{ "istio-system/gw", 80, "*", "any.example.com", false },
+		{ "istio-system/gw", 80, "*", "bare.example.com", false },
+		{ "istio-system/gw", 80, "istio-system", "m.example.com", false },
+		{ "istio-system/gw", 8080, "other", "shop.example.com", false },
+	};
+	struct zm_l7 *l7 = gw_engine(cfg, h, sizeof(h) / sizeof(h[0])), *open7;
+	struct zm_l7_decision d;
+	struct {
+		struct zm_l7 **l7;
+		const char *host;
+		int port, status;
+		const char *route;
+	} cases[] = {
+		{ &l7, "shop.example.com", 80, 0, "shop" },	/* other/shop2 is first but not admitted */
+		{ &l7, "shop.example.com", 8080, 0, "shop2" },	/* the reverse on 8080 */
+		{ &l7, "own.example.com", 80, 0, "own-sys" },	/* "./": the Gateway's namespace */
+		{ &l7, "any.example.com", 80, 0, "any" },
+		{ &l7, "any.example.com", 8080, 404, NULL },	/* no server for that host on 8080 */
+		{ &l7, "bare.example.com", 80, 404, NULL },	/* "gw" is other/gw: not served */
+		{ &l7, "m.example.com", 80, 404, NULL },	/* match.gateways held to the same rule */
+		{ &open7, "shop.example.com", 80, 0, "shop2" },	/* no table: no scoping (first wins) */
+	};
+
+	ASSERT_NE(l7, NULL);
+	test_defer(free_l7, l7);
+	open7 = gw_engine(cfg, NULL, 0);
+	ASSERT_NE(open7, NULL);
+	test_defer(free_l7, open7);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zm_l7_request r = { .method = "GET", .scheme = "http", .authority = cases[i].host,
+					   .target = "/", .target_len = 1, .port = cases[i].port };
+
+		ASSERT_EQ(zm_l7_decide(*cases[i].l7, &r, &d), 0);
+		test_log("case %zu: %s:%d -> %d %s", i, cases[i].host, cases[i].port,
+			 d.action == ZM_L7_RESPOND ? d.status : 0, d.route_name ? d.route_name : "-");
+		if (cases[i].status) {
+			EXPECT_EQ(d.action, ZM_L7_RESPOND);
+			EXPECT_EQ(d.status, cases[i].status);
+		} else {
+			EXPECT_EQ(d.action, ZM_L7_FORWARD);
+			EXPECT_STREQ(d.route_name ? d.route_name : "", cases[i].route);
+		}
+		zm_l7_decision_free(&d);
+	}
+}
+
+TEST(sni_cluster_parse)
+{
+	struct {
+		const char *sni;
+		int rc, port;
+		const char *subset, *host;
+	} cases[] = {
+		{ "outbound_.9000_._.echo.default.svc.cluster.local", 0, 9000, "", "echo.default.svc.cluster.local" },
+		{ "outbound_.80_.v1_.echo.default.svc.cluster.local", 0, 80, "v1", "echo.default.svc.cluster.local" },
+		{ "outbound_.65535_.a-b_.x.y", 0, 65535, "a-b", "x.y" },
+		{ "inbound_.9000_._.echo.default.svc.cluster.local", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.0_._.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.65536_._.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.1234567_._.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_._._.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.80_.V1_.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.80_._.", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.80_._.*.example.com", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.80_.v1.echo", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.80", -EINVAL, 0, NULL, NULL },
+		{ "outbound_.080_._.echo", -EINVAL, 0, NULL, NULL },
+		{ "echo.default.svc.cluster.local", -EINVAL, 0, NULL, NULL },
+		{ "", -EINVAL, 0, NULL, NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char sub[64] = "?", host[256] = "?";
+		int port = -1, rc = zm_l7_sni_cluster(cases[i].sni, &port, sub, sizeof(sub), host, sizeof(host));
+
+		test_log("%s -> %d", cases[i].sni, rc);
+		EXPECT_EQ(rc, cases[i].rc);
+		if (!cases[i].rc && !rc) {
+			EXPECT_EQ(port, cases[i].port);
+			EXPECT_STREQ(sub, cases[i].subset);
+			EXPECT_STREQ(host, cases[i].host);
+		}
+	}
+	EXPECT_EQ(zm_l7_sni_cluster(NULL, NULL, NULL, 0, NULL, 0), -EINVAL);
+	/* damaged copies: never out of bounds (ASan), and what is accepted
+	 * formats back to the very same name */
+	static const char alphabet[] = " ._-/*09azAZ\x7f\xff";
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	size_t accepted = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		char sni[96], sub[64], host[256], back[400];
+		int port, n;
+
+		snprintf(sni, sizeof(sni), "outbound_.%d_.%s_.echo.default.svc.cluster.local", 1 + i % 70000,
+			 i % 3 ? "v1" : "");
+		for (int k = 0; k < 1 + i % 3; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			sni[x % strlen(sni)] = alphabet[(x >> 20) % (sizeof(alphabet) - 1)];
+		}
+		if (zm_l7_sni_cluster(sni, &port, sub, sizeof(sub), host, sizeof(host)))
+			continue;
+		accepted++;
+		n = snprintf(back, sizeof(back), "outbound_.%d_.%s_.%s", port, sub, host);
+		EXPECT_EQ(n > 0 && !strcmp(back, sni), true);
+	}
+	test_log("%zu of 20000 damaged names accepted", accepted);
+}
+
+/* AUTO_PASSTHROUGH: the SNI names service, port and subset; no VirtualService. */
+TEST(gateway_auto_passthrough)
+{
+	static const char cfg[] =
+		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: echo, namespace: default}\n"
+		"spec:\n  host: echo\n  subsets:\n  - {name: v1, labels: {version: v1}}\n";
+	static const struct zm_l7_gw_host h[] = {
+		{ "istio-system/gw", 15443, "default", "*", true },
+		{ "istio-system/gw", 443, "*", "*", false },
+	};
+	struct zm_l7 *l7 = gw_engine(cfg, h, sizeof(h) / sizeof(h[0]));
+	struct zm_l7_decision d;
+	struct {
+		const char *sni;
+		int port;
+		bool fwd;
+		const char *subset;
+		int port_idx;
+	} cases[] = {
+		{ "outbound_.9000_._.echo.default.svc.cluster.local", 15443, true, NULL, 1 },
+		{ "outbound_.80_.v1_.echo.default.svc.cluster.local", 15443, true, "v1", 0 },
+		{ "outbound_.80_.v9_.echo.default.svc.cluster.local", 15443, false, NULL, 0 },	/* no subset */
+		{ "outbound_.1234_._.echo.default.svc.cluster.local", 15443, false, NULL, 0 },	/* no port */
+		{ "outbound_.80_._.nope.default.svc.cluster.local", 15443, false, NULL, 0 },	/* no service */
+		{ "outbound_.80_._.far.other.svc.cluster.local", 15443, false, NULL, 0 },	/* ns not admitted */
+		{ "outbound_.80_._.echo", 15443, false, NULL, 0 },				/* not an FQDN */
+		{ "echo.default.svc.cluster.local", 15443, false, NULL, 0 },
+		{ "outbound_.9000_._.echo.default.svc.cluster.local", 443, false, NULL, 0 },	/* not AUTO */
+	};
+
+	ASSERT_NE(l7, NULL);
+	test_defer(free_l7, l7);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zm_l7_request r = { .method = "", .scheme = "tcp", .authority = "" };
+
+		ASSERT_EQ(zm_l7_decide_gateway_l4(l7, &r, cases[i].sni, cases[i].port, &d), 0);
+		test_log("case %zu: %s:%d -> %s %s", i, cases[i].sni, cases[i].port,
+			 d.action == ZM_L7_FORWARD ? "forward" : "refused", d.reason ? d.reason : "");
+		EXPECT_EQ(d.action == ZM_L7_FORWARD, cases[i].fwd);
+		if (cases[i].fwd && d.action == ZM_L7_FORWARD) {
+			EXPECT_STREQ(d.svc->name, "echo");
+			EXPECT_EQ(d.svc_port_idx, cases[i].port_idx);
+			EXPECT_STREQ(d.subset ? d.subset : "(none)", cases[i].subset ? cases[i].subset : "(none)");
+			if (cases[i].subset)
+				EXPECT_EQ(zm_l7_pick(l7, &d, &r, -1, 0) < 2, true);	/* v1 endpoints only */
+		}
+		zm_l7_decision_free(&d);
+	}
+}

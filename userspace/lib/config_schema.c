@@ -1286,6 +1286,12 @@ static void server_tls_rules(struct zm_crd *r, struct zm_server *s)
 	}
 	if (!t->o.set)
 		return;
+	if (t->credential_name.v && t->credential_names.n)
+		ERR(r, t->credential_names.pos, "tls.credentialNames",
+		    "only one of credentialName and credentialNames may be set");
+	if (t->credential_names.n > 2)
+		ERR(r, t->credential_names.pos, "tls.credentialNames",
+		    "at most 2 entries (e.g. an RSA and an ECDSA certificate)");
 	if (!tls_proto) {
 		/* Plain-text ports may only say "redirect to https". */
 		if (t->mode.set || cred || files || t->ca_certificates.v)

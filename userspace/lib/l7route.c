@@ -79,6 +79,8 @@ struct zm_l7 {
 	char waypoint[64], root_ns[64];
 	char gws[ZM_L7_MAX_GATEWAYS][192];	/* gateway mode: "ns/name" served; none: mesh */
 	size_t ngws;
+	struct zm_l7_gw_host *gwh;		/* gateway mode: the servers' hosts (scoping) */
+	size_t ngwh;
 	char self_ns[64];			/* gateway mode: the gateway's namespace ... */
 	struct zm_labels self_labels;		/* ... and labels, for its policies */
 	struct l7_vs *vs;
@@ -237,6 +239,7 @@ static void l7_free(struct zm_l7 *l7)
 		free(l7->vs[i].routes);
 	}
 	free(l7->vs);
+	free(l7->gwh);
 	zm_labels_free(&l7->self_labels);
 	for (size_t i = 0; i < l7->nras; i++) {
 		l7_jwt_set_free(l7->ras[i].set);
@@ -489,6 +492,14 @@ int zm_l7_build(struct zm_cfg_set *cfg, struct zm_l7_view *v, const struct zm_l7
 		snprintf(l7->gws[l7->ngws++], sizeof(l7->gws[0]), "%s", opts->gateways[i]);
 	l7->opts.gateways = NULL;
 	l7->opts.ngateways = 0;
+	if (opts && opts->ngw_hosts) {
+		if (!(l7->gwh = calloc(opts->ngw_hosts, sizeof(*l7->gwh))))
+			goto fail;
+		memcpy(l7->gwh, opts->gw_hosts, opts->ngw_hosts * sizeof(*l7->gwh));
+		l7->ngwh = opts->ngw_hosts;
+	}
+	l7->opts.gw_hosts = NULL;
+	l7->opts.ngw_hosts = 0;
 	snprintf(l7->self_ns, sizeof(l7->self_ns), "%s", opts && opts->self_ns ? opts->self_ns : "istio-system");
 	for (size_t i = 0; opts && opts->self_labels && i < opts->self_labels->n; i++)
 		if (zm_labels_set(&l7->self_labels, opts->self_labels->kv[i].key, opts->self_labels->kv[i].val))
@@ -608,12 +619,37 @@ struct req_ctx {
 };
 
 /*
+ * Istio's namespace scoping of Gateway hosts: does a server of Gateway
+ * @key on the request's port have a host entry for the request's host
+ * (TCP without SNI: any entry) whose namespace part admits @ns? No table:
+ * no scoping.
+ */
+static bool gw_scope_ok(const struct zm_l7 *l7, const char *key, const char *ns, const struct req_ctx *c)
+{
+	if (!l7->ngwh || !c)
+		return true;
+	for (size_t i = 0; i < l7->ngwh; i++) {
+		const struct zm_l7_gw_host *h = &l7->gwh[i];
+
+		if (h->auto_passthrough || h->port != c->port || strcmp(h->gw, key))
+			continue;
+		if (strcmp(h->ns, "*") && (!ns || strcmp(h->ns, ns)))
+			continue;
+		if ((c->l4 && !c->host[0]) || zm_host_match(h->host, c->host))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Is a `gateways` list (of a VirtualService or a match, in namespace @ns)
  * bound to what this engine serves? Mesh mode: "mesh" listed, or an empty
  * list when @empty_is_mesh. Gateway mode: an entry naming a served Gateway
- * ("name" is in @ns, as Istio resolves it, or "ns/name").
+ * ("name" is in @ns, as Istio resolves it, or "ns/name") one of whose
+ * servers on this port admits @ns for this host (gw_scope_ok).
  */
-static bool gw_bound(const struct zm_l7 *l7, const zm_cstrs *g, const char *ns, bool empty_is_mesh)
+static bool gw_bound(const struct zm_l7 *l7, const zm_cstrs *g, const char *ns, bool empty_is_mesh,
+		     const struct req_ctx *c)
 {
 	if (!l7->ngws) {
 		if (!g->n)
@@ -634,7 +670,7 @@ static bool gw_bound(const struct zm_l7 *l7, const zm_cstrs *g, const char *ns, 
 		else
 			snprintf(key, sizeof(key), "%s/%s", ns ? ns : "default", n);
 		for (size_t j = 0; j < l7->ngws; j++)
-			if (!strcmp(key, l7->gws[j]))
+			if (!strcmp(key, l7->gws[j]) && gw_scope_ok(l7, key, ns, c))
 				return true;
 	}
 	return false;
@@ -686,7 +722,7 @@ static bool match_ok(const struct l7_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, hm->source_labels.v[i].val.v))
 			return false;
 	}
-	if (hm->gateways.n && !gw_bound(c->l7, &hm->gateways, c->vs_ns, false))
+	if (hm->gateways.n && !gw_bound(c->l7, &hm->gateways, c->vs_ns, false, c))
 		return false;
 	return true;
 }
@@ -727,7 +763,7 @@ static const struct l7_vs *vs_find(const struct zm_l7 *l7, const struct req_ctx 
 		for (size_t i = 0; i < l7->nvs; i++) {
 			const struct l7_vs *v = &l7->vs[i];
 
-			if (!gw_bound(l7, &v->o->vs->gateways, v->o->meta.ns.v, true))
+			if (!gw_bound(l7, &v->o->vs->gateways, v->o->meta.ns.v, true, c))
 				continue;
 			for (size_t j = 0; j < v->nhosts; j++) {
 				const char *h = v->hosts[j];
@@ -1459,7 +1495,7 @@ static bool l4_match_ok(const struct zm_l4_match *m, const struct req_ctx *c)
 		if (!v || strcmp(v, m->source_labels.v[i].val.v))
 			return false;
 	}
-	if (m->gateways.n && !gw_bound(c->l7, &m->gateways, c->vs_ns, false))
+	if (m->gateways.n && !gw_bound(c->l7, &m->gateways, c->vs_ns, false, c))
 		return false;
 	if (m->destination_subnets.n) {
 		bool in = false;
@@ -1895,6 +1931,92 @@ static int pick_dest(struct zm_l7 *l7, const struct l7_vs *v, const struct zm_ro
 	return respond(d, 0, "NR", "no route destination", "");
 }
 
+int zm_l7_sni_cluster(const char *sni, int *port, char *subset, size_t subsetsz, char *host,
+		      size_t hostsz)
+{
+	static const char pre[] = "outbound_.";
+	const char *p, *u;
+	long v = 0;
+
+	if (!sni || strncmp(sni, pre, sizeof(pre) - 1))
+		return -EINVAL;
+	p = sni + sizeof(pre) - 1;
+	if (*p == '0')		/* one spelling per port, as Istio writes it */
+		return -EINVAL;
+	for (u = p; *u >= '0' && *u <= '9' && u - p < 6; u++)
+		v = v * 10 + (*u - '0');
+	if (u == p || strncmp(u, "_.", 2) || v < 1 || v > 65535)
+		return -EINVAL;
+	p = u + 2;
+	if (!(u = strstr(p, "_.")) || (size_t)(u - p) >= subsetsz)
+		return -EINVAL;
+	/* a subset name is a DNS label (Istio validates it so) */
+	for (const char *q = p; q < u; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-'))
+			return -EINVAL;
+	memcpy(subset, p, (size_t)(u - p));
+	subset[u - p] = '\0';
+	p = u + 2;
+	if (!*p || strlen(p) >= hostsz || strchr(p, '*') || zm_host_check(p, false))
+		return -EINVAL;
+	snprintf(host, hostsz, "%s", p);
+	*port = (int)v;
+	return 0;
+}
+
+static int ap_refuse(struct zm_l7_decision *d, const char *why)
+{
+	respond(d, 0, "NR", why, "");
+	return 1;
+}
+
+/* AUTO_PASSTHROUGH: the service, port and subset the SNI names, when a
+ * server on @port admits it. 1 decided, 0 not such a connection. */
+static int auto_passthrough(struct zm_l7 *l7, const char *sni, int port, struct zm_l7_decision *d)
+{
+	char subset[64], host[256];
+	const struct zm_l7_svc *s = NULL;
+	const struct zm_cfg_obj *dr;
+	const struct zm_subset *ss = NULL;
+	int sport, pi = -1;
+	bool served = false, admitted = false;
+
+	for (size_t i = 0; i < l7->ngwh; i++)
+		served |= l7->gwh[i].auto_passthrough && l7->gwh[i].port == port;
+	if (!served)
+		return 0;
+	if (zm_l7_sni_cluster(sni, &sport, subset, sizeof(subset), host, sizeof(host)))
+		return ap_refuse(d, "AUTO_PASSTHROUGH: SNI is not outbound_.<port>_.<subset>_.<host>");
+	for (size_t i = 0; i < l7->view.nsvcs && !s; i++)
+		if (!strcasecmp(host, l7->view.svcs[i].fqdn))
+			s = &l7->view.svcs[i];
+	if (!s)
+		return ap_refuse(d, "AUTO_PASSTHROUGH: no such service");
+	for (size_t i = 0; i < l7->ngwh && !admitted; i++) {
+		const struct zm_l7_gw_host *h = &l7->gwh[i];
+
+		admitted = h->auto_passthrough && h->port == port && (!strcmp(h->ns, "*") || !strcmp(h->ns, s->ns)) &&
+			   zm_host_match(h->host, s->fqdn);
+	}
+	if (!admitted)
+		return ap_refuse(d, "AUTO_PASSTHROUGH: service not in the server's hosts");
+	for (size_t i = 0; i < s->nports; i++)
+		if (s->ports[i] == sport)
+			pi = (int)i;
+	if (pi < 0)
+		return ap_refuse(d, "AUTO_PASSTHROUGH: no such service port");
+	if (subset[0]) {
+		dr = dr_find(l7, s);
+		ss = dr ? subset_find(dr, subset) : NULL;
+		if (!ss)
+			return ap_refuse(d, "AUTO_PASSTHROUGH: no such subset");
+	}
+	d->svc = s;
+	d->svc_port_idx = pi;
+	d->subset = ss ? ss->name.v : NULL;
+	return 1;
+}
+
 int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, const char *sni,
 			    int port, struct zm_l7_decision *d)
 {
@@ -1908,13 +2030,15 @@ int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, c
 	rc = do_authz(l7, &c, NULL, NULL, d);
 	if (rc)
 		return rc < 0 ? rc : 0;
+	if (sni && sni[0] && auto_passthrough(l7, sni, port, d))
+		return 0;
 	/* exact SNI hosts before wildcards, as for HTTP hosts */
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < l7->nvs; i++) {
 			const struct l7_vs *v = &l7->vs[i];
 			const struct zm_virtual_service *vs = v->o->vs;
 
-			if (!gw_bound(l7, &vs->gateways, v->o->meta.ns.v, true))
+			if (!gw_bound(l7, &vs->gateways, v->o->meta.ns.v, true, &c))
 				continue;
 			c.vs_ns = v->o->meta.ns.v;
 			for (size_t r = 0; sni && sni[0] && r < vs->tls.n; r++)
@@ -1922,7 +2046,7 @@ int zm_l7_decide_gateway_l4(struct zm_l7 *l7, const struct zm_l7_request *req, c
 					const struct zm_tls_match *m = &vs->tls.v[r].match.v[j];
 
 					if ((m->port.set && m->port.v != port) ||
-					    (m->gateways.n && !gw_bound(l7, &m->gateways, c.vs_ns, false)))
+					    (m->gateways.n && !gw_bound(l7, &m->gateways, c.vs_ns, false, &c)))
 						continue;
 					for (size_t h = 0; h < m->sni_hosts.n; h++) {
 						const char *pat = m->sni_hosts.v[h].v;

@@ -17,6 +17,16 @@
  * do). Rotation: every generation builds fresh contexts; a connection keeps
  * the context it shook hands with (OpenSSL refcounts it), new handshakes
  * take the new one; nothing is dropped.
+ *
+ * credentialNames put several certificates (one per key type) in one
+ * server context; OpenSSL picks by the client's signature algorithms.
+ * ISTIO_MUTUAL servers use this proxy's mesh certificate (hbone.c) and
+ * accept X509-SVID clients of its trust domain; the client's SPIFFE ID
+ * becomes the connection's principal. AUTO_PASSTHROUGH servers take
+ * SNIs "outbound_.<port>_.<subset>_.<fqdn>" of hosts they cover; the
+ * engine (zm_l7_decide_gateway_l4) picks the service. The servers' hosts,
+ * with their "ns/" part, go to the engine for Istio's namespace scoping
+ * of VirtualService binding (wp_gw_hosts).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +37,7 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +48,10 @@
 #include <unistd.h>
 
 #include "zmesh/config.h"
+#include "zmesh/l7route.h"
 #include "zmesh/sock.h"
+#include "zmesh/spiffe.h"
+#include "zmesh/svid.h"
 #include "zmesh/tls_sni.h"
 #include "zmesh/istio.h"
 #include "zmesh/log.h"
@@ -54,9 +68,12 @@ struct gw_server {
 	int port;
 	char proto[16];			/* HTTP, HTTPS, HTTP2, GRPC, TCP, TLS */
 	char hosts[GW_MAX_HOSTS][256];	/* the host part of [ns/]host, lower case */
+	char hns[GW_MAX_HOSTS][64];	/* its namespace part: "*" or a namespace */
 	size_t nhosts;
 	bool tls;			/* terminates TLS (SIMPLE / MUTUAL / ISTIO_MUTUAL) */
+	bool istio_mutual;		/* ... with the mesh certificate, a client SVID required */
 	bool passthrough;		/* TLS relayed by SNI to tls[] routes */
+	bool autop;			/* AUTO_PASSTHROUGH: the SNI names the service */
 	bool tcp;			/* bytes relayed to tcp[] routes */
 	bool https_redirect;
 	int min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
@@ -70,6 +87,8 @@ struct gw_set {
 	char keys[ZM_L7_MAX_GATEWAYS][192];
 	const char *keyp[ZM_L7_MAX_GATEWAYS];
 	size_t nkeys;
+	struct zm_l7_gw_host *hosts;	/* every host of every server, for the engine */
+	size_t nhosts;
 };
 
 static struct gw_set *gw_cur;
@@ -95,6 +114,7 @@ void wp_gw_put(struct gw_set *g)
 		return;
 	for (size_t i = 0; i < g->n; i++)
 		SSL_CTX_free(g->s[i].ctx);
+	free(g->hosts);
 	free(g);
 }
 
@@ -112,11 +132,11 @@ static bool host_match(const char *pat, const char *host)
 	return !strcasecmp(pat, host);
 }
 
-enum skind { K_PLAIN, K_TERM, K_PASS, K_TCP };
+enum skind { K_PLAIN, K_TERM, K_PASS, K_TCP, K_AUTO };
 
 static enum skind kind_of(const struct gw_server *s)
 {
-	return s->tcp ? K_TCP : s->passthrough ? K_PASS : s->tls ? K_TERM : K_PLAIN;
+	return s->tcp ? K_TCP : s->autop ? K_AUTO : s->passthrough ? K_PASS : s->tls ? K_TERM : K_PLAIN;
 }
 
 /* The server of kind @k on @port for @host: exact hosts first, then wildcards. */
@@ -179,6 +199,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 struct cred {
 	char *cert, *key, *ca;		/* PEM, malloc'd; ca may be NULL */
+	char what[384];			/* for errors: "Secret ns/name", "credential files" */
 };
 
 static void cred_free(struct cred *c)
@@ -244,45 +265,82 @@ static const struct zm_cfg_obj *find_secret(const struct zm_cfg_set *set, const 
 	return NULL;
 }
 
-/* The credential of a TLS server: credentialName (a Secret in @ns) or files. */
-static int load_cred(const struct zm_cfg_set *set, const char *ns, const struct zm_server_tls *t,
-		     bool mutual, struct cred *c, char *why, size_t whysz)
+/* The certificate, key and CA of Secret @ns/@name (Istio's "<name>-cacert" for the CA too). */
+static int load_secret(const struct zm_cfg_set *set, const char *ns, const char *name, bool mutual,
+		       struct cred *c, char *why, size_t whysz)
 {
-	memset(c, 0, sizeof(*c));
-	if (t->credential_name.v) {
-		const char *name = t->credential_name.v;
-		const struct zm_cfg_obj *o = find_secret(set, ns, name), *cao;
+	const struct zm_cfg_obj *o = find_secret(set, ns, name), *cao;
 
-		if (!o) {
-			snprintf(why, whysz, "not found");
-			return -ENOENT;
-		}
-		c->cert = secret_field(o->raw, "tls.crt", "cert");
-		c->key = secret_field(o->raw, "tls.key", "key");
-		c->ca = secret_field(o->raw, "ca.crt", "cacert");
-		if (!c->ca && mutual) {
-			/* Istio: the CA may live in "<name>-cacert" */
-			char cn[320];
+	snprintf(c->what, sizeof(c->what), "Secret %s/%s", ns, name);
+	if (!o) {
+		snprintf(why, whysz, "Secret %s/%s: not found", ns, name);
+		return -ENOENT;
+	}
+	c->cert = secret_field(o->raw, "tls.crt", "cert");
+	c->key = secret_field(o->raw, "tls.key", "key");
+	c->ca = secret_field(o->raw, "ca.crt", "cacert");
+	if (!c->ca && mutual) {
+		char cn[320];
 
-			snprintf(cn, sizeof(cn), "%s-cacert", name);
-			if ((cao = find_secret(set, ns, cn)))
-				c->ca = secret_field(cao->raw, "ca.crt", "cacert");
-		}
-		if (!c->cert || !c->key) {
-			snprintf(why, whysz, "Secret %s/%s: no tls.crt/tls.key (or not base64)", ns, name);
+		snprintf(cn, sizeof(cn), "%s-cacert", name);
+		if ((cao = find_secret(set, ns, cn)))
+			c->ca = secret_field(cao->raw, "ca.crt", "cacert");
+	}
+	if (!c->cert || !c->key) {
+		snprintf(why, whysz, "Secret %s/%s: no tls.crt/tls.key (or not base64)", ns, name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+#define GW_MAX_CREDS 2
+
+/*
+ * The credentials of a TLS server: credentialName, or credentialNames
+ * (Istio's newer list: several certificates for the same hosts, e.g. an
+ * RSA and an ECDSA one), Secrets in @ns; or files. @c has GW_MAX_CREDS
+ * entries; *nc says how many were filled. @why names the Secret at fault.
+ */
+static int load_creds(const struct zm_cfg_set *set, const char *ns, const struct zm_server_tls *t,
+		      bool mutual, struct cred *c, size_t *nc, char *why, size_t whysz)
+{
+	bool have_ca = false;
+	int rc;
+
+	memset(c, 0, GW_MAX_CREDS * sizeof(*c));
+	*nc = 0;
+	if (t->credential_names.n) {
+		if (t->credential_names.n > GW_MAX_CREDS) {
+			snprintf(why, whysz, "credentialNames: at most %d Secrets (one per key type)", GW_MAX_CREDS);
 			return -EINVAL;
 		}
+		for (size_t i = 0; i < t->credential_names.n; i++) {
+			rc = load_secret(set, ns, t->credential_names.v[i].v, mutual, &c[i], why, whysz);
+			*nc = i + 1;
+			if (rc)
+				return rc;
+			have_ca |= c[i].ca != NULL;
+		}
+	} else if (t->credential_name.v) {
+		rc = load_secret(set, ns, t->credential_name.v, mutual, &c[0], why, whysz);
+		*nc = 1;
+		if (rc)
+			return rc;
+		have_ca = c[0].ca != NULL;
 	} else if (t->server_certificate.v && t->private_key.v) {
+		*nc = 1;
+		snprintf(c->what, sizeof(c->what), "credential files");
 		if (read_pem(t->server_certificate.v, &c->cert) || read_pem(t->private_key.v, &c->key) ||
 		    (t->ca_certificates.v && read_pem(t->ca_certificates.v, &c->ca))) {
 			snprintf(why, whysz, "credential files: %s", strerror(errno));
 			return -ENOENT;
 		}
+		have_ca = c->ca != NULL;
 	} else {
 		snprintf(why, whysz, "no credentialName and no serverCertificate/privateKey");
 		return -EINVAL;
 	}
-	if (mutual && !c->ca) {
+	if (mutual && !have_ca) {
 		snprintf(why, whysz, "MUTUAL needs ca.crt (in the Secret or <name>-cacert)");
 		return -EINVAL;
 	}
@@ -314,13 +372,61 @@ static void ossl_why(const char *what, char *why, size_t whysz)
 	snprintf(why, whysz, "%s%s%s", what, b[0] ? ": " : "", b);
 }
 
-/* A server context from PEMs; NULL with @why on error (bad PEM, key not matching). */
-static SSL_CTX *server_ctx(const struct cred *c, bool mutual, int minv, char *why, size_t whysz)
+static int svid_td_idx = -1;	/* ISTIO_MUTUAL contexts: the trust domain (ex data) */
+
+/*
+ * ISTIO_MUTUAL: OpenSSL has checked the client's chain against the mesh
+ * bundle (purpose sslclient); at the leaf, the X509-SVID rules and our
+ * trust domain, as every mesh peer is held to (svid.h, tls.c).
+ */
+static int svid_verify_cb(int preverify, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const char *td = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), svid_td_idx) : NULL;
+	struct zm_spiffe_id id;
+	char why[256];
+
+	if (!preverify || X509_STORE_CTX_get_error_depth(xs) != 0)
+		return preverify;
+	if (!td || zm_svid_check(X509_STORE_CTX_get_current_cert(xs), &id, why, sizeof(why)) ||
+	    strcmp(id.td, td)) {
+		if (td && !strcmp(id.td, td))
+			zm_log_info("gateway: ISTIO_MUTUAL client refused: %s", why);
+		else
+			zm_log_info("gateway: ISTIO_MUTUAL client refused: not an X509-SVID of trust domain %s",
+				    td ? td : "?");
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	return 1;
+}
+
+static const char *key_type(const EVP_PKEY *k)
+{
+	switch (EVP_PKEY_get_base_id(k)) {
+	case EVP_PKEY_RSA: return "RSA";
+	case EVP_PKEY_EC: return "ECDSA";
+	case EVP_PKEY_ED25519: return "Ed25519";
+	default: return "other";
+	}
+}
+
+/*
+ * A server context from @nc credentials; NULL with @why on error (bad PEM,
+ * key not matching). Several credentials must have different key types:
+ * OpenSSL keeps one certificate per type and picks the one the client's
+ * signature_algorithms (and, for TLS 1.2, cipher suites) allow.
+ * @svid_td: ISTIO_MUTUAL: client certificates are X509-SVIDs of it.
+ */
+static SSL_CTX *server_ctx(const struct cred *c, size_t nc, bool mutual, const char *svid_td, int minv,
+			   char *why, size_t whysz)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	const char *types[GW_MAX_CREDS] = { 0 };
 	BIO *b = NULL;
 	X509 *x = NULL;
 	EVP_PKEY *k = NULL;
+	int nca = 0;
 
 	if (!ctx) {
 		ossl_why("SSL_CTX_new", why, whysz);
@@ -331,29 +437,50 @@ static SSL_CTX *server_ctx(const struct cred *c, bool mutual, int minv, char *wh
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-	b = BIO_new_mem_buf(c->cert, -1);
-	x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-	if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
-		ossl_why("tls.crt: not a PEM certificate", why, whysz);
-		goto fail;
-	}
-	/* the rest of the chain */
-	for (X509 *ch; (ch = PEM_read_bio_X509(b, NULL, NULL, NULL));)
-		if (SSL_CTX_add0_chain_cert(ctx, ch) != 1) {
-			X509_free(ch);
-			break;
+	for (size_t i = 0; i < nc && i < GW_MAX_CREDS; i++) {
+		char at[400];
+
+		snprintf(at, sizeof(at), "%s: ", c[i].what[0] ? c[i].what : "credential");
+		b = BIO_new_mem_buf(c[i].cert, -1);
+		x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+		if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
+			snprintf(why, whysz, "%s", at);
+			ossl_why("tls.crt: not a PEM certificate", why + strlen(why), whysz - strlen(why));
+			goto fail;
 		}
-	ERR_clear_error();
-	BIO_free(b);
-	b = BIO_new_mem_buf(c->key, -1);
-	k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-	if (k && X509_check_private_key(x, k) != 1) {
-		ossl_why("tls.key does not match tls.crt", why, whysz);
-		goto fail;
-	}
-	if (!k || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
-		ossl_why("tls.key: not a PEM private key", why, whysz);
-		goto fail;
+		/* the rest of the chain (goes with the certificate just set) */
+		for (X509 *ch; (ch = PEM_read_bio_X509(b, NULL, NULL, NULL));)
+			if (SSL_CTX_add0_chain_cert(ctx, ch) != 1) {
+				X509_free(ch);
+				break;
+			}
+		ERR_clear_error();
+		BIO_free(b);
+		b = BIO_new_mem_buf(c[i].key, -1);
+		k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+		if (k && X509_check_private_key(x, k) != 1) {
+			snprintf(why, whysz, "%s", at);
+			ossl_why("tls.key does not match tls.crt", why + strlen(why), whysz - strlen(why));
+			goto fail;
+		}
+		if (!k || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+			snprintf(why, whysz, "%s", at);
+			ossl_why("tls.key: not a PEM private key", why + strlen(why), whysz - strlen(why));
+			goto fail;
+		}
+		types[i] = key_type(k);
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(types[j], types[i])) {
+				snprintf(why, whysz, "credentialNames: %.200s and %.200s both hold %s certificates "
+					 "(one per key type)", c[j].what, c[i].what, types[i]);
+				goto fail;
+			}
+		X509_free(x);
+		EVP_PKEY_free(k);
+		BIO_free(b);
+		x = NULL;
+		k = NULL;
+		b = NULL;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ossl_why("tls.key does not match tls.crt", why, whysz);
@@ -361,23 +488,33 @@ static SSL_CTX *server_ctx(const struct cred *c, bool mutual, int minv, char *wh
 	}
 	if (mutual) {
 		X509_STORE *st = SSL_CTX_get_cert_store(ctx);
-		BIO *cb = BIO_new_mem_buf(c->ca, -1);
-		int n = 0;
 
-		for (X509 *ca; cb && (ca = PEM_read_bio_X509(cb, NULL, NULL, NULL)); X509_free(ca))
-			n += X509_STORE_add_cert(st, ca) == 1;
-		BIO_free(cb);
+		for (size_t i = 0; i < nc; i++) {
+			BIO *cb = c[i].ca ? BIO_new_mem_buf(c[i].ca, -1) : NULL;
+
+			for (X509 *ca; cb && (ca = PEM_read_bio_X509(cb, NULL, NULL, NULL)); X509_free(ca))
+				nca += X509_STORE_add_cert(st, ca) == 1;
+			BIO_free(cb);
+		}
 		ERR_clear_error();
-		if (!n) {
-			snprintf(why, whysz, "ca.crt: no PEM certificate");
+		if (!nca) {
+			snprintf(why, whysz, "%s: no PEM certificate", svid_td ? "mesh trust bundle" : "ca.crt");
 			goto fail;
 		}
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+				   svid_td ? svid_verify_cb : NULL);
 		SSL_CTX_set_verify_depth(ctx, 4);
+		SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+		if (svid_td) {
+			char *td = OPENSSL_strdup(svid_td);
+
+			if (!td || !SSL_CTX_set_ex_data(ctx, svid_td_idx, td)) {
+				OPENSSL_free(td);
+				snprintf(why, whysz, "out of memory");
+				goto fail;
+			}
+		}
 	}
-	X509_free(x);
-	EVP_PKEY_free(k);
-	BIO_free(b);
 	return ctx;
 fail:
 	X509_free(x);
@@ -400,15 +537,44 @@ static bool selector_matches(const struct zm_gateway *gw, const struct zm_labels
 	return true;
 }
 
+static bool is_tcp_proto(const char *p)
+{
+	return !strcasecmp(p, "TCP") || !strcasecmp(p, "MONGO") || !strcasecmp(p, "MYSQL") ||
+	       !strcasecmp(p, "REDIS");
+}
+
+/* ISTIO_MUTUAL: the gateway's own mesh credential; the trust domain into @td. */
+static int mesh_cred(struct cred *c, char *td, size_t tdsz, char *why, size_t whysz)
+{
+	char id[640];
+	struct zm_spiffe_id sid;
+	int rc = wp_mesh_cred(&c->key, &c->cert, &c->ca, id, sizeof(id));
+
+	if (rc == -ENOENT) {
+		snprintf(why, whysz, "ISTIO_MUTUAL needs the gateway's mesh certificate "
+			 "(run with --hbone-port; a lab without --no-mesh)");
+		return rc;
+	}
+	if (rc || zm_spiffe_parse(id, strlen(id), &sid)) {
+		snprintf(why, whysz, "mesh certificate: %s", strerror(rc ? -rc : EINVAL));
+		return rc ? rc : -EINVAL;
+	}
+	snprintf(td, tdsz, "%s", sid.td);
+	snprintf(c->what, sizeof(c->what), "mesh certificate %s", id);
+	return 0;
+}
+
 static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const struct zm_cfg_obj *o,
 		       size_t idx, const char *key)
 {
 	const struct zm_server *sv = &o->gw->servers.v[idx];
 	struct gw_server *s;
 	const char *proto = sv->port.protocol.v ? sv->port.protocol.v : "HTTP";
+	const char *gwns = o->meta.ns.v ? o->meta.ns.v : "default";
 	int mode = sv->tls.o.set ? (int)sv->tls.mode.v : -1;
 	char why[512] = "";
-	struct cred c;
+	struct cred c[GW_MAX_CREDS];
+	size_t nc = 0;
 
 	if (g->n >= GW_MAX_SERVERS) {
 		zm_log_error("gateway %s: servers[%zu]: more than %d servers; ignored", key, idx, GW_MAX_SERVERS);
@@ -423,12 +589,29 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 	for (size_t i = 0; i < sv->hosts.n && s->nhosts < GW_MAX_HOSTS; i++) {
 		const char *h = sv->hosts.v[i].v, *sl = strchr(h, '/');
 
+		/* Istio: "ns/host" binds VirtualServices of ns only, "./host" of
+		 * the Gateway's namespace, "*" / no prefix of any namespace */
+		if (!sl)
+			snprintf(s->hns[s->nhosts], sizeof(s->hns[0]), "*");
+		else if (sl - h == 1 && h[0] == '.')
+			snprintf(s->hns[s->nhosts], sizeof(s->hns[0]), "%s", gwns);
+		else
+			snprintf(s->hns[s->nhosts], sizeof(s->hns[0]), "%.*s", (int)(sl - h), h);
 		snprintf(s->hosts[s->nhosts++], sizeof(s->hosts[0]), "%s", sl ? sl + 1 : h);
 	}
 	s->https_redirect = sv->tls.o.set && sv->tls.https_redirect.v;
-	if (!strcasecmp(proto, "TCP") || !strcasecmp(proto, "MONGO") || !strcasecmp(proto, "MYSQL") ||
-	    !strcasecmp(proto, "REDIS")) {
+	if (is_tcp_proto(proto)) {
 		s->tcp = true;
+		g->n++;
+		return;
+	}
+	if (mode == ZM_STLS_AUTO_PASSTHROUGH) {
+		if (strcasecmp(proto, "TLS") && strcasecmp(proto, "HTTPS")) {
+			zm_log_error("gateway %s: servers[%zu] (port %d): AUTO_PASSTHROUGH needs protocol TLS, "
+				     "not %s; server not started", key, idx, s->port, proto);
+			return;
+		}
+		s->autop = true;
 		g->n++;
 		return;
 	}
@@ -438,36 +621,125 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 		g->n++;
 		return;
 	}
-	if (mode == ZM_STLS_AUTO_PASSTHROUGH) {
-		zm_log_warn("gateway %s: servers[%zu] (port %d): AUTO_PASSTHROUGH is not served", key, idx, s->port);
-		return;
-	}
 	if (!strcasecmp(proto, "HTTPS") || (sv->tls.o.set && mode >= 0 && !s->https_redirect &&
-					    (mode == ZM_STLS_SIMPLE || mode == ZM_STLS_MUTUAL))) {
+					    (mode == ZM_STLS_SIMPLE || mode == ZM_STLS_MUTUAL ||
+					     mode == ZM_STLS_ISTIO_MUTUAL))) {
 		bool mutual = mode == ZM_STLS_MUTUAL || mode == ZM_STLS_ISTIO_MUTUAL ||
 			      mode == ZM_STLS_OPTIONAL_MUTUAL;
 		const char *gns = wp_options->gateway_ns;
+		char td[ZM_TD_MAX + 1] = "";
 		int rc;
 
 		s->tls = true;
+		s->istio_mutual = mode == ZM_STLS_ISTIO_MUTUAL;
 		s->min_version = sv->tls.min_protocol_version.v == ZM_TLSV1_3 ? TLS1_3_VERSION : TLS1_2_VERSION;
-		rc = load_cred(set, gns, &sv->tls, mutual, &c, why, sizeof(why));
-		if (!rc && !(s->ctx = server_ctx(&c, mutual, s->min_version, why, sizeof(why))))
+		memset(c, 0, sizeof(c));
+		if (s->istio_mutual) {
+			/* Istio: the gateway's own workload certificate; the
+			 * client's must chain to the mesh bundle */
+			rc = mesh_cred(&c[0], td, sizeof(td), why, sizeof(why));
+			nc = 1;
+		} else {
+			rc = load_creds(set, gns, &sv->tls, mutual, c, &nc, why, sizeof(why));
+		}
+		if (!rc && !(s->ctx = server_ctx(c, nc, mutual, s->istio_mutual ? td : NULL, s->min_version,
+						 why, sizeof(why))))
 			rc = -EINVAL;
-		if (rc) {
-			if (sv->tls.credential_name.v)
-				zm_log_error("gateway %s: servers[%zu] (port %d): Secret %s/%s: %s; server not started",
-					     key, idx, s->port, gns, sv->tls.credential_name.v, why);
-			else
-				zm_log_error("gateway %s: servers[%zu] (port %d): credential files: %s; server not started",
-					     key, idx, s->port, why);
-			cred_free(&c);
+		for (size_t i = 0; i < nc; i++)
+			cred_free(&c[i]);
+		if (rc == -ENOENT && s->istio_mutual && wp_options->hbone_port) {
+			/* the first generation is built before the HBONE front
+			 * has its certificate; main.c rebuilds once it has */
+			zm_log_info("gateway %s: servers[%zu] (port %d): ISTIO_MUTUAL waits for the mesh certificate",
+				    key, idx, s->port);
 			return;
 		}
-		cred_free(&c);
+		if (rc) {
+			zm_log_error("gateway %s: servers[%zu] (port %d): %s; server not started", key, idx,
+				     s->port, why);
+			return;
+		}
 	}
 	g->n++;
 }
+
+/* An Istio host pattern against another ("*.a.com" and "x.a.com" overlap). */
+static bool hosts_overlap(const char *a, const char *b)
+{
+	return zm_host_match(a, b) || zm_host_match(b, a);
+}
+
+/*
+ * Make the binding visible: a VirtualService that names a served Gateway
+ * but none of whose hosts a server of it admits for its namespace (Istio's
+ * "ns/host") is logged once per generation; requests for it get 404.
+ */
+static void log_unbound(const struct gw_set *g, const struct zm_cfg_set *set)
+{
+	for (size_t i = 0; i < set->nobjs; i++) {
+		const struct zm_cfg_obj *o = set->objs[i];
+		const char *ns = o->meta.ns.v ? o->meta.ns.v : "default";
+
+		if (o->kind != ZM_K_VIRTUALSERVICE)
+			continue;
+		for (size_t k = 0; k < o->vs->gateways.n; k++) {
+			const char *n = o->vs->gateways.v[k].v;
+			char gk[192];
+			bool served = false, host_seen = false, admitted = false;
+
+			if (strchr(n, '/'))
+				snprintf(gk, sizeof(gk), "%s", n);
+			else
+				snprintf(gk, sizeof(gk), "%s/%s", ns, n);
+			for (size_t j = 0; j < g->nkeys; j++)
+				served |= !strcmp(g->keys[j], gk);
+			if (!served)
+				continue;
+			for (size_t h = 0; h < g->nhosts && !admitted; h++) {
+				const struct zm_l7_gw_host *e = &g->hosts[h];
+
+				if (strcmp(e->gw, gk) || e->auto_passthrough)
+					continue;
+				for (size_t v = 0; v < o->vs->hosts.n && !admitted; v++) {
+					if (!hosts_overlap(e->host, o->vs->hosts.v[v].v))
+						continue;
+					host_seen = true;
+					admitted = !strcmp(e->ns, "*") || !strcmp(e->ns, ns);
+				}
+			}
+			if (host_seen && !admitted)
+				zm_log_warn("gateway %s: VirtualService %s/%s not bound: the servers' hosts for its "
+					    "hosts admit other namespaces only (Gateway hosts \"ns/host\")",
+					    gk, ns, o->meta.name.v);
+		}
+	}
+}
+
+/* The engine's view of the servers' hosts (zm_l7_opts.gw_hosts). */
+static int build_hosts(struct gw_set *g)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->n; i++)
+		n += g->s[i].nhosts;
+	if (!n)
+		return 0;
+	if (!(g->hosts = calloc(n, sizeof(*g->hosts))))
+		return -ENOMEM;
+	for (size_t i = 0; i < g->n; i++)
+		for (size_t j = 0; j < g->s[i].nhosts; j++) {
+			struct zm_l7_gw_host *e = &g->hosts[g->nhosts++];
+
+			snprintf(e->gw, sizeof(e->gw), "%s", g->s[i].gw);
+			e->port = g->s[i].port;
+			snprintf(e->ns, sizeof(e->ns), "%s", g->s[i].hns[j]);
+			snprintf(e->host, sizeof(e->host), "%s", g->s[i].hosts[j]);
+			e->auto_passthrough = g->s[i].autop;
+		}
+	return 0;
+}
+
+static SSL_CTX *listener_ctx(void);
 
 int wp_gw_build(const struct zm_cfg_set *set, struct gw_set **out)
 {
@@ -476,6 +748,7 @@ int wp_gw_build(const struct zm_cfg_set *set, struct gw_set **out)
 	*out = NULL;
 	if (!g)
 		return -ENOMEM;
+	listener_ctx();		/* the ex_data indexes */
 	atomic_init(&g->ref, 1);
 	for (size_t i = 0; i < set->nobjs; i++) {
 		const struct zm_cfg_obj *o = set->objs[i];
@@ -492,8 +765,19 @@ int wp_gw_build(const struct zm_cfg_set *set, struct gw_set **out)
 		for (size_t j = 0; j < o->gw->servers.n; j++)
 			add_server(g, set, o, j, key);
 	}
+	if (build_hosts(g)) {
+		wp_gw_put(g);
+		return -ENOMEM;
+	}
+	log_unbound(g, set);
 	*out = g;
 	return 0;
+}
+
+const struct zm_l7_gw_host *wp_gw_hosts(const struct gw_set *g, size_t *n)
+{
+	*n = g->nhosts;
+	return g->hosts;
 }
 
 const char *const *wp_gw_keys(const struct gw_set *g, size_t *n)
@@ -533,6 +817,7 @@ struct tconn {
 	int port;
 	struct gw_set *g;
 	char sni[256];
+	const struct gw_server *s;	/* chosen by on_hello */
 };
 
 static int tconn_idx = -1;
@@ -555,8 +840,12 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 		*al = SSL_AD_UNRECOGNIZED_NAME;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
+	t->s = s;
 	SSL_set_SSL_CTX(ssl, s->ctx);
-	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), NULL);
+	/* the SSL keeps the first context's verify settings: take the server's */
+	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), SSL_CTX_get_verify_callback(s->ctx));
+	if (SSL_CTX_get_verify_mode(s->ctx) & SSL_VERIFY_PEER)
+		SSL_set_purpose(ssl, X509_PURPOSE_SSL_CLIENT);
 	SSL_set_min_proto_version(ssl, s->min_version);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -564,9 +853,20 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 static SSL_CTX *lctx_ssl;
 static pthread_once_t lctx_once = PTHREAD_ONCE_INIT;
 
+static void td_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	OPENSSL_free(ptr);
+}
+
 static void lctx_init(void)
 {
 	tconn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	svid_td_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, td_free);
 	lctx_ssl = SSL_CTX_new(TLS_server_method());
 	if (!lctx_ssl)
 		return;
@@ -585,8 +885,9 @@ static SSL_CTX *listener_ctx(void)
 	return lctx_ssl;
 }
 
+/* @principal: the client's verified SPIFFE ID (ISTIO_MUTUAL), for policy; or NULL. */
 static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool tls, const char *sni,
-		      bool tcp)
+		      bool tcp, const char *principal)
 {
 	struct conn *c = wp_conn_new(fd, ss);
 	pthread_attr_t at;
@@ -597,6 +898,10 @@ static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool 
 	c->gw_port = port;
 	c->gw_tls = tls;
 	c->tcp = tcp;
+	if (principal) {
+		c->mtls = true;
+		snprintf(c->principal, sizeof(c->principal), "%s", principal);
+	}
 	snprintf(c->gw_sni, sizeof(c->gw_sni), "%s", sni ? sni : "");
 	atomic_fetch_add(&wp_nconns, 1);
 	pthread_attr_init(&at);
@@ -716,24 +1021,39 @@ static void *tls_thread(void *arg)
 	struct timeval tv = { GW_HANDSHAKE_MS / 1000, 0 }, none = { 0, 0 };
 	SSL *ssl = NULL;
 	int sp[2] = { -1, -1 }, rc;
-	char peer[64];
+	char peer[64], principal[640] = "";
 
 	zm_sock_addr_str((const struct sockaddr *)&a->ss, peer, sizeof(peer));
 	if (!t.g)
 		goto out;
-	if (port_has(a->port, K_PASS)) {
-		/* PASSTHROUGH: the SNI of the ClientHello, read without taking it */
-		char sni[256] = "";
-		int r = peek_sni(a->fd, sni, sizeof(sni));
+	if (port_has(a->port, K_PASS) || port_has(a->port, K_AUTO)) {
+		/* PASSTHROUGH: the SNI of the ClientHello, read without taking
+		 * it; AUTO_PASSTHROUGH: an SNI naming a service the server's
+		 * hosts cover (the engine routes it, zm_l7_decide_gateway_l4) */
+		char sni[256] = "", sub[64], host[256];
+		int r = peek_sni(a->fd, sni, sizeof(sni)), sport;
+		const struct gw_server *as = NULL;
 
-		if (r == 0 && server_for(t.g, a->port, sni, K_PASS)) {
-			if (start_conn(a->fd, &a->ss, a->port, false, sni, true) == 0)
+		if (r == 0 && !zm_l7_sni_cluster(sni, &sport, sub, sizeof(sub), host, sizeof(host)))
+			as = server_for(t.g, a->port, host, K_AUTO);
+		if (r == 0 && (as || server_for(t.g, a->port, sni, K_PASS))) {
+			if (start_conn(a->fd, &a->ss, a->port, false, sni, true, NULL) == 0)
 				a->fd = -1;
 			goto out;
 		}
 		if (!port_has(a->port, K_TERM)) {
-			zm_log_info("gateway: port %d: TLS from %s refused: no passthrough server for sni \"%s\"",
-				    a->port, peer, sni);
+			const struct gw_server *any = NULL;
+
+			for (size_t i = 0; i < t.g->n && !any; i++)
+				if (t.g->s[i].port == a->port && kind_of(&t.g->s[i]) == K_AUTO)
+					any = &t.g->s[i];
+			if (any)
+				zm_log_info("gateway %s: port %d (AUTO_PASSTHROUGH): TLS from %s refused: sni \"%s\" "
+					    "is not outbound_.<port>_.<subset>_.<host> of a host it serves",
+					    any->gw, a->port, peer, sni);
+			else
+				zm_log_info("gateway: port %d: TLS from %s refused: no passthrough server for sni \"%s\"",
+					    a->port, peer, sni);
 			goto out;
 		}
 	}
@@ -755,7 +1075,17 @@ static void *tls_thread(void *arg)
 	setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp))
 		goto out;
-	if (start_conn(sp[1], &a->ss, a->port, true, t.sni, false)) {
+	if (t.s && t.s->istio_mutual) {
+		/* the verified client SVID: source.principal for policy */
+		X509 *pc = SSL_get0_peer_certificate(ssl);
+		struct zm_spiffe_id id;
+
+		if (!pc || zm_svid_check(pc, &id, NULL, 0) || zm_spiffe_format(&id, principal, sizeof(principal)) < 0) {
+			zm_log_info("gateway %s: port %d: TLS from %s refused: no client SVID", t.s->gw, a->port, peer);
+			goto out;
+		}
+	}
+	if (start_conn(sp[1], &a->ss, a->port, true, t.sni, false, principal[0] ? principal : NULL)) {
 		close(sp[1]);
 		goto out;
 	}
@@ -807,7 +1137,8 @@ static void *listen_thread(void *arg)
 			close(fd);
 			continue;
 		}
-		if (!port_has(l->port, K_TCP) && (port_has(l->port, K_TERM) || port_has(l->port, K_PASS))) {
+		if (!port_has(l->port, K_TCP) &&
+		    (port_has(l->port, K_TERM) || port_has(l->port, K_PASS) || port_has(l->port, K_AUTO))) {
 			struct tls_arg *a = calloc(1, sizeof(*a));
 
 			if (!a) {
@@ -821,7 +1152,7 @@ static void *listen_thread(void *arg)
 				close(fd);
 				free(a);
 			}
-		} else if (start_conn(fd, &ss, l->port, false, NULL, port_has(l->port, K_TCP))) {
+		} else if (start_conn(fd, &ss, l->port, false, NULL, port_has(l->port, K_TCP), NULL)) {
 			close(fd);
 		}
 	}

@@ -354,6 +354,34 @@ static void *hb_accept_thread(void *arg)
 	return NULL;
 }
 
+/* the credential for gateway servers with ISTIO_MUTUAL (gateway.c) */
+static pthread_mutex_t mesh_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *mesh_key, *mesh_chain, *mesh_bundle, mesh_id[640];
+
+int wp_mesh_cred(char **key, char **chain, char **bundle, char *id, size_t idsz)
+{
+	int rc = 0;
+
+	*key = *chain = *bundle = NULL;
+	pthread_mutex_lock(&mesh_mu);
+	if (!mesh_key) {
+		rc = -ENOENT;
+	} else if (!(*key = strdup(mesh_key)) || !(*chain = strdup(mesh_chain)) ||
+		   !(*bundle = strdup(mesh_bundle))) {
+		rc = -ENOMEM;
+	} else {
+		snprintf(id, idsz, "%s", mesh_id);
+	}
+	pthread_mutex_unlock(&mesh_mu);
+	if (rc) {
+		free(*key);
+		free(*chain);
+		free(*bundle);
+		*key = *chain = *bundle = NULL;
+	}
+	return rc;
+}
+
 int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
 {
 	struct zm_ca *ca = NULL;
@@ -381,6 +409,20 @@ int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
 		else
 			wp_hbup_init(cctx, ns, sa);
 		SSL_CTX_free(cctx);
+	}
+	if (!rc) {
+		pthread_mutex_lock(&mesh_mu);
+		mesh_key = strdup(key);
+		mesh_chain = strdup(chain);
+		mesh_bundle = strdup(zm_ca_bundle(ca));
+		zm_spiffe_format(&id, mesh_id, sizeof(mesh_id));
+		if (!mesh_key || !mesh_chain || !mesh_bundle) {
+			free(mesh_key);
+			free(mesh_chain);
+			free(mesh_bundle);
+			mesh_key = mesh_chain = mesh_bundle = NULL;
+		}
+		pthread_mutex_unlock(&mesh_mu);
 	}
 	free(key);
 	free(csr);

@@ -135,6 +135,7 @@ int wp_reload(const struct wp_opts *o)
 		if (rc)
 			goto fail;
 		lo.gateways = wp_gw_keys(gw, &lo.ngateways);
+		lo.gw_hosts = wp_gw_hosts(gw, &lo.ngw_hosts);
 		lo.self_ns = o->gateway_ns;
 		lo.self_labels = &o->gateway_labels;
 	}
@@ -416,6 +417,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "waypoint: --hbone-port %d: %s\n", o.hbone_port, strerror(-rc));
 			return 1;
 		}
+		/* gateway: ISTIO_MUTUAL servers need this certificate; build them again */
+		if (o.gateway)
+			reload_wanted = 1;
 	}
 	if (o.listen)
 		zm_log_info("listening on %s", o.listen);

@@ -202,6 +202,10 @@ char *wp_jwks_get(const char *uri, void *arg);
 int wp_listen(const char *spec);
 /* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
 int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa);
+/* This proxy's mesh credential (made by wp_hbone_start): malloc'd PEM
+ * copies of the key, the chain (leaf first) and the trust bundle, and the
+ * SPIFFE ID. -ENOENT when there is none (no --hbone-port). */
+int wp_mesh_cred(char **key, char **chain, char **bundle, char *id, size_t idsz);
 
 /*
  * HBONE to meshed endpoints (hbup.c). init: the client context (the
@@ -243,6 +247,8 @@ struct zm_cfg_set;
  * their usable servers and TLS contexts. Bad servers are logged and left out. */
 int wp_gw_build(const struct zm_cfg_set *set, struct gw_set **out);
 const char *const *wp_gw_keys(const struct gw_set *g, size_t *n);
+/* The servers' hosts for the engine's namespace scoping (zm_l7_opts.gw_hosts). */
+const struct zm_l7_gw_host *wp_gw_hosts(const struct gw_set *g, size_t *n);
 /* Make @g current (takes it) and open listeners for new ports. */
 void wp_gw_publish(struct gw_set *g);
 void wp_gw_put(struct gw_set *g);
