@@ -5,7 +5,8 @@
  * identity minted by the lab), its view of the config on the :15012 stream
  * (each version built into a snapshot, ACKed, or NACKed with the reason
  * while the last good one keeps serving), and its workload certificate
- * (ns/<ns>/sa/<sa>) through a CSR, renewed at half life. Everything runs on
+ * (ns/<ns>/sa/<sa>) through a CSR, renewed at half life and when zmeshd
+ * pushes new roots (the answer carries the bundle). Everything runs on
  * the main thread, from the accept loop's poll.
  */
 #include <errno.h>
@@ -72,11 +73,22 @@ static void on_cert(void *arg, int rc, struct zm_svid_cert *cert, const char *bu
 	x.renew_at = zm_svid_cert_renew_at(cert, now, zm_rand_unit());
 }
 
+/* New roots (a rotation step): a fresh certificate brings them, with the current signer's leaf. */
+static void on_bundle(void *arg, const char *bundle_pem)
+{
+	(void)arg;
+	(void)bundle_pem;
+	if (x.have_cert) {
+		zm_log_info("zmeshd sent a new trust bundle: renewing the certificate to take it");
+		x.renew_at = 0;
+	}
+}
+
 int wp_xds_start(const struct wp_opts *o, const char *server, const char *cred_dir, const char *ns,
 		 const char *sa)
 {
 	struct zm_cfgclient_opts co = { .server = server, .cred_dir = cred_dir, .on_config = on_config,
-					.proxy = o->gateway ? "gateway" : "waypoint" };
+					.on_bundle = on_bundle, .proxy = o->gateway ? "gateway" : "waypoint" };
 	struct zm_error e = { "" };
 
 	x.o = o;
