@@ -415,6 +415,30 @@ static bool logged(struct zm_fixture_zd *self, const char *needle)
 	return false;
 }
 
+/* @needle shows up in the file @path within 5 s. */
+static bool logged_in(const char *path, const char *needle)
+{
+	for (int i = 0; i < 250; i++) {
+		if (test_sh(NULL, 0, "grep -qF -- '%s' %s", needle, path) == 0)
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+static void kill_wait(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+static void test_defer_kill(pid_t pid)
+{
+	test_defer(kill_wait, (void *)(intptr_t)pid);
+}
+
 static int request_cert(struct client *cl, const char *ns, const char *sa)
 {
 	struct zm_spiffe_id id;
@@ -1306,6 +1330,71 @@ TEST_F(zd, waypoint_credential_is_its_service_account_only)
 		EXPECT_NE(zm_spiffe_from_x509(x, &id, NULL, 0), 0);
 		X509_free(x);
 	}
+}
+
+/*
+ * The waypoint binary as zmeshd's client: its view arrives and is ACKed, a
+ * version it cannot build (a VirtualService naming a Gateway that does not
+ * exist: only the waypoint checks references) is NACKed with the reason
+ * while it keeps serving, the next good one is ACKed; its HBONE
+ * certificate comes by CSR.
+ */
+TEST_F(zd, waypoint_binary_acks_nacks_and_gets_its_certificate)
+{
+	char bin[PATH_MAX], cred[PATH_MAX], wlog[PATH_MAX], out[8192], d1[1024];
+	static const char bad_vs[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r2, namespace: shop}\n"
+		"spec:\n  hosts: [web]\n  gateways: [nowhere]\n  http:\n  - route:\n    - destination: {host: web}\n";
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/waypoint", test_build_dir());
+	snprintf(cred, sizeof(cred), "%s/wp", self->dir);
+	snprintf(wlog, sizeof(wlog), "%s/waypoint.log", self->dir);
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
+
+		ASSERT_OK(store_gen(self, 1, docs, 2));
+	}
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int fd = open(wlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(bin, "waypoint", "--listen", "127.0.0.1:18080", "--hbone-port", "18008", "--metrics-port", "0",
+		      "--ready-port", "0", "--identity", "shop/waypoint", "--zmeshd", SERVER, "--cred-dir", cred,
+		      (char *)NULL);
+		_exit(127);
+	}
+	test_defer_kill(pid);
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "1        1        SYNCED", out, sizeof(out)));
+	EXPECT_TRUE(logged_in(wlog, "got certificate for spiffe://cluster.local/ns/shop/sa/waypoint from zmeshd"));
+	EXPECT_TRUE(logged_in(wlog, "hbone on :18008"));
+	/* Serving: an unknown host is answered (404), not refused. */
+	for (int i = 0; i < 50 && test_sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' "
+					  "http://127.0.0.1:18080/") != 0; i++)
+		usleep(100000);
+	EXPECT_STREQ(out, "404");
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1"),
+				       "VirtualService.shop.r2.yaml", bad_vs };
+
+		ASSERT_OK(store_gen(self, 2, docs, 4));
+	}
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "NACK", out, sizeof(out)));
+	EXPECT_STRSTR(out, "gateway shop/nowhere not found");
+	EXPECT_TRUE(logged_in(wlog, "config version 2 from zmeshd refused"));
+	ASSERT_EQ(test_sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:18080/"), 0);
+	EXPECT_STREQ(out, "404");
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
+
+		ASSERT_OK(store_gen(self, 3, docs, 2));
+	}
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "3        3        SYNCED", out, sizeof(out)));
 }
 
 static void lab_cleanup(void *arg)
