@@ -43,6 +43,7 @@
 
 #include "zmesh/keymat.h"
 #include "zmesh/log.h"
+#include "zmesh/nodeid.h"
 #include "zmesh/spiffe.h"
 
 #define ZM_CA_DEFAULT_TTL (24u * 3600)
@@ -83,6 +84,13 @@ int zm_ca_csr_identity(const char *pem, size_t len, struct zm_spiffe_id *id, cha
  */
 int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigned ttl,
 		     char **key_pem, char **chain_pem, struct zm_error *e);
+/*
+ * A waypoint's or gateway's bootstrap credential (nodeid.h, zm_cp_role):
+ * as zm_ca_issue_node() for spiffe://@td/zmesh/<role>/@ns/@sa. Made by the
+ * lab for the waypoint and gateway pods it runs.
+ */
+int zm_ca_issue_proxy(struct zm_ca *ca, const char *td, enum zm_cp_role role, const char *ns, const char *sa,
+		      unsigned ttl, char **key_out, char **chain_pem, struct zm_error *e);
 
 /* The trust bundle (root certificates, PEM); owned by the CA (see above). */
 const char *zm_ca_bundle(struct zm_ca *ca);

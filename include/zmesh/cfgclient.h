@@ -106,6 +106,15 @@ unsigned zm_cfgclient_connects(struct zm_cfgclient *c);
 int zm_cfgclient_request_cert(struct zm_cfgclient *c, const struct zm_spiffe_id *id,
 			      zm_cfgclient_cert_cb cb, void *arg);
 
+struct zm_cfg_set;
+/*
+ * A pushed object set (what on_config gets) as typed config: the objects as
+ * one multi-document YAML stream (JSON is YAML) read by the same model as
+ * files (config.h), so one reader and one set of rules. 0, or a negative
+ * errno with @why (the first error, file "zmeshd").
+ */
+int zm_cfgclient_to_set(json_t *objects, struct zm_cfg_set *set, char *why, size_t whysz);
+
 /*
  * Tests and fuzzing: handle one config-stream line (without its newline) as
  * if zmeshd had sent it, on a client that has not connected (no process()

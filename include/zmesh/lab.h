@@ -196,6 +196,19 @@ int zm_lab_target_port(const struct zm_lab_sport *sp, const struct zm_lab_pod *p
 int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e);
 
 /*
+ * Waypoints and gateways are zmeshd's clients too, each with a bootstrap
+ * credential of its own (nodeid.h: spiffe://cluster.local/zmesh/waypoint|
+ * gateway/<ns>/<sa>) in <state>/proxies/<ns>/<sa>/. zm_lab_mint_proxies()
+ * makes one for every pod labelled gateway.networking.k8s.io/gateway-name
+ * (a waypoint) or istio=ingressgateway (the gateway) that has none, when the
+ * lab runs zmeshd (its node credentials exist); zm_lab_start_zmeshd() and
+ * zm_lab_grow() call it before the pods start. The waypoint binary finds its
+ * credential there and then follows zmeshd instead of the store files.
+ */
+#define ZM_LAB_PROXIES "proxies"
+int zm_lab_mint_proxies(struct zm_lab *lab, struct zm_error *e);
+
+/*
  * Sidecar modes (lab_sidecar.c), for benchmarks against ambient: for every
  * pod zm_enroll_wanted() selects, iptables nat rules in its netns as Istio's
  * istio-init makes (OUTPUT -> 127.0.0.1:15001 except group

@@ -54,6 +54,34 @@ int zm_node_id_parse(const char *s, size_t len, const char *td, char *node, size
 int zm_node_id_from_x509(X509 *leaf, const char *td, char *node, size_t nodesz,
 			 char *why, size_t whysz);
 
+/*
+ * Proxies that are not a node's (docs/zmeshd.md, "Identities"): a waypoint
+ * or an ingress gateway gets a bootstrap credential of its own, whose single
+ * URI SAN is spiffe://<td>/zmesh/waypoint/<ns>/<sa> or
+ * spiffe://<td>/zmesh/gateway/<ns>/<sa>: the service account it runs as
+ * (Istio: the pod's own service-account token). Like a node ID it is outside
+ * the workload form, so it never passes a workload peer check, and zmeshd
+ * signs a CSR on it for exactly ns/<ns>/sa/<sa>. The role decides the
+ * proxy's config view (a gateway's includes its namespace's Secrets), so it
+ * comes from the certificate, never from anything the client says.
+ */
+enum zm_cp_role { ZM_CP_NODE, ZM_CP_WAYPOINT, ZM_CP_GATEWAY };
+
+struct zm_cp_peer {
+	enum zm_cp_role role;
+	char node[ZM_NODE_NAME_MAX + 1];	/* ZM_CP_NODE */
+	char ns[64], sa[254];			/* ZM_CP_WAYPOINT, ZM_CP_GATEWAY */
+};
+
+const char *zm_cp_role_name(enum zm_cp_role r);	/* "node", "waypoint", "gateway" */
+/* "spiffe://<td>/zmesh/<role>/<ns>/<sa>" (role waypoint or gateway): 0, -EINVAL, -ENOSPC. */
+int zm_proxy_id_format(const char *td, enum zm_cp_role role, const char *ns, const char *sa,
+		       char *buf, size_t sz);
+/* A node or proxy ID of trust domain @td (explicit length): 0 or -EINVAL. */
+int zm_cp_id_parse(const char *s, size_t len, const char *td, struct zm_cp_peer *out);
+/* zm_node_id_from_x509() for node and proxy IDs. */
+int zm_cp_id_from_x509(X509 *leaf, const char *td, struct zm_cp_peer *out, char *why, size_t whysz);
+
 /* Write the three files into @dir (made 0700 if missing); atomic per file. */
 int zm_node_cred_write(const char *dir, const char *key_pem, const char *chain_pem,
 		       const char *bundle_pem, struct zm_error *e);

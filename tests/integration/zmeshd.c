@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "../harness/test.h"
@@ -200,13 +201,14 @@ static int store_gen(struct zm_fixture_zd *self, int n, const char *const *docs,
 	return rename(tmp, path);
 }
 
-static const char vs_doc[] =
-	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: %s, namespace: shop}\n"
-	"spec:\n  hosts: [web]\n  http:\n  - route:\n    - destination: {host: web}\n";
+/* An L4 policy: in every ztunnel's view (docs/zmeshd.md, "Views"). */
+static const char pol_doc[] =
+	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: %s, namespace: shop}\n"
+	"spec:\n  action: ALLOW\n  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/web]}\n";
 
-static const char *vs(char *buf, size_t sz, const char *name)
+static const char *pol(char *buf, size_t sz, const char *name)
 {
-	snprintf(buf, sz, vs_doc, name);
+	snprintf(buf, sz, pol_doc, name);
 	return buf;
 }
 
@@ -241,6 +243,24 @@ FIXTURE_SETUP(zd)
 		free(key);
 		free(chain);
 		free(bundle);
+	}
+	/* A waypoint's and the gateway's own credentials, as `lab up` mints them. */
+	{
+		static const struct { enum zm_cp_role role; const char *ns, *sa, *dir; } px[] = {
+			{ ZM_CP_WAYPOINT, "shop", "waypoint", "wp" },
+			{ ZM_CP_GATEWAY, "istio-system", "istio-ingressgateway", "gw" },
+		};
+
+		for (size_t i = 0; i < 2; i++) {
+			snprintf(cred, sizeof(cred), "%s/%s", self->dir, px[i].dir);
+			EXPECT_OK(zm_ca_issue_proxy(ca, "cluster.local", px[i].role, px[i].ns, px[i].sa, 0, &key,
+						    &chain, &e));
+			bundle = zm_ca_bundle_dup(ca);
+			EXPECT_OK(zm_node_cred_write(cred, key, chain, bundle, &e));
+			free(key);
+			free(chain);
+			free(bundle);
+		}
 	}
 	zm_ca_free(ca);
 
@@ -304,11 +324,12 @@ static void client_free(void *arg)
  * A proxy with the credential in <dir>/<cred>; freed by a deferred cleanup
  * (so on the heap: defers run after the test body has returned).
  */
-static struct client *client_new(struct zm_fixture_zd *self, const char *cred)
+static struct client *client_new_kind(struct zm_fixture_zd *self, const char *cred, const char *kind)
 {
 	char dir[PATH_MAX];
 	struct client *cl = calloc(1, sizeof(*cl));
-	struct zm_cfgclient_opts o = { .server = SERVER, .cred_dir = dir, .on_config = on_config, .arg = cl };
+	struct zm_cfgclient_opts o = { .server = SERVER, .cred_dir = dir, .on_config = on_config, .arg = cl,
+				       .proxy = kind };
 	struct zm_error e;
 
 	if (!cl)
@@ -320,6 +341,11 @@ static struct client *client_new(struct zm_fixture_zd *self, const char *cred)
 	}
 	test_defer(client_free, cl);
 	return cl;
+}
+
+static struct client *client_new(struct zm_fixture_zd *self, const char *cred)
+{
+	return client_new_kind(self, cred, NULL);
 }
 
 /* Run the clients' loops until @cond holds or @ms pass. */
@@ -387,6 +413,30 @@ static bool logged(struct zm_fixture_zd *self, const char *needle)
 		usleep(20000);
 	}
 	return false;
+}
+
+/* @needle shows up in the file @path within 5 s. */
+static bool logged_in(const char *path, const char *needle)
+{
+	for (int i = 0; i < 250; i++) {
+		if (test_sh(NULL, 0, "grep -qF -- '%s' %s", needle, path) == 0)
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+static void kill_wait(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+static void test_defer_kill(pid_t pid)
+{
+	test_defer(kill_wait, (void *)(intptr_t)pid);
 }
 
 static int request_cert(struct client *cl, const char *ns, const char *sa)
@@ -532,7 +582,7 @@ TEST_F(zd, client_without_valid_cert_is_cut_off)
 		ASSERT_OK(zm_node_cred_write(cred, a->cert.key_pem, a->cert.chain_pem, a->bundle, &e));
 		EXPECT_NE(test_sh(NULL, 0, "curl -sk --http2 --cert %s/node-cert.pem --key %s/node-key.pem "
 				  "https://" SERVER "/v1/bundle", cred, cred), 0);
-		EXPECT_TRUE(logged(self, "URI SAN is not a node identity"));
+		EXPECT_TRUE(logged(self, "URI SAN is not a node, waypoint or gateway identity"));
 		/* The library client with that credential never gets a stream. */
 		x = client_new(self, "workload");
 		ASSERT_OK_PTR(x);
@@ -572,7 +622,7 @@ TEST_F(zd, config_change_reaches_every_proxy_and_is_acked)
 	both[0] = a;
 	both[1] = b;
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1"),
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1"),
 				       "Secret.shop.tls.yaml",
 				       "apiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: shop}\n"
 				       "data: {key: c2VjcmV0}\n" };
@@ -586,8 +636,8 @@ TEST_F(zd, config_change_reaches_every_proxy_and_is_acked)
 	EXPECT_FALSE(has_name(zm_cfgclient_config(a->c), "tls"));
 	/* A change: r2 added (a delta), seen and ACKed by both. */
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1"),
-				       "VirtualService.shop.r2.yaml", vs(d2, sizeof(d2), "r2") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1"),
+				       "AuthorizationPolicy.shop.r2.yaml", pol(d2, sizeof(d2), "r2") };
 
 		ASSERT_OK(store_gen(self, 2, docs, 4));
 	}
@@ -610,7 +660,7 @@ TEST_F(zd, config_change_reaches_every_proxy_and_is_acked)
 	}
 	/* A deletion travels as a delta too. */
 	{
-		const char *docs[] = { "VirtualService.shop.r2.yaml", vs(d2, sizeof(d2), "r2") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r2.yaml", pol(d2, sizeof(d2), "r2") };
 
 		ASSERT_OK(store_gen(self, 3, docs, 2));
 	}
@@ -636,15 +686,15 @@ TEST_F(zd, nack_is_recorded_and_shown)
 	one[0] = a;
 	a->nack_name = "bad";
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
 
 		ASSERT_OK(store_gen(self, 1, docs, 2));
 	}
 	v = 1;
 	ASSERT_TRUE(drive(one, 1, 5000, all_at, &v));
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1"),
-				       "VirtualService.shop.bad.yaml", vs(d2, sizeof(d2), "bad") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1"),
+				       "AuthorizationPolicy.shop.bad.yaml", pol(d2, sizeof(d2), "bad") };
 
 		ASSERT_OK(store_gen(self, 2, docs, 4));
 	}
@@ -658,7 +708,7 @@ TEST_F(zd, nack_is_recorded_and_shown)
 	EXPECT_TRUE(logged(self, "proxy ztunnel~node-a NACKed version 2: object bad: not supported by this proxy"));
 	/* Fixed in version 3: ACKed, in sync again. */
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
 
 		ASSERT_OK(store_gen(self, 3, docs, 2));
 	}
@@ -679,7 +729,7 @@ TEST_F(zd, restart_keeps_config_and_proxy_catches_up)
 	ASSERT_OK_PTR(a);
 	one[0] = a;
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
 
 		ASSERT_OK(store_gen(self, 1, docs, 2));
 	}
@@ -701,7 +751,7 @@ TEST_F(zd, restart_keeps_config_and_proxy_catches_up)
 	EXPECT_TRUE(has_name(zm_cfgclient_config(a->c), "r1"));
 	/* The config changes while zmeshd is down; zmeshd comes back from its directories. */
 	{
-		const char *docs[] = { "VirtualService.shop.r2.yaml", vs(d2, sizeof(d2), "r2") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r2.yaml", pol(d2, sizeof(d2), "r2") };
 
 		ASSERT_OK(store_gen(self, 2, docs, 2));
 	}
@@ -874,7 +924,7 @@ TEST_F(zd, broken_generation_is_not_pushed)
 	ASSERT_OK_PTR(a);
 	one[0] = a;
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
 
 		ASSERT_OK(store_gen(self, 1, docs, 2));
 	}
@@ -882,7 +932,7 @@ TEST_F(zd, broken_generation_is_not_pushed)
 	ASSERT_TRUE(drive(one, 1, 5000, all_at, &v));
 	/* A generation that does not load (a writer bypassing validation): logged, not pushed. */
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", "kind: VirtualService\nspec: [\n" };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", "kind: AuthorizationPolicy\nspec: [\n" };
 
 		ASSERT_OK(store_gen(self, 2, docs, 2));
 	}
@@ -895,7 +945,7 @@ TEST_F(zd, broken_generation_is_not_pushed)
 	EXPECT_TRUE(metric_is("zmeshd_store_reloads_total{result=\"error\"} 1\n"));	/* not retried */
 	/* The next good generation goes out as usual. */
 	{
-		const char *docs[] = { "VirtualService.shop.r2.yaml", vs(d2, sizeof(d2), "r2") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r2.yaml", pol(d2, sizeof(d2), "r2") };
 
 		ASSERT_OK(store_gen(self, 3, docs, 2));
 	}
@@ -940,7 +990,7 @@ TEST_F(zd, change_reaches_fifty_proxies)
 	v = 0;
 	ASSERT_TRUE(drive(cls, N, 10000, all_at, &v));
 	{
-		const char *docs[] = { "VirtualService.shop.r1.yaml", vs(d1, sizeof(d1), "r1") };
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
 
 		t0 = mono_ms();
 		ASSERT_OK(store_gen(self, 1, docs, 2));
@@ -1013,6 +1063,339 @@ TEST_F(zd, many_csrs_on_one_connection)
 struct labctx {
 	char name[16], file[64], ctl[PATH_MAX];
 };
+
+/* ---- views ------------------------------------------------------------------------------- */
+
+static const char views_v1[] =
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n"
+	"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n"
+	"---\napiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n"
+	"---\napiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n"
+	"---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n"
+	"spec: {nodeName: node-a, serviceAccountName: web, containers: [{name: c, command: [sleep, '1']}]}\n"
+	"---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db%s}}\n"
+	"spec: {nodeName: node-b, serviceAccountName: db, containers: [{name: c, command: [sleep, '%s']}]}\n"
+	"---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+	"spec: {selector: {app: web}, ports: [{port: 80}]}\n"
+	"---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: shop}\n"
+	"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs, namespace: shop}\n"
+	"spec:\n  hosts: [web]\n  http:\n  - route:\n    - destination: {host: web, subset: %s}\n"
+	"---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: shop}\n"
+	"spec: {host: web, subsets: [{name: v1, labels: {app: web}}, {name: v2, labels: {app: web}}]}\n"
+	"---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\n"
+	"spec: {selector: {istio: ingressgateway}, servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]}\n"
+	"---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: shop}\n"
+	"spec: {mtls: {mode: STRICT}}\n"
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: l4, namespace: shop}\n"
+	"spec: {action: ALLOW, rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/web]}}]}]}\n"
+	"---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: l7, namespace: shop}\n"
+	"spec: {targetRefs: [{kind: Service, group: '', name: web}], action: ALLOW,"
+	" rules: [{to: [{operation: {methods: [GET]}}]}]}\n"
+	"---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: ra, namespace: shop}\n"
+	"spec: {jwtRules: [{issuer: 'https://issuer.example', jwksUri: 'https://issuer.example/jwks'}]}\n"
+	"---\napiVersion: v1\nkind: Secret\nmetadata: {name: cred, namespace: istio-system}\ndata: {key: c2VjcmV0}\n"
+	"---\napiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: shop}\ndata: {key: c2VjcmV0}\n";
+
+/* Generation @n of the views config: db's extra labels, db's command, the VirtualService's subset. */
+static int views_gen(struct zm_fixture_zd *self, int n, const char *db_labels, const char *db_cmd, const char *subset)
+{
+	char doc[8192];
+	const char *docs[] = { "all.yaml", doc };
+
+	snprintf(doc, sizeof(doc), views_v1, db_labels, db_cmd, subset);
+	return store_gen(self, n, docs, 2);
+}
+
+/* The sorted keys of a delivered object set, comma-separated. */
+static void keys_of(json_t *objs, char *out, size_t sz)
+{
+	const char *keys[64];
+	size_t n = 0, i, off = 0;
+	json_t *o;
+	char buf[64][160];
+
+	json_array_foreach(objs, i, o) {
+		json_t *m = json_object_get(o, "metadata");
+
+		if (n >= 64)
+			break;
+		snprintf(buf[n], sizeof(buf[n]), "%s/%s/%s", json_string_value(json_object_get(o, "kind")) ?: "",
+			 json_string_value(json_object_get(m, "namespace")) ?: "",
+			 json_string_value(json_object_get(m, "name")) ?: "");
+		keys[n] = buf[n];
+		n++;
+	}
+	for (size_t a = 0; a < n; a++)
+		for (size_t b = a + 1; b < n; b++)
+			if (strcmp(keys[a], keys[b]) > 0) {
+				const char *t = keys[a];
+
+				keys[a] = keys[b];
+				keys[b] = t;
+			}
+	out[0] = 0;
+	for (i = 0; i < n && off < sz; i++)
+		off += (size_t)snprintf(out + off, sz - off, "%s%s", i ? "," : "", keys[i]);
+}
+
+static json_t *find_obj(json_t *objs, const char *kind, const char *name)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(objs, i, o)
+		if (!strcmp(json_string_value(json_object_get(o, "kind")) ?: "", kind) &&
+		    !strcmp(json_string_value(json_object_get(json_object_get(o, "metadata"), "name")) ?: "", name))
+			return o;
+	return NULL;
+}
+
+/* proxy-status has a line starting with @name that holds @want. */
+static bool status_line_has(const char *name, const char *want, char *out, size_t outsz)
+{
+	for (int i = 0; i < 100; i++) {
+		if (test_sh(out, outsz, "%s/zmeshctl proxy-status --addr " MONITOR " | grep '^%s '", test_build_dir(),
+			    name) == 0 && strstr(out, want))
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+#define ZT_VIEW "AuthorizationPolicy/shop/l4,Namespace//istio-system,Namespace//shop,Node//node-a," \
+		"PeerAuthentication/shop/pa,Pod/shop/db,Pod/shop/web,Service/shop/web"
+#define WP_VIEW "AuthorizationPolicy/shop/l4,AuthorizationPolicy/shop/l7,DestinationRule/shop/dr," \
+		"Gateway/istio-system/gw,Namespace//istio-system,Namespace//shop,Pod/shop/db,Pod/shop/web," \
+		"RequestAuthentication/shop/ra,Service/shop/web,VirtualService/shop/vs"
+#define WP_VIEW_WITH_SECRET "AuthorizationPolicy/shop/l4,AuthorizationPolicy/shop/l7,DestinationRule/shop/dr," \
+		"Gateway/istio-system/gw,Namespace//istio-system,Namespace//shop,Pod/shop/db,Pod/shop/web," \
+		"RequestAuthentication/shop/ra,Secret/istio-system/cred,Service/shop/web,VirtualService/shop/vs"
+
+/*
+ * Each proxy gets exactly what it uses: a ztunnel its node's pods in full,
+ * other pods in brief, services, its Node, L4 policy; a waypoint the routes
+ * and L7 policy; the gateway also its namespace's Secrets; nobody else any.
+ */
+TEST_F(zd, each_proxy_gets_exactly_its_view)
+{
+	struct client *a, *w, *g, *all[3];
+	char keys[4096];
+	json_t *web, *db;
+	uint64_t v = 1;
+
+	a = client_new(self, "node-a");
+	w = client_new(self, "wp");
+	g = client_new(self, "gw");
+	ASSERT_OK_PTR(a);
+	ASSERT_OK_PTR(w);
+	ASSERT_OK_PTR(g);
+	all[0] = a;
+	all[1] = w;
+	all[2] = g;
+	ASSERT_OK(views_gen(self, 1, "", "1", "v1"));
+	ASSERT_TRUE(drive(all, 3, 5000, all_at, &v));
+	keys_of(zm_cfgclient_config(a->c), keys, sizeof(keys));
+	EXPECT_STREQ(keys, ZT_VIEW);
+	keys_of(zm_cfgclient_config(w->c), keys, sizeof(keys));
+	EXPECT_STREQ(keys, WP_VIEW);
+	keys_of(zm_cfgclient_config(g->c), keys, sizeof(keys));
+	EXPECT_STREQ(keys, WP_VIEW_WITH_SECRET);
+	/* Its own node's pod in full; another node's: who it is and where, not how it runs. */
+	web = find_obj(zm_cfgclient_config(a->c), "Pod", "web");
+	db = find_obj(zm_cfgclient_config(a->c), "Pod", "db");
+	ASSERT_OK_PTR(web);
+	ASSERT_OK_PTR(db);
+	EXPECT_OK_PTR(json_object_get(json_object_get(web, "spec"), "containers"));
+	EXPECT_FALSE(json_object_get(json_object_get(db, "spec"), "containers"));
+	EXPECT_STREQ(json_string_value(json_object_get(json_object_get(db, "spec"), "nodeName")) ?: "", "node-b");
+	EXPECT_STREQ(json_string_value(json_object_get(json_object_get(db, "spec"), "serviceAccountName")) ?: "", "db");
+	EXPECT_STREQ(json_string_value(json_object_get(json_object_get(json_object_get(db, "metadata"), "labels"), "app")) ?: "",
+		     "db");
+	/* Waypoints see every pod in brief. */
+	web = find_obj(zm_cfgclient_config(w->c), "Pod", "web");
+	ASSERT_OK_PTR(web);
+	EXPECT_FALSE(json_object_get(json_object_get(web, "spec"), "containers"));
+}
+
+/*
+ * A change outside a proxy's view sends it nothing and it stays SYNCED at
+ * its version; a change inside reaches it as a delta and is ACKed.
+ */
+TEST_F(zd, change_outside_a_view_is_not_pushed)
+{
+	struct client *a, *b, *w, *all[3];
+	char out[8192], want[64];
+	uint64_t v = 1;
+	int calls_a, calls_w;
+	bool have;
+
+	a = client_new(self, "node-a");
+	b = client_new(self, "node-b");
+	w = client_new(self, "wp");
+	ASSERT_OK_PTR(a);
+	ASSERT_OK_PTR(b);
+	ASSERT_OK_PTR(w);
+	all[0] = a;
+	all[1] = b;
+	all[2] = w;
+	ASSERT_OK(views_gen(self, 1, "", "1", "v1"));
+	ASSERT_TRUE(drive(all, 3, 5000, all_at, &v));
+	calls_a = a->calls;
+	calls_w = w->calls;
+	/* db's command changes: only db's own node sees that. */
+	ASSERT_OK(views_gen(self, 2, "", "2", "v1"));
+	v = 2;
+	ASSERT_TRUE(drive(all + 1, 1, 5000, all_at, &v));
+	drive(all, 3, 500, never, NULL);
+	EXPECT_EQ(zm_cfgclient_version(a->c, &have), 1);
+	EXPECT_EQ(zm_cfgclient_version(w->c, &have), 1);
+	EXPECT_EQ(a->calls, calls_a);
+	EXPECT_EQ(w->calls, calls_w);
+	EXPECT_TRUE(status_line_has("ztunnel~node-a", "1        1        SYNCED", out, sizeof(out)));
+	EXPECT_TRUE(status_line_has("ztunnel~node-b", "2        2        SYNCED", out, sizeof(out)));
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "waypoint  1        1        SYNCED", out, sizeof(out)));
+	/* db's labels change: every proxy routes by them. */
+	ASSERT_OK(views_gen(self, 3, ", version: v2", "2", "v1"));
+	v = 3;
+	ASSERT_TRUE(drive(all, 3, 5000, all_at, &v));
+	EXPECT_EQ(a->calls, calls_a + 1);
+	EXPECT_TRUE(status_line_has("ztunnel~node-a", "3        3        SYNCED", out, sizeof(out)));
+	/* A route changes: the waypoint's business only. */
+	ASSERT_OK(views_gen(self, 4, ", version: v2", "2", "v2"));
+	v = 4;
+	ASSERT_TRUE(drive(all + 2, 1, 5000, all_at, &v));
+	drive(all, 3, 300, never, NULL);
+	EXPECT_EQ(zm_cfgclient_version(a->c, &have), 3);
+	EXPECT_EQ(zm_cfgclient_version(b->c, &have), 3);
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "4        4        SYNCED", out, sizeof(out)));
+	EXPECT_TRUE(status_line_has("ztunnel~node-b", "3        3        SYNCED", out, sizeof(out)));
+	snprintf(want, sizeof(want), "zmeshd_unchanged_views_total 4");
+	ASSERT_EQ(monitor_get("/metrics", out, sizeof(out)), 0);
+	EXPECT_STRSTR(out, want);
+}
+
+/*
+ * A waypoint's credential gets exactly its own service account's
+ * certificate; it cannot pose as a node's proxy; and a node's credential
+ * cannot pose as a waypoint or gateway (whose view holds Secrets).
+ */
+TEST_F(zd, waypoint_credential_is_its_service_account_only)
+{
+	struct client *w, *g, *n, *one[1];
+	char out[4096];
+
+	w = client_new(self, "wp");
+	ASSERT_OK_PTR(w);
+	ASSERT_OK(request_cert(w, "shop", "waypoint"));
+	EXPECT_EQ(w->cert_rc, 0);
+	EXPECT_STREQ(w->cert.id.sa, "waypoint");
+	ASSERT_OK(request_cert(w, "shop", "web"));
+	EXPECT_EQ(w->cert_rc, -EACCES);
+	EXPECT_STRSTR(w->cert_err, "its credential is for ns/shop/sa/waypoint only");
+	EXPECT_TRUE(logged(self, "CSR refused (403): waypoint waypoint.shop may not get spiffe://cluster.local/ns/shop/sa/web"));
+	/* The gateway the same, for its own account. */
+	g = client_new(self, "gw");
+	ASSERT_OK_PTR(g);
+	ASSERT_OK(request_cert(g, "istio-system", "istio-ingressgateway"));
+	EXPECT_EQ(g->cert_rc, 0);
+	ASSERT_OK(request_cert(g, "shop", "waypoint"));
+	EXPECT_EQ(g->cert_rc, -EACCES);
+	/* Whatever it calls itself, a waypoint credential is a waypoint. */
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "waypoint", out, sizeof(out)));
+	EXPECT_TRUE(status_line_has("gateway~istio-ingressgateway.istio-system", "gateway", out, sizeof(out)));
+	/* A node claiming to be a gateway gets no stream. */
+	n = client_new_kind(self, "node-a", "gateway");
+	ASSERT_OK_PTR(n);
+	one[0] = n;
+	drive(one, 1, 1500, never, NULL);
+	EXPECT_FALSE(zm_cfgclient_connected(n->c));
+	EXPECT_EQ(n->calls, 0);
+	EXPECT_TRUE(logged(self, "node node-a (127.0.0.1"));
+	EXPECT_TRUE(logged(self, "asked to be a gateway: refused"));
+	/* On HBONE the credential is no workload: svid.h refuses it. */
+	{
+		char path[PATH_MAX], *chain = NULL;
+		struct zm_error e = { "" };
+		struct zm_spiffe_id id;
+		BIO *bio;
+		X509 *x;
+
+		snprintf(path, sizeof(path), "%s/wp", self->dir);
+		ASSERT_OK(zm_node_cred_read(path, NULL, &chain, NULL, &e));
+		bio = BIO_new_mem_buf(chain, -1);
+		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		free(chain);
+		ASSERT_OK_PTR(x);
+		EXPECT_NE(zm_spiffe_from_x509(x, &id, NULL, 0), 0);
+		X509_free(x);
+	}
+}
+
+/*
+ * The waypoint binary as zmeshd's client: its view arrives and is ACKed, a
+ * version it cannot build (a VirtualService naming a Gateway that does not
+ * exist: only the waypoint checks references) is NACKed with the reason
+ * while it keeps serving, the next good one is ACKed; its HBONE
+ * certificate comes by CSR.
+ */
+TEST_F(zd, waypoint_binary_acks_nacks_and_gets_its_certificate)
+{
+	char bin[PATH_MAX], cred[PATH_MAX], wlog[PATH_MAX], out[8192], d1[1024];
+	static const char bad_vs[] =
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r2, namespace: shop}\n"
+		"spec:\n  hosts: [web]\n  gateways: [nowhere]\n  http:\n  - route:\n    - destination: {host: web}\n";
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/waypoint", test_build_dir());
+	snprintf(cred, sizeof(cred), "%s/wp", self->dir);
+	snprintf(wlog, sizeof(wlog), "%s/waypoint.log", self->dir);
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
+
+		ASSERT_OK(store_gen(self, 1, docs, 2));
+	}
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		int fd = open(wlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(bin, "waypoint", "--listen", "127.0.0.1:18080", "--hbone-port", "18008", "--metrics-port", "0",
+		      "--ready-port", "0", "--identity", "shop/waypoint", "--zmeshd", SERVER, "--cred-dir", cred,
+		      (char *)NULL);
+		_exit(127);
+	}
+	test_defer_kill(pid);
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "1        1        SYNCED", out, sizeof(out)));
+	EXPECT_TRUE(logged_in(wlog, "got certificate for spiffe://cluster.local/ns/shop/sa/waypoint from zmeshd"));
+	EXPECT_TRUE(logged_in(wlog, "hbone on :18008"));
+	/* Serving: an unknown host is answered (404), not refused. */
+	for (int i = 0; i < 50 && test_sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' "
+					  "http://127.0.0.1:18080/") != 0; i++)
+		usleep(100000);
+	EXPECT_STREQ(out, "404");
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1"),
+				       "VirtualService.shop.r2.yaml", bad_vs };
+
+		ASSERT_OK(store_gen(self, 2, docs, 4));
+	}
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "NACK", out, sizeof(out)));
+	EXPECT_STRSTR(out, "gateway shop/nowhere not found");
+	EXPECT_TRUE(logged_in(wlog, "config version 2 from zmeshd refused"));
+	ASSERT_EQ(test_sh(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:18080/"), 0);
+	EXPECT_STREQ(out, "404");
+	{
+		const char *docs[] = { "AuthorizationPolicy.shop.r1.yaml", pol(d1, sizeof(d1), "r1") };
+
+		ASSERT_OK(store_gen(self, 3, docs, 2));
+	}
+	EXPECT_TRUE(status_line_has("waypoint~waypoint.shop", "3        3        SYNCED", out, sizeof(out)));
+}
 
 static void lab_cleanup(void *arg)
 {

@@ -37,6 +37,46 @@ TEST(parse_and_format)
 	EXPECT_EQ(zm_node_id_parse("spiffe://cluster.local/zmesh/node/", 34, "cluster.local", node, sizeof(node)), -EINVAL);
 }
 
+/* Waypoint and gateway IDs: /zmesh/<role>/<ns>/<sa>, parsed with the workload segment rules. */
+TEST(proxy_ids)
+{
+	char buf[600];
+	struct zm_cp_peer p;
+	static const char nul[] = "spiffe://cluster.local/zmesh/waypoint/shop/w\0x";
+	static const char *const bad[] = {
+		"spiffe://cluster.local/zmesh/waypoint/shop",		/* no account */
+		"spiffe://cluster.local/zmesh/waypoint/shop/",
+		"spiffe://cluster.local/zmesh/waypoint//w",
+		"spiffe://cluster.local/zmesh/waypoint/shop/w/x",	/* a suffix */
+		"spiffe://cluster.local/zmesh/waypoint/../w",
+		"spiffe://cluster.local/zmesh/ztunnel/shop/w",		/* no such role */
+		"spiffe://other.local/zmesh/gateway/shop/w",
+		"spiffe://cluster.local/zmesh/gateway",
+		"spiffe://cluster.local/ns/shop/sa/w",			/* a workload */
+	};
+
+	ASSERT_OK(zm_proxy_id_format("cluster.local", ZM_CP_WAYPOINT, "shop", "waypoint", buf, sizeof(buf)));
+	EXPECT_STREQ(buf, "spiffe://cluster.local/zmesh/waypoint/shop/waypoint");
+	ASSERT_OK(zm_cp_id_parse(buf, strlen(buf), "cluster.local", &p));
+	EXPECT_EQ(p.role, ZM_CP_WAYPOINT);
+	EXPECT_STREQ(p.ns, "shop");
+	EXPECT_STREQ(p.sa, "waypoint");
+	ASSERT_OK(zm_proxy_id_format("cluster.local", ZM_CP_GATEWAY, "istio-system", "gw", buf, sizeof(buf)));
+	ASSERT_OK(zm_cp_id_parse(buf, strlen(buf), "cluster.local", &p));
+	EXPECT_EQ(p.role, ZM_CP_GATEWAY);
+	EXPECT_STREQ(p.ns, "istio-system");
+	/* Node IDs parse as nodes through the same door. */
+	ASSERT_OK(zm_cp_id_parse("spiffe://cluster.local/zmesh/node/n1", 36, "cluster.local", &p));
+	EXPECT_EQ(p.role, ZM_CP_NODE);
+	EXPECT_STREQ(p.node, "n1");
+	EXPECT_EQ(zm_proxy_id_format("cluster.local", ZM_CP_NODE, "a", "b", buf, sizeof(buf)), -EINVAL);
+	EXPECT_EQ(zm_proxy_id_format("cluster.local", ZM_CP_WAYPOINT, "a/b", "c", buf, sizeof(buf)), -EINVAL);
+	EXPECT_EQ(zm_proxy_id_format("cluster.local", ZM_CP_WAYPOINT, "a", "b", buf, 20), -ENOSPC);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		EXPECT_EQ(zm_cp_id_parse(bad[i], strlen(bad[i]), "cluster.local", &p), -EINVAL);
+	EXPECT_EQ(zm_cp_id_parse(nul, sizeof(nul) - 1, "cluster.local", &p), -EINVAL);
+}
+
 FIXTURE(ca) {
 	char dir[128];
 	struct zm_ca *ca;
@@ -77,6 +117,31 @@ TEST_F(ca, issued_node_cert_is_a_node_and_not_a_workload)
 	free(key);
 	free(chain);
 	EXPECT_NE(zm_ca_issue_node(self->ca, "cluster.local", "Bad_Name", 0, &key, &chain, &e), 0);
+	EXPECT_TRUE(key == NULL && chain == NULL);
+}
+
+TEST_F(ca, issued_proxy_cert_is_its_role_and_not_a_workload)
+{
+	struct zm_error e = { 0 };
+	char *key = NULL, *chain = NULL, node[ZM_NODE_NAME_MAX + 1], why[256];
+	struct zm_spiffe_id wid;
+	struct zm_cp_peer p;
+	X509 *leaf;
+
+	ASSERT_OK(zm_ca_issue_proxy(self->ca, "cluster.local", ZM_CP_GATEWAY, "istio-system", "istio-ingressgateway",
+				    3600, &key, &chain, &e));
+	leaf = pki_cert(chain);
+	ASSERT_OK_PTR(leaf);
+	ASSERT_OK(zm_cp_id_from_x509(leaf, "cluster.local", &p, why, sizeof(why)));
+	EXPECT_EQ(p.role, ZM_CP_GATEWAY);
+	EXPECT_STREQ(p.sa, "istio-ingressgateway");
+	/* Not a node, not a workload. */
+	EXPECT_EQ(zm_node_id_from_x509(leaf, "cluster.local", node, sizeof(node), why, sizeof(why)), -EACCES);
+	EXPECT_EQ(zm_svid_check(leaf, &wid, why, sizeof(why)), -EACCES);
+	X509_free(leaf);
+	free(key);
+	free(chain);
+	EXPECT_NE(zm_ca_issue_proxy(self->ca, "cluster.local", ZM_CP_NODE, "a", "b", 0, &key, &chain, &e), 0);
 	EXPECT_TRUE(key == NULL && chain == NULL);
 }
 

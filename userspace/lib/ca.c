@@ -617,10 +617,10 @@ out:
 	return rc;
 }
 
-int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigned ttl,
-		     char **key_out, char **chain_pem, struct zm_error *e)
+/* A fresh P-256 key and a leaf for @uri (a bootstrap identity, never from a CSR). */
+static int issue_uri(struct zm_ca *ca, const char *uri, unsigned ttl, char **key_out, char **chain_pem,
+		     struct zm_error *e)
 {
-	char uri[ZM_SPIFFE_MAX];
 	EVP_PKEY *k = NULL;
 	int rc;
 
@@ -628,11 +628,9 @@ int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigne
 	*chain_pem = NULL;
 	if ((rc = check_ttl(&ttl, e)))
 		return rc;
-	if (zm_node_id_format(td, node, uri, sizeof(uri)))
-		return zm_error_set(e, EINVAL, "node identity: bad trust domain or node name");
 	k = EVP_EC_gen("P-256");
 	if (!k) {
-		rc = ssl_err(e, "node key");
+		rc = ssl_err(e, "bootstrap key");
 		goto out;
 	}
 	rc = sign_pub(ca, k, uri, ttl, chain_pem, e);
@@ -645,6 +643,30 @@ out:
 	EVP_PKEY_free(k);
 	ERR_clear_error();
 	return rc;
+}
+
+int zm_ca_issue_node(struct zm_ca *ca, const char *td, const char *node, unsigned ttl,
+		     char **key_out, char **chain_pem, struct zm_error *e)
+{
+	char uri[ZM_SPIFFE_MAX];
+
+	*key_out = NULL;
+	*chain_pem = NULL;
+	if (zm_node_id_format(td, node, uri, sizeof(uri)))
+		return zm_error_set(e, EINVAL, "node identity: bad trust domain or node name");
+	return issue_uri(ca, uri, ttl, key_out, chain_pem, e);
+}
+
+int zm_ca_issue_proxy(struct zm_ca *ca, const char *td, enum zm_cp_role role, const char *ns, const char *sa,
+		      unsigned ttl, char **key_out, char **chain_pem, struct zm_error *e)
+{
+	char uri[ZM_SPIFFE_MAX];
+
+	*key_out = NULL;
+	*chain_pem = NULL;
+	if (zm_proxy_id_format(td, role, ns, sa, uri, sizeof(uri)))
+		return zm_error_set(e, EINVAL, "proxy identity: bad role, trust domain, namespace or account");
+	return issue_uri(ca, uri, ttl, key_out, chain_pem, e);
 }
 
 int zm_ca_csr_identity(const char *pem, size_t len, struct zm_spiffe_id *id, char *why, size_t whysz)

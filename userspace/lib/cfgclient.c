@@ -17,6 +17,7 @@
 
 #include "zmesh/buf.h"
 #include "zmesh/cfgclient.h"
+#include "zmesh/config.h"
 #include "zmesh/nodeid.h"
 #include "zmesh/tls.h"
 
@@ -836,4 +837,31 @@ int zm_cfgclient_request_cert(struct zm_cfgclient *c, const struct zm_spiffe_id 
 	s->arg = arg;
 	flush(c);
 	return 0;
+}
+
+int zm_cfgclient_to_set(json_t *objects, struct zm_cfg_set *set, char *why, size_t whysz)
+{
+	struct zm_buf b = { 0 };
+	size_t i;
+	json_t *o;
+	int rc = 0;
+
+	json_array_foreach(objects, i, o) {
+		char *s = json_dumps(o, JSON_COMPACT);
+
+		if (!s) {
+			rc = -ENOMEM;
+			break;
+		}
+		zm_buf_printf(&b, "---\n%s\n", s);
+		free(s);
+	}
+	if (!rc && zm_buf_len(&b))
+		rc = zm_cfg_load_buf(set, "zmeshd", zm_buf_data(&b), zm_buf_len(&b));
+	if (rc == -EINVAL && set->nerrs)
+		snprintf(why, whysz, "%s", set->errs[0].text);
+	else if (rc)
+		snprintf(why, whysz, "%s", strerror(-rc));
+	zm_buf_free(&b);
+	return rc;
 }

@@ -892,6 +892,9 @@ int zm_lab_grow(struct zm_lab *lab, size_t first_pod, size_t first_svc, struct z
 		rc = write_hosts(lab, &lab->pods[i], e);
 	if (!rc)
 		rc = build_services(lab, e);
+	/* A new waypoint or gateway finds its zmeshd credential when it starts. */
+	if (!rc)
+		rc = zm_lab_mint_proxies(lab, e);
 	for (size_t i = first_pod; i < lab->npods && !rc; i++)
 		for (size_t c = 0; c < lab->pods[i].ncontainers && !rc; c++)
 			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The lab's control plane: node bootstrap credentials and zmeshd (lab.h, docs/zmeshd.md). */
+/*
+ * The lab's control plane: node, waypoint and gateway bootstrap credentials
+ * and zmeshd (lab.h, docs/zmeshd.md).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,6 +53,63 @@ out:
 	return rc;
 }
 
+/* Which proxy a pod runs, by the labels the lab (and Istio) give them. */
+static enum zm_cp_role pod_role(const struct zm_lab_pod *p)
+{
+	const char *istio = zm_labels_get(&p->labels, "istio");
+
+	if (istio && !strcmp(istio, "ingressgateway"))
+		return ZM_CP_GATEWAY;
+	if (zm_labels_get(&p->labels, "gateway.networking.k8s.io/gateway-name"))
+		return ZM_CP_WAYPOINT;
+	return ZM_CP_NODE;
+}
+
+int zm_lab_mint_proxies(struct zm_lab *lab, struct zm_error *e)
+{
+	char cadir[PATH_MAX + 8], dir[PATH_MAX + 400], probe[PATH_MAX + 420];
+	char *key = NULL, *chain = NULL, *bundle = NULL;
+	struct zm_ca *ca = NULL;
+	int rc = 0;
+
+	if (lab->no_mesh || !lab->nnodes)
+		return 0;
+	/* No node credentials: this lab runs no zmeshd, the proxies use files. */
+	snprintf(probe, sizeof(probe), "%s/nodes/%s/" ZM_NODE_CERT_FILE, lab->state_dir, lab->nodes[0].name);
+	if (access(probe, F_OK) < 0)
+		return 0;
+	for (size_t i = 0; i < lab->npods && !rc; i++) {
+		const struct zm_lab_pod *p = &lab->pods[i];
+		enum zm_cp_role role = pod_role(p);
+
+		if (role == ZM_CP_NODE)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/" ZM_LAB_PROXIES "/%s/%s", lab->state_dir, p->ns, p->sa);
+		snprintf(probe, sizeof(probe), "%s/" ZM_NODE_CERT_FILE, dir);
+		if (access(probe, F_OK) == 0)
+			continue;
+		if (!ca) {
+			snprintf(cadir, sizeof(cadir), "%s/ca", lab->state_dir);
+			rc = zm_ca_open(cadir, &ca, e);
+			if (!rc && !(bundle = zm_ca_bundle_dup(ca)))
+				rc = zm_error_set(e, ENOMEM, "out of memory");
+			if (rc)
+				break;
+		}
+		rc = zm_ca_issue_proxy(ca, "cluster.local", role, p->ns, p->sa, NODE_CRED_TTL, &key, &chain, e);
+		if (!rc)
+			rc = zm_node_cred_write(dir, key, chain, bundle, e);
+		if (key)
+			memset(key, 0, strlen(key));
+		free(key);
+		free(chain);
+		key = chain = NULL;
+	}
+	free(bundle);
+	zm_ca_free(ca);
+	return rc;
+}
+
 int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 {
 	char bin[PATH_MAX + 16], log[PATH_MAX + 32], store[PATH_MAX + 8], ca[PATH_MAX + 8];
@@ -62,6 +122,8 @@ int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 	if (access(bin, X_OK) < 0)
 		return 0;
 	rc = mint_nodes(lab, e);
+	if (!rc)
+		rc = zm_lab_mint_proxies(lab, e);
 	if (rc)
 		return rc;
 	snprintf(log, sizeof(log), "%s/logs/zmeshd.log", lab->state_dir);

@@ -55,13 +55,66 @@ int zm_node_id_parse(const char *s, size_t len, const char *td, char *node, size
 	return 0;
 }
 
+const char *zm_cp_role_name(enum zm_cp_role r)
+{
+	return r == ZM_CP_WAYPOINT ? "waypoint" : r == ZM_CP_GATEWAY ? "gateway" : "node";
+}
+
+int zm_proxy_id_format(const char *td, enum zm_cp_role role, const char *ns, const char *sa,
+		       char *buf, size_t sz)
+{
+	struct zm_spiffe_id id;
+	int n;
+
+	if (role == ZM_CP_NODE || zm_spiffe_make(&id, td, ns, sa))
+		return -EINVAL;
+	n = snprintf(buf, sz, "spiffe://%s/zmesh/%s/%s/%s", td, zm_cp_role_name(role), ns, sa);
+	return n < 0 || (size_t)n >= sz ? -ENOSPC : 0;
+}
+
+int zm_cp_id_parse(const char *s, size_t len, const char *td, struct zm_cp_peer *out)
+{
+	static const enum zm_cp_role roles[] = { ZM_CP_WAYPOINT, ZM_CP_GATEWAY };
+	char pre[ZM_TD_MAX + 64], wl[ZM_SPIFFE_MAX + 1];
+	const char *rest, *slash;
+	struct zm_spiffe_id id;
+
+	memset(out, 0, sizeof(*out));
+	if (!zm_node_id_parse(s, len, td, out->node, sizeof(out->node))) {
+		out->role = ZM_CP_NODE;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		int n = snprintf(pre, sizeof(pre), "spiffe://%s/zmesh/%s/", td, zm_cp_role_name(roles[i]));
+
+		if (n < 0 || (size_t)n >= sizeof(pre) || len <= (size_t)n || memcmp(s, pre, (size_t)n))
+			continue;
+		/* <ns>/<sa>: checked by the workload ID parser, segment rules and all */
+		rest = s + n;
+		slash = memchr(rest, '/', len - (size_t)n);
+		if (!slash)
+			return -EINVAL;
+		n = snprintf(wl, sizeof(wl), "spiffe://%s/ns/%.*s/sa/", td, (int)(slash - rest), rest);
+		if (n < 0 || (size_t)n + (size_t)(s + len - slash - 1) >= sizeof(wl))
+			return -EINVAL;
+		memcpy(wl + n, slash + 1, (size_t)(s + len - slash - 1));
+		if (memchr(rest, 0, len - (size_t)(rest - s)) ||
+		    zm_spiffe_parse(wl, (size_t)n + (size_t)(s + len - slash - 1), &id))
+			return -EINVAL;
+		out->role = roles[i];
+		snprintf(out->ns, sizeof(out->ns), "%s", id.ns);
+		snprintf(out->sa, sizeof(out->sa), "%s", id.sa);
+		return 0;
+	}
+	return -EINVAL;
+}
+
 #define WHY(...) do { if (why) snprintf(why, whysz, __VA_ARGS__); rc = -EACCES; goto out; } while (0)
 
-int zm_node_id_from_x509(X509 *leaf, const char *td, char *node, size_t nodesz,
-			 char *why, size_t whysz)
+/* The leaf rules every control-plane client passes; its single URI SAN into @uri. */
+static int cp_leaf(X509 *leaf, GENERAL_NAMES **sans_out, const ASN1_IA5STRING **uri, char *why, size_t whysz)
 {
 	GENERAL_NAMES *sans = NULL;
-	const ASN1_IA5STRING *uri = NULL;
 	uint32_t ku, xku, flags;
 	int uris = 0, crit = -1, rc = 0;
 
@@ -85,14 +138,43 @@ int zm_node_id_from_x509(X509 *leaf, const char *td, char *node, size_t nodesz,
 
 		if (gn->type == GEN_URI) {
 			uris++;
-			uri = gn->d.uniformResourceIdentifier;
+			*uri = gn->d.uniformResourceIdentifier;
 		}
 	}
 	if (uris != 1)
 		WHY("want exactly one URI SAN, found %d", uris);
+out:
+	*sans_out = sans;
+	return rc;
+}
+
+int zm_node_id_from_x509(X509 *leaf, const char *td, char *node, size_t nodesz,
+			 char *why, size_t whysz)
+{
+	GENERAL_NAMES *sans = NULL;
+	const ASN1_IA5STRING *uri = NULL;
+	int rc = cp_leaf(leaf, &sans, &uri, why, whysz);
+
+	if (rc)
+		goto out;
 	if (zm_node_id_parse((const char *)ASN1_STRING_get0_data(uri), (size_t)ASN1_STRING_length(uri),
 			     td, node, nodesz))
 		WHY("URI SAN is not a node identity of trust domain %s", td);
+out:
+	GENERAL_NAMES_free(sans);
+	return rc;
+}
+
+int zm_cp_id_from_x509(X509 *leaf, const char *td, struct zm_cp_peer *p, char *why, size_t whysz)
+{
+	GENERAL_NAMES *sans = NULL;
+	const ASN1_IA5STRING *uri = NULL;
+	int rc = cp_leaf(leaf, &sans, &uri, why, whysz);
+
+	if (rc)
+		goto out;
+	if (zm_cp_id_parse((const char *)ASN1_STRING_get0_data(uri), (size_t)ASN1_STRING_length(uri), td, p))
+		WHY("URI SAN is not a node, waypoint or gateway identity of trust domain %s", td);
 out:
 	GENERAL_NAMES_free(sans);
 	return rc;

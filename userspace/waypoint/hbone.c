@@ -51,6 +51,7 @@ struct hb_conn {
 };
 
 static SSL_CTX *server_ctx;
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static struct hb_stream *stream_of(struct hb_conn *hc, int32_t id)
 {
@@ -327,11 +328,20 @@ static void *hb_accept_thread(void *arg)
 		struct hb_conn *hc;
 		pthread_t th;
 		pthread_attr_t at;
+		SSL_CTX *ctx;
+		int rc;
 
 		if (fd < 0)
 			continue;
 		hc = calloc(1, sizeof(*hc));
-		if (!hc || zm_hbone_new(server_ctx, true, &cbs, hc, &hc->hb)) {
+		/* the context of the moment: a renewal may swap it (wp_hbone_set_cert) */
+		pthread_mutex_lock(&ctx_mu);
+		ctx = server_ctx;
+		SSL_CTX_up_ref(ctx);
+		pthread_mutex_unlock(&ctx_mu);
+		rc = hc ? zm_hbone_new(ctx, true, &cbs, hc, &hc->hb) : -ENOMEM;
+		SSL_CTX_free(ctx);
+		if (rc) {
 			free(hc);
 			close(fd);
 			continue;
@@ -358,6 +368,30 @@ static void *hb_accept_thread(void *arg)
 static pthread_mutex_t mesh_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *mesh_key, *mesh_chain, *mesh_bundle, mesh_id[640];
 
+/* Keep a copy for wp_mesh_cred(): renewals replace it. */
+static int mesh_cred_set(const char *key, const char *chain, const char *bundle, const char *ns, const char *sa)
+{
+	char *k = strdup(key), *c = strdup(chain), *b = strdup(bundle);
+	struct zm_spiffe_id id;
+
+	if (!k || !c || !b || zm_spiffe_make(&id, "cluster.local", ns, sa)) {
+		free(k);
+		free(c);
+		free(b);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&mesh_mu);
+	free(mesh_key);
+	free(mesh_chain);
+	free(mesh_bundle);
+	mesh_key = k;
+	mesh_chain = c;
+	mesh_bundle = b;
+	zm_spiffe_format(&id, mesh_id, sizeof(mesh_id));
+	pthread_mutex_unlock(&mesh_mu);
+	return 0;
+}
+
 int wp_mesh_cred(char **key, char **chain, char **bundle, char *id, size_t idsz)
 {
 	int rc = 0;
@@ -382,56 +416,35 @@ int wp_mesh_cred(char **key, char **chain, char **bundle, char *id, size_t idsz)
 	return rc;
 }
 
-int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
+int wp_hbone_set_cert(const char *key, const char *chain, const char *bundle, const char *ns, const char *sa)
 {
-	struct zm_ca *ca = NULL;
 	struct zm_error e = { "" };
-	struct zm_spiffe_id id;
-	char *key = NULL, *csr = NULL, *chain = NULL, spec[32];
-	int rc, lfd;
+	SSL_CTX *sctx = zm_tls_ctx_new(true, key, chain, bundle, "cluster.local", &e), *cctx = NULL, *old;
+
+	/* the same identity, as a client: HBONE to meshed endpoints (hbup.c) */
+	if (sctx)
+		cctx = zm_tls_ctx_new(false, key, chain, bundle, "cluster.local", &e);
+	if (!cctx) {
+		zm_log_error("hbone: certificate for ns/%s/sa/%s: %s", ns, sa, e.msg);
+		SSL_CTX_free(sctx);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&ctx_mu);
+	old = server_ctx;
+	server_ctx = sctx;
+	pthread_mutex_unlock(&ctx_mu);
+	SSL_CTX_free(old);
+	wp_hbup_init(cctx, ns, sa);
+	SSL_CTX_free(cctx);
+	return mesh_cred_set(key, chain, bundle, ns, sa);
+}
+
+int wp_hbone_listen(int port, const char *ns, const char *sa)
+{
+	char spec[32];
+	int lfd;
 	pthread_t th;
 
-	rc = zm_ca_open(ca_dir, &ca, &e);
-	if (!rc)
-		rc = zm_spiffe_make(&id, "cluster.local", ns, sa);
-	if (!rc)
-		rc = zm_key_csr(&id, &key, &csr, &e);
-	if (!rc)
-		rc = zm_ca_sign(ca, csr, &id, 24 * 3600, &chain, &e);
-	if (!rc && !(server_ctx = zm_tls_ctx_new(true, key, chain, zm_ca_bundle(ca), "cluster.local", &e)))
-		rc = -EINVAL;
-	if (!rc) {
-		/* the same identity, as a client: HBONE to meshed endpoints (hbup.c) */
-		SSL_CTX *cctx = zm_tls_ctx_new(false, key, chain, zm_ca_bundle(ca), "cluster.local", &e);
-
-		if (!cctx)
-			rc = -EINVAL;
-		else
-			wp_hbup_init(cctx, ns, sa);
-		SSL_CTX_free(cctx);
-	}
-	if (!rc) {
-		pthread_mutex_lock(&mesh_mu);
-		mesh_key = strdup(key);
-		mesh_chain = strdup(chain);
-		mesh_bundle = strdup(zm_ca_bundle(ca));
-		zm_spiffe_format(&id, mesh_id, sizeof(mesh_id));
-		if (!mesh_key || !mesh_chain || !mesh_bundle) {
-			free(mesh_key);
-			free(mesh_chain);
-			free(mesh_bundle);
-			mesh_key = mesh_chain = mesh_bundle = NULL;
-		}
-		pthread_mutex_unlock(&mesh_mu);
-	}
-	free(key);
-	free(csr);
-	free(chain);
-	zm_ca_free(ca);
-	if (rc) {
-		zm_log_error("hbone: certificate for ns/%s/sa/%s: %s", ns, sa, e.msg);
-		return rc;
-	}
 	snprintf(spec, sizeof(spec), "0.0.0.0:%d", port);
 	lfd = wp_listen(spec);
 	if (lfd < 0)
@@ -443,4 +456,30 @@ int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
 	pthread_detach(th);
 	zm_log_info("hbone on :%d as spiffe://cluster.local/ns/%s/sa/%s", port, ns, sa);
 	return 0;
+}
+
+int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa)
+{
+	struct zm_ca *ca = NULL;
+	struct zm_error e = { "" };
+	struct zm_spiffe_id id;
+	char *key = NULL, *csr = NULL, *chain = NULL;
+	int rc;
+
+	rc = zm_ca_open(ca_dir, &ca, &e);
+	if (!rc)
+		rc = zm_spiffe_make(&id, "cluster.local", ns, sa);
+	if (!rc)
+		rc = zm_key_csr(&id, &key, &csr, &e);
+	if (!rc)
+		rc = zm_ca_sign(ca, csr, &id, 24 * 3600, &chain, &e);
+	if (rc)
+		zm_log_error("hbone: certificate for ns/%s/sa/%s: %s", ns, sa, e.msg);
+	else
+		rc = wp_hbone_set_cert(key, chain, zm_ca_bundle(ca), ns, sa);
+	free(key);
+	free(csr);
+	free(chain);
+	zm_ca_free(ca);
+	return rc ? rc : wp_hbone_listen(port, ns, sa);
 }

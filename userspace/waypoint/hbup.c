@@ -80,10 +80,19 @@ static int64_t mono_ns(void)
 
 void wp_hbup_init(SSL_CTX *ctx, const char *ns, const char *name)
 {
+	SSL_CTX *old;
+
+	/* new connections take it (under pool_mu); pooled ones keep the one they have */
 	SSL_CTX_up_ref(ctx);
+	pthread_mutex_lock(&pool_mu);
+	old = client_ctx;
 	client_ctx = ctx;
-	snprintf(self_ns, sizeof(self_ns), "%s", ns);
-	snprintf(self_name, sizeof(self_name), "%s", name);
+	if (!old) {	/* a renewal keeps the identity: the names stay as readers see them */
+		snprintf(self_ns, sizeof(self_ns), "%s", ns);
+		snprintf(self_name, sizeof(self_name), "%s", name);
+	}
+	pthread_mutex_unlock(&pool_mu);
+	SSL_CTX_free(old);
 }
 
 void wp_hbup_meta(const char *forwarded_for, const char *traceparent)

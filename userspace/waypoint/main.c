@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * waypoint: command line, config snapshots (loaded at start and on SIGHUP;
- * a bad config keeps the last good one), listeners and the accept loop.
+ * waypoint: command line, config snapshots (from zmeshd's stream, xds.c, or
+ * from files loaded at start, on change and on SIGHUP; a bad config keeps
+ * the last good one), listeners and the accept loop.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "zmesh/config.h"
 #include "zmesh/lab.h"
 #include "zmesh/log.h"
+#include "zmesh/nodeid.h"
 #include "zmesh/sock.h"
 #include "zmesh/store.h"
 #include "waypoint.h"
@@ -82,10 +84,9 @@ static int load_config(const char *path, struct zm_cfg_set *set, uint64_t *versi
 	return zm_cfg_load_path(set, path);
 }
 
-int wp_reload(const struct wp_opts *o)
+int wp_build(const struct wp_opts *o, struct zm_cfg_set *set, uint64_t version, char *why, size_t whysz)
 {
 	struct wp_snap *s = calloc(1, sizeof(*s)), *old;
-	struct zm_cfg_set set;
 	struct zm_l7_view view = { 0 };
 	struct zm_l7_opts lo = { .waypoint_name = o->name, .path_set = true,
 				 .path = zm_path_opts_istio(o->path_norm), .jwks_uri = wp_jwks_get };
@@ -96,21 +97,18 @@ int wp_reload(const struct wp_opts *o)
 	if (!s)
 		return -ENOMEM;
 	atomic_init(&s->ref, 1);
-	zm_cfg_set_init(&set);
-	rc = load_config(o->config, &set, &s->version);
-	if (rc == 0)
-		rc = zm_cfg_validate(&set, NULL);
+	s->version = version;
+	rc = zm_cfg_validate(set, NULL);
 	if (rc) {
-		zm_cfg_sort_errors(&set);
-		for (size_t i = 0; i < set.nerrs && i < 20; i++)
-			zm_log_error("config: %s", set.errs[i].text);
-		zm_log_error("config %s rejected (%zu errors); keeping the last good one",
-			     o->config, set.nerrs);
+		zm_cfg_sort_errors(set);
+		for (size_t i = 0; i < set->nerrs && i < 20; i++)
+			zm_log_error("config: %s", set->errs[i].text);
+		snprintf(why, whysz, "%s", set->nerrs ? set->errs[0].text : "config does not validate");
 		goto fail;
 	}
 	/* jwksUri documents come from the fetch thread; ask for every one in use */
-	for (size_t i = 0; i < set.nobjs; i++) {
-		const struct zm_cfg_obj *ob = set.objs[i];
+	for (size_t i = 0; i < set->nobjs; i++) {
+		const struct zm_cfg_obj *ob = set->objs[i];
 
 		if (ob->kind != ZM_K_REQUESTAUTHENTICATION)
 			continue;
@@ -122,29 +120,34 @@ int wp_reload(const struct wp_opts *o)
 		rc = zm_lab_load(o->lab, &s->lab, &e);
 		if (rc) {
 			zm_log_error("lab %s: %s", o->lab, e.msg);
+			snprintf(why, whysz, "lab %s: %s", o->lab, e.msg);
 			goto fail;
 		}
 		s->have_lab = true;
 		rc = zm_l7_view_from_lab(&s->lab, &view);
-		if (rc)
+		if (rc) {
+			snprintf(why, whysz, "lab %s: service view: %s", o->lab, strerror(-rc));
 			goto fail;
+		}
 	}
 	if (o->gateway) {
 		/* before the engine takes the objects: Gateways and Secrets */
-		rc = wp_gw_build(&set, &gw);
-		if (rc)
+		rc = wp_gw_build(set, &gw);
+		if (rc) {
+			snprintf(why, whysz, "gateway: %s", strerror(-rc));
 			goto fail;
+		}
 		lo.gateways = wp_gw_keys(gw, &lo.ngateways);
 		lo.gw_hosts = wp_gw_hosts(gw, &lo.ngw_hosts);
 		lo.self_ns = o->gateway_ns;
 		lo.self_labels = &o->gateway_labels;
 	}
-	rc = zm_l7_build(&set, &view, &lo, &s->l7, &e);
+	rc = zm_l7_build(set, &view, &lo, &s->l7, &e);
 	if (rc) {
 		zm_log_error("config: %s; keeping the last good one", e.msg);
+		snprintf(why, whysz, "%s", e.msg);
 		goto fail;
 	}
-	zm_cfg_set_free(&set);
 	if (gw)
 		wp_gw_publish(gw);
 	pthread_mutex_lock(&snap_mu);
@@ -157,10 +160,35 @@ int wp_reload(const struct wp_opts *o)
 	return 0;
 fail:
 	wp_gw_put(gw);
-	zm_cfg_set_free(&set);
 	zm_l7_view_free(&view);
 	wp_snap_put(s);
 	return rc ? rc : -EINVAL;
+}
+
+int wp_reload(const struct wp_opts *o)
+{
+	struct zm_cfg_set set;
+	uint64_t version;
+	char why[ZM_ERROR_MAX];
+	int rc;
+
+	/* With zmeshd the config is its last accepted version, not files. */
+	if (wp_xds_on())
+		return wp_xds_rebuild();
+	zm_cfg_set_init(&set);
+	rc = load_config(o->config, &set, &version);
+	if (rc) {
+		zm_cfg_sort_errors(&set);
+		for (size_t i = 0; i < set.nerrs && i < 20; i++)
+			zm_log_error("config: %s", set.errs[i].text);
+	} else {
+		rc = wp_build(o, &set, version, why, sizeof(why));
+	}
+	if (rc)
+		zm_log_error("config %s rejected (%zu errors); keeping the last good one", o->config ? o->config : "",
+			     set.nerrs);
+	zm_cfg_set_free(&set);
+	return rc;
 }
 
 static void on_hup(int sig)
@@ -252,6 +280,59 @@ static int start_admin(int port)
 	return 0;
 }
 
+/* The workload identity: --identity NS/SA, else the pod's namespace and service account. */
+static void identity(const struct wp_opts *o, char *ns, size_t nssz, char *sa, size_t sasz)
+{
+	const char *id = o->identity, *slash;
+
+	if (id && (slash = strchr(id, '/'))) {
+		snprintf(ns, nssz, "%.*s", (int)(slash - id), id);
+		snprintf(sa, sasz, "%s", slash + 1);
+	} else {
+		snprintf(ns, nssz, "%s", getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "default");
+		snprintf(sa, sasz, "%s", getenv("POD_SERVICE_ACCOUNT") ? getenv("POD_SERVICE_ACCOUNT") : o->name);
+	}
+}
+
+/*
+ * Follow zmeshd when told (--zmeshd) or when the lab minted a credential
+ * for this proxy (zm_lab_mint_proxies: the lab runs zmeshd); then wait for
+ * the first config and the certificate before serving, as Istio's proxies
+ * wait for istiod. 0: no zmeshd (files), 1: following it, <0: error.
+ */
+static int start_zmeshd(const struct wp_opts *o, const char *server, const char *cred, const char *ns,
+			const char *sa)
+{
+	char dir[PATH_MAX], probe[PATH_MAX + 32];
+	long waited = 0;
+	int rc;
+
+	if (cred)
+		snprintf(dir, sizeof(dir), "%s", cred);
+	else if (o->lab)
+		snprintf(dir, sizeof(dir), "%s/%s/" ZM_LAB_PROXIES "/%s/%s", ZM_LAB_STATE_ROOT, o->lab, ns, sa);
+	else
+		return server ? -EINVAL : 0;
+	snprintf(probe, sizeof(probe), "%s/" ZM_NODE_CERT_FILE, dir);
+	if (!server) {
+		if (access(probe, R_OK) < 0)
+			return 0;	/* no control plane for this proxy: the store files */
+		server = ZM_LAB_ZMESHD_ADDR ":15012";
+	}
+	rc = wp_xds_start(o, server, dir, ns, sa);
+	if (rc)
+		return rc;
+	while (!wp_xds_ready() && !stop_wanted) {
+		struct pollfd pf = { .fd = wp_xds_fd(), .events = POLLIN };
+
+		poll(&pf, 1, 200);
+		wp_xds_process();
+		if ((waited += 200) % 10000 == 0)
+			zm_log_warn("still waiting for zmeshd at %s (config and certificate)", server);
+	}
+	return stop_wanted ? -EINTR : 1;
+}
+
 static const char usage[] =
 	"usage: waypoint --listen ADDR:PORT [--config FILE|DIR] [--lab LAB] [--name NAME]\n"
 	"                [--metrics-port N] [--ready-port N] [--access-log FILE|-|off]\n"
@@ -259,6 +340,7 @@ static const char usage[] =
 	"                [--path-normalization NONE|BASE|MERGE_SLASHES|DECODE_AND_MERGE_SLASHES]\n"
 	"                [--no-peer-identity] [--hbone-port N [--ca DIR] [--identity NS/SA]] [-v]\n"
 	"                [--zipkin URL] [--trace-sampling PERCENT] [--jwks-ca FILE] [--jwks-refresh S]\n"
+	"                [--zmeshd ADDR:PORT [--cred-dir DIR]]\n"
 	"       waypoint --gateway [--gateway-labels K=V,...] [--gateway-ns NS] [options above]\n";
 
 int main(int argc, char **argv)
@@ -291,13 +373,16 @@ int main(int argc, char **argv)
 		{ "trace-sampling", required_argument, NULL, 's' },
 		{ "jwks-ca", required_argument, NULL, 'J' },
 		{ "jwks-refresh", required_argument, NULL, 'R' },
+		{ "zmeshd", required_argument, NULL, 'Z' },
+		{ "cred-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { 0 };
 	pthread_attr_t at;
-	const char *gw_labels = "istio=ingressgateway";
-	int opt, lfd = -1, rc, wfd;
+	const char *gw_labels = "istio=ingressgateway", *zmeshd = NULL, *cred = NULL;
+	char id_ns[64], id_sa[254];
+	int opt, lfd = -1, rc, wfd, xfd = -1;
 
 	zm_log_init("waypoint");
 	while ((opt = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
@@ -339,6 +424,8 @@ int main(int argc, char **argv)
 		}
 		case 'J': o.jwks_ca = optarg; break;
 		case 'R': o.jwks_refresh_s = atoi(optarg); break;
+		case 'Z': zmeshd = optarg; break;
+		case 'D': cred = optarg; break;
 		case 'v': zm_log_set_level(ZM_LOG_DEBUG); break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
@@ -383,7 +470,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "waypoint: --access-log %s: %s\n", o.access_log, strerror(errno));
 		return 1;
 	}
-	if ((rc = wp_reload(&o)) < 0) {
+	identity(&o, id_ns, sizeof(id_ns), id_sa, sizeof(id_sa));
+	rc = start_zmeshd(&o, zmeshd, cred, id_ns, id_sa);
+	if (rc < 0) {
+		fprintf(stderr, "waypoint: zmeshd: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (rc > 0)
+		xfd = wp_xds_fd();
+	else if ((rc = wp_reload(&o)) < 0) {
 		fprintf(stderr, "waypoint: no usable config: %s\n", strerror(-rc));
 		return 1;
 	}
@@ -399,21 +494,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (o.hbone_port) {
-		char cadir[PATH_MAX], ns[64], acct[254];
-		const char *id = o.identity, *slash;
+		char cadir[PATH_MAX];
 
 		if (o.ca_dir)
 			snprintf(cadir, sizeof(cadir), "%s", o.ca_dir);
 		else
 			snprintf(cadir, sizeof(cadir), "%s/%s/ca", ZM_LAB_STATE_ROOT, o.lab ? o.lab : ZM_LAB_DEFAULT);
-		if (id && (slash = strchr(id, '/'))) {
-			snprintf(ns, sizeof(ns), "%.*s", (int)(slash - id), id);
-			snprintf(acct, sizeof(acct), "%s", slash + 1);
-		} else {
-			snprintf(ns, sizeof(ns), "%s", getenv("POD_NAMESPACE") ? getenv("POD_NAMESPACE") : "default");
-			snprintf(acct, sizeof(acct), "%s", getenv("POD_SERVICE_ACCOUNT") ? getenv("POD_SERVICE_ACCOUNT") : o.name);
-		}
-		if ((rc = wp_hbone_start(o.hbone_port, cadir, ns, acct)) < 0) {
+		/* with zmeshd the certificate came by CSR (xds.c) and is renewed there */
+		rc = xfd >= 0 ? wp_hbone_listen(o.hbone_port, id_ns, id_sa)
+			      : wp_hbone_start(o.hbone_port, cadir, id_ns, id_sa);
+		if (rc < 0) {
 			fprintf(stderr, "waypoint: --hbone-port %d: %s\n", o.hbone_port, strerror(-rc));
 			return 1;
 		}
@@ -426,7 +516,7 @@ int main(int argc, char **argv)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 512 * 1024);
-	wfd = watch_config(o.config);
+	wfd = xfd >= 0 ? -1 : watch_config(o.config);
 	if (o.lab) {
 		/* the lab's state (pods, services, labels) feeds the service view */
 		char sd[PATH_MAX];
@@ -438,35 +528,36 @@ int main(int argc, char **argv)
 			inotify_add_watch(wfd, sd, IN_MOVED_TO | IN_CLOSE_WRITE);
 	}
 	while (!stop_wanted) {
-		struct pollfd pf = { .fd = lfd, .events = POLLIN }, wf = { .fd = wfd, .events = POLLIN };
-		struct pollfd pfs[2];
+		struct pollfd pfs[3];
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		pthread_t th;
-		int fd;
+		nfds_t n = 0;
+		int fd, li = -1, wi = -1, xi = -1;
 
 		if (reload_wanted || atomic_exchange(&jwks_changed, 0)) {
 			reload_wanted = 0;
 			wp_reload(&o);
 		}
-		pfs[0] = pf;
-		pfs[1] = wf;
-		if (lfd < 0) {
-			/* gateway only: the listeners are gateway.c's threads */
-			pfs[0] = wf;
-			if (poll(pfs, wfd >= 0 ? 1 : 0, 500) > 0 && (pfs[0].revents & POLLIN)) {
-				char ev[4096];
-
-				usleep(50000);
-				while (read(wfd, ev, sizeof(ev)) > 0)
-					;
-				reload_wanted = 1;
-			}
-			continue;
+		/* the gateway has no --listen: its listeners are gateway.c's threads */
+		if (lfd >= 0) {
+			li = (int)n;
+			pfs[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		}
-		if (poll(pfs, wfd >= 0 ? 2 : 1, 500) <= 0)
+		if (wfd >= 0) {
+			wi = (int)n;
+			pfs[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
+		}
+		if (xfd >= 0) {
+			xi = (int)n;
+			pfs[n++] = (struct pollfd){ .fd = xfd, .events = POLLIN };
+		}
+		if (poll(pfs, n, 500) < 0)
 			continue;
-		if (wfd >= 0 && (pfs[1].revents & POLLIN)) {
+		/* zmeshd: each version is built on this thread and ACKed or NACKed */
+		if (xi >= 0)
+			wp_xds_process();
+		if (wi >= 0 && (pfs[wi].revents & POLLIN)) {
 			char ev[4096];
 
 			/* let a writer finish, then take all its events as one change */
@@ -475,7 +566,9 @@ int main(int argc, char **argv)
 				;
 			reload_wanted = 1;
 		}
-		if (!(pfs[0].revents & POLLIN))
+		if (li < 0)
+			continue;
+		if (!(pfs[li].revents & POLLIN))
 			continue;
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
@@ -501,6 +594,7 @@ int main(int argc, char **argv)
 	}
 	zm_log_info("stopping");
 	wp_trace_shutdown();
+	wp_xds_stop();
 	if (lfd >= 0)
 		close(lfd);
 	if (wfd >= 0)

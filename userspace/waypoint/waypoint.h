@@ -66,6 +66,27 @@ struct wp_snap *wp_snap_get(void);
 void wp_snap_put(struct wp_snap *s);
 /* (Re)load config and lab; on failure the current snapshot stays. */
 int wp_reload(const struct wp_opts *o);
+struct zm_cfg_set;
+/* Build and swap in a snapshot from @set (its objects are taken); a
+ * failure keeps the current one and says why (a NACK's reason). */
+int wp_build(const struct wp_opts *o, struct zm_cfg_set *set, uint64_t version, char *why, size_t whysz);
+
+/*
+ * zmeshd as the config and certificate source (xds.c, docs/waypoint.md):
+ * start follows @server with the bootstrap credential in @cred_dir and
+ * asks for ns/@ns/sa/@sa's certificate when o->hbone_port is set; fd is
+ * one descriptor to poll for reading, process does what is due; ready once
+ * the first config is in and the certificate (if wanted) is installed;
+ * rebuild makes the snapshot again from the last accepted config.
+ */
+int wp_xds_start(const struct wp_opts *o, const char *server, const char *cred_dir, const char *ns,
+		 const char *sa);
+int wp_xds_fd(void);
+void wp_xds_process(void);
+bool wp_xds_on(void);
+bool wp_xds_ready(void);
+int wp_xds_rebuild(void);
+void wp_xds_stop(void);
 
 /* ---- HTTP/1 messages (http1.c) --------------------------------------------- */
 
@@ -202,7 +223,13 @@ char *wp_jwks_get(const char *uri, void *arg);
 int wp_listen(const char *spec);
 /* The HBONE front on @port with a certificate for ns/@ns/sa/@sa from the CA in @ca_dir. */
 int wp_hbone_start(int port, const char *ca_dir, const char *ns, const char *sa);
-/* This proxy's mesh credential (made by wp_hbone_start): malloc'd PEM
+/* The same in two steps, for a certificate from zmeshd: (re)place the
+ * server and client contexts (renewal: new connections take the new one),
+ * and start accepting on @port (after the first set_cert). */
+int wp_hbone_set_cert(const char *key_pem, const char *chain_pem, const char *bundle_pem, const char *ns,
+		      const char *sa);
+int wp_hbone_listen(int port, const char *ns, const char *sa);
+/* This proxy's mesh credential (the last wp_hbone_set_cert): malloc'd PEM
  * copies of the key, the chain (leaf first) and the trust bundle, and the
  * SPIFFE ID. -ENOENT when there is none (no --hbone-port). */
 int wp_mesh_cred(char **key, char **chain, char **bundle, char *id, size_t idsz);

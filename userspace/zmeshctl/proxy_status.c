@@ -147,14 +147,15 @@ static int cmd_proxy_status(int argc, char **argv)
 		fprintf(stderr, "zmeshctl proxy-status: zmeshd sent no proxy list\n");
 		goto out;
 	}
-	printf("%-40s %-8s %-8s %-13s %s\n", "NAME", "VERSION", "ACKED", "SYNCED", "ERROR");
+	printf("%-40s %-9s %-8s %-8s %-13s %s\n", "NAME", "TYPE", "VERSION", "ACKED", "SYNCED", "ERROR");
 	json_array_foreach(json_object_get(j, "proxies"), i, p) {
 		const char *e = json_string_value(json_object_get(p, "error"));
 
 		num(sent, sizeof(sent), json_object_get(p, "sent"));
 		num(acked, sizeof(acked), json_object_get(p, "acked"));
-		printf("%-40s %-8s %-8s %-13s %s\n", json_string_value(json_object_get(p, "name")) ?: "?", sent,
-		       acked, json_string_value(json_object_get(p, "status")) ?: "?", e ? e : "");
+		printf("%-40s %-9s %-8s %-8s %-13s %s\n", json_string_value(json_object_get(p, "name")) ?: "?",
+		       json_string_value(json_object_get(p, "type")) ?: "?", sent, acked,
+		       json_string_value(json_object_get(p, "status")) ?: "?", e ? e : "");
 	}
 	rc = 0;
 out:

@@ -2,7 +2,9 @@
 /*
  * Citadel's job: POST /v1/certs signs a CSR for a workload identity when a
  * pod with that service account runs on the caller's node (lab state
- * and/or Pod objects in the store), GET /v1/bundle serves the roots.
+ * and/or Pod objects in the store), or, for a waypoint's or gateway's
+ * credential, when it is exactly the account that credential names;
+ * GET /v1/bundle serves the roots.
  */
 #include <errno.h>
 #include <limits.h>
@@ -101,16 +103,19 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 
 	if (!pem || zm_ca_csr_identity(pem, zm_buf_len(&s->body), &id, why, sizeof(why))) {
 		d->st.csr_invalid++;
-		zm_log_warn("CSR from node %s (%s): %s", c->node, c->peer, pem ? why : "out of memory");
+		zm_log_warn("CSR from %s %s (%s): %s", zm_cp_role_name(c->who.role), c->node, c->peer, pem ? why : "out of memory");
 		respond_error(c, s, 400, pem ? why : "out of memory");
 		goto out;
 	}
 	zm_spiffe_format(&id, uri, sizeof(uri));
 	if (strcmp(id.td, d->td))
-		snprintf(msg, sizeof(msg), "node %s may not get %s: trust domain is not %s", c->node, uri, d->td);
+		snprintf(msg, sizeof(msg), "%s %s may not get %s: trust domain is not %s", zm_cp_role_name(c->who.role), c->node, uri, d->td);
 	else if (!strcmp(id.ns, ZM_ZMESHD_NS) && !strcmp(id.sa, ZM_ZMESHD_SA))
-		snprintf(msg, sizeof(msg), "node %s may not get %s: reserved for zmeshd", c->node, uri);
-	else if (!lab_allows(d, c->node, &id) && !store_allows(d, c->node, &id))
+		snprintf(msg, sizeof(msg), "%s %s may not get %s: reserved for zmeshd", zm_cp_role_name(c->who.role), c->node, uri);
+	else if (c->who.role != ZM_CP_NODE && (strcmp(id.ns, c->who.ns) || strcmp(id.sa, c->who.sa)))
+		snprintf(msg, sizeof(msg), "%s %s may not get %s: its credential is for ns/%s/sa/%s only",
+			 zm_cp_role_name(c->who.role), c->node, uri, c->who.ns, c->who.sa);
+	else if (c->who.role == ZM_CP_NODE && !lab_allows(d, c->node, &id) && !store_allows(d, c->node, &id))
 		snprintf(msg, sizeof(msg), "node %s may not get %s: no pod with service account %s/%s on node %s",
 			 c->node, uri, id.ns, id.sa, c->node);
 	else
@@ -123,12 +128,12 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 	}
 	if (zm_ca_sign(d->ca, pem, &id, d->cert_ttl, &chain, &e) || !(bundle = zm_ca_bundle_dup(d->ca))) {
 		d->st.csr_invalid++;
-		zm_log_warn("CSR from node %s for %s: %s", c->node, uri, e.msg[0] ? e.msg : "out of memory");
+		zm_log_warn("CSR from %s %s for %s: %s", zm_cp_role_name(c->who.role), c->node, uri, e.msg[0] ? e.msg : "out of memory");
 		respond_error(c, s, 400, e.msg[0] ? e.msg : "out of memory");
 		goto out;
 	}
 	d->st.csr_issued++;
-	zm_log_info("issued %s to node %s (TTL %u s)", uri, c->node, d->cert_ttl ? d->cert_ttl : ZM_CA_DEFAULT_TTL);
+	zm_log_info("issued %s to %s %s (TTL %u s)", uri, zm_cp_role_name(c->who.role), c->node, d->cert_ttl ? d->cert_ttl : ZM_CA_DEFAULT_TTL);
 	respond_json(c, s, 200, json_pack("{ssssss}", "identity", uri, "chain", chain, "bundle", bundle));
 out:
 	free(chain);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * zmeshd's :15012 server: TLS 1.3 over memory BIOs (tls.h) with nghttp2 on
- * top, driven by the epoll loop in main.c. Clients are node proxies with a
- * bootstrap certificate (nodeid.h); the verify callback below replaces the
- * workload-SVID leaf check of tls.c with the node one, everything else of
+ * top, driven by the epoll loop in main.c. Clients are proxies with a
+ * bootstrap certificate (nodeid.h: a node's, a waypoint's or a gateway's);
+ * the verify callback below replaces the workload-SVID leaf check of tls.c
+ * with the bootstrap one, everything else of
  * tls.c's context (TLS 1.3 only, h2 only, no resumption, clientAuth
  * purpose, our bundle only) stays.
  */
@@ -23,7 +24,7 @@
 
 static int conn_idx = -1;
 
-static int node_verify_cb(int preverify, X509_STORE_CTX *xs)
+static int cp_verify_cb(int preverify, X509_STORE_CTX *xs)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
 	struct zd_conn *c = SSL_get_ex_data(ssl, conn_idx);
@@ -38,12 +39,17 @@ static int node_verify_cb(int preverify, X509_STORE_CTX *xs)
 	}
 	if (X509_STORE_CTX_get_error_depth(xs) != 0)
 		return 1;
-	if (zm_node_id_from_x509(X509_STORE_CTX_get_current_cert(xs), c->d->td, c->node,
-				 sizeof(c->node), c->why, sizeof(c->why))) {
+	if (zm_cp_id_from_x509(X509_STORE_CTX_get_current_cert(xs), c->d->td, &c->who, c->why,
+			       sizeof(c->why))) {
 		c->node[0] = 0;
 		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
 		return 0;
 	}
+	/* What logs and proxy-status call it: the node, or <sa>.<ns> as Istio names pods. */
+	if (c->who.role == ZM_CP_NODE)
+		snprintf(c->node, sizeof(c->node), "%s", c->who.node);
+	else
+		snprintf(c->node, sizeof(c->node), "%s.%s", c->who.sa, c->who.ns);
 	return 1;
 }
 
@@ -73,7 +79,7 @@ int zd_tls_ctx(struct zd *d)
 		rc = -EINVAL;
 		goto out;
 	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, node_verify_cb);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, cp_verify_cb);
 	SSL_CTX_free(d->ctx);	/* live connections keep their reference */
 	d->ctx = ctx;
 	d->own_renew_at = time(NULL) + ZM_CA_DEFAULT_TTL / 2;
@@ -466,13 +472,13 @@ static void handshake(struct zd_conn *c)
 	if (!c->node[0] || alen != 2 || memcmp(alpn, "h2", 2)) {
 		c->d->st.handshake_fail++;
 		zm_log_warn("TLS handshake from %s refused: %s", c->peer,
-			    c->node[0] ? "ALPN h2 not negotiated" : "no node identity");
+			    c->node[0] ? "ALPN h2 not negotiated" : "no node or proxy identity");
 		c->dead = true;
 		return;
 	}
 	c->h2_up = true;
 	c->deadline = 0;
-	zm_log_debug("node %s connected from %s", c->node, c->peer);
+	zm_log_debug("%s %s connected from %s", zm_cp_role_name(c->who.role), c->node, c->peer);
 	if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2))
 		c->dead = true;
 }

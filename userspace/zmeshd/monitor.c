@@ -116,6 +116,8 @@ static void metrics(struct zd *d, struct zm_buf *b)
 		"zmeshd_csr_total{result=\"invalid\"} %llu\n"
 		"# HELP zmeshd_pushes_total Config messages sent.\n# TYPE zmeshd_pushes_total counter\n"
 		"zmeshd_pushes_total{kind=\"snapshot\"} %llu\nzmeshd_pushes_total{kind=\"delta\"} %llu\n"
+		"# HELP zmeshd_unchanged_views_total Store versions that left a proxy's view as it was (no push).\n"
+		"# TYPE zmeshd_unchanged_views_total counter\nzmeshd_unchanged_views_total %llu\n"
 		"# HELP zmeshd_acks_total ACKs and NACKs received.\n# TYPE zmeshd_acks_total counter\n"
 		"zmeshd_acks_total{result=\"ack\"} %llu\nzmeshd_acks_total{result=\"nack\"} %llu\n"
 		"# HELP zmeshd_tls_handshake_failures_total Refused or failed handshakes on :15012.\n"
@@ -126,7 +128,7 @@ static void metrics(struct zd *d, struct zm_buf *b)
 		"# HELP zmeshd_ca_reloads_total CA reloads after its files changed (root rotation).\n"
 		"# TYPE zmeshd_ca_reloads_total counter\nzmeshd_ca_reloads_total %llu\n",
 		(unsigned long long)d->cur.version, connected, synced, d->nconns, d->st.csr_issued,
-		d->st.csr_denied, d->st.csr_invalid, d->st.snapshots, d->st.deltas, d->st.acks, d->st.nacks,
+		d->st.csr_denied, d->st.csr_invalid, d->st.snapshots, d->st.deltas, d->st.unchanged, d->st.acks, d->st.nacks,
 		d->st.handshake_fail, d->st.reloads, d->st.reload_errors, d->st.ca_reloads);
 }
 

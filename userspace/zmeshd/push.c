@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Pilot's job: watch the store directory (store.h layout, read directly),
- * keep the current and previous generation as maps of objects, and push to
- * each proxy a snapshot when its config stream opens, then a delta per new
- * generation; record what each proxy ACKed or NACKed.
+ * keep the current generation as a map of objects, and push to each proxy
+ * its view (view.c): a snapshot when its config stream opens, then a delta
+ * against what that stream was sent whenever a new generation changes the
+ * view (and nothing when it does not); record what each proxy ACKed or
+ * NACKed.
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,7 +25,9 @@
 static void gen_clear(struct zd_gen *g)
 {
 	json_decref(g->objs);
+	json_decref(g->pods_brief);
 	g->objs = NULL;
+	g->pods_brief = NULL;
 	g->version = 0;
 }
 
@@ -64,17 +68,14 @@ static int load_gen(const char *dir, uint64_t version, struct zd_gen *g)
 		goto out;
 	}
 	g->objs = json_object();
-	if (!g->objs) {
+	g->pods_brief = json_object();
+	if (!g->objs || !g->pods_brief) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (size_t i = 0; i < set.nobjs; i++) {
 		const struct zm_cfg_obj *o = set.objs[i];
 		char key[256];
-
-		/* No proxy needs Secrets yet, and every proxy gets every object: keep them here. */
-		if (o->kind == ZM_K_SECRET)
-			continue;
 
 		snprintf(key, sizeof(key), "%s/%s/%s", zm_kind_name(o->kind),
 			 zm_kind_cluster_scoped(o->kind) || !o->meta.ns.v ? "" : o->meta.ns.v,
@@ -89,6 +90,10 @@ static int load_gen(const char *dir, uint64_t version, struct zd_gen *g)
 			rc = -ENOMEM;
 			goto out;
 		}
+		if (o->kind == ZM_K_POD && json_object_set_new(g->pods_brief, key, zd_pod_brief(j))) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	}
 	g->version = version;
 out:
@@ -98,27 +103,36 @@ out:
 	return rc;
 }
 
-/* One line of the config stream for @p: a snapshot, or the delta prev -> cur. */
-static char *message(struct zd *d, struct zd_proxy *p, bool *delta)
+/*
+ * The line for @p bringing it from what it was sent to @view: a snapshot
+ * when it was sent nothing on this stream, else a delta; NULL with *same
+ * when the view did not change.
+ */
+static char *message(struct zd *d, struct zd_proxy *p, json_t *view, bool *delta, bool *same)
 {
 	json_t *m, *objs = json_array(), *del = json_array();
 	const char *key;
 	json_t *o;
 	char *txt = NULL;
 
-	*delta = p->has_sent && d->prev.objs && p->sent == d->prev.version;
-	if (d->cur.objs) {
-		json_object_foreach(d->cur.objs, key, o) {
-			json_t *old = *delta ? json_object_get(d->prev.objs, key) : NULL;
+	*delta = p->view_sent != NULL;
+	*same = false;
+	json_object_foreach(view, key, o) {
+		json_t *old = *delta ? json_object_get(p->view_sent, key) : NULL;
 
-			if (!old || !json_equal(old, o))
-				json_array_append(objs, o);
-		}
+		if (!old || !json_equal(old, o))
+			json_array_append(objs, o);
 	}
 	if (*delta) {
-		json_object_foreach(d->prev.objs, key, o)
-			if (!json_object_get(d->cur.objs, key))
+		json_object_foreach(p->view_sent, key, o)
+			if (!json_object_get(view, key))
 				json_array_append_new(del, json_string(key));
+	}
+	if (*delta && !json_array_size(objs) && !json_array_size(del)) {
+		*same = true;
+		json_decref(objs);
+		json_decref(del);
+		return NULL;
 	}
 	m = json_pack("{sIsssoso}", "version", (json_int_t)d->cur.version, "kind",
 		      *delta ? "delta" : "snapshot", "objects", objs, "deleted", del);
@@ -135,7 +149,8 @@ static void push(struct zd *d, struct zd_proxy *p)
 {
 	struct zd_conn *c = p->conn;
 	struct zd_stream *s;
-	bool delta;
+	bool delta, same;
+	json_t *view;
 	char *txt;
 
 	if (!c || c->dead)
@@ -144,20 +159,34 @@ static void push(struct zd *d, struct zd_proxy *p)
 		;
 	if (!s)
 		return;
-	txt = message(d, p, &delta);
+	view = zd_view(&d->cur, p);
+	txt = view ? message(d, p, view, &delta, &same) : NULL;
+	if (view && same) {
+		/* Nothing it sees changed: no message, and it stays in sync. */
+		p->uptodate = d->cur.version;
+		d->st.unchanged++;
+		zm_log_debug("proxy %s: version %llu leaves its view as it was", p->name,
+			     (unsigned long long)d->cur.version);
+		json_decref(view);
+		return;
+	}
 	if (!txt || zd_stream_send(c, s, txt, strlen(txt)) || zd_stream_send(c, s, "\n", 1)) {
 		zm_log_warn("proxy %s: cannot queue version %llu (%s): disconnecting it", p->name,
 			    (unsigned long long)d->cur.version, txt ? "backlog full" : "out of memory");
 		c->dead = true;
+		json_decref(view);
 	} else {
+		json_decref(p->view_sent);
+		p->view_sent = view;
 		p->sent = d->cur.version;
+		p->uptodate = d->cur.version;
 		p->has_sent = true;
 		if (delta)
 			d->st.deltas++;
 		else
 			d->st.snapshots++;
-		zm_log_debug("proxy %s: sent %s version %llu", p->name, delta ? "delta" : "snapshot",
-			     (unsigned long long)d->cur.version);
+		zm_log_debug("proxy %s: sent %s version %llu (%zu objects in its view)", p->name,
+			     delta ? "delta" : "snapshot", (unsigned long long)d->cur.version, json_object_size(view));
 	}
 	free(txt);
 }
@@ -165,7 +194,7 @@ static void push(struct zd *d, struct zd_proxy *p)
 static void reload(struct zd *d)
 {
 	uint64_t v = current_version(d->store_dir);
-	struct zd_gen g = { 0, NULL };
+	struct zd_gen g = { 0, NULL, NULL };
 	struct zd_proxy *p;
 
 	/* A generation never changes once published: one that failed is not retried. */
@@ -180,8 +209,7 @@ static void reload(struct zd *d)
 	}
 	d->st.reloads++;
 	zm_log_info("config version %llu (%zu objects)", (unsigned long long)v, json_object_size(g.objs));
-	gen_clear(&d->prev);
-	d->prev = d->cur;
+	gen_clear(&d->cur);
 	d->cur = g;
 	for (p = d->proxies; p; p = p->next)
 		push(d, p);
@@ -290,10 +318,22 @@ void zd_handle_config(struct zd_conn *c, struct zd_stream *s)
 	struct zd *d = c->d;
 	const char *kind = s->proxy[0] ? s->proxy : "ztunnel";
 	char name[sizeof(((struct zd_proxy *)0)->name)];
+	enum zd_view view = ZD_VIEW_ZTUNNEL;
 	struct zd_proxy *p;
 
 	if (!proxy_kind_valid(kind)) {
 		zd_respond_lit(c, s, 400, "{\"error\":\"x-zmesh-proxy: want 1-63 of [a-z0-9.-]\"}\n");
+		return;
+	}
+	/* A waypoint or gateway is what its credential says, whatever it asks;
+	 * a node's proxies may not take those names (they would look like one). */
+	if (c->who.role != ZM_CP_NODE) {
+		kind = zm_cp_role_name(c->who.role);
+		view = c->who.role == ZM_CP_GATEWAY ? ZD_VIEW_GATEWAY : ZD_VIEW_WAYPOINT;
+	} else if (!strcmp(kind, "waypoint") || !strcmp(kind, "gateway")) {
+		zm_log_warn("node %s (%s): asked to be a %s: refused (that takes a %s credential)", c->node,
+			    c->peer, kind, kind);
+		zd_respond_lit(c, s, 403, "{\"error\":\"a node credential cannot serve as a waypoint or gateway\"}\n");
 		return;
 	}
 	if (c->proxy) {
@@ -322,6 +362,8 @@ void zd_handle_config(struct zd_conn *c, struct zd_stream *s)
 		}
 		snprintf(p->name, sizeof(p->name), "%s", name);
 		snprintf(p->node, sizeof(p->node), "%s", c->node);
+		p->view = view;
+		snprintf(p->ns, sizeof(p->ns), "%s", c->who.ns);
 		p->next = d->proxies;
 		d->proxies = p;
 	} else if (p->conn) {
@@ -341,8 +383,10 @@ void zd_handle_config(struct zd_conn *c, struct zd_stream *s)
 	c->config_stream = s->id;
 	p->conn = c;
 	p->has_sent = false;
+	json_decref(p->view_sent);	/* a new stream starts from a snapshot */
+	p->view_sent = NULL;
 	p->connected_at = time(NULL);
-	zm_log_info("proxy %s connected (node %s, %s)", name, c->node, c->peer);
+	zm_log_info("proxy %s connected (%s %s, %s)", name, zm_cp_role_name(c->who.role), c->node, c->peer);
 	push(d, p);
 }
 
@@ -353,6 +397,8 @@ void zd_stream_closed(struct zd_conn *c, struct zd_stream *s)
 	if (!p || c->config_stream != s->id)
 		return;
 	zm_log_info("proxy %s disconnected", p->name);
+	json_decref(p->view_sent);
+	p->view_sent = NULL;
 	p->conn = NULL;
 	c->proxy = NULL;
 	c->config_stream = 0;
@@ -411,7 +457,8 @@ static const char *status_of(struct zd *d, const struct zd_proxy *p)
 		return "NOT SENT";
 	if (p->has_nack && p->nacked == p->sent && (!p->has_ack || p->acked < p->nacked))
 		return "NACK";
-	if (p->has_ack && p->acked == p->sent && p->sent == d->cur.version)
+	/* In sync: it ACKed what it was sent, and the current version left its view so. */
+	if (p->has_ack && p->acked == p->sent && p->uptodate == d->cur.version)
 		return "SYNCED";
 	return "STALE";
 }
@@ -421,9 +468,12 @@ json_t *zd_syncz(struct zd *d)
 	json_t *arr = json_array(), *root;
 
 	for (struct zd_proxy *p = d->proxies; p; p = p->next) {
-		json_t *o = json_pack("{sssssbsssI}", "name", p->name, "node", p->node, "connected",
-				      p->conn != NULL, "status", status_of(d, p), "connected_at",
-				      (json_int_t)p->connected_at);
+		static const char *const types[] = { [ZD_VIEW_ZTUNNEL] = "ztunnel", [ZD_VIEW_WAYPOINT] = "waypoint",
+						     [ZD_VIEW_GATEWAY] = "gateway" };
+		json_t *o = json_pack("{sssssssbsssIsI}", "name", p->name, "type", types[p->view], "node",
+				      p->node, "connected", p->conn != NULL, "status", status_of(d, p),
+				      "connected_at", (json_int_t)p->connected_at, "objects",
+				      (json_int_t)json_object_size(p->view_sent));
 
 		if (!o)
 			continue;
@@ -443,10 +493,10 @@ void zd_free_state(struct zd *d)
 		struct zd_proxy *p = d->proxies;
 
 		d->proxies = p->next;
+		json_decref(p->view_sent);
 		free(p);
 	}
 	gen_clear(&d->cur);
-	gen_clear(&d->prev);
 	if (d->ifd >= 0)
 		close(d->ifd);
 }

@@ -9,6 +9,7 @@
  *              GET /v1/bundle;
  *   push.c     the store watcher, generations and deltas, the per-proxy
  *              table, GET /v1/config (the stream) and POST /v1/ack;
+ *   view.c     which objects each proxy receives (its view);
  *   monitor.c  :15014 plain HTTP: /debug/syncz, /metrics, /ready.
  * docs/zmeshd.md has the wire formats.
  */
@@ -32,6 +33,10 @@
 #define ZD_MAX_STREAM_BACKLOG (16 << 20)	/* unsent config bytes before a proxy is cut off */
 #define ZD_HANDSHAKE_MS 10000
 #define ZD_MAX_PROXIES_PER_NODE 256	/* names (<proxy>~<node>) kept per node */
+#define ZD_LABEL_MAX (ZM_NODE_NAME_MAX + 66)	/* a node name, or <sa>.<ns> */
+
+/* What a proxy receives (push.c, docs/zmeshd.md "Views"): decided by its credential. */
+enum zd_view { ZD_VIEW_ZTUNNEL, ZD_VIEW_WAYPOINT, ZD_VIEW_GATEWAY };
 
 enum zd_kind { ZD_LISTENER, ZD_CONN, ZD_MONITOR_LISTENER, ZD_MONITOR_CONN, ZD_INOTIFY, ZD_WATCH };
 
@@ -63,7 +68,8 @@ struct zd_conn {
 	SSL *ssl;
 	nghttp2_session *ng;
 	bool h2_up, dead;
-	char node[ZM_NODE_NAME_MAX + 1];	/* from the verified bootstrap certificate */
+	struct zm_cp_peer who;		/* from the verified bootstrap certificate */
+	char node[ZD_LABEL_MAX];	/* its label: the node, or <sa>.<ns> of a waypoint/gateway */
 	char peer[ZM_SOCK_ADDRSTRLEN];
 	char why[256];			/* why the handshake refused the peer */
 	struct zm_buf wq;		/* ciphertext waiting for the socket */
@@ -75,9 +81,13 @@ struct zd_conn {
 };
 
 struct zd_proxy {
-	char name[64 + ZM_NODE_NAME_MAX + 2];	/* "<proxy>~<node>" */
-	char node[ZM_NODE_NAME_MAX + 1];
+	char name[64 + ZD_LABEL_MAX + 2];	/* "<proxy>~<node>" or "<role>~<sa>.<ns>" */
+	char node[ZD_LABEL_MAX];
+	enum zd_view view;
+	char ns[64];			/* a gateway's namespace: its Secrets are in its view */
 	struct zd_conn *conn;		/* NULL: disconnected */
+	json_t *view_sent;		/* key -> object: what this stream was sent, NULL: nothing yet */
+	uint64_t uptodate;		/* store version its view was last brought up to */
 	uint64_t sent, acked, nacked;
 	bool has_sent, has_ack, has_nack;
 	char nack_error[512];
@@ -88,11 +98,13 @@ struct zd_proxy {
 struct zd_gen {
 	uint64_t version;		/* 0: nothing loaded */
 	json_t *objs;			/* "Kind/namespace/name" -> the object's JSON */
+	json_t *pods_brief;		/* "Pod/ns/name" -> what a proxy of another node sees of it */
 };
 
 struct zd_stats {
 	unsigned long long csr_issued, csr_denied, csr_invalid;
 	unsigned long long handshake_fail, snapshots, deltas, acks, nacks, reloads, reload_errors;
+	unsigned long long unchanged;	/* store versions that left a proxy's view as it was */
 	unsigned long long ca_reloads;
 };
 
@@ -112,7 +124,7 @@ struct zd {
 	struct zd_conn *conns;
 	int nconns;
 	struct zd_proxy *proxies;
-	struct zd_gen cur, prev;
+	struct zd_gen cur;
 	uint64_t bad_version;		/* the last generation that failed to load */
 	struct zd_stats st;
 	volatile int stop;
@@ -146,6 +158,11 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s);
 void zd_handle_bundle(struct zd_conn *c, struct zd_stream *s);
 /* Reopen the CA when its files changed (a root rotation step); push the bundle. */
 void zd_ca_check(struct zd *d);
+
+/* view.c: what of generation @g proxy @p receives (key -> object, new reference). */
+json_t *zd_view(const struct zd_gen *g, const struct zd_proxy *p);
+/* A Pod as proxies of other nodes see it: name, labels, node, account, IPs. */
+json_t *zd_pod_brief(json_t *pod);
 
 /* push.c */
 int zd_store_init(struct zd *d);

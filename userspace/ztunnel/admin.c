@@ -31,7 +31,7 @@ static void reply(int fd, int status, const char *type, const char *body, size_t
 
 static json_t *config_dump(struct zt *z)
 {
-	json_t *j = json_object(), *pods = json_array(), *pol = json_array();
+	json_t *j = json_object(), *pods = json_array(), *pol = json_array(), *objs = json_array();
 
 	json_object_set_new(j, "node", json_string(z->node));
 	json_object_set_new(j, "lab", json_string(z->lab));
@@ -53,7 +53,13 @@ static json_t *config_dump(struct zt *z)
 	json_object_set_new(j, "workloads", pods);
 	for (size_t i = 0; i < z->cfg.nobjs; i++) {
 		const struct zm_cfg_obj *o = z->cfg.objs[i];
+		char key[400];
 
+		/* Everything this ztunnel holds (with zmeshd: exactly its view). */
+		snprintf(key, sizeof(key), "%s/%s/%s", zm_kind_name(o->kind),
+			 zm_kind_cluster_scoped(o->kind) || !o->meta.ns.v ? "" : o->meta.ns.v,
+			 o->meta.name.v ? o->meta.name.v : "");
+		json_array_append_new(objs, json_string(key));
 		if (o->kind == ZM_K_PEERAUTHENTICATION || o->kind == ZM_K_AUTHORIZATIONPOLICY) {
 			json_t *doc = zm_cfg_obj_to_json(o);
 
@@ -62,6 +68,7 @@ static json_t *config_dump(struct zt *z)
 		}
 	}
 	json_object_set_new(j, "policies", pol);
+	json_object_set_new(j, "objects", objs);
 	json_object_set_new(j, "stats", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
 		"connections_opened", (json_int_t)z->st.opened, "connections_closed", (json_int_t)z->st.closed,
 		"refused", (json_int_t)z->st.refused, "denied_authz", (json_int_t)z->st.denied_authz,

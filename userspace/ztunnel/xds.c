@@ -16,37 +16,7 @@
 #include <unistd.h>
 
 #include "ztunnel.h"
-#include "zmesh/buf.h"
 #include "zmesh/cfgclient.h"
-
-/* The objects as one multi-document YAML stream (JSON is YAML), read by
- * the same config model as files: one reader, one set of rules. */
-static int objects_to_set(json_t *objects, struct zm_cfg_set *set, char *why, size_t whysz)
-{
-	struct zm_buf b = { 0 };
-	size_t i;
-	json_t *o;
-	int rc = 0;
-
-	json_array_foreach(objects, i, o) {
-		char *s = json_dumps(o, JSON_COMPACT);
-
-		if (!s) {
-			rc = -ENOMEM;
-			break;
-		}
-		zm_buf_printf(&b, "---\n%s\n", s);
-		free(s);
-	}
-	if (!rc && zm_buf_len(&b))
-		rc = zm_cfg_load_buf(set, "zmeshd", zm_buf_data(&b), zm_buf_len(&b));
-	if (rc == -EINVAL && set->nerrs)
-		snprintf(why, whysz, "%s", set->errs[0].text);
-	else if (rc)
-		snprintf(why, whysz, "%s", strerror(-rc));
-	zm_buf_free(&b);
-	return rc;
-}
 
 static int on_config(void *arg, uint64_t version, json_t *objects, char *why, size_t whysz)
 {
@@ -55,7 +25,7 @@ static int on_config(void *arg, uint64_t version, json_t *objects, char *why, si
 	int rc;
 
 	zm_cfg_set_init(&fresh);
-	rc = objects_to_set(objects, &fresh, why, whysz);
+	rc = zm_cfgclient_to_set(objects, &fresh, why, whysz);
 	if (rc) {
 		/* NACK: keep serving on the last good config. */
 		zm_log_error("config version %llu from zmeshd refused: %s", (unsigned long long)version, why);

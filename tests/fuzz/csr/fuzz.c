@@ -5,7 +5,8 @@
  *   0  the rest is a CSR body as sent (PEM) -> zm_ca_csr_identity();
  *   1  the rest is DER, wrapped into PEM here so the fuzzer reaches the
  *      ASN.1 of requests and extensions -> zm_ca_csr_identity();
- *   2  the rest is a URI SAN -> zm_node_id_parse() (trust domain cluster.local).
+ *   2  the rest is a URI SAN -> zm_node_id_parse() and zm_cp_id_parse() (node,
+ *      waypoint and gateway IDs; trust domain cluster.local).
  * Beyond "no crash": an identity that parses formats and parses back to
  * the same one; a node name that parses is valid and formats back to the
  * input bytes.
@@ -60,8 +61,17 @@ static void fuzz_der(const uint8_t *der, size_t len)
 
 static void fuzz_node(const char *s, size_t len)
 {
-	char node[ZM_NODE_NAME_MAX + 1], uri[ZM_NODE_NAME_MAX + 64];
+	char node[ZM_NODE_NAME_MAX + 1], uri[ZM_NODE_NAME_MAX + 64], puri[ZM_SPIFFE_MAX + 1];
+	struct zm_cp_peer p;
 
+	/* Any control-plane ID that parses formats back to exactly the input. */
+	if (!zm_cp_id_parse(s, len, "cluster.local", &p)) {
+		int rc = p.role == ZM_CP_NODE ? zm_node_id_format("cluster.local", p.node, puri, sizeof(puri))
+					      : zm_proxy_id_format("cluster.local", p.role, p.ns, p.sa, puri, sizeof(puri));
+
+		if (rc || strlen(puri) != len || memcmp(puri, s, len))
+			abort();
+	}
 	if (zm_node_id_parse(s, len, "cluster.local", node, sizeof(node)))
 		return;
 	if (!zm_node_name_valid(node, strlen(node)) ||

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Per-proxy views (docs/zmeshd.md, "Views"): which objects of a store
+ * generation a proxy receives, decided by what its credential proves (a
+ * node's ztunnel, a waypoint, a gateway), never by what it asks for.
+ *
+ * The rules follow what each proxy consumes:
+ * - ztunnel of node N: Namespaces (ambient enrolment, use-waypoint labels),
+ *   Services and ServiceEntries (where traffic goes), the Pods of N in full
+ *   and of other nodes only what routing to and verifying them needs
+ *   (zd_pod_brief), its own Node, PeerAuthentications, and the
+ *   AuthorizationPolicies ztunnel enforces (those without targetRef(s):
+ *   targeted ones are a waypoint's, as in Istio). No routes, no Secrets.
+ * - waypoint: Namespaces, Services, ServiceEntries, brief Pods,
+ *   VirtualServices, DestinationRules, Gateways (VirtualServices name
+ *   them), AuthorizationPolicies and RequestAuthentications.
+ * - gateway: the waypoint's view plus the Secrets of its own namespace
+ *   (credentialName), and no other Secret.
+ */
+#include <string.h>
+
+#include "zmeshd.h"
+
+static const char *jstr(json_t *o, const char *a, const char *b)
+{
+	json_t *v = json_object_get(o, a);
+
+	if (b)
+		v = json_object_get(v, b);
+	return json_string_value(v);
+}
+
+/* Copy o[a][b] into n[a][b] when present. */
+static int copy_field(json_t *n, json_t *o, const char *a, const char *b)
+{
+	json_t *src = json_object_get(json_object_get(o, a), b), *dst;
+
+	if (!src)
+		return 0;
+	dst = json_object_get(n, a);
+	if (!dst) {
+		dst = json_object();
+		if (!dst || json_object_set_new(n, a, dst))
+			return -1;
+	}
+	return json_object_set(dst, b, src);
+}
+
+json_t *zd_pod_brief(json_t *pod)
+{
+	static const char *const f[][2] = {
+		{ "metadata", "name" }, { "metadata", "namespace" }, { "metadata", "uid" },
+		{ "metadata", "labels" }, { "spec", "nodeName" }, { "spec", "serviceAccountName" },
+		{ "spec", "serviceAccount" }, { "spec", "hostNetwork" }, { "status", "podIP" },
+		{ "status", "podIPs" },
+	};
+	json_t *n = json_pack("{sOsO}", "apiVersion", json_object_get(pod, "apiVersion"), "kind",
+			      json_object_get(pod, "kind"));
+
+	for (size_t i = 0; n && i < sizeof(f) / sizeof(f[0]); i++)
+		if (copy_field(n, pod, f[i][0], f[i][1])) {
+			json_decref(n);
+			return NULL;
+		}
+	return n;
+}
+
+static bool has_target(json_t *o)
+{
+	json_t *spec = json_object_get(o, "spec");
+
+	return json_object_get(spec, "targetRef") || json_object_get(spec, "targetRefs");
+}
+
+/* What @p sees of the object at @key (borrowed), or NULL. */
+static json_t *pick(const struct zd_gen *g, const struct zd_proxy *p, const char *key, json_t *o)
+{
+	const char *slash = strchr(key, '/');
+	size_t kl = slash ? (size_t)(slash - key) : strlen(key);
+	bool zt = p->view == ZD_VIEW_ZTUNNEL;
+
+#define IS(k) (kl == sizeof(k) - 1 && !memcmp(key, k, kl))
+	if (IS("Namespace") || IS("Service") || IS("ServiceEntry"))
+		return o;
+	if (IS("Pod")) {
+		if (zt && !strcmp(jstr(o, "spec", "nodeName") ?: "", p->node))
+			return o;
+		return json_object_get(g->pods_brief, key);
+	}
+	if (IS("Node"))
+		return zt && !strcmp(jstr(o, "metadata", "name") ?: "", p->node) ? o : NULL;
+	if (IS("PeerAuthentication"))
+		return zt ? o : NULL;
+	if (IS("AuthorizationPolicy"))
+		return !zt || !has_target(o) ? o : NULL;
+	if (IS("VirtualService") || IS("DestinationRule") || IS("Gateway") || IS("RequestAuthentication"))
+		return zt ? NULL : o;
+	if (IS("Secret"))
+		return p->view == ZD_VIEW_GATEWAY && !strcmp(jstr(o, "metadata", "namespace") ?: "", p->ns) ? o
+													       : NULL;
+#undef IS
+	return NULL;	/* ServiceAccount and anything new: nobody until someone needs it */
+}
+
+json_t *zd_view(const struct zd_gen *g, const struct zd_proxy *p)
+{
+	json_t *v = json_object(), *o, *mine;
+	const char *key;
+
+	if (!v)
+		return NULL;
+	json_object_foreach(g->objs, key, o) {
+		mine = pick(g, p, key, o);
+		if (mine && json_object_set(v, key, mine)) {
+			json_decref(v);
+			return NULL;
+		}
+	}
+	return v;
+}
