@@ -269,7 +269,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	const char *peer, *principal = NULL, *swl = "unknown", *sns = "unknown";
 	const struct zm_lab_pod *src;
 	struct stream *s;
-	int port, saved, fd;
+	int port, fd;
 
 	(void)h;
 	if (!p || c->draining)
@@ -294,10 +294,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	snprintf(desc, sizeof(desc), "HBONE CONNECT %s", auth);
 	if (!principal || !zt_policy_check(c->z, p, principal, c->peer_addr, (uint16_t)port, desc))
 		return 403;
-	if (zm_netns_enter(p->netns + strlen("/run/netns/"), &saved))
-		return 503;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	zm_netns_restore(saved);
+	fd = zt_pod_socket(p);
 	if (fd < 0)
 		return 503;
 	s = stream_new(c, fd);
@@ -706,7 +703,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 	struct zm_spiffe_id want;
 	char want_str[ZM_SPIFFE_MAX];
 	struct hconn *c, *next;
-	int saved, fd = -1;
+	int fd = -1;
 
 	zt_pod_identity(dpod, &want);
 	if (zm_spiffe_format(&want, want_str, sizeof(want_str)))
@@ -726,10 +723,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 			return c;
 	}
 	/* The tunnel leaves from the source pod, to the destination pod's 15008. */
-	if (!zm_netns_enter(p->netns + strlen("/run/netns/"), &saved)) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		zm_netns_restore(saved);
-	}
+	fd = zt_pod_socket(p);
 	if (fd < 0)
 		return NULL;
 	if (connect(fd, (struct sockaddr *)&hb, sizeof(hb)) < 0 && errno != EINPROGRESS) {
