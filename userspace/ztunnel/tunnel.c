@@ -913,6 +913,34 @@ void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
 	}
 }
 
+void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
+{
+	for (struct hconn *c = conns, *next; c; c = next) {
+		struct zm_error e = { 0 };
+		SSL_CTX *ctx;
+		int rc;
+
+		next = c->next;
+		if (!c->pod || (p && c->pod != p) || !c->ready || c->dead || c->draining || c->broken)
+			continue;
+		ctx = zt_pod_ctx(c->pod, c->server);
+		if (!ctx)
+			continue;
+		rc = zm_tls_recheck(zm_hbone_ssl(c->hb), ctx, &e);
+		SSL_CTX_free(ctx);
+		if (!rc)
+			continue;
+		/* Its peer was checked against roots we no longer trust: no new
+		 * stream on it; a new one re-handshakes against the bundle now. */
+		z->st.bundle_drained++;
+		zm_log_warn("HBONE %s connection of pod %s (peer %s): %s: drained", c->server ? "server" : "client",
+			    c->pod->id, c->server ? c->peer_str : c->want_str, e.msg);
+		c->draining = true;
+		if (!c->nstreams)
+			conn_close(c, false);
+	}
+}
+
 void zt_tunnel_drain(struct zt *z)
 {
 	(void)z;

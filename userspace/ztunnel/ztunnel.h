@@ -68,6 +68,7 @@ struct zt_pod {
 	struct zm_svid_cert svid;
 	time_t renew_at;
 	unsigned cert_gen;
+	uint64_t bundle_sum;	/* of the trust bundle in its contexts; 0: none yet */
 	bool cert_pending;	/* a CSR is out to zmeshd */
 	struct zt *z;
 	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
@@ -76,6 +77,7 @@ struct zt_pod {
 struct zt_stats {
 	uint64_t opened, closed, refused;
 	uint64_t denied_authz, denied_mtls, renewed;
+	uint64_t bundle_drained;	/* HBONE connections whose peer the new bundle no longer trusts */
 };
 
 struct zt {
@@ -155,6 +157,9 @@ int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char 
 /* A new key + certificate for @p, swapped in for new connections. */
 int zt_cert_issue(struct zt *z, struct zt_pod *p);
 void zt_cert_drop(struct zt_pod *p);
+/* zmeshd pushed trust bundle @bundle: every pod's contexts take it, then
+ * pooled connections are re-checked against it (zt_tunnel_recheck). */
+int zt_certs_bundle(struct zt *z, const char *bundle);
 /* Renew what is due. */
 void zt_certs_tick(struct zt *z);
 /* The current context of @p's role (a reference: SSL_CTX_free it), or NULL. */
@@ -214,6 +219,10 @@ void zt_tunnel_reap(void);
 void zt_tunnel_tick(struct zt *z);
 /* @p leaves: its connections take no new stream (live ones finish). */
 void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
+/* The trust bundle of @p (NULL: every pod) changed: connections whose peer
+ * no longer verifies against it take no new stream (drain); new streams
+ * then re-handshake against the new bundle (SECURITY.md, istio/istio#59714). */
+void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p);
 /* Stopping: no connection takes a new stream (servers answer 503), idle ones close. */
 void zt_tunnel_drain(struct zt *z);
 /* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
