@@ -282,8 +282,19 @@ TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 		waitpid(pid, &status, 0);
 		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
-	/* del a: no longer captured, live. */
 	ASSERT_OK(workload(self, "mesh", "a", &a, &nsfd));
+	/* keep: a known pod stays through this connection's snapshot; an
+	 * unknown one must be added (with its netns). */
+	{
+		struct zm_zds_msg keep = { .type = ZM_ZDS_KEEP };
+
+		snprintf(keep.uid, sizeof(keep.uid), "%s", a.w.uid);
+		ASSERT_OK(zm_zds_call(self->fd, &keep, -1, 10000, &e));
+		strcpy(keep.uid, "not-enrolled");
+		EXPECT_EQ(zm_zds_call(self->fd, &keep, -1, 10000, &e), -EREMOTEIO);
+		EXPECT_STRSTR(e.msg, "keep: no workload with uid not-enrolled");
+	}
+	/* del a: no longer captured, live. */
 	{
 		struct zm_zds_msg del = { .type = ZM_ZDS_DEL };
 
@@ -348,6 +359,10 @@ TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 		ASSERT_OK(zm_zds_call(self->fd, &snap, -1, 10000, &e));
 		EXPECT_EQ(zm_zds_call(self->fd, &snap, -1, 10000, &e), -EREMOTEIO);
 		EXPECT_STRSTR(e.msg, "sent already");
+		snap.type = ZM_ZDS_KEEP;
+		snprintf(snap.uid, sizeof(snap.uid), "%s", a.w.uid);
+		EXPECT_EQ(zm_zds_call(self->fd, &snap, -1, 10000, &e), -EREMOTEIO);
+		EXPECT_STRSTR(e.msg, "only before snapshot_sent");
 	}
 	EXPECT_EQ(a_talks_to_b(self), 1);
 	ASSERT_EQ(test_sh(err, sizeof(err), "%s lab exec --node %s --name %s -- curl -s localhost:15020/metrics | "
