@@ -33,7 +33,7 @@ done
 # Only binaries of this checkout: another checkout's tests on the same machine
 # are not ours to judge or kill.
 top=$(cd "$(dirname "$0")/.." && pwd)
-for p in ztunnel waypoint zmeshd echoapp; do
+for p in ztunnel waypoint zmeshd echoapp nodeagent; do
 	for pid in $(pgrep -x "$p"); do
 		st=$(ps -o stat= -p "$pid" 2>/dev/null) || continue
 		case "$st" in Z*) continue ;; esac

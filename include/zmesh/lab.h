@@ -245,6 +245,21 @@ void zm_lab_outside_netns(const struct zm_lab *lab, char *buf, size_t sz);
 /* Run @argv in netns @netns with @input on stdin; 0 when it exits 0. */
 int zm_lab_run_in_netns(const char *netns, char *const argv[], const char *input, struct zm_error *e);
 
+/*
+ * ZDS (zds.h) for lab pods (lab_zds.c): the pod's uid (a UUID derived from
+ * lab, namespace, name and IP: lab pods are never replaced under the same
+ * name) and its enrolment record (labels copied: zm_labels_free them).
+ */
+struct zm_zds_workload;
+void zm_lab_pod_uid(const struct zm_lab *lab, const struct zm_lab_pod *p, char *out, size_t sz);
+int zm_lab_zds_workload(const struct zm_lab *lab, const struct zm_lab_pod *p, struct zm_zds_workload *w);
+/* Should node @node's ztunnel have @p enrolled? */
+bool zm_lab_pod_enrolled(const struct zm_lab *lab, const struct zm_lab_pod *p);
+/* The node agent of each node (build/nodeagent: it feeds the node's ztunnel
+ * over ZDS from the lab state), in cgroup <lab cgroup>/agents/<node>, log
+ * <state>/logs/nodeagent-<node>.log. Started by zm_lab_up(). */
+int zm_lab_start_agent(struct zm_lab *lab, struct zm_lab_node *n, struct zm_error *e);
+
 /* The cgroup v2 mount point (from /proc/mounts) into @buf. */
 int zm_cgroup2_root(char *buf, size_t sz);
 

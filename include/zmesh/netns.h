@@ -29,6 +29,12 @@ int zm_netns_enter(const char *name, int *saved);
 int zm_netns_enter_fd(int fd, int *saved);
 int zm_netns_restore(int saved);
 
+/* 0 when @fd is a network namespace (NS_GET_NSTYPE), -EINVAL when it is
+ * another file, -errno when it cannot be asked. */
+int zm_netns_fd_check(int fd);
+/* 0 when @a and @b are the same namespace (same nsfs inode), -ENOENT when not. */
+int zm_netns_same(int a, int b);
+
 /* Write @value to /proc/sys/@key (dots or slashes) in the current netns. */
 int zm_sysctl_set(const char *key, const char *value);
 

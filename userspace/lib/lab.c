@@ -20,6 +20,7 @@
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
 #include "zmesh/lab.h"
+#include "zmesh/zds.h"
 #include "zmesh/netlink.h"
 #include "zmesh/netns.h"
 #include "zmesh/store.h"
@@ -156,6 +157,8 @@ int zm_lab_down(const char *name, struct zm_error *e)
 	 * finds exactly this lab's namespaces, also after a crash. */
 	for_each_prefixed(ZM_NETNS_RUN_DIR, prefix, del_netns);
 	for_each_prefixed(ETC_NETNS, prefix, del_etc_netns);
+	/* The nodes' ZDS sockets (/run/zmesh/<node netns>/ztunnel.sock). */
+	for_each_prefixed(ZM_ZDS_RUN_DIR, prefix, del_etc_netns);
 	snprintf(path, sizeof(path), "%s/%s", ZM_LAB_STATE_ROOT, name);
 	zm_rm_rf(path);
 	return 0;
@@ -828,8 +831,13 @@ int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
 		if (!rc)
 			rc = zm_lab_start_zmeshd(lab, e);
 	}
-	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh && lab->mode == ZM_LAB_AMBIENT; i++)
+	/* Each node: its ztunnel, and the agent that enrols the node's pods
+	 * into it over ZDS (the CNI node agent's role). */
+	for (size_t i = 0; i < lab->nnodes && !rc && !lab->no_mesh && lab->mode == ZM_LAB_AMBIENT; i++) {
 		rc = start_ztunnel(lab, &lab->nodes[i], e);
+		if (!rc && lab->nodes[i].ztunnel_pid)
+			rc = zm_lab_start_agent(lab, &lab->nodes[i], e);
+	}
 	if (!rc && !lab->no_mesh && lab->mode != ZM_LAB_AMBIENT)
 		rc = zm_lab_sidecars_up(lab, e);
 	for (size_t i = 0; i < lab->npods && !rc; i++)

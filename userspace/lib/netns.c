@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,4 +168,22 @@ int zm_sysctl_set(const char *key, const char *value)
 		rc = -errno;
 	close(fd);
 	return rc;
+}
+
+int zm_netns_fd_check(int fd)
+{
+	int t = ioctl(fd, NS_GET_NSTYPE);
+
+	if (t < 0)
+		return errno == ENOTTY || errno == EINVAL ? -EINVAL : -errno;
+	return t == CLONE_NEWNET ? 0 : -EINVAL;
+}
+
+int zm_netns_same(int a, int b)
+{
+	struct stat sa, sb;
+
+	if (fstat(a, &sa) < 0 || fstat(b, &sb) < 0)
+		return -errno;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino ? 0 : -ENOENT;
 }

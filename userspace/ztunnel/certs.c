@@ -18,11 +18,48 @@
 #include "zmesh/keymat.h"
 #include "zmesh/tls.h"
 
+static uint64_t bundle_sum(const char *pem)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; pem && *pem; pem++)
+		h = (h ^ (unsigned char)*pem) * 1099511628211ULL;
+	return h;
+}
+
+int zt_certs_bundle(struct zt *z, const char *bundle)
+{
+	uint64_t sum = bundle_sum(bundle);
+	bool changed = false;
+
+	for (int i = 0; i < ZT_MAX_PODS; i++) {
+		struct zt_pod *p = &z->pods[i];
+		struct zm_error e = { 0 };
+
+		if (!p->used || !p->client_creds || p->bundle_sum == sum)
+			continue;
+		if (zm_tls_creds_update(p->client_creds, NULL, NULL, bundle, &e) ||
+		    zm_tls_creds_update(p->server_creds, NULL, NULL, bundle, &e)) {
+			zm_log_error("pod %s: trust bundle: %s (keeping the old one)", p->id, e.msg);
+			continue;
+		}
+		p->bundle_sum = sum;
+		changed = true;
+	}
+	if (changed) {
+		zm_log_info("trust bundle changed: re-checking pooled HBONE connections");
+		zt_tunnel_recheck(z, NULL);
+	}
+	return 0;
+}
+
 int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char *chain, const char *bundle)
 {
 	struct zm_svid_cert fresh = { 0 };
 	struct zm_error e = { 0 };
 	time_t now = time(NULL);
+	uint64_t sum = bundle_sum(bundle);
+	bool new_bundle;
 	int rc;
 
 	if ((rc = zm_svid_cert_load(&fresh, key, chain, &e)))
@@ -35,6 +72,9 @@ int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char 
 	if ((rc = zm_tls_creds_update(p->client_creds, key, chain, bundle, &e)) ||
 	    (rc = zm_tls_creds_update(p->server_creds, key, chain, bundle, &e)))
 		goto fail;
+	new_bundle = p->bundle_sum && bundle && sum != p->bundle_sum;
+	if (bundle)
+		p->bundle_sum = sum;
 	zm_svid_cert_clear(&p->svid);
 	p->svid = fresh;
 	memset(&fresh, 0, sizeof(fresh));
@@ -48,6 +88,8 @@ int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char 
 		zm_log_info("pod %s: certificate renewed (generation %u, valid until %ld, next renewal in %lds)",
 			    p->id, p->cert_gen, (long)p->svid.not_after, (long)(p->renew_at - now));
 	}
+	if (new_bundle)
+		zt_tunnel_recheck(z, p);
 	return 0;
 fail:
 	/* Keep serving with the certificate we have while it is valid; try

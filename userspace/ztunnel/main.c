@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* ztunnel: main loop, enrolment refresh, health and metrics endpoints. */
+/* ztunnel: main loop, cluster refresh, health and metrics endpoints. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -96,12 +96,12 @@ int main(int argc, char **argv)
 	const char *idle = getenv("ZMESH_POOL_IDLE");
 	int64_t idle_ns;
 	struct timespec last = { 0 }, drain_until = { 0 };
-	bool ready = false;
 	int rc = 1;
 
 	zm_log_init("ztunnel");
 	if (!z)
 		return 1;
+	z->zds_listen.fd = z->zds_client.fd = -1;
 	z->pool_idle_ms = 5 * 60 * 1000;	/* DESIGN.md: idle pooled connections close after 5 minutes */
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
@@ -178,6 +178,10 @@ int main(int argc, char **argv)
 	}
 	if (z->bpf)
 		zm_bpf__set_fastpath(z->bpf, z->fastpath);
+	/* Enrolment arrives on the ZDS socket (the lab's node agent, or a
+	 * CNI agent); until its first snapshot, readiness says no. */
+	if (!sidecar && zt_zds_start(z))
+		goto out;
 	if (zt_xds_start(z, zmeshd) < 0)
 		goto out;
 	{
@@ -194,6 +198,8 @@ int main(int argc, char **argv)
 		zm_log_error("cannot listen on 15020/15021/15000: %s", strerror(errno));
 		goto out;
 	}
+	if (sidecar && zt_sidecar_enrol(z))
+		goto out;
 	if (sidecar)
 		zm_log_info("sidecar of %s in lab %s", sidecar, z->lab);
 	else
@@ -236,7 +242,8 @@ int main(int argc, char **argv)
 		if (!z->xds && zt_policy_reload(z) > 0)
 			zt_pods_restrict(z);
 		zt_xds_process(z);
-		/* The lab state is the enrolment source: reconcile when it changes. */
+		/* The lab state tells about the cluster (services, other
+		 * nodes' pods), not about enrolment (ZDS): re-read when it changes. */
 		snprintf(path, sizeof(path), "%s/%s/state.json", ZM_LAB_STATE_ROOT, z->lab);
 		/* Looked at when idle (every 200 ms) or every 256 busy wake-ups,
 		 * not on each one: a stat() per wake-up was 6% of the syscalls
@@ -245,10 +252,7 @@ int main(int argc, char **argv)
 					 (st.st_mtim.tv_sec != last.tv_sec || st.st_mtim.tv_nsec != last.tv_nsec)))) {
 			reload = 0;
 			last = st.st_mtim;
-			if (zt_reconcile(z) == 0 && !ready) {
-				ready = true;
-				zm_log_info("ready");
-			}
+			zt_cluster_reload(z);
 		}
 		n = epoll_wait(z->ep, ev, 128, 200);
 		quiet = n <= 0;
@@ -270,9 +274,14 @@ int main(int argc, char **argv)
 			case ZT_XDS:
 				zt_xds_process(z);
 				break;
+			case ZT_ZDS_LISTEN:
+			case ZT_ZDS:
+				zt_zds_event(z, x, ev[i].events);
+				break;
 			case ZT_HTTP_LISTEN:
-				/* Ready: enrolment done, every pod can talk mTLS, not draining. */
-				http_serve(z, x, ready && !stop && zt_certs_ready(z));
+				/* Ready: a first enrolment snapshot is in, every pod can
+				 * talk mTLS, not draining. */
+				http_serve(z, x, z->enrolled_once && !stop && zt_certs_ready(z));
 				break;
 			default:
 				break;
@@ -284,6 +293,7 @@ int main(int argc, char **argv)
 	zm_log_info("stopping: listeners close, capture stays pinned");
 	rc = 0;
 out:
+	zt_zds_stop(z);
 	zt_pods_close(z);
 	zt_xds_stop(z);
 	zm_bpf__close(z->bpf);

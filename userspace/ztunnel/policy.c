@@ -74,12 +74,11 @@ int zt_policy_reload(struct zt *z)
 	return 1;
 }
 
-/* The lab pod behind an enrolled pod: labels for selectors. */
+/* An enrolled pod's labels (as ZDS gave them), for selectors. */
 static const struct zm_labels *pod_labels(struct zt *z, const struct zt_pod *p)
 {
-	const struct zm_lab_pod *lp = zt_pod_by_ip(z, p->ip);
-
-	return lp ? &lp->labels : NULL;
+	(void)z;
+	return &p->labels;
 }
 
 bool zt_pod_strict(struct zt *z, const struct zt_pod *p)
@@ -119,7 +118,11 @@ void zt_policy_metrics(struct zt *z, struct zm_buf *b)
 		      "# TYPE zmesh_ztunnel_denied_total counter\n"
 		      "zmesh_ztunnel_denied_total{reason=\"authorization_policy\"} %llu\n"
 		      "zmesh_ztunnel_denied_total{reason=\"mtls_strict\"} %llu\n"
-		      "# TYPE zmesh_ztunnel_config_version gauge\nzmesh_ztunnel_config_version %llu\n",
+		      "# TYPE zmesh_ztunnel_config_version gauge\nzmesh_ztunnel_config_version %llu\n"
+		      "# HELP zmesh_ztunnel_hbone_bundle_drained_total HBONE connections drained: the peer no "
+		      "longer verifies against the trust bundle\n"
+		      "# TYPE zmesh_ztunnel_hbone_bundle_drained_total counter\n"
+		      "zmesh_ztunnel_hbone_bundle_drained_total %llu\n",
 		      (unsigned long long)z->st.denied_authz, (unsigned long long)z->st.denied_mtls,
-		      (unsigned long long)z->cfg_version);
+		      (unsigned long long)z->cfg_version, (unsigned long long)z->st.bundle_drained);
 }

@@ -382,18 +382,6 @@ static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
 	return false;
 }
 
-/* A socket made inside @netns (so it leaves from the pod), non-blocking. */
-static int socket_in(const char *netns)
-{
-	int saved, fd;
-
-	if (zm_netns_enter(netns + strlen("/run/netns/"), &saved))
-		return -1;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	zm_netns_restore(saved);
-	return fd;
-}
-
 void zt_accept(struct zt *z, struct zt_ev *l)
 {
 	struct zt_pod *p = l->owner;
@@ -482,7 +470,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			dn = p->ns;
 			workload_of(z, peer.sin_addr, &sw, &sn);
 		}
-		up = socket_in(p->netns);
+		up = zt_pod_socket(p);
 		c = calloc(1, sizeof(*c));
 		if (up < 0 || !c) {
 			close(fd);
@@ -542,6 +530,7 @@ void zt_metrics_write(struct zt *z, int fd)
 		      (unsigned long long)z->st.refused);
 	zt_policy_metrics(z, &b);
 	zt_tunnel_metrics(z, &b);
+	zt_zds_metrics(z, &b);
 	{
 		char head[160];
 		int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "ztunnel.h"
+#include "zmesh/netns.h"
+#include "zmesh/zds.h"
 
 /* <linux/netfilter_ipv4.h> clashes with <netinet/in.h>; the value is ABI. */
 #ifndef SO_ORIGINAL_DST
@@ -50,9 +52,27 @@ int zt_sidecar_init(struct zt *z, const char *ns_pod)
 	return 0;
 }
 
-bool zt_sidecar_wants(const struct zt *z, const struct zm_lab_pod *lp)
+int zt_sidecar_enrol(struct zt *z)
 {
-	return !z->sidecar_ns[0] || (!strcmp(lp->ns, z->sidecar_ns) && !strcmp(lp->name, z->sidecar_pod));
+	struct zm_lab_pod *lp = zm_lab_pod_find(&z->state, z->sidecar_ns, z->sidecar_pod);
+	struct zm_zds_workload w;
+	struct zm_error e = { 0 };
+	int nsfd, rc;
+
+	if (!lp)
+		return -ENOENT;
+	rc = zm_lab_zds_workload(&z->state, lp, &w);
+	if (rc)
+		return rc;
+	w.host_if[0] = 0;	/* no BPF, so no TC either */
+	nsfd = zm_netns_open(lp->netns);
+	rc = nsfd < 0 ? nsfd : zt_pod_add(z, &w, nsfd, &e);
+	if (rc)
+		zm_log_error("sidecar %s/%s: %s", lp->ns, lp->name, nsfd < 0 ? strerror(-nsfd) : e.msg);
+	else
+		z->enrolled_once = true;
+	zm_labels_free(&w.labels);
+	return rc;
 }
 
 /*

@@ -270,7 +270,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	const char *peer, *principal = NULL, *swl = "unknown", *sns = "unknown";
 	const struct zm_lab_pod *src;
 	struct stream *s;
-	int port, saved, fd;
+	int port, fd;
 
 	(void)h;
 	if (!p || c->draining)
@@ -298,10 +298,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	snprintf(desc, sizeof(desc), "HBONE CONNECT %s", auth);
 	if (!principal || !zt_policy_check(c->z, p, principal, c->peer_addr, (uint16_t)port, desc))
 		return 403;
-	if (zm_netns_enter(p->netns + strlen("/run/netns/"), &saved))
-		return 503;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	zm_netns_restore(saved);
+	fd = zt_pod_socket(p);
 	if (fd < 0)
 		return 503;
 	s = stream_new(c, fd);
@@ -716,7 +713,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 	struct zm_spiffe_id want;
 	char want_str[ZM_SPIFFE_MAX];
 	struct hconn *c, *next;
-	int saved, fd = -1;
+	int fd = -1;
 
 	zt_pod_identity(dpod, &want);
 	if (zm_spiffe_format(&want, want_str, sizeof(want_str)))
@@ -736,10 +733,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 			return c;
 	}
 	/* The tunnel leaves from the source pod, to the destination pod's 15008. */
-	if (!zm_netns_enter(p->netns + strlen("/run/netns/"), &saved)) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		zm_netns_restore(saved);
-	}
+	fd = zt_pod_socket(p);
 	if (fd < 0)
 		return NULL;
 	if (connect(fd, (struct sockaddr *)&hb, sizeof(hb)) < 0 && errno != EINPROGRESS) {
@@ -924,6 +918,34 @@ void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
 				stream_free(s, true);
 			}
 		}
+		if (!c->nstreams)
+			conn_close(c, false);
+	}
+}
+
+void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
+{
+	for (struct hconn *c = conns, *next; c; c = next) {
+		struct zm_error e = { 0 };
+		SSL_CTX *ctx;
+		int rc;
+
+		next = c->next;
+		if (!c->pod || (p && c->pod != p) || !c->ready || c->dead || c->draining || c->broken)
+			continue;
+		ctx = zt_pod_ctx(c->pod, c->server);
+		if (!ctx)
+			continue;
+		rc = zm_tls_recheck(zm_hbone_ssl(c->hb), ctx, &e);
+		SSL_CTX_free(ctx);
+		if (!rc)
+			continue;
+		/* Its peer was checked against roots we no longer trust: no new
+		 * stream on it; a new one re-handshakes against the bundle now. */
+		z->st.bundle_drained++;
+		zm_log_warn("HBONE %s connection of pod %s (peer %s): %s: drained", c->server ? "server" : "client",
+			    c->pod->id, c->server ? c->peer_str : c->want_str, e.msg);
+		c->draining = true;
 		if (!c->nstreams)
 			conn_close(c, false);
 	}

@@ -62,12 +62,18 @@ static void on_cert(void *arg, int rc, struct zm_svid_cert *cert, const char *bu
 	zt_cert_install(z, p, cert->key_pem, cert->chain_pem, bundle);
 }
 
+static void on_bundle(void *arg, const char *bundle)
+{
+	zt_certs_bundle(arg, bundle);
+}
+
 int zt_xds_start(struct zt *z, const char *server)
 {
 	char cred[512];
 	struct stat st;
 	struct zm_error e = { 0 };
-	struct zm_cfgclient_opts o = { .on_config = on_config, .arg = z, .proxy = "ztunnel" };
+	struct zm_cfgclient_opts o = { .on_config = on_config, .on_bundle = on_bundle, .arg = z,
+				       .proxy = "ztunnel" };
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &z->xds_ev };
 
 	snprintf(cred, sizeof(cred), "%s/%s/nodes/%s", ZM_LAB_STATE_ROOT, z->lab, z->node);

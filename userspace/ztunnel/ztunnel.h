@@ -3,7 +3,7 @@
  * ztunnel: the per-node L4 proxy. This first cut moves captured traffic as
  * plain TCP (no HBONE/mTLS yet: issue 4) so that the BPF capture has its
  * userspace half:
- *   - enrolment: the node's pods from the lab state, reconciled every second;
+ *   - enrolment: pods added and removed over the ZDS socket (zds.h);
  *   - per enrolled pod, listeners made inside the pod's netns: 15001
  *     (outbound, 127.0.0.1), 15006 (inbound plaintext) and 15008 (HBONE,
  *     refused until HBONE exists), the last two registered for sk_lookup;
@@ -37,7 +37,8 @@
 
 #define ZT_MAX_PODS 256
 
-enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP, ZT_XDS };
+enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP, ZT_XDS,
+	       ZT_ZDS_LISTEN, ZT_ZDS };
 
 /* What epoll hands back: every registered fd has one. */
 struct zt_ev {
@@ -50,11 +51,16 @@ struct zt_ev {
 struct zt_pod {
 	bool used;
 	char id[160];		/* <ns>_<pod> */
+	char uid[128];		/* from ZDS: the key of add/keep/del */
 	char ns[64], name[64], workload[64], sa[64];
-	char netns[256];
+	int nsfd;		/* the pod's netns, passed over ZDS */
+	char netns[256];	/* /proc/self/fd/<nsfd>, for what opens it by path */
+	char cgroup[PATH_MAX];
+	char host_if[16];	/* node side of the pod's veth (TC), "" when not known */
+	struct zm_labels labels;
 	struct in_addr ip;
 	struct zt_ev l[3];	/* outbound, inbound, hbone */
-	bool seen;		/* reconcile mark */
+	bool seen;		/* added or kept since the ZDS client connected */
 	struct zm_spiffe_id id_spiffe;
 	/* This pod's workload certificate: rotatable contexts for both HBONE
 	 * roles, the SVID record and when to renew it (certs.c). */
@@ -62,6 +68,7 @@ struct zt_pod {
 	struct zm_svid_cert svid;
 	time_t renew_at;
 	unsigned cert_gen;
+	uint64_t bundle_sum;	/* of the trust bundle in its contexts; 0: none yet */
 	bool cert_pending;	/* a CSR is out to zmeshd */
 	struct zt *z;
 	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
@@ -70,6 +77,7 @@ struct zt_pod {
 struct zt_stats {
 	uint64_t opened, closed, refused;
 	uint64_t denied_authz, denied_mtls, renewed;
+	uint64_t bundle_drained;	/* HBONE connections whose peer the new bundle no longer trusts */
 };
 
 struct zt {
@@ -94,10 +102,32 @@ struct zt {
 	uint64_t cfg_version;
 	unsigned pool_idle_ms;		/* an HBONE client connection without streams closes after */
 	char sidecar_ns[64], sidecar_pod[64];	/* --sidecar: one pod, iptables capture */
+	/* ZDS (zds.c): the enrolment socket and its one client. */
+	struct zt_ev zds_listen, zds_client;
+	char zds_path[108];
+	bool zds_snapshot;		/* the current client sent snapshot_sent */
+	bool enrolled_once;		/* a snapshot arrived (readiness) */
+	uint64_t zds_requests, zds_refused;
 };
 
 /* pods.c */
-int zt_reconcile(struct zt *z);
+/* Re-read the lab state: the cluster (services, other pods), not enrolment. */
+int zt_cluster_reload(struct zt *z);
+struct zm_zds_workload;
+/*
+ * Enrol a pod (ZDS add): takes @nsfd (closed on failure). A known uid with
+ * the same pod, IP and netns takes the new labels; anything that does not
+ * check out is refused with the field in @e.
+ */
+int zt_pod_add(struct zt *z, const struct zm_zds_workload *w, int nsfd, struct zm_error *e);
+int zt_pod_del(struct zt *z, const char *uid, struct zm_error *e);
+int zt_pod_keep(struct zt *z, const char *uid, struct zm_error *e);
+/* A ZDS client connected: what it neither adds nor keeps before
+ * snapshot_sent leaves the mesh then, BPF pins of earlier runs too. */
+void zt_pods_snapshot_begin(struct zt *z);
+void zt_pods_snapshot_end(struct zt *z);
+/* A non-blocking TCP socket made inside @p's netns (it leaves from the pod). */
+int zt_pod_socket(const struct zt_pod *p);
 void zt_pods_close(struct zt *z);
 const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip);
 /* Is @p in the mesh (so it talks HBONE)? */
@@ -127,6 +157,9 @@ int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char 
 /* A new key + certificate for @p, swapped in for new connections. */
 int zt_cert_issue(struct zt *z, struct zt_pod *p);
 void zt_cert_drop(struct zt_pod *p);
+/* zmeshd pushed trust bundle @bundle: every pod's contexts take it, then
+ * pooled connections are re-checked against it (zt_tunnel_recheck). */
+int zt_certs_bundle(struct zt *z, const char *bundle);
 /* Renew what is due. */
 void zt_certs_tick(struct zt *z);
 /* The current context of @p's role (a reference: SSL_CTX_free it), or NULL. */
@@ -186,10 +219,20 @@ void zt_tunnel_reap(void);
 void zt_tunnel_tick(struct zt *z);
 /* @p leaves: its connections take no new stream (live ones finish). */
 void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
+/* The trust bundle of @p (NULL: every pod) changed: connections whose peer
+ * no longer verifies against it take no new stream (drain); new streams
+ * then re-handshake against the new bundle (SECURITY.md, istio/istio#59714). */
+void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p);
 /* Stopping: no connection takes a new stream (servers answer 503), idle ones close. */
 void zt_tunnel_drain(struct zt *z);
 /* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
 void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
+
+/* zds.c: the enrolment socket (zds.h). */
+int zt_zds_start(struct zt *z);
+void zt_zds_event(struct zt *z, struct zt_ev *ev, uint32_t events);
+void zt_zds_stop(struct zt *z);
+void zt_zds_metrics(struct zt *z, struct zm_buf *b);
 
 /* sidecar.c: `ztunnel --sidecar NS/POD`, run in that pod's netns with
  * iptables REDIRECT capture (the benchmarks' sidecar mode); no BPF. */
@@ -197,6 +240,8 @@ void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
 int zt_sidecar_init(struct zt *z, const char *ns_pod);
 /* True for every pod in node mode, only our pod in sidecar mode. */
 bool zt_sidecar_wants(const struct zt *z, const struct zm_lab_pod *lp);
+/* Enrol the sidecar's own pod (no ZDS: a sidecar serves the pod it runs in). */
+int zt_sidecar_enrol(struct zt *z);
 /* The original destination of a connection accepted on 15001 (BPF map, or
  * SO_ORIGINAL_DST in sidecar mode) and on 15006 (getsockname, or
  * SO_ORIGINAL_DST). */
