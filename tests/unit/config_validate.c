@@ -24,6 +24,9 @@
 /* A valid HTTP route to put rules around. */
 #define ROUTE "  - route: [{destination: {host: a}}]\n"
 
+#define GWM "  servers: [{port: {number: 443, protocol: HTTPS}, hosts: [a], tls: {mode: MUTUAL, credentialName: c, "
+#define GWS "  servers: [{port: {number: 443, protocol: HTTPS}, hosts: [a], tls: {mode: SIMPLE, credentialName: c, "
+
 struct vcase {
 	const char *name;
 	const char *yaml;
@@ -218,6 +221,35 @@ static const struct vcase cases[] = {
 	  "t.yaml:7:47: spec.servers[1].port.name: port names in servers must be unique: duplicate name web" },
 	{ "servers missing", GW "  selector: {istio: ingressgateway}\n",
 	  "t.yaml:5:3: spec.servers: required field is missing" },
+	/* ServerTLSSettings the gateway enforces: bad values and unsupported fields are errors */
+	{ "san with a space", GW GWM "subjectAltNames: [\"a b\"]}}]\n",
+	  "t.yaml:5:121: spec.servers[0].tls.subjectAltNames[0]: \"a b\": not a DNS, URI, email or IP subject alternative name (space, control or non-ASCII byte)" },
+	{ "spki not base64", GW GWM "verifyCertificateSpki: [\"abc\"]}}]\n",
+	  "t.yaml:5:127: spec.servers[0].tls.verifyCertificateSpki[0]: \"abc\": not a base64 SHA-256 digest (44 characters)" },
+	{ "hash not hex", GW GWM "verifyCertificateHash: [\"zz\"]}}]\n",
+	  "t.yaml:5:127: spec.servers[0].tls.verifyCertificateHash[0]: \"zz\": not a hex SHA-256 digest (64 hex digits, colons between bytes optional)" },
+	{ "hash short", GW GWM "verifyCertificateHash: [\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\"]}}]\n",
+	  "t.yaml:5:127: spec.servers[0].tls.verifyCertificateHash[0]: \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\": not a hex SHA-256 digest (64 hex digits, colons between bytes optional)" },
+	{ "pins on simple", GW GWS "verifyCertificateHash: [\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]}}]\n",
+	  "t.yaml:5:126: spec.servers[0].tls.verifyCertificateHash: needs tls.mode MUTUAL or OPTIONAL_MUTUAL, not SIMPLE" },
+	{ "san on simple", GW GWS "subjectAltNames: [a.example.com]}}]\n",
+	  "t.yaml:5:120: spec.servers[0].tls.subjectAltNames: needs tls.mode MUTUAL or OPTIONAL_MUTUAL, not SIMPLE" },
+	{ "crl on simple", GW GWS "caCrl: /etc/crl.pem}}]\n",
+	  "t.yaml:5:110: spec.servers[0].tls.caCrl: needs tls.mode MUTUAL or OPTIONAL_MUTUAL, not SIMPLE" },
+	{ "unknown cipher", GW GWS "cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256, RC4-MD5]}}]\n",
+	  "t.yaml:5:147: spec.servers[0].tls.cipherSuites[1]: \"RC4-MD5\": unknown TLS 1.2 cipher suite (want e.g. ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-RSA-CHACHA20-POLY1305, AES128-GCM-SHA256)" },
+	{ "max below 1.2", GW GWS "maxProtocolVersion: TLSV1_1}}]\n",
+	  "t.yaml:5:123: spec.servers[0].tls.maxProtocolVersion: below TLSV1_2: zmesh accepts TLS 1.2 and 1.3 only" },
+	{ "max below min", GW GWS "minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}}]\n",
+	  "t.yaml:5:123: spec.servers[0].tls.minProtocolVersion: minProtocolVersion is above maxProtocolVersion" },
+	{ "cipher on passthrough", GW "  servers: [{port: {number: 443, protocol: TLS}, hosts: [a], tls: {mode: PASSTHROUGH, cipherSuites: [AES128-SHA]}}]\n",
+	  "t.yaml:5:101: spec.servers[0].tls.cipherSuites: only for servers that terminate TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL)" },
+	{ "bind", GW "  servers: [{port: {number: 80, protocol: HTTP}, hosts: [a], bind: 10.0.0.1}]\n",
+	  "t.yaml:5:68: spec.servers[0].bind: not supported by zmesh (the gateway listens on all its addresses)" },
+	{ "defaultEndpoint", GW "  servers: [{port: {number: 80, protocol: HTTP}, hosts: [a], defaultEndpoint: 127.0.0.1:8080}]\n",
+	  "t.yaml:5:79: spec.servers[0].defaultEndpoint: not supported by zmesh" },
+	{ "tlsCertificates", GW GWS "tlsCertificates: [{serverCertificate: /c, privateKey: /k}]}}]\n",
+	  "t.yaml:5:120: spec.servers[0].tls.tlsCertificates: not supported by zmesh (use credentialName(s) or serverCertificate/privateKey)" },
 
 	/* ---- destination rules ---- */
 	{ "duplicate subsets", DR "  host: a\n  subsets: [{name: v1}, {name: v1}]\n",

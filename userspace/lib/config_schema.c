@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "config_int.h"
+#include "zmesh/cert_rules.h"
 
 #define FLD(n, ty, m, ...) { .name = n, .type = ty, .off = offsetof(T, m), __VA_ARGS__ }
 #define STR(n, m, ...) FLD(n, ZM_CT_STR, m, __VA_ARGS__)
@@ -1261,12 +1262,12 @@ static const struct zm_cfield cs_stls_f[] = {
 	STR("credentialName", credential_name, .scheck = zm_dns_subdomain_check),
 	LIST("credentialNames", credential_names, E_STR(.scheck = zm_dns_subdomain_check)),
 	LIST("tlsCertificates", tls_certificates, E_OBJ(cs_tlscert)),
-	LIST("subjectAltNames", subject_alt_names, E_STR(.scheck = nonempty_str)),
-	LIST("verifyCertificateSpki", verify_certificate_spki, E_STR(.scheck = nonempty_str)),
-	LIST("verifyCertificateHash", verify_certificate_hash, E_STR(.scheck = nonempty_str)),
+	LIST("subjectAltNames", subject_alt_names, E_STR(.scheck = zm_san_value_check)),
+	LIST("verifyCertificateSpki", verify_certificate_spki, E_STR(.scheck = zm_pin_spki_check)),
+	LIST("verifyCertificateHash", verify_certificate_hash, E_STR(.scheck = zm_pin_hash_check)),
 	ENUM("minProtocolVersion", min_protocol_version, tlsver_names),
 	ENUM("maxProtocolVersion", max_protocol_version, tlsver_names),
-	LIST("cipherSuites", cipher_suites, E_STR(.scheck = nonempty_str)),
+	LIST("cipherSuites", cipher_suites, E_STR(.scheck = zm_tls12_cipher_check)),
 	END,
 };
 #undef T
@@ -1292,6 +1293,34 @@ static void server_tls_rules(struct zm_crd *r, struct zm_server *s)
 	if (t->credential_names.n > 2)
 		ERR(r, t->credential_names.pos, "tls.credentialNames",
 		    "at most 2 entries (e.g. an RSA and an ECDSA certificate)");
+	/* client-certificate restrictions only mean something where a client
+	 * certificate is asked for; elsewhere they would silently not hold */
+	if (!tls_proto || (t->mode.v != ZM_STLS_MUTUAL && t->mode.v != ZM_STLS_OPTIONAL_MUTUAL)) {
+		const char *why_not = tls_proto ? mode : "a plain-text server";
+
+		static const struct { const char *f; size_t off; } cv[] = {
+			{ "tls.subjectAltNames", offsetof(struct zm_server_tls, subject_alt_names) },
+			{ "tls.verifyCertificateSpki", offsetof(struct zm_server_tls, verify_certificate_spki) },
+			{ "tls.verifyCertificateHash", offsetof(struct zm_server_tls, verify_certificate_hash) },
+		};
+
+		for (size_t i = 0; i < sizeof(cv) / sizeof(cv[0]); i++) {
+			const zm_cstrs *l = (const zm_cstrs *)((const char *)t + cv[i].off);
+
+			if (l->n)
+				ERR(r, l->pos, cv[i].f, "needs tls.mode MUTUAL or OPTIONAL_MUTUAL, not %s", why_not);
+		}
+		if (t->ca_crl.v)
+			ERR(r, t->ca_crl.pos, "tls.caCrl", "needs tls.mode MUTUAL or OPTIONAL_MUTUAL, not %s",
+			    why_not);
+	}
+	/* only where the gateway terminates TLS */
+	if ((!tls_proto || t->mode.v == ZM_STLS_PASSTHROUGH || t->mode.v == ZM_STLS_AUTO_PASSTHROUGH) &&
+	    (t->cipher_suites.n || t->max_protocol_version.set)) {
+		ERR(r, t->cipher_suites.n ? t->cipher_suites.pos : t->max_protocol_version.pos,
+		    t->cipher_suites.n ? "tls.cipherSuites" : "tls.maxProtocolVersion",
+		    "only for servers that terminate TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL)");
+	}
 	if (!tls_proto) {
 		/* Plain-text ports may only say "redirect to https". */
 		if (t->mode.set || cred || files || t->ca_certificates.v)
@@ -1321,17 +1350,32 @@ static void server_tls_rules(struct zm_crd *r, struct zm_server *s)
 	    t->min_protocol_version.v > t->max_protocol_version.v)
 		ERR(r, t->min_protocol_version.pos, "tls.minProtocolVersion",
 		    "minProtocolVersion is above maxProtocolVersion");
+	else if (t->max_protocol_version.set && t->max_protocol_version.v != ZM_TLS_AUTO &&
+		 t->max_protocol_version.v < ZM_TLSV1_2)
+		ERR(r, t->max_protocol_version.pos, "tls.maxProtocolVersion",
+		    "below TLSV1_2: zmesh accepts TLS 1.2 and 1.3 only");
+	if (t->tls_certificates.n)
+		ERR(r, t->tls_certificates.pos, "tls.tlsCertificates",
+		    "not supported by zmesh (use credentialName(s) or serverCertificate/privateKey)");
 }
 
 static void server_check(struct zm_crd *r, void *obj)
 {
-	server_tls_rules(r, obj);
+	struct zm_server *s = obj;
+
+	server_tls_rules(r, s);
+	/* refused rather than ignored: a server meant for one address or
+	 * endpoint must not quietly serve on all of them */
+	if (s->bind.v)
+		ERR(r, s->bind.pos, "bind", "not supported by zmesh (the gateway listens on all its addresses)");
+	if (s->default_endpoint.v)
+		ERR(r, s->default_endpoint.pos, "defaultEndpoint", "not supported by zmesh");
 }
 
 #define T struct zm_server
 static const struct zm_cfield cs_server_f[] = {
 	OBJ("port", port, cs_port, REQ),
-	STR("bind", bind, .scheck = zm_ip_check),
+	STR("bind", bind),
 	LIST("hosts", hosts, E_STR(.scheck = gw_server_host), REQ_NONEMPTY),
 	OBJ("tls", tls, cs_stls),
 	STR("defaultEndpoint", default_endpoint),

@@ -47,6 +47,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "zmesh/cert_rules.h"
 #include "zmesh/config.h"
 #include "zmesh/l7route.h"
 #include "zmesh/sock.h"
@@ -77,6 +78,9 @@ struct gw_server {
 	bool tcp;			/* bytes relayed to tcp[] routes */
 	bool https_redirect;
 	int min_version;		/* TLS1_2_VERSION or TLS1_3_VERSION */
+	int max_version;		/* 0 (none), TLS1_2_VERSION or TLS1_3_VERSION */
+	char ciphers[1024];		/* cipherSuites joined by ':' (TLS 1.2); "" default */
+	bool crl;			/* caCrl / ca.crl: revoked client certificates refused */
 	SSL_CTX *ctx;			/* tls: this server's context */
 };
 
@@ -199,6 +203,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 struct cred {
 	char *cert, *key, *ca;		/* PEM, malloc'd; ca may be NULL */
+	char *crl;			/* the Secret's ca.crl (PEM), or NULL */
 	char what[384];			/* for errors: "Secret ns/name", "credential files" */
 };
 
@@ -209,6 +214,7 @@ static void cred_free(struct cred *c)
 		OPENSSL_cleanse(c->key, strlen(c->key));
 	free(c->key);
 	free(c->ca);
+	free(c->crl);
 }
 
 static char *b64_dup(const char *in)
@@ -279,12 +285,16 @@ static int load_secret(const struct zm_cfg_set *set, const char *ns, const char 
 	c->cert = secret_field(o->raw, "tls.crt", "cert");
 	c->key = secret_field(o->raw, "tls.key", "key");
 	c->ca = secret_field(o->raw, "ca.crt", "cacert");
+	c->crl = secret_field(o->raw, "ca.crl", "ca.crl");
 	if (!c->ca && mutual) {
 		char cn[320];
 
 		snprintf(cn, sizeof(cn), "%s-cacert", name);
-		if ((cao = find_secret(set, ns, cn)))
+		if ((cao = find_secret(set, ns, cn))) {
 			c->ca = secret_field(cao->raw, "ca.crt", "cacert");
+			if (!c->crl)
+				c->crl = secret_field(cao->raw, "ca.crl", "ca.crl");
+		}
 	}
 	if (!c->cert || !c->key) {
 		snprintf(why, whysz, "Secret %s/%s: no tls.crt/tls.key (or not base64)", ns, name);
@@ -399,6 +409,138 @@ static int svid_verify_cb(int preverify, X509_STORE_CTX *xs)
 		return 0;
 	}
 	return 1;
+}
+
+static int rules_idx = -1;	/* MUTUAL contexts: struct zm_cert_rules (ex data) */
+
+/*
+ * MUTUAL / OPTIONAL_MUTUAL with subjectAltNames or pins: OpenSSL has
+ * checked the chain against ca.crt (and the CRLs); at the leaf, Envoy's
+ * rules (cert_rules.h). Fails closed: no rules found on a context that
+ * asked for this callback refuses the certificate.
+ */
+static int client_verify_cb(int preverify, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct zm_cert_rules *r = ssl ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), rules_idx) : NULL;
+	char why[160];
+
+	if (!preverify || X509_STORE_CTX_get_error_depth(xs) != 0)
+		return preverify;
+	if (!r || zm_cert_rules_check(r, X509_STORE_CTX_get_current_cert(xs), why, sizeof(why))) {
+		zm_log_info("gateway: MUTUAL client certificate refused: %s", r ? why : "no rules");
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	return 1;
+}
+
+/* CRLs from PEM text @pem into @st; 0, or -EINVAL when it holds none. */
+static int add_crls(X509_STORE *st, const char *pem)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	int n = 0;
+
+	for (X509_CRL *crl; b && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)); X509_CRL_free(crl))
+		n += X509_STORE_add_crl(st, crl) == 1;
+	BIO_free(b);
+	ERR_clear_error();
+	return n ? 0 : -EINVAL;
+}
+
+/*
+ * The rest of a terminating server's ServerTLSSettings on its context:
+ * maxProtocolVersion, cipherSuites and, for MUTUAL (@client), the client
+ * certificate restrictions and CRLs. Anything it cannot honour is an
+ * error (the server is not started), never ignored.
+ */
+static int tls_policy(struct gw_server *s, const struct zm_server_tls *t, const struct cred *c, size_t nc,
+		      bool client, char *why, size_t whysz)
+{
+	struct zm_cert_rules *r = NULL;
+	X509_STORE *st = SSL_CTX_get_cert_store(s->ctx);
+	size_t off = 0;
+	int rc;
+
+	switch (t->max_protocol_version.set ? (int)t->max_protocol_version.v : ZM_TLS_AUTO) {
+	case ZM_TLS_AUTO: s->max_version = 0; break;
+	case ZM_TLSV1_2: s->max_version = TLS1_2_VERSION; break;
+	case ZM_TLSV1_3: s->max_version = TLS1_3_VERSION; break;
+	default:
+		snprintf(why, whysz, "maxProtocolVersion: below TLSV1_2 (zmesh accepts TLS 1.2 and 1.3 only)");
+		return -EINVAL;
+	}
+	if (s->max_version && s->max_version < s->min_version) {
+		snprintf(why, whysz, "maxProtocolVersion: below minProtocolVersion");
+		return -EINVAL;
+	}
+	SSL_CTX_set_max_proto_version(s->ctx, s->max_version);
+	for (size_t i = 0; i < t->cipher_suites.n; i++) {
+		const char *n = t->cipher_suites.v[i].v ? t->cipher_suites.v[i].v : "";
+		const char *w = zm_tls12_cipher_check(n);
+		int k;
+
+		if (w) {
+			snprintf(why, whysz, "cipherSuites[%zu]: \"%.64s\": %s", i, n, w);
+			return -EINVAL;
+		}
+		k = snprintf(s->ciphers + off, sizeof(s->ciphers) - off, "%s%s", off ? ":" : "", n);
+		if (k < 0 || (size_t)k >= sizeof(s->ciphers) - off) {
+			snprintf(why, whysz, "cipherSuites: too many entries");
+			return -EINVAL;
+		}
+		off += (size_t)k;
+	}
+	if (s->ciphers[0] && SSL_CTX_set_cipher_list(s->ctx, s->ciphers) != 1) {
+		ossl_why("cipherSuites: none usable", why, whysz);
+		return -EINVAL;
+	}
+	if (!client)
+		return 0;
+	if (!(r = calloc(1, sizeof(*r)))) {
+		snprintf(why, whysz, "out of memory");
+		return -ENOMEM;
+	}
+	rc = zm_cert_rules_init(r, &t->subject_alt_names, &t->verify_certificate_spki,
+				&t->verify_certificate_hash, why, whysz);
+	if (rc || zm_cert_rules_empty(r)) {
+		zm_cert_rules_free(r);
+		free(r);
+		if (rc)
+			return rc;
+	} else {
+		if (!SSL_CTX_set_ex_data(s->ctx, rules_idx, r)) {
+			zm_cert_rules_free(r);
+			free(r);
+			snprintf(why, whysz, "out of memory");
+			return -ENOMEM;
+		}
+		SSL_CTX_set_verify(s->ctx, SSL_CTX_get_verify_mode(s->ctx), client_verify_cb);
+	}
+	if (t->ca_crl.v) {
+		char *pem = NULL;
+
+		rc = read_pem(t->ca_crl.v, &pem);
+		if (rc || add_crls(st, pem)) {
+			snprintf(why, whysz, "caCrl: %.200s: %s", t->ca_crl.v, rc ? strerror(-rc) : "no PEM CRL");
+			free(pem);
+			return -EINVAL;
+		}
+		free(pem);
+		s->crl = true;
+	}
+	for (size_t i = 0; i < nc; i++) {
+		if (!c[i].crl)
+			continue;
+		if (add_crls(st, c[i].crl)) {
+			snprintf(why, whysz, "%s: ca.crl: no PEM CRL", c[i].what);
+			return -EINVAL;
+		}
+		s->crl = true;
+	}
+	if (s->crl)
+		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	return 0;
 }
 
 static const char *key_type(const EVP_PKEY *k)
@@ -645,6 +787,8 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 		if (!rc && !(s->ctx = server_ctx(c, nc, mutual, s->istio_mutual ? td : NULL, s->min_version,
 						 why, sizeof(why))))
 			rc = -EINVAL;
+		if (!rc)
+			rc = tls_policy(s, &sv->tls, c, nc, mutual && !s->istio_mutual, why, sizeof(why));
 		for (size_t i = 0; i < nc; i++)
 			cred_free(&c[i]);
 		if (rc == -ENOENT && s->istio_mutual && wp_options->hbone_port) {
@@ -657,6 +801,8 @@ static void add_server(struct gw_set *g, const struct zm_cfg_set *set, const str
 		if (rc) {
 			zm_log_error("gateway %s: servers[%zu] (port %d): %s; server not started", key, idx,
 				     s->port, why);
+			SSL_CTX_free(s->ctx);
+			s->ctx = NULL;
 			return;
 		}
 	}
@@ -846,7 +992,16 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(s->ctx), SSL_CTX_get_verify_callback(s->ctx));
 	if (SSL_CTX_get_verify_mode(s->ctx) & SSL_VERIFY_PEER)
 		SSL_set_purpose(ssl, X509_PURPOSE_SSL_CLIENT);
+	/* version range, ciphers and verify flags live in the SSL (copied
+	 * from the listener context at SSL_new): take the server's */
 	SSL_set_min_proto_version(ssl, s->min_version);
+	SSL_set_max_proto_version(ssl, s->max_version);
+	if (s->ciphers[0] && SSL_set_cipher_list(ssl, s->ciphers) != 1) {
+		*al = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	if (s->crl)
+		X509_VERIFY_PARAM_set_flags(SSL_get0_param(ssl), X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -863,10 +1018,24 @@ static void td_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
 	OPENSSL_free(ptr);
 }
 
+static void rules_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (ptr) {
+		zm_cert_rules_free(ptr);
+		free(ptr);
+	}
+}
+
 static void lctx_init(void)
 {
 	tconn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	svid_td_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, td_free);
+	rules_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, rules_free);
 	lctx_ssl = SSL_CTX_new(TLS_server_method());
 	if (!lctx_ssl)
 		return;
