@@ -642,7 +642,7 @@ static int grpc_call(const char *netns, const char *ip, const char *dir, bool bi
 				g.released++;
 				nghttp2_session_resume_data(g.s, g.id);
 			}
-		} else if (strstr(g.got, "first") && access(flag, F_OK) != 0) {
+		} else if (memmem(g.got, g.gotn, "first", 5) && access(flag, F_OK) != 0) {
 			write_file(flag, "1");
 		}
 	}
@@ -689,7 +689,10 @@ TEST_F(st, grpc_server_stream_first_message_before_the_end)
 /* curl in the client pod; its output in @out. */
 static int curl(struct zm_fixture_st *self, char *out, size_t sz, const char *args)
 {
-	return test_sh(out, sz, "%s lab exec client --name %s -- curl -s %s", self->ctl, self->name, args);
+	int rc = test_sh(out, sz, "%s lab exec client --name %s -- curl -s -m 60 %s", self->ctl, self->name, args);
+
+	test_log("curl %s: %d %.80s", args, rc, out);
+	return rc;
 }
 
 TEST_F(st, big_bodies_up_and_down_with_bounded_memory)

@@ -309,7 +309,9 @@ int wp_h2_upstream(int fd, const char *method, const char *path, const char *aut
 		}
 		if (pr < 0 && errno == EINTR)
 			continue;
-		if (pr == 0 && u.holding && mono() >= hold_until) {
+		if (pr == 0 && mono() < dl)
+			continue;	/* poll() rounds down to ms */
+		if (pr == 0 && u.holding) {
 			/* no whole answer within the grace: a stream; let it flow */
 			if (commit(&u))
 				break;

@@ -437,6 +437,8 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 					extra = true;
 				}
 			}
+			if (!zm_buf_len(&ob) && !body_done && !body_wait)
+				continue;	/* all sent: more body first */
 			pf[0] = (struct pollfd){ .fd = fd, .events = POLLIN | (zm_buf_len(&ob) ? POLLOUT : 0) };
 			pf[1] = (struct pollfd){ .fd = body_wait ? wp_body_fd(x->body) : -1, .events = POLLIN };
 			dl = min_dl(x->committed ? x->deadline : min_dl(x->deadline, x->try_deadline), last + idle);
