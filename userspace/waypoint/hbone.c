@@ -258,8 +258,6 @@ static void *hb_thread(void *arg)
 
 		if (flush(hc))
 			break;
-		pf[0] = (struct pollfd){ .fd = hc->fd, .events = POLLIN |
-					 (zm_hbone_output(hc->hb, &pending) ? POLLOUT : 0) };
 		for (int i = 0; i < HB_STREAMS; i++) {
 			struct hb_stream *st = &hc->st[i];
 
@@ -295,6 +293,11 @@ static void *hb_thread(void *arg)
 				.events = (st->app_ended || zm_buf_len(&st->to_tun) ? 0 : POLLIN) |
 					  (zm_buf_len(&st->to_app) ? POLLOUT : 0) };
 		}
+		/* after the streams: a window they gave back is output to send */
+		if (flush(hc))
+			break;
+		pf[0] = (struct pollfd){ .fd = hc->fd, .events = POLLIN |
+					 (zm_hbone_output(hc->hb, &pending) ? POLLOUT : 0) };
 		{
 			int pr = poll(pf, (nfds_t)np, backlog ? 20 : wp_options->idle_timeout_ms);
 
