@@ -7,7 +7,8 @@
  * up and down over HTTP/1.1 and h2c with the waypoint's peak RSS bounded, a
  * reader that stops reading holds the upstream back, trailers arrive.
  *
- * The same through the HBONE front (mutual TLS + CONNECT, HTTP/1.1 inside).
+ * The same through the HBONE front (mutual TLS + CONNECT, HTTP/1.1 inside)
+ * and through the ingress gateway's TLS front (HTTP/1.1 and HTTP/2 in TLS).
  *
  * A lab without mesh: a client pod, the waypoint pod and an upstream pod
  * where this test runs two servers: an HTTP/1.1 one (a 64 MiB source and a
@@ -382,7 +383,7 @@ static void servers(const char *netns, const char *dir)
 	}
 }
 
-/* The pid of a process in the netns of pod @pod (the waypoint), or -1. */
+/* The pid of a process in the netns of pod @pod ("<ns>-<name>"), or -1. */
 static pid_t pid_in_pod(const char *lab, const char *pod, const char *comm)
 {
 	char path[300];
@@ -391,7 +392,7 @@ static pid_t pid_in_pod(const char *lab, const char *pod, const char *comm)
 	struct dirent *e;
 	pid_t pid = -1;
 
-	snprintf(path, sizeof(path), "/run/netns/zm-%s-default-%s", lab, pod);
+	snprintf(path, sizeof(path), "/run/netns/zm-%s-%s", lab, pod);
 	if (stat(path, &want) || !(d = opendir("/proc")))
 		return -1;
 	while ((e = readdir(d)) && pid < 0) {
@@ -478,7 +479,7 @@ FIXTURE_SETUP(st)
 		usleep(100000);
 	}
 	ASSERT_STREQ(out, "200");
-	self->wp = pid_in_pod(self->name, "waypoint", "waypoint");
+	self->wp = pid_in_pod(self->name, "default-waypoint", "waypoint");
 	ASSERT_GT(self->wp, 0);
 }
 
@@ -986,3 +987,148 @@ TEST_F(st, hbone_front_streams_big_bodies)
 	EXPECT_LT(after - before, 64L * 1024);
 }
 
+
+/* ---- the gateway's TLS front (its own lab) ---- */
+
+static const char gw_cluster_fmt[] =
+	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: up, labels: {app: up}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: bulk}\n"
+	"spec:\n  selector: {app: up}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Secret\nmetadata: {name: bulk-cred, namespace: istio-system}\n"
+	"type: kubernetes.io/tls\ndata:\n  tls.crt: %s\n  tls.key: %s\n---\n"
+	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: bulk-gw}\n"
+	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+	"  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [bulk.example.com]\n"
+	"    tls: {mode: SIMPLE, credentialName: bulk-cred}\n---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bulk}\n"
+	"spec:\n  hosts: [bulk.example.com]\n  gateways: [bulk-gw]\n  http:\n"
+	"  - route: [{destination: {host: bulk, port: {number: 80}}}]\n";
+
+FIXTURE(gws) {
+	char name[16];
+	char dir[64];
+	char ctl[4200];
+	pid_t srv;
+	pid_t gw;
+};
+
+/* base64 of a file, one line (malloc'd), or NULL */
+static char *b64_file(const char *path)
+{
+	char cmd[256], *out = malloc(16384);
+
+	snprintf(cmd, sizeof(cmd), "base64 -w0 %s", path);
+	if (!out || test_sh(out, 16384, "%s", cmd)) {
+		free(out);
+		return NULL;
+	}
+	out[strcspn(out, "\n")] = 0;
+	return out;
+}
+
+FIXTURE_SETUP(gws)
+{
+	char path[128], crt[128], key[128], out[4096], netns[64], pod[128], *cluster, *c64, *k64;
+	size_t n;
+
+	REQUIRE_ROOT();
+	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
+	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-st-%s", self->name);
+	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
+	mkdir(self->dir, 0755);
+	ASSERT_EQ(test_sh(NULL, 0, "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+			  "-nodes -keyout bulk.key -out bulk.crt -days 2 -subj /CN=bulk.example.com "
+			  "-addext subjectAltName=DNS:bulk.example.com >/dev/null 2>&1", self->dir), 0);
+	snprintf(crt, sizeof(crt), "%s/bulk.crt", self->dir);
+	snprintf(key, sizeof(key), "%s/bulk.key", self->dir);
+	c64 = b64_file(crt);
+	k64 = b64_file(key);
+	ASSERT_TRUE(c64 && k64);
+	n = sizeof(gw_cluster_fmt) + strlen(c64) + strlen(k64);
+	cluster = malloc(n);
+	ASSERT_TRUE(cluster != NULL);
+	snprintf(cluster, n, gw_cluster_fmt, c64, k64);
+	free(c64);
+	free(k64);
+	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
+	write_file(path, cluster);
+	free(cluster);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
+			  self->name), 0);
+	ASSERT_EQ(test_sh(pod, sizeof(pod), "%s lab status --name %s -o json | python3 -c "
+			  "\"import json,sys; print([p['namespace'] + '-' + p['name'] for p in "
+			  "json.load(sys.stdin)['pods'] if p['labels'].get('istio')=='ingressgateway'][0])\"",
+			  self->ctl, self->name), 0);
+	pod[strcspn(pod, "\n")] = 0;
+	snprintf(netns, sizeof(netns), "zm-%s-default-up", self->name);
+	self->srv = fork();
+	ASSERT_GE(self->srv, 0);
+	if (self->srv == 0) {
+		servers(netns, self->dir);
+		_exit(0);
+	}
+	for (int i = 0; i < 100; i++) {
+		if (test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -sk -o /dev/null "
+			    "-w '%%{http_code}' https://bulk.example.com/sink", self->ctl, self->name) == 0 &&
+		    !strcmp(out, "200"))
+			break;
+		usleep(100000);
+	}
+	ASSERT_STREQ(out, "200");
+	self->gw = pid_in_pod(self->name, pod, "waypoint");
+	ASSERT_GT(self->gw, 0);
+}
+
+FIXTURE_TEARDOWN(gws)
+{
+	char cmd[256];
+
+	if (!self->name[0])
+		return;
+	if (self->srv > 0)
+		kill_child((void *)(intptr_t)self->srv);
+	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
+	test_sh(NULL, 0, "%s", cmd);
+}
+
+static int outside_curl(struct zm_fixture_gws *self, char *out, size_t sz, const char *args)
+{
+	int rc = test_sh(out, sz, "%s lab exec --outside --name %s -- curl -sk -m 60 %s", self->ctl,
+			 self->name, args);
+
+	test_log("curl %s: %d %.80s", args, rc, out);
+	return rc;
+}
+
+TEST_F(gws, gateway_tls_front_streams_big_bodies)
+{
+	char args[512], out[4096], file[128];
+	long before, after;
+	int fd;
+
+	snprintf(file, sizeof(file), "%s/up.bin", self->dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(ftruncate(fd, BIG), 0);
+	close(fd);
+	before = vm_hwm(self->gw);
+	ASSERT_GT(before, 0);
+	for (int h2 = 0; h2 < 2; h2++) {
+		const char *v = h2 ? "--http2" : "--http1.1";
+
+		snprintf(args, sizeof(args), "%s --data-binary @%s https://bulk.example.com/sink", v, file);
+		ASSERT_EQ(outside_curl(self, out, sizeof(out), args), 0);
+		EXPECT_STRSTR(out, "{\"bytes\":67108864}");
+		snprintf(args, sizeof(args), "%s -o /dev/null -w '%%{http_version} %%{http_code} %%{size_download}' "
+			 "https://bulk.example.com/big/%lld", v, BIG);
+		ASSERT_EQ(outside_curl(self, out, sizeof(out), args), 0);
+		EXPECT_STREQ(out, h2 ? "2 200 67108864" : "1.1 200 67108864");
+	}
+	after = vm_hwm(self->gw);
+	test_log("gateway VmHWM %ld KiB before, %ld KiB after 4 x 64 MiB over TLS", before, after);
+	EXPECT_LT(after - before, 64L * 1024);
+}

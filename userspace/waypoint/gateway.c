@@ -679,8 +679,8 @@ static void pump(SSL *ssl, int fd, int app)
 			SSL_shutdown(ssl);
 			goto out;
 		}
-		if (!zm_buf_len(&to_tls) && !app_eof && (zm_buf_len(&to_app) < GW_PUMP_BUF) &&
-		    SSL_pending(ssl) && !tls_eof)
+		/* stopped reading TLS for want of room, and there is room now */
+		if (!tls_eof && !tls_want_read && zm_buf_len(&to_app) < GW_PUMP_BUF)
 			continue;
 		p[0] = (struct pollfd){ .fd = fd,
 			.events = (!tls_eof && zm_buf_len(&to_app) < GW_PUMP_BUF && tls_want_read ? POLLIN : 0) |
