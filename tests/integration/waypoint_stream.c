@@ -61,7 +61,10 @@ static const char cluster_fmt[] =
 /* timeout 0s: no timeout, what streaming gRPC users set */
 static const char config[] =
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: stream}\n"
-	"spec:\n  hosts: [stream]\n  http:\n  - timeout: 0s\n"
+	"spec:\n  hosts: [stream]\n  http:\n"
+	"  - match: [{uri: {prefix: /timeout.}}]\n    timeout: 1s\n"
+	"    route: [{destination: {host: stream}}]\n"
+	"  - timeout: 0s\n"
 	"    route: [{destination: {host: stream}}]\n";
 
 FIXTURE(st) {
@@ -608,8 +611,13 @@ static int gc_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
  * arrived, tell the server (a file) to send "second". Exit status 0 when
  * the call ended with grpc-status 0 and every message; 10 s at most.
  */
-static int grpc_call(const char *netns, const char *ip, const char *dir, bool bidi)
+enum call { SERVER_STREAM, BIDI, TIMED_OUT };
+
+static int grpc_call(const char *netns, const char *ip, const char *dir, enum call mode)
 {
+	bool bidi = mode == BIDI;
+	const char *path = mode == BIDI ? "/test.Echo/Bidi" : mode == TIMED_OUT ? "/timeout.Echo/ServerStream" :
+			   "/test.Echo/ServerStream";
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(8080) };
 	struct gc g = { .bidi = bidi, .dir = dir };
 	nghttp2_session_callbacks *cb;
@@ -617,8 +625,7 @@ static int grpc_call(const char *netns, const char *ip, const char *dir, bool bi
 	nghttp2_nv h[] = {
 		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
 		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
-		{ (uint8_t *)":path", (uint8_t *)(bidi ? "/test.Echo/Bidi" : "/test.Echo/ServerStream"), 5,
-		  bidi ? 15 : 23, 0 },
+		{ (uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0 },
 		{ (uint8_t *)":authority", (uint8_t *)"stream", 10, 6, 0 },
 		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0 },
 		{ (uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0 },
@@ -670,12 +677,14 @@ static int grpc_call(const char *netns, const char *ip, const char *dir, bool bi
 				g.released++;
 				nghttp2_session_resume_data(g.s, g.id);
 			}
-		} else if (memmem(g.got, g.gotn, "first", 5) && access(flag, F_OK) != 0) {
+		} else if (mode == SERVER_STREAM && memmem(g.got, g.gotn, "first", 5) && access(flag, F_OK) != 0) {
 			write_file(flag, "1");
 		}
 	}
 	printf("status=%s grpc-status=%s got=%zu closed=%d err=%u\n", g.status, g.grpc_status, g.gotn,
 	       g.closed, g.err);
+	if (mode == TIMED_OUT)	/* the head and "first" came, then the route timeout cut the stream */
+		return g.closed && g.err && !strcmp(g.status, "200") && memmem(g.got, g.gotn, "first", 5) ? 0 : 9;
 	if (!g.closed || strcmp(g.status, "200") || strcmp(g.grpc_status, "0"))
 		return 6;
 	if (bidi)
@@ -683,7 +692,7 @@ static int grpc_call(const char *netns, const char *ip, const char *dir, bool bi
 	return memcmp(g.got, "\0\0\0\0\5first\0\0\0\0\6second", 21) || g.gotn != 21 ? 8 : 0;
 }
 
-static int run_call(struct zm_fixture_st *self, bool bidi)
+static int run_call(struct zm_fixture_st *self, enum call mode)
 {
 	char netns[64];
 	pid_t pid;
@@ -694,7 +703,7 @@ static int run_call(struct zm_fixture_st *self, bool bidi)
 	if (pid < 0)
 		return -1;
 	if (pid == 0)
-		_exit(grpc_call(netns, self->ip, self->dir, bidi));
+		_exit(grpc_call(netns, self->ip, self->dir, mode));
 	if (waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws))
 		return -1;
 	return WEXITSTATUS(ws);
@@ -703,15 +712,23 @@ static int run_call(struct zm_fixture_st *self, bool bidi)
 TEST_F(st, grpc_bidi_stream_echoes_each_message_before_the_end)
 {
 	/* message 2 is sent only after the echo of message 1 came back through the waypoint */
-	EXPECT_EQ(run_call(self, true), 0);
+	EXPECT_EQ(run_call(self, BIDI), 0);
 	/* again: the connection's streams come and go */
-	EXPECT_EQ(run_call(self, true), 0);
+	EXPECT_EQ(run_call(self, BIDI), 0);
 }
 
 TEST_F(st, grpc_server_stream_first_message_before_the_end)
 {
 	/* the server sends "second" (and its trailers) only after the client saw "first" */
-	EXPECT_EQ(run_call(self, false), 0);
+	EXPECT_EQ(run_call(self, SERVER_STREAM), 0);
+}
+
+TEST_F(st, route_timeout_bounds_the_whole_stream)
+{
+	/* timeout: 1s on /timeout.*: the head and the first message pass, the
+	 * stream is reset when the second does not come within the timeout;
+	 * timeout: 0s (the other tests) never cuts */
+	EXPECT_EQ(run_call(self, TIMED_OUT), 0);
 }
 
 /* curl in the client pod; its output in @out. */
