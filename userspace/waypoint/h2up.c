@@ -285,8 +285,7 @@ int wp_h2_upstream(int fd, const char *method, const char *path, const char *aut
 	if (u.sid < 0)
 		goto out;
 	while (!u.done) {
-		struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
-					{ .fd = u.body_wait ? wp_body_fd(x->body) : -1, .events = POLLIN } };
+		struct pollfd pf[2];
 		char buf[16384];
 		ssize_t n;
 		int64_t dl;
@@ -294,8 +293,9 @@ int wp_h2_upstream(int fd, const char *method, const char *path, const char *aut
 
 		if (nghttp2_session_send(s))
 			break;
-		if (nghttp2_session_want_write(s))
-			pf[0].events |= POLLOUT;
+		/* after the send: it may have found the body source empty (body_wait) */
+		pf[0] = (struct pollfd){ .fd = fd, .events = POLLIN | (nghttp2_session_want_write(s) ? POLLOUT : 0) };
+		pf[1] = (struct pollfd){ .fd = u.body_wait ? wp_body_fd(x->body) : -1, .events = POLLIN };
 		dl = x->committed ? x->deadline : !x->deadline ? x->try_deadline : !x->try_deadline ?
 		     x->deadline : x->deadline < x->try_deadline ? x->deadline : x->try_deadline;
 		if (!dl || dl > last + idle)
@@ -303,7 +303,7 @@ int wp_h2_upstream(int fd, const char *method, const char *path, const char *aut
 		if (u.holding && dl > hold_until)
 			dl = hold_until;
 		{
-			int64_t left = (dl - mono()) / 1000000;
+			int64_t left = (dl - mono() + 999999) / 1000000;	/* rounded up: no spin */
 
 			pr = left <= 0 ? 0 : poll(pf, 2, left > 1000000000 ? 1000000000 : (int)left);
 		}
