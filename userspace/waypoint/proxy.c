@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * One downstream HTTP/1.1 connection: read a request (bounded, with a
- * header deadline), ask the engine, answer locally or forward with
- * retries/timeouts to an endpoint, re-framed (our own Content-Length, no
+ * One downstream HTTP/1.1 connection: read a request's head (bounded, with
+ * a header deadline), ask the engine, answer locally or forward with
+ * retries/timeouts to an endpoint, re-framed (our own framing, no
  * hop-by-hop fields, so nothing the client wrote decides framing upstream:
  * no smuggling), then log and count it. Keep-alive on both sides.
+ *
+ * Bodies stream (docs/waypoint.md, "Streaming"): the request body is read
+ * from the client as the upstream takes it, the answer is written as it
+ * comes, both at once under poll(); the first WP_RETRY_BUFFER bytes of a
+ * request body are kept so that a retry can resend them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
