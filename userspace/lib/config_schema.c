@@ -740,7 +740,7 @@ static const struct zm_cfield cs_hroute_f[] = {
 	OBJ("directResponse", direct_response, cs_direct),
 	OBJ("delegate", delegate, cs_delegate),
 	OBJ("rewrite", rewrite, cs_rewrite),
-	DUR("timeout", timeout),
+	DUR("timeout", timeout, .flags = ZM_CF_ZERO_OK),	/* 0s: no timeout (Istio) */
 	OBJ("retries", retries, cs_retry),
 	OBJ("fault", fault, cs_fault),
 	OBJ("mirror", mirror, cs_dest),

@@ -186,21 +186,6 @@ static int read_pem(const char *path, char **out)
 	return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 struct cred {
 	char *cert, *key, *ca;		/* PEM, malloc'd; ca may be NULL */
 	char *crl;			/* the Secret's ca.crl (PEM), or NULL */
@@ -1086,66 +1071,105 @@ static int start_conn(int fd, const struct sockaddr_storage *ss, int port, bool 
 	return 0;
 }
 
-/* Move bytes between the TLS connection and the plaintext side until either closes. */
+/*
+ * Move bytes between the TLS connection and the plaintext side, both ways
+ * at once and non-blocking, each way through a buffer of at most
+ * GW_PUMP_BUF: a side that does not read holds the other back (bodies
+ * stream through the proxy; a blocking write one way must not stop the
+ * other, or a streaming call in both directions could lock up).
+ */
+#define GW_PUMP_BUF (64 * 1024)
+
 static void pump(SSL *ssl, int fd, int app)
 {
+	struct zm_buf to_app = { 0 }, to_tls = { 0 };
+	bool tls_eof = false, app_eof = false, app_shut = false, tls_want_write = false;
 	char buf[16384];
 
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(app, F_SETFL, fcntl(app, F_GETFL) | O_NONBLOCK);
+	SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = app, .events = POLLIN } };
+		bool tls_want_read = false;
+		struct pollfd p[2];
 
-		if (!SSL_pending(ssl) && poll(p, 2, wp_options->idle_timeout_ms) <= 0)
-			return;
-		if (SSL_pending(ssl) || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			for (;;) {
-				int n = SSL_read(ssl, buf, sizeof(buf)), err;
+		while (!tls_eof && zm_buf_len(&to_app) < GW_PUMP_BUF) {
+			int n = SSL_read(ssl, buf, sizeof(buf)), err;
 
-				if (n > 0) {
-					if (write_all(app, buf, (size_t)n) < 0)
-						return;
-					continue;
-				}
-				err = SSL_get_error(ssl, n);
-				if (err == SSL_ERROR_WANT_READ)
-					break;
-				if (err == SSL_ERROR_WANT_WRITE) {
-					struct pollfd w = { .fd = fd, .events = POLLOUT };
-
-					poll(&w, 1, 1000);
-					continue;
-				}
-				shutdown(app, SHUT_WR);
-				return;
+			if (n > 0) {
+				if (zm_buf_append(&to_app, buf, (size_t)n))
+					goto out;
+				continue;
 			}
+			err = SSL_get_error(ssl, n);
+			if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+				tls_want_read = true;
+				break;
+			}
+			tls_eof = true;	/* close_notify, or the connection failed */
 		}
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t n = read(app, buf, sizeof(buf));
-			size_t off = 0;
+		while (zm_buf_len(&to_app)) {
+			ssize_t w = send(app, zm_buf_data(&to_app), zm_buf_len(&to_app), MSG_NOSIGNAL | MSG_DONTWAIT);
 
-			if (n <= 0) {
-				SSL_shutdown(ssl);
-				return;
+			if (w > 0) {
+				zm_buf_consume(&to_app, (size_t)w);
+				continue;
 			}
-			while (off < (size_t)n) {
-				int w = SSL_write(ssl, buf + off, (int)((size_t)n - off)), err;
-
-				if (w > 0) {
-					off += (size_t)w;
-					continue;
-				}
-				err = SSL_get_error(ssl, w);
-				if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-					struct pollfd q = { .fd = fd, .events = err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN };
-
-					if (poll(&q, 1, wp_options->idle_timeout_ms) <= 0)
-						return;
-					continue;
-				}
-				return;
-			}
+			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				break;
+			goto out;
 		}
+		if (tls_eof && !zm_buf_len(&to_app) && !app_shut) {
+			shutdown(app, SHUT_WR);
+			app_shut = true;
+		}
+		/* read the app side only when what it said before is gone (SSL_write retries) */
+		if (!app_eof && !zm_buf_len(&to_tls)) {
+			ssize_t n = recv(app, buf, sizeof(buf), MSG_DONTWAIT);
+
+			if (n > 0 && zm_buf_append(&to_tls, buf, (size_t)n))
+				goto out;
+			if (n == 0)
+				app_eof = true;
+			else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				goto out;
+		}
+		tls_want_write = false;
+		while (zm_buf_len(&to_tls)) {
+			int w = SSL_write(ssl, zm_buf_data(&to_tls), (int)zm_buf_len(&to_tls)), err;
+
+			if (w > 0) {
+				zm_buf_consume(&to_tls, (size_t)w);
+				continue;
+			}
+			err = SSL_get_error(ssl, w);
+			if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+				tls_want_write = true;
+				break;
+			}
+			goto out;
+		}
+		if (app_eof && !zm_buf_len(&to_tls)) {
+			SSL_shutdown(ssl);
+			goto out;
+		}
+		/* stopped reading TLS for want of room, and there is room now */
+		if (!tls_eof && !tls_want_read && zm_buf_len(&to_app) < GW_PUMP_BUF)
+			continue;
+		p[0] = (struct pollfd){ .fd = fd,
+			.events = (!tls_eof && zm_buf_len(&to_app) < GW_PUMP_BUF && tls_want_read ? POLLIN : 0) |
+				  (tls_want_write ? POLLOUT | POLLIN : 0) };
+		p[1] = (struct pollfd){ .fd = app,
+			.events = (!app_eof && !zm_buf_len(&to_tls) ? POLLIN : 0) |
+				  (zm_buf_len(&to_app) ? POLLOUT : 0) };
+		if (!p[0].events && !p[1].events)
+			goto out;
+		if (poll(p, 2, wp_options->idle_timeout_ms) <= 0)
+			goto out;
 	}
+out:
+	zm_buf_free(&to_app);
+	zm_buf_free(&to_tls);
 }
 
 static bool port_has(int port, enum skind k);

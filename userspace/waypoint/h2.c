@@ -3,20 +3,31 @@
  * HTTP/2 front end (h2c with prior knowledge; the HBONE inner stream and
  * gRPC clients speak it) with nghttp2, on the same wp_serve() as HTTP/1.
  *
- * The connection's thread owns the nghttp2 session; each completed stream
- * is served by a worker thread (its own upstream pool) that hands the
- * answer back through a list and a pipe, so a slow stream holds up no
- * other. A stream the peer resets while its worker runs is freed when the
- * worker is done. Bounded: 100 concurrent streams (so 100 workers), header
- * block bytes and body sizes as HTTP/1.
+ * The connection's thread owns the nghttp2 session; each stream is served
+ * by a worker thread (sharing the connection's upstream pool) from the end
+ * of its headers, so a slow stream holds up no other and bodies stream
+ * both ways (gRPC streaming):
+ *  - request DATA go into the stream's queue; our receive window is given
+ *    back (nghttp2_session_consume) only as the worker takes bytes out, so
+ *    a client can have WP_H2_STREAM_WINDOW per stream and
+ *    WP_H2_CONN_WINDOW per connection in flight, no more;
+ *  - the answer's DATA go through a second queue of WP_STREAM_BUF: the
+ *    worker blocks while it is full, the connection's thread drains it as
+ *    the client's window allows (a deferred data provider).
+ * Workers tell the connection's thread what happened through event bits
+ * on the stream and a pipe. A stream the peer resets while its worker
+ * runs is cut off (both queues fail) and freed when the worker is done.
+ * Bounded: 100 concurrent streams (so 100 workers), header bytes as HTTP/1.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,16 +37,42 @@
 
 #define H2_MAX_STREAMS 100
 
+/* events from a worker to the connection's thread */
+#define EV_HEAD 0x1u		/* the answer's head is in st->rs: submit it, the body follows in out */
+#define EV_DATA 0x2u		/* out has bytes or its end: resume the data provider */
+#define EV_CONSUMED 0x4u	/* the worker took request bytes: give the window back */
+#define EV_DONE 0x8u		/* the worker finished */
+#define EV_RESET 0x10u		/* the answer was cut short: reset the stream */
+
+/* A bounded byte queue between the connection's thread and a worker. */
+struct bq {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct zm_buf b;
+	bool eof;			/* the writer is done */
+	bool gone;			/* the stream is gone: both sides stop */
+	struct hlist trailers;
+	int efd;			/* request queue: readable when something arrived */
+};
+
 struct h2s {
 	int32_t id;
-	struct zm_buf method, path, authority, hb, body;
+	struct zm_buf method, path, authority, hb;
 	struct wp_span hs[WP_MAX_HEADERS];
 	size_t nh, hdr_bytes;
-	bool too_big, body_too_big, bad, ready, data_seen;
+	bool too_big, bad, ready, no_body;
+	struct h2c *h;
+	struct bq in, out;		/* request body in, answer body out */
+	struct wp_src src;
+	struct wp_sink sink;
+	atomic_uint ev;
+	atomic_size_t consumed;		/* request bytes the worker took, not yet acknowledged */
+	size_t unacked;			/* request bytes received, window not yet given back */
+	int64_t len;			/* the answer's length, -1 unknown */
+	bool head_sent, streaming, cut;
 	int64_t t0, t0_wall;
 	struct h2s *next_ready;
 	struct h2s *all_next, *all_prev;	/* every live stream, to free on teardown */
-	struct h2s *next_done;
 	bool busy;			/* a worker is serving it */
 	bool dead;			/* closed by the peer while busy: free when the worker is done */
 	/* the answer being sent */
@@ -51,10 +88,9 @@ struct h2c {
 	struct h2s *all;
 	int nstreams;
 	bool write_failed;
-	/* workers hand finished streams back through done + a pipe */
-	pthread_mutex_t mu, pool_mu;
-	struct h2s *done_head;
-	int wake[2];
+	pthread_mutex_t pool_mu;
+	pthread_mutex_t evmu;		/* held by a worker from setting a bit to waking us */
+	int wake[2];			/* workers write a byte after setting event bits */
 	int busy;
 };
 
@@ -74,6 +110,170 @@ static int64_t wall_us(void)
 	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
+/* ---- queues -------------------------------------------------------------------- */
+
+static int bq_init(struct bq *q, bool pollable)
+{
+	pthread_condattr_t ca;
+
+	memset(q, 0, sizeof(*q));
+	q->efd = -1;
+	if (pollable && (q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -errno;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+static void bq_free(struct bq *q)
+{
+	zm_buf_free(&q->b);
+	hl_free(&q->trailers);
+	if (q->efd >= 0)
+		close(q->efd);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+}
+
+static void bq_kick(struct bq *q)
+{
+	uint64_t one = 1;
+
+	pthread_cond_broadcast(&q->cv);
+	if (q->efd >= 0)
+		(void)!write(q->efd, &one, sizeof(one));
+}
+
+/* Either side quits: the other one stops waiting. */
+static void bq_gone(struct bq *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->gone = true;
+	bq_kick(q);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void ev_set(struct h2s *st, unsigned ev)
+{
+	struct h2c *h = st->h;
+	char one = 1;
+
+	/* after EV_DONE the stream may be freed at once: only h is used after it */
+	pthread_mutex_lock(&h->evmu);
+	atomic_fetch_or(&st->ev, ev);
+	(void)!write(h->wake[1], &one, 1);
+	pthread_mutex_unlock(&h->evmu);
+}
+
+/* A worker that said EV_DONE has left ev_set(). */
+static void ev_settle(struct h2c *h)
+{
+	pthread_mutex_lock(&h->evmu);
+	pthread_mutex_unlock(&h->evmu);
+}
+
+/* ---- the worker's side: the request body and the answer -------------------------------- */
+
+static long src_read(struct wp_src *s, char *buf, size_t n)
+{
+	struct h2s *st = (struct h2s *)((char *)s - offsetof(struct h2s, src));
+	struct bq *q = &st->in;
+	uint64_t cnt;
+	long r;
+
+	(void)!read(q->efd, &cnt, sizeof(cnt));
+	pthread_mutex_lock(&q->mu);
+	if (zm_buf_len(&q->b)) {
+		size_t k = zm_buf_len(&q->b) < n ? zm_buf_len(&q->b) : n;
+
+		memcpy(buf, zm_buf_data(&q->b), k);
+		zm_buf_consume(&q->b, k);
+		r = (long)k;
+	} else {
+		r = q->gone ? -ECONNRESET : q->eof ? 0 : -EAGAIN;
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (r > 0) {
+		atomic_fetch_add(&st->consumed, (size_t)r);
+		ev_set(st, EV_CONSUMED);
+	}
+	return r;
+}
+
+static int sink_head(struct wp_sink *k, const struct wp_resp *rs, int64_t len)
+{
+	struct h2s *st = (struct h2s *)((char *)k - offsetof(struct h2s, sink));
+
+	(void)rs;		/* it is st->rs: the connection's thread reads it after EV_HEAD */
+	st->len = len;
+	ev_set(st, EV_HEAD);
+	return 0;
+}
+
+static int sink_data(struct wp_sink *k, const char *d, size_t n, int64_t deadline)
+{
+	struct h2s *st = (struct h2s *)((char *)k - offsetof(struct h2s, sink));
+	struct bq *q = &st->out;
+	struct timespec ts = { deadline / 1000000000LL, deadline % 1000000000LL };
+	int rc = 0;
+
+	pthread_mutex_lock(&q->mu);
+	while (n && !q->gone) {
+		size_t room = zm_buf_len(&q->b) < WP_STREAM_BUF ? WP_STREAM_BUF - zm_buf_len(&q->b) : 0;
+
+		if (!room) {
+			/* the client reads slower than the upstream sends: wait */
+			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			continue;
+		}
+		if (room > n)
+			room = n;
+		if (zm_buf_append(&q->b, d, room)) {
+			rc = -ENOMEM;
+			break;
+		}
+		d += room;
+		n -= room;
+		pthread_mutex_unlock(&q->mu);
+		ev_set(st, EV_DATA);
+		pthread_mutex_lock(&q->mu);
+	}
+	if (q->gone)
+		rc = -EPIPE;
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+static int sink_end(struct wp_sink *k, const struct hlist *tr)
+{
+	struct h2s *st = (struct h2s *)((char *)k - offsetof(struct h2s, sink));
+	struct bq *q = &st->out;
+	int rc = 0;
+
+	pthread_mutex_lock(&q->mu);
+	for (size_t i = 0; tr && i < tr->n && !rc; i++)
+		rc = hl_add(&q->trailers, tr->v[i].n, strlen(tr->v[i].n), tr->v[i].v, strlen(tr->v[i].v));
+	q->eof = true;
+	pthread_mutex_unlock(&q->mu);
+	ev_set(st, EV_DATA);
+	return rc;
+}
+
+static void sink_abort(struct wp_sink *k)
+{
+	struct h2s *st = (struct h2s *)((char *)k - offsetof(struct h2s, sink));
+
+	ev_set(st, EV_RESET);
+}
+
+/* ---- the connection's side ------------------------------------------------------ */
+
 static void h2s_free(struct h2c *h, struct h2s *st)
 {
 	if (st->all_prev)
@@ -86,7 +286,8 @@ static void h2s_free(struct h2c *h, struct h2s *st)
 	zm_buf_free(&st->path);
 	zm_buf_free(&st->authority);
 	zm_buf_free(&st->hb);
-	zm_buf_free(&st->body);
+	bq_free(&st->in);
+	bq_free(&st->out);
 	wp_resp_free(&st->rs);
 	free(st);
 }
@@ -135,7 +336,14 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (bq_init(&st->in, true)) {
+		free(st);
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
+	bq_init(&st->out, false);
 	st->id = f->hd.stream_id;
+	st->h = h;
+	st->len = -1;
 	st->t0 = mono_ns();
 	st->t0_wall = wall_us();
 	wp_resp_init(&st->rs);
@@ -156,7 +364,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 	(void)flags;
 	(void)ud;
-	if (!st || f->hd.type != NGHTTP2_HEADERS)
+	/* only the request's head: a worker may already read it when trailers come */
+	if (!st || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	st->hdr_bytes += nl + vl + 32;	/* RFC 9113 6.5.2 accounting */
 	if (st->hdr_bytes > WP_MAX_HEADER_BYTES || st->nh >= WP_MAX_HEADERS) {
@@ -196,36 +405,48 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 		   void *ud)
 {
 	struct h2s *st = nghttp2_session_get_stream_user_data(s, id);
+	bool keep = false;
 
 	(void)flags;
 	(void)ud;
-	if (!st)
-		return 0;
-	st->data_seen = true;
-	if (zm_buf_len(&st->body) + len > WP_MAX_REQ_BODY) {
-		st->body_too_big = true;
-		return 0;
+	if (st) {
+		/* never more than the window we gave: flow control bounds this queue */
+		pthread_mutex_lock(&st->in.mu);
+		keep = !st->in.gone && !zm_buf_append(&st->in.b, data, len);
+		if (keep)
+			bq_kick(&st->in);
+		pthread_mutex_unlock(&st->in.mu);
 	}
-	return zm_buf_append(&st->body, data, len) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+	if (keep)
+		st->unacked += len;
+	else
+		nghttp2_session_consume(s, id, len);	/* nobody will read it */
+	return 0;
 }
 
 static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct h2c *h = ud;
-	struct h2s *st;
+	struct h2s *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
 
-	if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
-	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+	if (!st || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA))
 		return 0;
-	st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-	if (!st || st->ready)
-		return 0;
-	st->ready = true;
-	if (h->ready_tail)
-		h->ready_tail->next_ready = st;
-	else
-		h->ready_head = st;
-	h->ready_tail = st;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->ready) {
+		/* the head is complete: serve it now, the body follows */
+		st->ready = true;
+		st->no_body = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+		if (h->ready_tail)
+			h->ready_tail->next_ready = st;
+		else
+			h->ready_head = st;
+		h->ready_tail = st;
+	}
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+		pthread_mutex_lock(&st->in.mu);
+		st->in.eof = true;
+		bq_kick(&st->in);
+		pthread_mutex_unlock(&st->in.mu);
+	}
 	return 0;
 }
 
@@ -248,13 +469,21 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 	}
 	nghttp2_session_set_stream_user_data(s, id, NULL);
 	h->nstreams--;
-	if (st->busy)
-		st->dead = true;	/* the worker still reads it */
-	else
+	/* what the worker will not take any more goes back to the connection's window */
+	if (st->unacked)
+		nghttp2_session_consume_connection(s, st->unacked);
+	st->unacked = 0;
+	if (st->busy) {
+		st->dead = true;	/* the worker still reads it: cut it off */
+		bq_gone(&st->in);
+		bq_gone(&st->out);
+	} else {
 		h2s_free(h, st);
+	}
 	return 0;
 }
 
+/* A buffered (local) answer. */
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 			 nghttp2_data_source *src, void *ud)
 {
@@ -262,61 +491,76 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	size_t left = st->rs.head ? 0 : zm_buf_len(&st->rs.body) - st->sent;
 	size_t n = left < len ? left : len;
 
+	(void)s;
+	(void)id;
 	(void)ud;
 	if (n)
 		memcpy(buf, zm_buf_data(&st->rs.body) + st->sent, n);
 	st->sent += n;
-	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head) {
+	if (st->sent >= zm_buf_len(&st->rs.body) || st->rs.head)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
-		if (st->rs.trailers.n && !st->rs.head) {
-			/* gRPC: grpc-status and friends travel as trailers */
-			nghttp2_nv tv[WP_MAX_HEADERS];
-			size_t nt = 0;
-
-			for (size_t i = 0; i < st->rs.trailers.n && nt < WP_MAX_HEADERS; i++) {
-				const struct hkv *kv = &st->rs.trailers.v[i];
-
-				tv[nt++] = (nghttp2_nv){ (uint8_t *)kv->n, (uint8_t *)kv->v, strlen(kv->n),
-							 strlen(kv->v), NGHTTP2_NV_FLAG_NONE };
-			}
-			if (nghttp2_submit_trailer(s, id, tv, nt) == 0)
-				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		}
-	}
 	return (ssize_t)n;
 }
 
-struct h2w {
-	struct h2c *h;
-	struct h2s *st;
-};
-
-static void done_push(struct h2c *h, struct h2s *st)
+static void submit_trailers(nghttp2_session *s, int32_t id, const struct hlist *tr, uint32_t *flags)
 {
-	char one = 1;
+	/* gRPC: grpc-status and friends travel as trailers */
+	nghttp2_nv tv[WP_MAX_HEADERS];
+	size_t nt = 0;
 
-	pthread_mutex_lock(&h->mu);
-	st->next_done = h->done_head;
-	h->done_head = st;
-	pthread_mutex_unlock(&h->mu);
-	(void)!write(h->wake[1], &one, 1);
+	for (size_t i = 0; i < tr->n && nt < WP_MAX_HEADERS; i++) {
+		const struct hkv *kv = &tr->v[i];
+
+		tv[nt++] = (nghttp2_nv){ (uint8_t *)kv->n, (uint8_t *)kv->v, strlen(kv->n), strlen(kv->v),
+					 NGHTTP2_NV_FLAG_NONE };
+	}
+	if (nt && nghttp2_submit_trailer(s, id, tv, nt) == 0)
+		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 }
 
-/* A worker: serve one stream with its own upstream pool, hand it back. */
+/* A streamed answer: what the worker queued; deferred while the queue is empty. */
+static ssize_t read_stream(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			   nghttp2_data_source *src, void *ud)
+{
+	struct h2s *st = src->ptr;
+	struct bq *q = &st->out;
+	size_t n = 0;
+	ssize_t rc;
+
+	(void)ud;
+	pthread_mutex_lock(&q->mu);
+	if (zm_buf_len(&q->b)) {
+		n = zm_buf_len(&q->b) < len ? zm_buf_len(&q->b) : len;
+		memcpy(buf, zm_buf_data(&q->b), n);
+		zm_buf_consume(&q->b, n);
+		pthread_cond_broadcast(&q->cv);	/* room for the worker */
+		rc = (ssize_t)n;
+	} else if (q->eof) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		submit_trailers(s, id, &q->trailers, flags);
+		rc = 0;
+	} else {
+		rc = NGHTTP2_ERR_DEFERRED;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+/* A worker: serve one stream, hand events back. */
 static void *stream_worker(void *arg)
 {
-	struct h2w *w = arg;
-	struct h2s *st = w->st;
-	const struct conn *c = w->h->c;
+	struct h2s *st = arg;
+	struct h2c *h = st->h;
+	const struct conn *c = h->c;
 	struct conn wc = { .fd = -1, .family = c->family, .mtls = c->mtls, .gw_port = c->gw_port,
-			    .gw_tls = c->gw_tls };
+			    .gw_tls = c->gw_tls, .tcp_port = c->tcp_port };
 	struct zm_http_field f[WP_MAX_HEADERS];
 	const char *hb = zm_buf_data(&st->hb);
 	struct wp_req rq = {
 		.method = zm_buf_cstr(&st->method), .target = zm_buf_cstr(&st->path),
 		.target_len = zm_buf_len(&st->path), .authority = zm_buf_cstr(&st->authority),
-		.f = f, .nf = st->nh, .body = &st->body, .framed_body = st->data_seen,
-		.proto = "HTTP/2",
+		.f = f, .nf = st->nh, .src = st->no_body ? NULL : &st->src, .sink = &st->sink,
+		.framed_body = !st->no_body, .proto = "HTTP/2",
 	};
 
 	/* the worker's view of the connection: who the peer is, and the shared
@@ -326,67 +570,66 @@ static void *stream_worker(void *arg)
 	memcpy(wc.principal, c->principal, sizeof(wc.principal));
 	for (int i = 0; i < UP_POOL; i++)
 		wc.pool[i].fd = -1;
-	wc.shared_pool = w->h->c->pool;
-	wc.pool_mu = &w->h->pool_mu;
-	for (size_t i = 0; i < st->nh; i++)
+	wc.shared_pool = h->c->pool;
+	wc.pool_mu = &h->pool_mu;
+	for (size_t i = 0; i < st->nh; i++) {
 		f[i] = (struct zm_http_field){ hb + st->hs[i].noff, st->hs[i].nlen,
 					       hb + st->hs[i].voff, st->hs[i].vlen };
+		if (f[i].name_len == 14 && !memcmp(f[i].name, "content-length", 14) && f[i].value_len < 20) {
+			char cl[24];
+
+			snprintf(cl, sizeof(cl), "%.*s", (int)f[i].value_len, f[i].value);
+			st->src.len = strtoll(cl, NULL, 10);
+		}
+	}
 	if (!zm_buf_len(&st->authority))
 		rq.authority = NULL;	/* then the Host field, as HTTP/1 */
 	wp_serve(&wc, &rq, &st->rs, st->t0, st->t0_wall);
 	for (int i = 0; i < UP_POOL; i++)
 		if (wc.pool[i].fd > 0)
 			close(wc.pool[i].fd);
-	done_push(w->h, st);
-	free(w);
+	ev_set(st, EV_DONE);
 	return NULL;
 }
 
-/* Start serving a completed stream: malformed ones are answered at once. */
+/* Start serving a stream whose head is complete: malformed ones are answered at once. */
 static void stream_start(struct h2c *h, struct h2s *st)
 {
-	struct h2w *w;
 	pthread_t th;
 	pthread_attr_t at;
+	int code = 0;
 
-	if (st->too_big || st->body_too_big || st->bad || !zm_buf_len(&st->method) ||
-	    !zm_buf_len(&st->path) || !(w = calloc(1, sizeof(*w)))) {
-		int code = st->too_big ? 431 : st->body_too_big ? 413 : st->bad ||
-			   !zm_buf_len(&st->method) || !zm_buf_len(&st->path) ? 400 : 503;
-		const char *why = code == 431 ? "request header fields too large" :
-				  code == 413 ? "payload too large" : code == 400 ? "bad request" :
-				  "overloaded";
-
-		st->rs.status = code;
-		zm_buf_puts(&st->rs.body, why);
-		st->busy = true;
-		h->busy++;
-		done_push(h, st);
-		return;
-	}
-	w->h = h;
-	w->st = st;
+	st->src = (struct wp_src){ .read = src_read, .fd = st->in.efd, .len = -1 };
+	st->sink = (struct wp_sink){ sink_head, sink_data, sink_end, sink_abort };
 	st->busy = true;
 	h->busy++;
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&at, 512 * 1024);
-	if (pthread_create(&th, &at, stream_worker, w)) {
-		free(w);
-		st->rs.status = 503;
-		zm_buf_puts(&st->rs.body, "overloaded");
-		done_push(h, st);
+	if (st->too_big || st->bad || !zm_buf_len(&st->method) || !zm_buf_len(&st->path)) {
+		code = st->too_big ? 431 : 400;
+	} else {
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&at, 512 * 1024);
+		if (pthread_create(&th, &at, stream_worker, st))
+			code = 503;
+		pthread_attr_destroy(&at);
 	}
-	pthread_attr_destroy(&at);
+	if (code) {
+		st->rs.status = code;
+		zm_buf_puts(&st->rs.body, code == 431 ? "request header fields too large" :
+			    code == 400 ? "bad request" : "overloaded");
+		ev_set(st, EV_DONE);
+	}
 }
 
-/* Submit the answer of a stream its worker finished. */
-static void submit_answer(struct h2c *h, struct h2s *st)
+/* Submit the head of a stream's answer: streamed (the body follows) or whole. */
+static void submit_answer(struct h2c *h, struct h2s *st, bool streamed)
 {
 	nghttp2_nv nv[WP_MAX_HEADERS * 2 + 4];
 	size_t nnv = 0;
 	char status[8], clen[24];
-	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = read_body };
+	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = streamed ? read_stream : read_body };
+	bool bodyless = st->rs.head || st->rs.status == 204 || st->rs.status == 304;
+	int64_t len = streamed ? st->len : (int64_t)zm_buf_len(&st->rs.body);
 
 	snprintf(status, sizeof(status), "%d", st->rs.status);
 	nv[nnv++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
@@ -399,38 +642,77 @@ static void submit_answer(struct h2c *h, struct h2s *st)
 		nv[nnv++] = (nghttp2_nv){ (uint8_t *)kv->n, (uint8_t *)kv->v, strlen(kv->n),
 					  strlen(kv->v), NGHTTP2_NV_FLAG_NONE };
 	}
-	if (!st->rs.keep_length && st->rs.status != 204 && st->rs.status != 304) {
-		snprintf(clen, sizeof(clen), "%zu", zm_buf_len(&st->rs.body));
+	if (!st->rs.keep_length && st->rs.status != 204 && st->rs.status != 304 && len >= 0) {
+		snprintf(clen, sizeof(clen), "%lld", (long long)len);
 		nv[nnv++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
 					  NGHTTP2_NV_FLAG_NONE };
 	}
-	st->answering = true;
-	if (nghttp2_submit_response(h->s, st->id, nv, nnv, &prd))
+	st->head_sent = true;
+	st->streaming = streamed && !bodyless;
+	if (bodyless && streamed) {
+		/* no body to wait for; the worker's writes go nowhere */
+		bq_gone(&st->out);
+	}
+	if (nghttp2_submit_response(h->s, st->id, nv, nnv, bodyless && streamed ? NULL : &prd))
 		nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
-/* Finished streams: submit their answers (or free those the peer closed). */
-static void take_done(struct h2c *h)
+/* What the workers said: heads, data, consumed bytes, endings. */
+static void take_events(struct h2c *h)
 {
-	struct h2s *list;
 	char drain[64];
 
 	while (read(h->wake[0], drain, sizeof(drain)) > 0)
 		;
-	pthread_mutex_lock(&h->mu);
-	list = h->done_head;
-	h->done_head = NULL;
-	pthread_mutex_unlock(&h->mu);
-	while (list) {
-		struct h2s *st = list;
+	for (struct h2s *st = h->all, *next; st; st = next) {
+		unsigned ev = atomic_exchange(&st->ev, 0);
 
-		list = st->next_done;
-		st->busy = false;
-		h->busy--;
-		if (st->dead)
-			h2s_free(h, st);
-		else
-			submit_answer(h, st);
+		next = st->all_next;
+		if (!ev)
+			continue;
+		if (st->dead) {
+			if (ev & EV_DONE) {
+				st->busy = false;
+				h->busy--;
+				ev_settle(h);
+				h2s_free(h, st);
+			}
+			continue;
+		}
+		if (ev & EV_CONSUMED) {
+			size_t n = atomic_exchange(&st->consumed, 0);
+
+			if (n > st->unacked)
+				n = st->unacked;
+			st->unacked -= n;
+			if (n)
+				nghttp2_session_consume(h->s, st->id, n);
+		}
+		if ((ev & EV_HEAD) && !st->head_sent)
+			submit_answer(h, st, true);
+		if ((ev & EV_DATA) && st->streaming)
+			nghttp2_session_resume_data(h->s, st->id);
+		if ((ev & EV_RESET) && !st->cut) {
+			st->cut = true;
+			nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+		}
+		if (ev & EV_DONE) {
+			st->busy = false;
+			h->busy--;
+			/* a body the answer did not need: dropped from now on */
+			bq_gone(&st->in);
+			if (st->unacked) {
+				nghttp2_session_consume(h->s, st->id, st->unacked);
+				st->unacked = 0;
+			}
+			if (!st->head_sent && !st->cut)
+				submit_answer(h, st, false);
+			else if (st->streaming && !st->out.eof && !st->cut) {
+				/* the worker ended without an end: the answer was cut */
+				st->cut = true;
+				nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+			}
+		}
 	}
 }
 
@@ -442,13 +724,13 @@ void wp_h2_serve(struct conn *c)
 	nghttp2_settings_entry set[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, WP_MAX_HEADER_BYTES },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WP_H2_STREAM_WINDOW },
 	};
 
 	if (pipe2(h.wake, O_CLOEXEC | O_NONBLOCK))
 		return;
-	pthread_mutex_init(&h.mu, NULL);
 	pthread_mutex_init(&h.pool_mu, NULL);
+	pthread_mutex_init(&h.evmu, NULL);
 	if (nghttp2_session_callbacks_new(&cb)) {
 		close(h.wake[0]);
 		close(h.wake[1]);
@@ -467,6 +749,8 @@ void wp_h2_serve(struct conn *c)
 	/* Bound what a peer can make us hold (CVE-2023-44487 and kin). */
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
+	/* the window follows the reader (see the top) */
+	nghttp2_option_set_no_auto_window_update(opt, 1);
 	if (nghttp2_session_server_new2(&h.s, cb, &h, opt)) {
 		nghttp2_option_del(opt);
 		nghttp2_session_callbacks_del(cb);
@@ -475,6 +759,7 @@ void wp_h2_serve(struct conn *c)
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_submit_settings(h.s, NGHTTP2_FLAG_NONE, set, sizeof(set) / sizeof(set[0]));
+	nghttp2_session_set_local_window_size(h.s, NGHTTP2_FLAG_NONE, 0, WP_H2_CONN_WINDOW);
 	/* what the HTTP/1 reader already took from the socket (the preface) */
 	if (zm_buf_len(&c->in)) {
 		ssize_t r = nghttp2_session_mem_recv(h.s, (const uint8_t *)zm_buf_data(&c->in),
@@ -500,7 +785,7 @@ void wp_h2_serve(struct conn *c)
 			st->next_ready = NULL;
 			stream_start(&h, st);
 		}
-		take_done(&h);
+		take_events(&h);
 		if (nghttp2_session_send(h.s) || h.write_failed)
 			goto out;
 		if (!h.busy && !nghttp2_session_want_read(h.s) && !nghttp2_session_want_write(h.s))
@@ -522,30 +807,31 @@ void wp_h2_serve(struct conn *c)
 	}
 out:
 	nghttp2_session_send(h.s);
-	/* workers still hold their streams: wait for them before freeing */
+	/* workers still hold their streams: cut them off and wait for them */
+	for (struct h2s *st = h.all; st; st = st->all_next)
+		if (st->busy) {
+			bq_gone(&st->in);
+			bq_gone(&st->out);
+		}
 	while (h.busy) {
 		struct pollfd pf = { .fd = h.wake[0], .events = POLLIN };
+		char drain[64];
 
 		poll(&pf, 1, 1000);
-		pthread_mutex_lock(&h.mu);
-		for (struct h2s *st = h.done_head; st; st = st->next_done) {
-			st->busy = false;
-			h.busy--;
-		}
-		h.done_head = NULL;
-		pthread_mutex_unlock(&h.mu);
-		{
-			char drain[64];
-
-			while (read(h.wake[0], drain, sizeof(drain)) > 0)
-				;
-		}
+		while (read(h.wake[0], drain, sizeof(drain)) > 0)
+			;
+		for (struct h2s *st = h.all; st; st = st->all_next)
+			if ((atomic_exchange(&st->ev, 0) & EV_DONE) && st->busy) {
+				st->busy = false;
+				h.busy--;
+			}
 	}
+	ev_settle(&h);
 	nghttp2_session_del(h.s);
 	while (h.all)
 		h2s_free(&h, h.all);
 	close(h.wake[0]);
 	close(h.wake[1]);
-	pthread_mutex_destroy(&h.mu);
 	pthread_mutex_destroy(&h.pool_mu);
+	pthread_mutex_destroy(&h.evmu);
 }

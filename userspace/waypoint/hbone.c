@@ -37,6 +37,7 @@ struct hb_stream {
 	int32_t id;			/* 0: slot free */
 	int fd;				/* our end of the socketpair */
 	struct zm_buf to_app;		/* tunnel bytes the app side has not taken yet */
+	struct zm_buf to_tun;		/* app bytes the session had no room for yet */
 	bool tun_ended, app_ended, shut_sent;
 };
 
@@ -190,7 +191,8 @@ static void cb_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, 
 	(void)h;
 	if (!st || id == 0)
 		return;
-	/* Bounded: past the cap the stream is reset rather than buffered. */
+	/* Bounded by the stream's window (ZM_HBONE_MANUAL_WINDOW: given back as the
+	 * app side takes bytes); the cap only catches a peer that ignores it. */
 	if (zm_buf_len(&st->to_app) + n > 4 * 1024 * 1024 || zm_buf_append(&st->to_app, d, n))
 		zm_hbone_reset(hc->hb, id);
 }
@@ -209,6 +211,7 @@ static void stream_free(struct hb_stream *st)
 	if (st->fd > 0)
 		close(st->fd);
 	zm_buf_free(&st->to_app);
+	zm_buf_free(&st->to_tun);
 	memset(st, 0, sizeof(*st));
 	st->fd = -1;
 }
@@ -252,17 +255,16 @@ static void *hb_thread(void *arg)
 	for (;;) {
 		int np = 1;
 		const void *pending;
+		bool backlog = false;
 
 		if (flush(hc))
 			break;
-		pf[0] = (struct pollfd){ .fd = hc->fd, .events = POLLIN |
-					 (zm_hbone_output(hc->hb, &pending) ? POLLOUT : 0) };
 		for (int i = 0; i < HB_STREAMS; i++) {
 			struct hb_stream *st = &hc->st[i];
 
 			if (!st->id)
 				continue;
-			/* tunnel -> app */
+			/* tunnel -> app; the window opens as the app takes bytes */
 			while (zm_buf_len(&st->to_app)) {
 				ssize_t w = send(st->fd, zm_buf_data(&st->to_app), zm_buf_len(&st->to_app),
 						 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -270,18 +272,39 @@ static void *hb_thread(void *arg)
 				if (w <= 0)
 					break;
 				zm_buf_consume(&st->to_app, (size_t)w);
+				zm_hbone_consume(hc->hb, st->id, (size_t)w);
 			}
+			/* app -> tunnel, what waited for room */
+			if (zm_buf_len(&st->to_tun)) {
+				int rc = zm_hbone_send(hc->hb, st->id, zm_buf_data(&st->to_tun),
+						       zm_buf_len(&st->to_tun));
+
+				if (!rc)
+					zm_buf_reset(&st->to_tun);
+				else if (rc != -ENOBUFS)
+					zm_hbone_reset(hc->hb, st->id);
+			}
+			backlog |= zm_buf_len(&st->to_tun) > 0;
 			if (st->tun_ended && !zm_buf_len(&st->to_app) && !st->shut_sent) {
 				shutdown(st->fd, SHUT_WR);
 				st->shut_sent = true;
 			}
 			map[np] = i;
 			pf[np++] = (struct pollfd){ .fd = st->fd,
-				.events = (st->app_ended ? 0 : POLLIN) |
+				.events = (st->app_ended || zm_buf_len(&st->to_tun) ? 0 : POLLIN) |
 					  (zm_buf_len(&st->to_app) ? POLLOUT : 0) };
 		}
-		if (poll(pf, (nfds_t)np, wp_options->idle_timeout_ms) <= 0)
+		/* after the streams: a window they gave back is output to send */
+		if (flush(hc))
 			break;
+		pf[0] = (struct pollfd){ .fd = hc->fd, .events = POLLIN |
+					 (zm_hbone_output(hc->hb, &pending) ? POLLOUT : 0) };
+		{
+			int pr = poll(pf, (nfds_t)np, backlog ? 20 : wp_options->idle_timeout_ms);
+
+			if (pr < 0 || (pr == 0 && !backlog))
+				break;
+		}
 		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t r = recv(hc->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
@@ -294,14 +317,15 @@ static void *hb_thread(void *arg)
 			struct hb_stream *st = &hc->st[map[k]];
 			ssize_t r;
 
-			if (!st->id || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)) || st->app_ended)
+			if (!st->id || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)) || st->app_ended ||
+			    zm_buf_len(&st->to_tun))
 				continue;
 			r = recv(st->fd, buf, sizeof(buf), MSG_DONTWAIT);
 			if (r > 0) {
-				if (zm_hbone_send(hc->hb, st->id, buf, (size_t)r) == -ENOBUFS) {
-					/* the peer is slow: the app side waits (bounded by the socketpair) */
-					zm_hbone_reset(hc->hb, st->id);
-				}
+				/* the peer is slow: keep this piece, read no more from the app side
+				 * until it went (back-pressure through the socketpair) */
+				if (zm_hbone_send(hc->hb, st->id, buf, (size_t)r) == -ENOBUFS)
+					zm_buf_append(&st->to_tun, buf, (size_t)r);
 			} else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
 				st->app_ended = true;
 				zm_hbone_end(hc->hb, st->id);
@@ -339,7 +363,7 @@ static void *hb_accept_thread(void *arg)
 		ctx = server_ctx;
 		SSL_CTX_up_ref(ctx);
 		pthread_mutex_unlock(&ctx_mu);
-		rc = hc ? zm_hbone_new(ctx, true, &cbs, hc, &hc->hb) : -ENOMEM;
+		rc = hc ? zm_hbone_new_ex(ctx, true, ZM_HBONE_MANUAL_WINDOW, &cbs, hc, &hc->hb) : -ENOMEM;
 		SSL_CTX_free(ctx);
 		if (rc) {
 			free(hc);

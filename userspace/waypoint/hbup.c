@@ -189,7 +189,8 @@ static void cb_data(void *ud, struct zm_hbone *h, int32_t id, const uint8_t *d, 
 	(void)h;
 	if (!st)
 		return;
-	/* Bounded: past the cap the stream is reset rather than buffered. */
+	/* Bounded by the stream's window (given back as the proxy reads, see
+	 * pump_streams); the cap only catches a peer that ignores it. */
 	if (zm_buf_len(&st->to_app) + n > HU_TO_APP_MAX || zm_buf_append(&st->to_app, d, n))
 		zm_hbone_reset(hc->hb, id);
 }
@@ -260,6 +261,8 @@ static void pump_streams(struct hu_conn *hc)
 			if (w <= 0)
 				break;
 			zm_buf_consume(&st->to_app, (size_t)w);
+			if (!st->closed)
+				zm_hbone_consume(hc->hb, st->id, (size_t)w);	/* the window follows the proxy */
 		}
 		if (st->tun_ended && !zm_buf_len(&st->to_app) && !st->shut_sent) {
 			shutdown(st->fd, SHUT_WR);
@@ -416,7 +419,7 @@ static struct hu_conn *conn_new(const char *ip, const struct zm_spiffe_id *want)
 	 * connect complete or fail; openers wait for the handshake. */
 	if (connect(hc->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
 		goto fail;
-	if (zm_hbone_new(client_ctx, false, &cbs, hc, &hc->hb))
+	if (zm_hbone_new_ex(client_ctx, false, ZM_HBONE_MANUAL_WINDOW, &cbs, hc, &hc->hb))
 		goto fail;
 	if (zm_tls_expect_peer(zm_hbone_ssl(hc->hb), want))
 		goto fail;

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * One downstream HTTP/1.1 connection: read a request (bounded, with a
- * header deadline), ask the engine, answer locally or forward with
- * retries/timeouts to an endpoint, re-framed (our own Content-Length, no
+ * One downstream HTTP/1.1 connection: read a request's head (bounded, with
+ * a header deadline), ask the engine, answer locally or forward with
+ * retries/timeouts to an endpoint, re-framed (our own framing, no
  * hop-by-hop fields, so nothing the client wrote decides framing upstream:
  * no smuggling), then log and count it. Keep-alive on both sides.
+ *
+ * Bodies stream (docs/waypoint.md, "Streaming"): the request body is read
+ * from the client as the upstream takes it, the answer is written as it
+ * comes, both at once under poll(); the first WP_RETRY_BUFFER bytes of a
+ * request body are kept so that a retry can resend them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,7 +32,6 @@
 #include "zmesh/sock.h"
 #include "waypoint.h"
 
-#define BODY_TIMEOUT_MS 60000
 
 atomic_int wp_nconns;
 static atomic_int nmirrors;
@@ -302,79 +306,239 @@ static void up_put(struct conn *c, int fd, const char *addr, int port)
 		pthread_mutex_unlock(c->pool_mu);
 }
 
-/*
- * One try: send @out to addr:port, read a whole response into @resp.
- * A pooled connection that fails before any response byte is retried once
- * on a fresh one (the peer may have closed it while idle).
- */
-static enum try_result do_try(struct conn *c, const char *addr, int port, const struct zm_buf *out,
-			      bool head, int64_t connect_deadline, int64_t deadline,
-			      struct wp_msg *resp)
+/* ---- the request body ---------------------------------------------------------- */
+
+long wp_body_read(struct wp_body *b, char *buf, size_t n)
 {
+	long r;
+
+	if (b->replay_ok && b->pos < zm_buf_len(&b->replay)) {
+		size_t k = zm_buf_len(&b->replay) - b->pos;
+
+		if (k > n)
+			k = n;
+		memcpy(buf, zm_buf_data(&b->replay) + b->pos, k);
+		b->pos += k;
+		return (long)k;
+	}
+	if (!b->src || b->eof)
+		return 0;
+	r = b->src->read(b->src, buf, n);
+	if (r == 0)
+		b->eof = true;
+	if (r <= 0)
+		return r;
+	b->total += (uint64_t)r;
+	if (b->replay_ok && b->total <= WP_RETRY_BUFFER && !zm_buf_append(&b->replay, buf, (size_t)r)) {
+		b->pos += (size_t)r;
+	} else if (b->replay_ok) {
+		b->replay_ok = false;	/* past the buffer: this try is the only one */
+		zm_buf_free(&b->replay);
+		b->pos = 0;
+	}
+	return r;
+}
+
+int wp_body_fd(const struct wp_body *b)
+{
+	return b->src && !b->eof ? b->src->fd : -1;
+}
+
+bool wp_body_rewind(struct wp_body *b)
+{
+	if (!b->replay_ok)
+		return false;
+	b->pos = 0;
+	return true;
+}
+
+static int64_t min_dl(int64_t a, int64_t b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
+/* Whole answer's head into @h (names lower-case), from a parsed HTTP/1 message. */
+static int msg_hlist(struct wp_msg *m, struct hlist *h)
+{
+	size_t n = wp_msg_fields(m);
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		rc |= hl_add(h, m->f[i].name, m->f[i].name_len, m->f[i].value, m->f[i].value_len);
+	return rc;
+}
+
+/*
+ * One try over HTTP/1.1 to addr:port: @head_out (request line + headers),
+ * then the body from x->body (chunked when @chunked) while the answer is
+ * read, both ways at once under poll(), so neither side waits for the
+ * other to finish. A pooled connection that fails before any answer byte
+ * is retried once on a fresh one (the peer may have closed it while idle)
+ * when the body can be sent again.
+ */
+static enum try_result do_try(struct conn *c, const char *addr, int port, const struct zm_buf *head_out,
+			      bool chunked, int64_t connect_deadline, struct wp_xfer *x)
+{
+	int64_t idle = (int64_t)wp_options->idle_timeout_ms * 1000000;
+
 	for (int round = 0; round < 2; round++) {
-		struct zm_buf in = { 0 };
-		bool fresh, got = false;
-		int fd = up_get(c, addr, port, connect_deadline < deadline || !deadline ?
-				connect_deadline : deadline, &fresh);
+		struct zm_buf ob = { 0 };
+		struct wp_msg resp;
+		bool fresh, got = false, body_done = !x->body->src, body_wait = false, decided = false;
+		bool extra = false;
 		enum try_result tr = TRY_RESET;
+		int64_t last = now_ns();
+		char tmp[16384];
+		int fd;
 
-		if (fd < 0)
-			return fd == -ETIMEDOUT && deadline && now_ns() >= deadline ? TRY_TIMEOUT :
-			       TRY_CONNECT_FAIL;
-		wp_msg_free(resp);
-		wp_msg_init(resp, HTTP_RESPONSE, WP_MAX_RESP);
-		resp->head_response = head;
-		if (write_all(fd, zm_buf_data(out), zm_buf_len(out), deadline)) {
-			close(fd);
-			if (!fresh)
-				continue;
+		if (round && !wp_body_rewind(x->body))
 			return TRY_RESET;
-		}
+		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh);
+		if (fd < 0)
+			return fd == -ETIMEDOUT && x->try_deadline && now_ns() >= x->try_deadline ? TRY_TIMEOUT :
+			       TRY_CONNECT_FAIL;
+		wp_msg_init(&resp, HTTP_RESPONSE, SIZE_MAX);
+		resp.head_response = x->head;
+		if (zm_buf_append(&ob, zm_buf_data(head_out), zm_buf_len(head_out)))
+			goto fail;
 		for (;;) {
-			long r = read_some(fd, &in, deadline);
+			struct pollfd pf[2];
+			int64_t dl;
+			long r;
+			int pr;
 
-			if (r == -ETIMEDOUT) {
+			/* the request body, a bounded piece at a time */
+			while (!body_done && !body_wait && zm_buf_len(&ob) < sizeof(tmp)) {
+				r = wp_body_read(x->body, tmp, sizeof(tmp) - 64);
+				if (r == -EAGAIN) {
+					body_wait = true;
+				} else if (r < 0) {
+					x->down_fail = true;
+					goto fail;
+				} else if (r == 0) {
+					if (chunked)
+						zm_buf_puts(&ob, "0\r\n\r\n");
+					body_done = true;
+				} else {
+					if (chunked)
+						zm_buf_printf(&ob, "%lx\r\n", (unsigned long)r);
+					zm_buf_append(&ob, tmp, (size_t)r);
+					if (chunked)
+						zm_buf_puts(&ob, "\r\n");
+				}
+			}
+			if (zm_buf_len(&ob)) {
+				ssize_t w = send(fd, zm_buf_data(&ob), zm_buf_len(&ob), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+				if (w > 0) {
+					zm_buf_consume(&ob, (size_t)w);
+					last = now_ns();
+				} else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+					if (!got && !fresh && !x->committed)
+						goto fail;	/* a stale pooled connection */
+					/* the upstream stopped reading: its answer may still come */
+					zm_buf_reset(&ob);
+					body_done = true;
+					extra = true;
+				}
+			}
+			if (!zm_buf_len(&ob) && !body_done && !body_wait)
+				continue;	/* all sent: more body first */
+			pf[0] = (struct pollfd){ .fd = fd, .events = POLLIN | (zm_buf_len(&ob) ? POLLOUT : 0) };
+			pf[1] = (struct pollfd){ .fd = body_wait ? wp_body_fd(x->body) : -1, .events = POLLIN };
+			dl = min_dl(x->committed ? x->deadline : min_dl(x->deadline, x->try_deadline), last + idle);
+			pr = poll(pf, 2, ms_left(dl));
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr < 0)
+				goto fail;
+			if (pr == 0) {
 				tr = TRY_TIMEOUT;
-				break;
+				goto fail;
 			}
-			if (r < 0) {
-				tr = TRY_RESET;
-				break;
-			}
-			if (r == 0) {
-				tr = got && wp_msg_eof(resp) == 0 ? TRY_OK : TRY_RESET;
-				if (tr == TRY_OK) {
-					close(fd);
-					fd = -1;
-				}
-				break;
-			}
-			got = true;
-			{
-				long used = wp_msg_feed(resp, zm_buf_data(&in), zm_buf_len(&in));
+			if (pf[1].revents)
+				body_wait = false;
+			if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				continue;
+			if (r < 0 || (r == 0 && (!got || wp_msg_eof(&resp))))
+				goto fail;
+			if (r > 0) {
+				long used;
 
+				got = true;
+				last = now_ns();
+				used = wp_msg_feed(&resp, tmp, (size_t)r);
 				if (used < 0) {
-					tr = resp->body_too_big ? TRY_TOO_BIG : TRY_BAD;
-					break;
+					tr = TRY_BAD;
+					goto fail;
 				}
-				zm_buf_consume(&in, (size_t)used);
-				if (resp->complete) {
+				extra |= used < r;
+			}
+			if (resp.headers_done && !decided) {
+				struct hlist uh = { 0 };
+				char cl[32];
+				size_t cll;
+				int64_t len = -1;
+
+				decided = true;
+				if (x->verdict(x, (int)resp.p.status_code, -1) == WP_RETRY) {
+					x->status = resp.p.status_code;
 					tr = TRY_OK;
-					/* reusable only when nothing trails and the server keeps it */
-					if (!zm_buf_len(&in) && llhttp_should_keep_alive(&resp->p))
-						up_put(c, fd, addr, port);
-					else
-						close(fd);
-					fd = -1;
-					break;
+					goto fail;	/* dropped; the connection with it */
 				}
+				if ((resp.p.flags & F_CONTENT_LENGTH) && !(resp.p.flags & F_CHUNKED) &&
+				    wp_msg_header(&resp, "content-length", cl, sizeof(cl), &cll))
+					len = strtoll(cl, NULL, 10);
+				if (msg_hlist(&resp, &uh) ||
+				    x->commit(x, (int)resp.p.status_code, zm_buf_data(&resp.status_text),
+					      zm_buf_len(&resp.status_text), &uh, len)) {
+					hl_free(&uh);
+					x->down_fail = true;
+					goto fail;
+				}
+				hl_free(&uh);
+			}
+			if (x->committed && zm_buf_len(&resp.body)) {
+				size_t n = zm_buf_len(&resp.body);
+
+				if (x->sink->data(x->sink, zm_buf_data(&resp.body), n,
+						  x->deadline ? x->deadline : now_ns() + idle)) {
+					x->down_fail = true;
+					goto fail;
+				}
+				x->resp_bytes += n;
+				zm_buf_reset(&resp.body);
+			}
+			if (resp.complete) {
+				if (x->sink->end(x->sink, NULL))
+					x->down_fail = true;
+				/* reusable only when all was said both ways and the server keeps it */
+				if (!extra && body_done && !zm_buf_len(&ob) && r > 0 &&
+				    llhttp_should_keep_alive(&resp.p))
+					up_put(c, fd, addr, port);
+				else
+					close(fd);
+				x->status = resp.status;
+				wp_msg_free(&resp);
+				zm_buf_free(&ob);
+				return TRY_OK;
 			}
 		}
-		zm_buf_free(&in);
-		if (fd >= 0)
-			close(fd);
-		if (tr == TRY_RESET && !got && !fresh)
+fail:
+		close(fd);
+		wp_msg_free(&resp);
+		zm_buf_free(&ob);
+		if (tr == TRY_OK)
+			return TRY_OK;
+		if (tr == TRY_RESET && !got && !fresh && !x->down_fail && !x->committed)
 			continue;
+		if (x->committed && !x->aborted) {
+			x->aborted = true;
+			x->sink->abort(x->sink);
+		}
 		return tr;
 	}
 	return TRY_RESET;
@@ -510,13 +674,10 @@ static const char *lbl(const struct zm_labels *l, const char *k)
 	return v ? v : "unknown";
 }
 
-/* grpc-status of an answer (trailers, or headers of a trailers-only answer); -1 when none. */
-static int grpc_status(const struct wp_resp *r)
+int wp_grpc_status(const struct hlist *h)
 {
-	const char *v = hl_get(&r->trailers, "grpc-status");
+	const char *v = hl_get(h, "grpc-status");
 
-	if (!v)
-		v = hl_get(&r->h, "grpc-status");
 	return v ? atoi(v) : -1;
 }
 
@@ -544,7 +705,7 @@ static void log_and_count(struct conn *c, const struct wp_req *rq, const struct 
 	const char *v;
 	double ms = (double)(now_ns() - t0_ns) / 1e6;
 	const struct zm_l7_ep *ep = res->ep;
-	size_t reqb = rq->body ? zm_buf_len(rq->body) : rq->bytes_in;
+	size_t reqb = rq->bytes_in;
 	struct wp_labels ml = {
 		/* workload: the app label, else the pod name (as ztunnel reports it) */
 		.src_workload = src ? workload(&src->labels, src->name) : NULL,
@@ -639,14 +800,101 @@ void wp_resp_free(struct wp_resp *rs)
 	zm_buf_free(&rs->status_buf);
 }
 
+/* ---- the answer's way back ---------------------------------------------------------- */
+
+struct xctx {
+	struct wp_resp *rs;
+	const struct zm_l7_decision *d;
+	int t, tries;
+};
+
+static enum wp_verdict xfer_verdict(struct wp_xfer *x, int status, int gst)
+{
+	const struct xctx *k = x->ctx;
+
+	if (k->t + 1 >= k->tries || !x->body->replay_ok)
+		return WP_COMMIT;
+	if (zm_l7_should_retry(k->d, status, false) || (gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
+		return WP_RETRY;
+	return WP_COMMIT;
+}
+
+/* The upstream's head as the client gets it: hop-by-hop fields out, response header ops. */
+static int xfer_commit(struct wp_xfer *x, int status, const char *text, size_t tlen, const struct hlist *uh,
+		       int64_t len)
+{
+	struct xctx *k = x->ctx;
+	struct wp_resp *rs = k->rs;
+	const struct zm_l7_decision *d = k->d;
+
+	rs->status = status;
+	if (tlen && !zm_buf_append(&rs->status_buf, text, tlen))
+		rs->status_text = zm_buf_cstr(&rs->status_buf);
+	for (size_t i = 0; i < uh->n; i++) {
+		const struct hkv *kv = &uh->v[i];
+
+		if (rs->head && !strcmp(kv->n, "content-length"))
+			rs->keep_length = true;	/* HEAD: the length of what GET would send */
+		else if (wp_hop_by_hop(kv->n, strlen(kv->n)))
+			continue;
+		hl_add(&rs->h, kv->n, strlen(kv->n), kv->v, strlen(kv->v));
+	}
+	hl_apply(&rs->h, d->resp_ops, d->nresp_ops);
+	for (size_t i = 0; i < d->nresp_set; i++)
+		hl_set(&rs->h, d->resp_set[i].name, d->resp_set[i].value);
+	x->committed = true;
+	x->status = status;
+	rs->streamed = true;
+	return x->sink->head(x->sink, rs, rs->head ? -1 : len);
+}
+
+/* A sink that keeps the answer in rs (a front end without one). */
+struct buf_sink {
+	struct wp_sink k;
+	struct wp_resp *rs;
+};
+
+static int bs_head(struct wp_sink *k, const struct wp_resp *rs, int64_t len)
+{
+	(void)k;
+	(void)rs;
+	(void)len;
+	return 0;
+}
+
+static int bs_data(struct wp_sink *k, const char *d, size_t n, int64_t deadline)
+{
+	(void)deadline;
+	return zm_buf_append(&((struct buf_sink *)k)->rs->body, d, n);
+}
+
+static int bs_end(struct wp_sink *k, const struct hlist *tr)
+{
+	struct wp_resp *rs = ((struct buf_sink *)k)->rs;
+
+	for (size_t i = 0; tr && i < tr->n; i++)
+		hl_add(&rs->trailers, tr->v[i].n, strlen(tr->v[i].n), tr->v[i].v, strlen(tr->v[i].v));
+	rs->streamed = false;	/* the front end writes it */
+	return 0;
+}
+
+static void bs_abort(struct wp_sink *k)
+{
+	((struct buf_sink *)k)->rs->close = true;
+}
+
+static void buf_sink_init(struct buf_sink *b, struct wp_resp *rs)
+{
+	*b = (struct buf_sink){ .k = { bs_head, bs_data, bs_end, bs_abort }, .rs = rs };
+}
+
 void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_ns, int64_t t0_wall)
 {
 	struct wp_snap *snap = wp_snap_get();
 	struct zm_l7_decision d;
 	struct zm_l7_request r;
 	struct hlist h = { 0 };
-	struct wp_msg resp;
-	struct wp_resp r2;		/* an HTTP/2 upstream's answer */
+	struct wp_body body = { .src = rq->src, .replay_ok = true };
 	struct result res = { .code = 0 };
 	const struct zm_lab_pod *src = NULL;
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
@@ -656,8 +904,6 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 	wp_trace_begin(&trc, rq->f, rq->nf, t0_wall);
 	zm_l7_decision_init(&d);
-	wp_msg_init(&resp, HTTP_RESPONSE, WP_MAX_RESP);
-	wp_resp_init(&r2);
 	rs->head = head;
 	if (!snap) {
 		res.code = 503;
@@ -809,7 +1055,6 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
 		enum try_result tr = TRY_CONNECT_FAIL;
-		size_t blen = rq->body ? zm_buf_len(rq->body) : 0;
 		char ct[128];
 		size_t ctl;
 		const char *pn = d.svc->port_names[d.svc_port_idx];
@@ -818,18 +1063,29 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		bool h2up = !strncmp(pn, "grpc", 4) || !strncmp(pn, "http2", 5) || !strncmp(pn, "h2c", 3) ||
 			    (!strcmp(rq->proto, "HTTP/2") && req_header(rq, "content-type", ct, sizeof(ct), &ctl) &&
 			     !strncmp(ct, "application/grpc", 16));
-		int gst = -1;
+		/* HTTP/1 upstream framing is ours: the client's length when it said one, else chunked */
+		bool chunked = rq->src && rq->src->len < 0;
+		struct buf_sink bsink;
+		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
+		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
+				     .verdict = xfer_verdict, .commit = xfer_commit, .ctx = &xc };
 
+		if (!x.sink) {
+			buf_sink_init(&bsink, rs);
+			x.sink = &bsink.k;
+		}
 		zm_buf_printf(&out, "%s %s HTTP/1.1\r\nhost: %s\r\n", rq->method, zm_buf_cstr(&d.path),
 			      zm_buf_cstr(&d.authority));
 		hl_write(&out, &h);
-		if (blen || rq->framed_body)
-			zm_buf_printf(&out, "content-length: %zu\r\n", blen);
+		if (rq->src && rq->src->len >= 0)
+			zm_buf_printf(&out, "content-length: %lld\r\n", (long long)rq->src->len);
+		else if (chunked)
+			zm_buf_puts(&out, "transfer-encoding: chunked\r\n");
+		else if (rq->framed_body)
+			zm_buf_puts(&out, "content-length: 0\r\n");
 		zm_buf_puts(&out, "\r\n");
-		if (blen)
-			zm_buf_append(&out, zm_buf_data(rq->body), blen);
 		for (int t = 0; t < tries; t++) {
-			int64_t try_deadline = deadline, tnow = now_ns();
+			int64_t tnow = now_ns();
 			int ep = zm_l7_pick(snap->l7, &d, &r, skip, tnow);
 			const struct zm_l7_ep *e;
 			int st;
@@ -842,43 +1098,42 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				res.reason = "no healthy upstream";
 				break;
 			}
+			if (t && !wp_body_rewind(&body))
+				break;	/* the body is past the replay buffer */
 			e = &d.svc->eps[ep];
 			res.ep = e;
 			snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);
-			if (d.per_try_ns && (!try_deadline || tnow + d.per_try_ns < try_deadline))
-				try_deadline = tnow + d.per_try_ns;
+			xc.t = t;
+			x.status = 0;
+			x.try_deadline = d.per_try_ns ? tnow + d.per_try_ns : 0;
+			x.hold_grpc = t + 1 < tries && body.replay_ok && (d.retry_on & 0x1f00u);
 			wp_trace_try_begin(&trc, &out, &h);
 			if (h2up) {
+				int64_t tdl = min_dl(deadline, x.try_deadline);
 				int ufd = connect_to(e->addr, e->tport[d.svc_port_idx],
-						     try_deadline && try_deadline < tnow + cto ? try_deadline : tnow + cto);
+						     tdl && tdl < tnow + cto ? tdl : tnow + cto);
 
-				wp_resp_free(&r2);
-				wp_resp_init(&r2);
-				tr = ufd < 0 ? (ufd == -ETIMEDOUT && try_deadline && now_ns() >= try_deadline ?
+				tr = ufd < 0 ? (ufd == -ETIMEDOUT && tdl && now_ns() >= tdl ?
 						TRY_TIMEOUT : TRY_CONNECT_FAIL) :
-				     wp_h2_upstream(ufd, rq->method, zm_buf_cstr(&d.path), zm_buf_cstr(&d.authority),
-						    &h, rq->body, try_deadline, &r2);
+				     (enum try_result)wp_h2_upstream(ufd, rq->method, zm_buf_cstr(&d.path),
+								     zm_buf_cstr(&d.authority), &h, &x);
 				if (ufd >= 0)
 					close(ufd);
-				st = tr == TRY_OK ? r2.status : 0;
-				gst = tr == TRY_OK ? grpc_status(&r2) : -1;
 			} else {
-				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, head, tnow + cto,
-					    try_deadline, &resp);
-				st = tr == TRY_OK ? resp.status : 0;
-				gst = -1;
+				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, chunked, tnow + cto, &x);
 			}
-			zm_l7_report(snap->l7, &d, ep, st, now_ns());
+			st = tr == TRY_OK ? x.status : 0;
+			zm_l7_report(snap->l7, &d, ep, x.aborted ? 0 : st, now_ns());
 			wp_trace_try_end(&trc, &d, e->addr, e->tport[d.svc_port_idx], st);
-			if (tr == TRY_OK) {
-				res.code = st;
+			if (tr == TRY_OK || x.committed) {
+				res.code = x.status;
 				res.reason = NULL;
 			}
-			if (deadline && now_ns() >= deadline)
+			if (x.committed || x.down_fail || (deadline && now_ns() >= deadline))
 				break;
-			if (t + 1 < tries && (zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
-					      (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED)) ||
-					      (gst > 0 && zm_l7_should_retry_grpc(&d, gst)))) {
+			if (t + 1 < tries && (tr == TRY_OK /* dropped for a retry by xfer_verdict */ ||
+					      zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
+					      (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED)))) {
 				/* Envoy: jittered exponential backoff from the base interval. */
 				int64_t b = d.backoff_ns ? d.backoff_ns : 25 * ZM_NS_PER_MS;
 				uint32_t rr;
@@ -899,91 +1154,72 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			break;
 		}
 		zm_buf_free(&out);
-		if (tr != TRY_OK && res.code != 503) {
-			switch (tr) {
-			case TRY_TIMEOUT:
-				res.code = 504;
-				snprintf(res.flags, sizeof(res.flags), "UT");
-				res.reason = "upstream request timeout";
-				break;
-			case TRY_CONNECT_FAIL:
-				res.code = 503;
-				snprintf(res.flags, sizeof(res.flags), "UF");
-				res.reason = "upstream connect error or disconnect/reset before headers. "
-					     "reset reason: connection failure";
-				break;
-			case TRY_TOO_BIG:
-			case TRY_BAD:
-				res.code = 502;
-				snprintf(res.flags, sizeof(res.flags), "UPE");
-				res.reason = "upstream sent a malformed or oversized response";
-				break;
-			default:
-				res.code = 503;
-				snprintf(res.flags, sizeof(res.flags), "UC");
-				res.reason = "upstream connect error or disconnect/reset before headers. "
-					     "reset reason: connection termination";
-				break;
+		res.resp_bytes = x.resp_bytes;
+		if (x.committed) {
+			if (x.aborted) {
+				/* the head went out, the rest did not: the client sees a reset */
+				snprintf(res.flags, sizeof(res.flags), "%s",
+					 x.down_fail ? "DC" : tr == TRY_TIMEOUT ? "UT" : "UR");
+				res.reason = x.down_fail ? "downstream remote disconnect" :
+					     tr == TRY_TIMEOUT ? "upstream response timeout" : "upstream reset after headers";
+				rs->close = true;
 			}
-		}
-		if (tr != TRY_OK || !res.ep) {
-			if (!res.reason)
-				res.reason = "upstream failure";
-			local(rs, res.code, res.reason, strlen(res.reason));
-			for (size_t i = 0; i < d.nresp_set; i++)
-				hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
 			goto mirror;
 		}
-	}
-	/* The answer with response header ops; framing is the front end's. */
-	if (r2.status) {
-		rs->status = r2.status;
-		for (size_t i = 0; i < r2.h.n; i++) {
-			const struct hkv *kv = &r2.h.v[i];
-
-			if (head && !strcmp(kv->n, "content-length"))
-				rs->keep_length = true;
-			else if (wp_hop_by_hop(kv->n, strlen(kv->n)))
-				continue;
-			hl_add(&rs->h, kv->n, strlen(kv->n), kv->v, strlen(kv->v));
+		if (x.down_fail) {
+			/* the client went away, or its body broke framing, before an answer */
+			res.code = 400;
+			snprintf(res.flags, sizeof(res.flags), "DC");
+			res.reason = "downstream remote disconnect or bad body";
+			local(rs, 400, "bad request", 11);
+			rs->close = true;
+			goto mirror;
 		}
-		rs->trailers = r2.trailers;
-		rs->body = r2.body;
-		memset(&r2.trailers, 0, sizeof(r2.trailers));
-		memset(&r2.body, 0, sizeof(r2.body));
-		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
+		if (tr == TRY_OK && !x.committed)
+			tr = TRY_RESET;	/* every answer was dropped for a retry and none is left: cannot happen */
+		switch (!strcmp(res.flags, "UH") ? TRY_OK : tr) {
+		case TRY_OK:
+			break;
+		case TRY_TIMEOUT:
+			res.code = 504;
+			snprintf(res.flags, sizeof(res.flags), "UT");
+			res.reason = "upstream request timeout";
+			break;
+		case TRY_CONNECT_FAIL:
+			res.code = 503;
+			snprintf(res.flags, sizeof(res.flags), "UF");
+			res.reason = "upstream connect error or disconnect/reset before headers. "
+				     "reset reason: connection failure";
+			break;
+		case TRY_TOO_BIG:
+		case TRY_BAD:
+			res.code = 502;
+			snprintf(res.flags, sizeof(res.flags), "UPE");
+			res.reason = "upstream sent a malformed or oversized response";
+			break;
+		default:
+			res.code = 503;
+			snprintf(res.flags, sizeof(res.flags), "UC");
+			res.reason = "upstream connect error or disconnect/reset before headers. "
+				     "reset reason: connection termination";
+			break;
+		}
+		if (!res.reason)
+			res.reason = "upstream failure";
+		local(rs, res.code, res.reason, strlen(res.reason));
+		res.resp_bytes = zm_buf_len(&rs->body);
 		for (size_t i = 0; i < d.nresp_set; i++)
 			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
-	} else {
-		size_t rn = wp_msg_fields(&resp);
-
-		rs->status = resp.status;
-		zm_buf_append(&rs->status_buf, zm_buf_data(&resp.status_text), zm_buf_len(&resp.status_text));
-		rs->status_text = zm_buf_cstr(&rs->status_buf);
-		for (size_t i = 0; i < rn; i++) {
-			const struct zm_http_field *f = &resp.f[i];
-			bool cl = f->name_len == 14 && !memcmp(f->name, "content-length", 14);
-
-			if (head && cl) {
-				rs->keep_length = true;	/* HEAD: the length of what GET would send */
-				hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
-				continue;
-			}
-			if (wp_hop_by_hop(f->name, f->name_len))
-				continue;
-			hl_add(&rs->h, f->name, f->name_len, f->value, f->value_len);
-		}
-		hl_apply(&rs->h, d.resp_ops, d.nresp_ops);
-		for (size_t i = 0; i < d.nresp_set; i++)
-			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
-		rs->body = resp.body;
-		memset(&resp.body, 0, sizeof(resp.body));
+		goto mirror;
 	}
 mirror:
-	if (d.mirror_svc)
-		start_mirror(snap, &d, rq->method, &h, rq->body ? rq->body : &(struct zm_buf){ 0 });
+	/* a copy of what was buffered: the whole body when it fit the replay buffer */
+	if (d.mirror_svc && (!body.src || (body.eof && body.replay_ok)))
+		start_mirror(snap, &d, rq->method, &h, &body.replay);
 done:
-	res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
+	if (!rs->streamed && !res.resp_bytes)
+		res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
+	rq->bytes_in = body.total;
 	if (admitted)
 		zm_l7_release(snap->l7, &d);
 	log_and_count(c, rq, &d, &res, src, principal[0] ? principal : NULL, t0_ns, t0_wall, reqid);
@@ -991,11 +1227,10 @@ done:
 		.method = rq->method, .authority = host, .path = rq->target, .path_len = rq->target_len,
 		.proto = rq->proto, .peer = c->peer, .request_id = reqid, .flags = res.flags,
 		.user_agent = req_header(rq, "user-agent", tmp, sizeof(tmp), &len), .code = res.code,
-		.d = &d, .req_bytes = rq->body ? zm_buf_len(rq->body) : 0, .resp_bytes = res.resp_bytes,
+		.d = &d, .req_bytes = body.total, .resp_bytes = res.resp_bytes,
 		.tls = c->gw_tls });
 	hl_free(&h);
-	wp_msg_free(&resp);
-	wp_resp_free(&r2);
+	zm_buf_free(&body.replay);
 	zm_l7_decision_free(&d);
 	wp_snap_put(snap);
 }
@@ -1024,28 +1259,190 @@ static int h1_write(struct conn *c, const struct wp_resp *rs, bool keep)
 	return rc;
 }
 
-/* Handle one complete HTTP/1 request on @c. Returns true to keep the connection. */
+/* ---- the HTTP/1.1 front's body source and answer sink ------------------------------- */
+
+struct h1_front {
+	struct wp_src src;
+	struct wp_sink sink;
+	struct conn *c;
+	bool http11, chunked, nobody, broken;
+	struct zm_buf ob;
+};
+
+/* The request body, parsed out of the client's bytes as the upstream wants them. */
+static long h1_src_read(struct wp_src *s, char *buf, size_t n)
+{
+	struct h1_front *f = (struct h1_front *)((char *)s - offsetof(struct h1_front, src));
+	struct conn *c = f->c;
+
+	for (;;) {
+		size_t have = zm_buf_len(&c->req.body);
+		char *dst;
+		ssize_t r;
+
+		if (have) {
+			if (have > n)
+				have = n;
+			memcpy(buf, zm_buf_data(&c->req.body), have);
+			zm_buf_consume(&c->req.body, have);
+			return (long)have;
+		}
+		if (c->req.complete)
+			return 0;
+		if (zm_buf_len(&c->in)) {
+			/* at most what one read brought: the parsed body stays small */
+			size_t k = zm_buf_len(&c->in) < 16384 ? zm_buf_len(&c->in) : 16384;
+			long used = wp_msg_feed(&c->req, zm_buf_data(&c->in), k);
+
+			if (used < 0)
+				return -EBADMSG;
+			zm_buf_consume(&c->in, (size_t)used);
+			continue;
+		}
+		dst = zm_buf_reserve(&c->in, 16384);
+		if (!dst)
+			return -ENOMEM;
+		r = recv(c->fd, dst, 16384, MSG_DONTWAIT);
+		if (r > 0) {
+			zm_buf_commit(&c->in, (size_t)r);
+			continue;
+		}
+		if (r == 0)
+			return -EPIPE;	/* the client closed in the middle of its body */
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return -EAGAIN;
+		return -errno;
+	}
+}
+
+static int h1_head(struct wp_sink *k, const struct wp_resp *rs, int64_t len)
+{
+	struct h1_front *f = (struct h1_front *)((char *)k - offsetof(struct h1_front, sink));
+	struct zm_buf o = { 0 };
+	bool bodyless = rs->status == 204 || rs->status == 304 || rs->status < 200;
+	int rc;
+
+	zm_buf_printf(&o, "HTTP/1.1 %d %s\r\n", rs->status,
+		      rs->status_text && *rs->status_text ? rs->status_text : wp_reason(rs->status));
+	hl_write(&o, &rs->h);
+	f->nobody = rs->head || bodyless;
+	if (bodyless || rs->keep_length)
+		;
+	else if (rs->head)
+		zm_buf_puts(&o, "content-length: 0\r\n");
+	else if (len >= 0)
+		zm_buf_printf(&o, "content-length: %lld\r\n", (long long)len);
+	else if (f->http11)
+		f->chunked = !zm_buf_puts(&o, "transfer-encoding: chunked\r\n");
+	else
+		f->broken = !zm_buf_puts(&o, "connection: close\r\n");	/* HTTP/1.0: ends with the connection */
+	zm_buf_puts(&o, "\r\n");
+	rc = zm_buf_cstr(&o) ? write_all(f->c->fd, zm_buf_data(&o), zm_buf_len(&o),
+					 now_ns() + 60LL * ZM_NS_PER_S) : -ENOMEM;
+	zm_buf_free(&o);
+	if (rc)
+		f->broken = true;
+	return rc;
+}
+
+static int h1_data(struct wp_sink *k, const char *d, size_t n, int64_t deadline)
+{
+	struct h1_front *f = (struct h1_front *)((char *)k - offsetof(struct h1_front, sink));
+	int rc;
+
+	if (f->nobody || !n)
+		return 0;
+	if (!f->chunked) {
+		rc = write_all(f->c->fd, d, n, deadline);
+	} else {
+		zm_buf_reset(&f->ob);
+		zm_buf_printf(&f->ob, "%zx\r\n", n);
+		zm_buf_append(&f->ob, d, n);
+		rc = zm_buf_puts(&f->ob, "\r\n") ? -ENOMEM :
+		     write_all(f->c->fd, zm_buf_data(&f->ob), zm_buf_len(&f->ob), deadline);
+	}
+	if (rc)
+		f->broken = true;
+	return rc;
+}
+
+static int h1_end(struct wp_sink *k, const struct hlist *tr)
+{
+	struct h1_front *f = (struct h1_front *)((char *)k - offsetof(struct h1_front, sink));
+	int rc;
+
+	if (!f->chunked || f->nobody)
+		return 0;
+	/* trailers (gRPC's grpc-status) as chunked trailer fields */
+	zm_buf_reset(&f->ob);
+	zm_buf_puts(&f->ob, "0\r\n");
+	if (tr)
+		hl_write(&f->ob, tr);
+	rc = zm_buf_puts(&f->ob, "\r\n") ? -ENOMEM :
+	     write_all(f->c->fd, zm_buf_data(&f->ob), zm_buf_len(&f->ob), now_ns() + 60LL * ZM_NS_PER_S);
+	if (rc)
+		f->broken = true;
+	return rc;
+}
+
+static void h1_abort(struct wp_sink *k)
+{
+	struct h1_front *f = (struct h1_front *)((char *)k - offsetof(struct h1_front, sink));
+
+	f->broken = true;	/* a cut answer: only closing the connection tells the client */
+}
+
+/* Handle one HTTP/1 request on @c (its head parsed). Returns true to keep the connection. */
 static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 {
 	struct wp_msg *req = &c->req;
 	struct wp_resp rs;
+	struct h1_front f = {
+		.src = { .read = h1_src_read, .fd = c->fd, .len = -1 },
+		.sink = { h1_head, h1_data, h1_end, h1_abort },
+		.c = c, .http11 = req->p.http_minor >= 1,
+	};
+	bool framed = req->p.flags & (F_CONTENT_LENGTH | F_CHUNKED);
 	struct wp_req rq = {
 		.method = zm_buf_cstr(&req->method),
 		.target = zm_buf_data(&req->url), .target_len = zm_buf_len(&req->url),
-		.f = req->f, .nf = wp_msg_fields(req), .body = &req->body,
-		.framed_body = req->p.flags & (F_CONTENT_LENGTH | F_CHUNKED),
+		.f = req->f, .nf = wp_msg_fields(req),
+		.src = framed ? &f.src : NULL, .sink = &f.sink,
+		.framed_body = framed,
 		.proto = req->p.http_minor ? "HTTP/1.1" : "HTTP/1.0",
 	};
 	bool keep = llhttp_should_keep_alive(&req->p);
 
+	if ((req->p.flags & F_CONTENT_LENGTH) && !(req->p.flags & F_CHUNKED)) {
+		char cl[32];
+		size_t l;
+
+		if (wp_msg_header(req, "content-length", cl, sizeof(cl), &l))
+			f.src.len = strtoll(cl, NULL, 10);
+	}
 	wp_resp_init(&rs);
 	if (!rq.method)
 		rq.method = "";
 	wp_serve(c, &rq, &rs, t0_ns, t0_wall);
-	if (rs.close)
+	if (rs.close || f.broken)
 		keep = false;
-	if (h1_write(c, &rs, keep))
+	if (!rs.streamed && h1_write(c, &rs, keep))
 		keep = false;
+	/* a body the answer did not need: what is already here may be dropped, else close */
+	for (size_t drained = 0; keep && !req->complete && drained < WP_RETRY_BUFFER;) {
+		char sink[4096];
+		long r = h1_src_read(&f.src, sink, sizeof(sink));
+
+		if (r <= 0) {
+			if (r < 0)
+				keep = false;
+			break;
+		}
+		drained += (size_t)r;
+	}
+	if (!req->complete)
+		keep = false;
+	zm_buf_free(&f.ob);
 	wp_resp_free(&rs);
 	return keep;
 }
@@ -1234,11 +1631,10 @@ void *wp_conn_thread(void *arg)
 		return NULL;
 	}
 
-	wp_msg_init(&c->req, HTTP_REQUEST, WP_MAX_REQ_BODY);
+	wp_msg_init(&c->req, HTTP_REQUEST, SIZE_MAX);
 	for (;;) {
 		int64_t idle_deadline = now_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
 		int64_t hdr_deadline = 0, t0 = 0, t0_wall = 0;
-		bool sent_continue = false;
 
 		wp_msg_reset(&c->req);
 		for (;;) {
@@ -1274,7 +1670,8 @@ void *wp_conn_thread(void *arg)
 				zm_buf_consume(&c->in, (size_t)used);
 				if (c->req.complete)
 					break;
-				if (c->req.headers_done && !sent_continue) {
+				if (c->req.headers_done) {
+					/* the body streams while the request is served */
 					char tmp[64];
 					size_t l;
 					const char *e = wp_msg_header(&c->req, "expect", tmp, sizeof(tmp), &l);
@@ -1282,12 +1679,11 @@ void *wp_conn_thread(void *arg)
 					if (e && !strcasecmp(e, "100-continue"))
 						write_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25,
 							  now_ns() + ZM_NS_PER_S);
-					sent_continue = true;
+					break;
 				}
 			}
 more:
-			dl = !t0 ? idle_deadline : !c->req.headers_done ? hdr_deadline :
-			     t0 + (int64_t)BODY_TIMEOUT_MS * 1000000;
+			dl = !t0 ? idle_deadline : hdr_deadline;
 			r = read_some(c->fd, &c->in, dl);
 			if (r == -ETIMEDOUT && t0) {
 				refuse(c, 408, "request timeout");

@@ -24,8 +24,10 @@
 
 #define WP_MAX_HEADERS 100		/* header fields per message: more is 431 */
 #define WP_MAX_HEADER_BYTES (60 * 1024)	/* request line + headers: more is 431 (Envoy: 60 KiB) */
-#define WP_MAX_REQ_BODY (8 * 1024 * 1024)	/* more is 413 */
-#define WP_MAX_RESP (16 * 1024 * 1024)	/* a bigger upstream answer is 502 */
+#define WP_RETRY_BUFFER (64 * 1024)	/* request body kept for a retry (Envoy: per_request_buffer_limit_bytes) */
+#define WP_STREAM_BUF (64 * 1024)	/* an answer queued between two threads, per stream */
+#define WP_H2_STREAM_WINDOW (256 * 1024)	/* HTTP/2 receive window per stream ... */
+#define WP_H2_CONN_WINDOW (8 * 1024 * 1024)	/* ... and per connection: what a client may have in flight */
 #define WP_MAX_CONNS 4096
 
 struct wp_opts {
@@ -176,6 +178,33 @@ struct conn {
 	uint64_t nreq;
 };
 
+/*
+ * Bodies stream: a front end hands wp_serve() its request body as a
+ * wp_src and takes the answer through a wp_sink, so neither is ever held
+ * whole. Back-pressure: the source is read only as the upstream takes
+ * bytes, the sink blocks (with a deadline) while the client does not read.
+ */
+struct wp_src {
+	/* Non-blocking: >0 bytes, 0 end of body, -EAGAIN (poll @fd for POLLIN), <0 the client failed. */
+	long (*read)(struct wp_src *s, char *buf, size_t n);
+	int fd;
+	int64_t len;			/* the client's content-length; -1 unknown */
+};
+
+struct wp_resp;
+struct hlist;
+
+struct wp_sink {
+	/* The answer's head: rs->status, rs->h (no framing fields); @len the body length or -1. */
+	int (*head)(struct wp_sink *k, const struct wp_resp *rs, int64_t len);
+	/* All of @d, blocking while the client is slow, until @deadline (CLOCK_MONOTONIC ns). */
+	int (*data)(struct wp_sink *k, const char *d, size_t n, int64_t deadline);
+	/* The end, with trailers (may be NULL or empty; dropped where the protocol has none). */
+	int (*end)(struct wp_sink *k, const struct hlist *trailers);
+	/* Cut the answer short (the upstream failed after the head went out): reset / close. */
+	void (*abort)(struct wp_sink *k);
+};
+
 /* A request as a front end hands it over. */
 struct wp_req {
 	const char *method;		/* NUL-terminated */
@@ -184,7 +213,8 @@ struct wp_req {
 	const char *authority;		/* HTTP/2 :authority; NULL: the Host field */
 	struct zm_http_field *f;	/* fields (no pseudo-headers); stripped in place */
 	size_t nf;
-	const struct zm_buf *body;	/* may be NULL */
+	struct wp_src *src;		/* the body; NULL: none */
+	struct wp_sink *sink;		/* where a forwarded answer streams; NULL: buffer it in rs */
 	bool framed_body;		/* the client sent Content-Length/chunked/DATA */
 	const char *proto;		/* "HTTP/1.1", "HTTP/2", "TCP" */
 	uint64_t bytes_in;		/* TCP: bytes from the client (no body buffer) */
@@ -203,15 +233,69 @@ struct wp_resp {
 	bool head;			/* HEAD: send no body */
 	bool keep_length;		/* h already has content-length (HEAD) */
 	bool close;			/* close the connection after this */
+	bool streamed;			/* the answer went out through the sink: nothing left to write */
 };
 
 /*
- * One request over HTTP/2 (h2c prior knowledge) on connected socket @fd;
- * the answer into @out (status, headers, body, trailers). An enum try_result.
+ * The request body as upstream tries read it: the first WP_RETRY_BUFFER
+ * bytes are kept so a retry can send them again (Envoy retries only a
+ * request whose body it buffered); past that, no retry.
+ */
+struct wp_body {
+	struct wp_src *src;		/* NULL: no body */
+	struct zm_buf replay;
+	bool replay_ok;			/* everything read so far is in replay */
+	bool eof;
+	size_t pos;			/* this try's position in replay */
+	uint64_t total;			/* bytes read from the client */
+};
+
+/* As wp_src.read; the replay first, then the client. */
+long wp_body_read(struct wp_body *b, char *buf, size_t n);
+/* The fd to poll when wp_body_read said -EAGAIN. */
+int wp_body_fd(const struct wp_body *b);
+/* Start over for another try; false when the body is past the replay buffer. */
+bool wp_body_rewind(struct wp_body *b);
+
+enum wp_verdict { WP_COMMIT, WP_RETRY };
+
+/*
+ * One upstream exchange as the HTTP/1 and HTTP/2 upstream code see it. At
+ * the answer's head they ask verdict(); WP_COMMIT: commit() sends the head
+ * to the client and the body streams to the sink, WP_RETRY: the answer is
+ * dropped (x->status tells the caller). hold_grpc: a retry may still
+ * follow from a grpc-status in trailers, so an answer that arrives whole
+ * at once (up to WP_RETRY_BUFFER) is held for verdict() with its trailers;
+ * one that does not is committed as soon as the upstream pauses, so
+ * streams are never delayed.
+ */
+struct wp_xfer {
+	struct wp_body *body;
+	struct wp_sink *sink;
+	bool head;			/* HEAD: no answer body */
+	bool hold_grpc;
+	int64_t deadline;		/* the route timeout: the whole answer; 0 none */
+	int64_t try_deadline;		/* per try: until the head is committed; 0 none */
+	enum wp_verdict (*verdict)(struct wp_xfer *x, int status, int grpc_status);
+	int (*commit)(struct wp_xfer *x, int status, const char *text, size_t tlen,
+		      const struct hlist *h, int64_t len);
+	void *ctx;
+	bool committed;			/* the head went to the client: no retry */
+	bool aborted;			/* ... and the answer was cut short */
+	bool down_fail;			/* the client went away or sent a bad body */
+	int status;
+	uint64_t resp_bytes;
+};
+
+/*
+ * One request over HTTP/2 (h2c prior knowledge) on connected socket @fd:
+ * the body from x->body, the answer through x (verdict, commit, sink),
+ * both ways at once (gRPC streaming). An enum try_result.
  */
 int wp_h2_upstream(int fd, const char *method, const char *path, const char *authority,
-		   const struct hlist *h, const struct zm_buf *body, int64_t deadline,
-		   struct wp_resp *out);
+		   const struct hlist *h, struct wp_xfer *x);
+/* grpc-status in @h, -1 when none. */
+int wp_grpc_status(const struct hlist *h);
 int hl_add(struct hlist *h, const char *n, size_t nl, const char *v, size_t vl);
 
 /* jwksUri fetching (jwks.c): @changed runs (on the fetch thread) when a document arrives or changes. */
