@@ -6,22 +6,12 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 #include "fp_echo.h"
 
 FIXTURE(zt) {
 	char lab[16], n1[32], n2[32], file[64], ctl[4200];
 };
-
-static int wait_ready(struct zm_fixture_zt *self, const char *node)
-{
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(NULL, 0, "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
-			    self->ctl, node, self->lab) == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
-}
 
 FIXTURE_SETUP(zt)
 {
@@ -53,8 +43,8 @@ FIXTURE_SETUP(zt)
 			pods[i].name, pods[i].ns, pods[i].app, pods[i].node == 1 ? self->n1 : self->n2);
 	fclose(f);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
 }
 
 FIXTURE_TEARDOWN(zt)
@@ -65,49 +55,28 @@ FIXTURE_TEARDOWN(zt)
 	unlink(self->file);
 }
 
-/* Run in pod (retrying while the apps start); output in @out. */
-static int in_pod(struct zm_fixture_zt *self, const char *pod, const char *ns, char *out, size_t sz,
-		  const char *cmd)
-{
-	int rc = -1;
-
-	for (int i = 0; i < 30 && rc; i++) {
-		rc = test_sh(out, sz, "%s lab exec %s -n %s --name %s -- %s", self->ctl, pod, ns,
-			     self->lab, cmd);
-		if (rc)
-			usleep(100000);
-	}
-	return rc;
-}
-
-static void metrics(struct zm_fixture_zt *self, const char *node, char *out, size_t sz)
-{
-	test_sh(out, sz, "%s lab exec --node %s --name %s -- curl -s localhost:15020/metrics | "
-		"grep -v '^#'", self->ctl, node, self->lab);
-}
-
 TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 {
 	static char out[65536];
 
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
 	EXPECT_STRSTR(out, "pod: b=5");
 	/* The app still sees where it connected (getpeername). */
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000));print(s.getpeername())\""), 0);
 	EXPECT_STRSTR(out, "('10.244.1.2', 9000)");
 	/* A Service VIP: ztunnel picks the endpoint. */
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://bsvc:80/ -n 30 -c 3"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://bsvc:80/ -n 30 -c 3"), 0);
 	EXPECT_STRSTR(out, "requests 30, ok 30, errors 0");
 
 	/* Meshed to meshed: HBONE, so both sides know the verified identities. */
-	metrics(self, self->n1, out, sizeof(out));
+	lab_metrics(self->lab, self->n1, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 		      "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
 		      "destination_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 		      "connection_security_policy=\"mutual_tls\"}");
-	metrics(self, self->n2, out, sizeof(out));
+	lab_metrics(self->lab, self->n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\"");
 	EXPECT_STRSTR(out, "istio_tcp_sent_bytes_total{reporter=\"destination\"");
@@ -133,14 +102,14 @@ TEST_F(zt, half_close_and_reset_cross_the_mesh)
 	char out[4096];
 
 	/* 1 MiB up, FIN, everything echoed back, then FIN back. */
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket,threading;"
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket,threading;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=10);d=bytes(range(256))*4096;"
 			 "t=threading.Thread(target=lambda:(s.sendall(d),s.shutdown(socket.SHUT_WR)));t.start();"
 			 "r=b''\nwhile True:\n c=s.recv(65536)\n if not c: break\n r+=c\n"
 			 "t.join();print('same' if r==d else 'differ',len(r))\""), 0);
 	EXPECT_STRSTR(out, "same 1048576");
 	/* Nothing listens on b:9999: the client sees a reset, promptly. */
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9999),timeout=5)\n"
 			 "try:\n s.sendall(b'x');print('recv',s.recv(10))\nexcept Exception as e: print(type(e).__name__)\""), 0);
 	EXPECT_STRSTR(out, "ConnectionResetError");
@@ -150,9 +119,9 @@ TEST_F(zt, plaintext_from_outside_the_mesh_is_captured_inbound)
 {
 	static char out[65536];
 
-	ASSERT_EQ(in_pod(self, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
 	EXPECT_STRSTR(out, "pod: b=3");
-	metrics(self, self->n2, out, sizeof(out));
+	lab_metrics(self->lab, self->n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"c\","
 		      "source_workload_namespace=\"plain\"");
 	/* Plaintext to the HBONE port is refused (it is mTLS or nothing). */
@@ -173,7 +142,7 @@ TEST_F(zt, restart_keeps_capture_and_recovers)
 {
 	char out[4096];
 
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
 	/* kill -9: the capture stays pinned, so a's traffic is refused, not leaked. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
 			  "print([n['ztunnel_pid'] for n in json.load(sys.stdin)['nodes'] if n['name']=='%s'][0])\"",
@@ -187,8 +156,8 @@ TEST_F(zt, restart_keeps_capture_and_recovers)
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- sh -c '%s/ztunnel --node %s "
 			  "--lab %s >/run/zmesh/lab/%s/logs/ztunnel-restart.log 2>&1 &'", self->ctl, self->n1,
 			  self->lab, test_build_dir(), self->n1, self->lab, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
+	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
 	EXPECT_STRSTR(out, "pod: b=2");
 }
 
@@ -216,13 +185,13 @@ TEST_F(zt, the_wire_carries_only_tls13)
 		usleep(100000);
 	ASSERT_EQ(test_sh(out, sizeof(out), "cat %s.log", pcap), 0);
 	ASSERT_STRSTR(out, "listening on");
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=5);"
 			 "s.sendall(b'zmesh-secret-marker\\n');r=b''\n"
 			 "while not r.endswith(b'\\n'): r+=s.recv(100)\n"
 			 "print(r)\""), 0);
 	EXPECT_STRSTR(out, "zmesh-secret-marker");
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
 	/* Give a loaded machine time to get the packets to the file. */
 	for (int i = 0; i < 50 && test_sh(NULL, 0, "tcpdump -r %s -n 2>/dev/null | grep -q '\\.15008'", pcap); i++)
 		usleep(100000);
@@ -264,7 +233,7 @@ TEST_F(zt, prometheus_scrapes_the_istio_series)
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c 'prometheus --config.file=%s "
 			  "--storage.tsdb.path=%s --web.listen-address=127.0.0.1:9090 >%s.log 2>&1 & echo $! > %s'",
 			  self->ctl, self->n2, self->lab, cfg, dir, dir, pidf), 0);
-	ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
 	for (int i = 0; i < 60 && !found; i++) {
 		sleep(1);
 		test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -s "
@@ -318,7 +287,7 @@ TEST_F(zt, fast_path_through_ztunnel_bulk_half_close_and_reset)
 	ASSERT_GE(bytes0, 0);
 	/* app -> 15001 -> ztunnel -> c and back, every size, half-close or not,
 	 * eight at once; then blocking apps (kept off the fast path). */
-	EXPECT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), "true"), 0);
+	EXPECT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "true"), 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
 			  "1048576:nb:half:1 8388608:nb:half:1 67108864:nb:half:1 8388608:nb:full:1 "
 			  "4194304:nb:half:8 8388608:blk:half:1 1048576:blk:half:4",
@@ -375,7 +344,7 @@ TEST_F(zt, hbone_flow_control_holds_back_a_sender_for_a_slow_reader)
 		char cmd[256];
 
 		snprintf(cmd, sizeof(cmd), "python3 %s %s", script, runs[i].args);
-		ASSERT_EQ(in_pod(self, "a", "mesh", out, sizeof(out), cmd), 0);
+		ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), cmd), 0);
 		EXPECT_STRSTR(out, runs[i].want);
 	}
 	unlink(script);

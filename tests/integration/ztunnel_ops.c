@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(ops) {
 	char lab[16], n1[32], n2[32], file[64], ctl[4200];
@@ -19,16 +20,6 @@ FIXTURE(ops) {
 static int on_node(struct zm_fixture_ops *self, const char *node, char *out, size_t sz, const char *cmd)
 {
 	return test_sh(out, sz, "%s lab exec --node %s --name %s -- %s", self->ctl, node, self->lab, cmd);
-}
-
-static int wait_ready(struct zm_fixture_ops *self, const char *node)
-{
-	for (int i = 0; i < 100; i++) {
-		if (on_node(self, node, NULL, 0, "curl -sf localhost:15021/healthz/ready") == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
 }
 
 FIXTURE_SETUP(ops)
@@ -61,8 +52,8 @@ FIXTURE_SETUP(ops)
 	/* The shortest TTL the CA signs: renewal comes after about 30 s. */
 	ASSERT_EQ(test_sh(NULL, 0, "ZMESH_CERT_TTL=60s %s lab up -f %s --name %s", self->ctl, self->file,
 			  self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
 }
 
 FIXTURE_TEARDOWN(ops)

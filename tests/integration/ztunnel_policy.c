@@ -12,21 +12,11 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(pol) {
 	char lab[16], n1[32], n2[32], file[64], ctl[4200];
 };
-
-static int wait_ready(struct zm_fixture_pol *self, const char *node)
-{
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(NULL, 0, "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
-			    self->ctl, node, self->lab) == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
-}
 
 FIXTURE_SETUP(pol)
 {
@@ -60,8 +50,8 @@ FIXTURE_SETUP(pol)
 			pods[i].name, pods[i].ns, pods[i].app, pods[i].node == 1 ? self->n1 : self->n2, pods[i].sa);
 	fclose(f);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
+	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
 }
 
 FIXTURE_TEARDOWN(pol)
