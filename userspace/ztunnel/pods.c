@@ -14,31 +14,6 @@
 #include "zmesh/netns.h"
 #include "zmesh/tls.h"
 
-/* A listener inside the pod's netns; the socket stays there after we leave. */
-static int listen_in(const char *netns, const char *addr, int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int saved, fd, one = 1, rc;
-
-	inet_pton(AF_INET, addr, &sa.sin_addr);
-	rc = zm_netns_enter(netns + strlen("/run/netns/"), &saved);
-	if (rc)
-		return rc;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
-			rc = -errno;
-			close(fd);
-			fd = rc;
-		}
-	} else {
-		fd = -errno;
-	}
-	zm_netns_restore(saved);
-	return fd;
-}
-
 /* @unenroll false (ztunnel stopping): the capture stays pinned, so the
  * pod's connects are refused until ztunnel is back: closed, never open. */
 static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
@@ -47,12 +22,7 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 
 	if (unenroll && z->bpf && zm_bpf__unenroll(z->bpf, p->id, &e))
 		zm_log_warn("unenrol %s: %s", p->id, e.msg);
-	for (int i = 0; i < 3; i++) {
-		if (p->l[i].fd >= 0) {
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, p->l[i].fd, NULL);
-			close(p->l[i].fd);
-		}
-	}
+	zt_pod_unlisten(z, p);
 	zt_tunnel_pod_gone(z, p);
 	zt_cert_drop(p);
 	if (unenroll)
@@ -62,11 +32,6 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 
 static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 {
-	static const struct { const char *addr; int port; enum zt_kind kind; } ls[3] = {
-		{ "127.0.0.1", 15001, ZT_L_OUTBOUND },
-		{ "0.0.0.0", 15006, ZT_L_INBOUND },
-		{ "0.0.0.0", 15008, ZT_L_HBONE },
-	};
 	struct zm_bpf_pod bp = { .id = p->id, .cgroup = lp->cgroup, .netns = p->netns,
 				 .ip = lp->ip, .node_netns = z->node_netns, .host_veth = lp->veth };
 	struct zm_error e = { 0 };
@@ -78,24 +43,14 @@ static int pod_open(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *lp)
 	snprintf(p->workload, sizeof(p->workload), "%s", app ? app : lp->name);
 	snprintf(p->sa, sizeof(p->sa), "%s", lp->sa);
 	p->ip = lp->ip;
-	for (int i = 0; i < 3; i++)
-		p->l[i].fd = -1;
 	p->strict = bp.strict = zt_pod_strict(z, p);
 	zt_pod_identity(lp, &p->id_spiffe);
 	zt_cert_issue(z, p);
-	/* Listeners first, then capture: a captured connect always finds 15001. */
-	for (int i = 0; i < 3; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->l[i] };
-
-		rc = listen_in(p->netns, ls[i].addr, ls[i].port);
-		if (rc < 0) {
-			zm_log_error("pod %s: listen on %s:%d: %s", p->id, ls[i].addr, ls[i].port,
-				     strerror(-rc));
-			goto fail;
-		}
-		p->l[i] = (struct zt_ev){ .kind = ls[i].kind, .fd = rc, .owner = p };
-		epoll_ctl(z->ep, EPOLL_CTL_ADD, rc, &ev);
-	}
+	/* Listeners first (one per worker), then capture: a captured connect
+	 * always finds 15001. */
+	rc = zt_pod_listen(z, p);
+	if (rc)
+		goto fail;
 	rc = z->bpf ? zm_bpf__enroll(z->bpf, &bp, &e) : 0;	/* sidecar: iptables captures */
 	if (!rc && z->bpf)
 		rc = zm_bpf__set_listener(z->bpf, lp->ip, ZM_LISTEN_INBOUND, p->l[1].fd);
@@ -117,15 +72,8 @@ fail:
 void zt_pods_stop_listening(struct zt *z)
 {
 	for (int i = 0; i < ZT_MAX_PODS; i++)
-		for (int k = 0; k < 3 && z->pods[i].used; k++) {
-			struct zt_ev *l = &z->pods[i].l[k];
-
-			if (l->fd < 0)
-				continue;
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, l->fd, NULL);
-			close(l->fd);
-			l->fd = -1;
-		}
+		if (z->pods[i].used)
+			zt_pod_unlisten(z, &z->pods[i]);
 }
 
 void zt_pods_restrict(struct zt *z)
