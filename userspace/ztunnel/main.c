@@ -27,13 +27,15 @@ static void on_signal(int sig)
 static const char usage[] =
 	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--cert-ttl DUR]\n"
 	"               [--drain-timeout DUR] [--pool-idle DUR] [--zmeshd ADDR:PORT] [--workers N]\n"
+	"               [--io epoll|uring]\n"
 	"               [--log-level LEVEL]\n"
 	"       ztunnel --sidecar NAMESPACE/POD [--lab LAB] [--workers N] [--log-level LEVEL]\n"
 	"Runs in the node's network namespace (zmeshctl lab starts one per node),\n"
 	"or with --sidecar in that pod's, behind iptables REDIRECT (lab up --mode sidecar).\n"
 	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m),\n"
 	"             ZMESH_POOL_IDLE (as --pool-idle; default 5m),\n"
-	"             ZMESH_WORKERS (as --workers: worker threads, default one per online CPU).\n";
+	"             ZMESH_WORKERS (as --workers: worker threads, default one per online CPU),\n"
+	"             ZMESH_IO (as --io: the workers' event loop, default epoll).\n";
 
 /* "24h", "90s": seconds in *out, or -EINVAL. */
 static int seconds(const char *v, unsigned *out)
@@ -97,6 +99,8 @@ int main(int argc, char **argv)
 	unsigned drain_s = 5;
 	const char *idle = getenv("ZMESH_POOL_IDLE"), *workers = getenv("ZMESH_WORKERS");
 	unsigned nworkers = zt_workers_default();
+	const char *io = getenv("ZMESH_IO");
+	int loop_kind = ZM_LOOP_EPOLL;
 	int64_t idle_ns;
 	struct timespec last = { 0 }, drain_until = { 0 };
 	bool ready = false;
@@ -133,6 +137,8 @@ int main(int argc, char **argv)
 			idle = v;
 		else if (!strcmp(argv[i], "--workers"))
 			workers = v;
+		else if (!strcmp(argv[i], "--io"))
+			io = v;
 		else if (!strcmp(argv[i], "--store"))
 			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -163,6 +169,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		nworkers = (unsigned)n;
+	}
+	if (io && io[0] && (loop_kind = zm_loop_kind_parse(io)) < 0) {
+		fprintf(stderr, "ztunnel: io %s: want epoll or uring\n", io);
+		return 2;
 	}
 	if (idle)
 		z->pool_idle_ms = (unsigned)(idle_ns / ZM_NS_PER_MS);
@@ -209,7 +219,7 @@ int main(int argc, char **argv)
 		zm_log_error("cannot listen on 15020/15021/15000: %s", strerror(errno));
 		goto out;
 	}
-	if (zt_workers_start(z, nworkers))
+	if (zt_workers_start(z, nworkers, (enum zm_loop_kind)loop_kind))
 		goto out;
 	if (sidecar)
 		zm_log_info("sidecar of %s in lab %s", sidecar, z->lab);

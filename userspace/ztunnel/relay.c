@@ -143,11 +143,9 @@ static void workload_of(struct zt *z, struct in_addr ip, const char **wl, const 
 
 static void set_events(struct zt_pair *c, int side, uint32_t want)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = &c->ev[side] };
-
 	if (c->want[side] == want)
 		return;
-	epoll_ctl(c->w->ep, c->want[side] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev[side].fd, &ev);
+	(c->want[side] ? zm_loop_mod : zm_loop_add)(c->w->loop, c->ev[side].fd, want, &c->ev[side]);
 	c->want[side] = want;
 }
 
@@ -164,7 +162,7 @@ static void pair_free(struct zt_pair *c, bool reset)
 
 			setsockopt(c->ev[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
-		epoll_ctl(w->ep, EPOLL_CTL_DEL, c->ev[i].fd, NULL);
+		zm_loop_del(w->loop, c->ev[i].fd);
 		close(c->ev[i].fd);
 	}
 	if (c->ser)

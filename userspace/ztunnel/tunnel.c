@@ -108,11 +108,9 @@ static int64_t ms_since(const struct timespec *t)
 
 static void set_ev(struct zt_worker *w, struct zt_ev *e, uint32_t *cur, bool *reg, uint32_t want)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = e };
-
 	if (e->fd < 0 || (*reg && *cur == want))
 		return;
-	epoll_ctl(w->ep, *reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, e->fd, &ev);
+	(*reg ? zm_loop_mod : zm_loop_add)(w->loop, e->fd, want, e);
 	*cur = want;
 	*reg = true;
 }
@@ -142,7 +140,7 @@ static void stream_free(struct stream *s, bool reset)
 			setsockopt(s->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		if (s->reg)
-			epoll_ctl(w->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+			zm_loop_del(w->loop, s->ev.fd);
 		close(s->ev.fd);
 		s->ev.fd = -1;
 	}
@@ -345,7 +343,7 @@ static void stream_arm(struct stream *s)
 		return;
 	if (s->hup) {
 		if (s->reg) {
-			epoll_ctl(w->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+			zm_loop_del(w->loop, s->ev.fd);
 			s->reg = false;
 		}
 		return;
@@ -495,11 +493,7 @@ static void conn_arm(struct hconn *c)
 	want = c->tcp_connecting ? EPOLLOUT : EPOLLIN | (zm_hbone_output(c->hb, &out) ? EPOLLOUT : 0);
 	if (c->want == want)
 		return;
-	{
-		struct epoll_event ev = { .events = want, .data.ptr = &c->ev };
-
-		epoll_ctl(c->w->ep, c->want ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev.fd, &ev);
-	}
+	(c->want ? zm_loop_mod : zm_loop_add)(c->w->loop, c->ev.fd, want, &c->ev);
 	c->want = want;
 }
 
@@ -536,7 +530,7 @@ static void conn_close(struct hconn *c, bool reset)
 			setsockopt(c->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		if (c->want)
-			epoll_ctl(w->ep, EPOLL_CTL_DEL, c->ev.fd, NULL);
+			zm_loop_del(w->loop, c->ev.fd);
 		close(c->ev.fd);
 		c->ev.fd = -1;
 	}

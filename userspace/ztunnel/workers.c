@@ -89,7 +89,6 @@ int zt_pod_listen(struct zt *z, struct zt_pod *p)
 	for (int k = 0; k < 3; k++)
 		for (unsigned w = 0; w < z->nworkers; w++) {
 			struct zt_ev *l = listener(p, w, k);
-			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
 			int fd = listen_in(p->netns, ls[k].addr, ls[k].port, z->nworkers > 1);
 
 			if (fd < 0) {
@@ -98,9 +97,11 @@ int zt_pod_listen(struct zt *z, struct zt_pod *p)
 				return fd;
 			}
 			*l = (struct zt_ev){ .kind = ls[k].kind, .fd = fd, .owner = p };
-			if (epoll_ctl(z->workers[w].ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-				zm_log_error("pod %s: epoll: %s", p->id, strerror(errno));
-				return -errno;
+			int rc = zm_loop_add(z->workers[w].loop, fd, EPOLLIN, l);
+
+			if (rc) {
+				zm_log_error("pod %s: event loop: %s", p->id, strerror(-rc));
+				return rc;
 			}
 		}
 	return 0;
@@ -116,7 +117,7 @@ void zt_pod_unlisten(struct zt *z, struct zt_pod *p)
 
 			if (l->fd < 0)
 				continue;
-			epoll_ctl(z->workers[w].ep, EPOLL_CTL_DEL, l->fd, NULL);
+			zm_loop_del(z->workers[w].loop, l->fd);
 			close(l->fd);
 			l->fd = -1;
 			any = true;
@@ -135,7 +136,7 @@ static void *worker_main(void *arg)
 	struct epoll_event ev[128];
 
 	while (!__atomic_load_n(&z->quit, __ATOMIC_ACQUIRE)) {
-		int n = epoll_wait(w->ep, ev, 128, 200);
+		int n = zm_loop_wait(w->loop, ev, 128, 200);
 		bool stale;
 
 		/* The snapshot of shared state is stable for this batch. */
@@ -174,7 +175,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int zt_workers_start(struct zt *z, unsigned n)
+int zt_workers_start(struct zt *z, unsigned n, enum zm_loop_kind kind)
 {
 	pthread_rwlockattr_t at;
 	sigset_t all, old;
@@ -188,15 +189,15 @@ int zt_workers_start(struct zt *z, unsigned n)
 	z->workers = calloc(n, sizeof(*z->workers));
 	if (!z->workers)
 		return -ENOMEM;
-	for (unsigned i = 0; i < n; i++)
-		z->workers[i].ep = -1;
 	z->nworkers = n;	/* from here zt_workers_stop cleans up */
 	for (unsigned i = 0; i < n; i++) {
 		z->workers[i].z = z;
 		z->workers[i].id = i;
-		z->workers[i].ep = epoll_create1(EPOLL_CLOEXEC);
-		if (z->workers[i].ep < 0)
-			return -errno;
+		rc = zm_loop_new(kind, &z->workers[i].loop);
+		if (rc) {
+			zm_log_error("worker %u: %s event loop: %s", i, zm_loop_kind_name(kind), strerror(-rc));
+			return rc;
+		}
 	}
 	/* Signals are the main thread's (it drains and reloads). */
 	sigfillset(&all);
@@ -215,7 +216,7 @@ int zt_workers_start(struct zt *z, unsigned n)
 	if (rc)
 		zm_log_error("worker threads: %s", strerror(-rc));
 	else
-		zm_log_info("%u worker%s", n, n == 1 ? "" : "s");
+		zm_log_info("%u worker%s on %s", n, n == 1 ? "" : "s", zm_loop_kind_name(kind));
 	return rc;
 }
 
@@ -228,8 +229,7 @@ void zt_workers_stop(struct zt *z)
 		if (z->workers[i].started)
 			pthread_join(z->workers[i].thread, NULL);
 	for (unsigned i = 0; i < z->nworkers; i++)
-		if (z->workers[i].ep >= 0)
-			close(z->workers[i].ep);
+		zm_loop_free(z->workers[i].loop);
 	free(z->workers);
 	z->workers = NULL;
 	z->nworkers = 0;

@@ -46,6 +46,7 @@
 #include "zmesh/keymat.h"
 #include "zmesh/tls.h"
 #include "zmesh/config.h"
+#include "zmesh/evloop.h"
 #include "zmesh/l4policy.h"
 #include "zmesh/lab.h"
 #include "zmesh/spiffe.h"
@@ -108,7 +109,7 @@ struct zm_buf;
 struct zt_worker {
 	struct zt *z;
 	unsigned id;
-	int ep;
+	struct zm_loop *loop;	/* evloop.h: epoll or io_uring */
 	pthread_t thread;
 	bool started;
 	uint64_t seen_epoch;	/* z->epoch when it last looked (stale listener events) */
@@ -155,7 +156,7 @@ struct zt {
 /* workers.c */
 /* Start @n workers (each with its epoll set; z->nworkers once they run); 0
  * or -errno. Before the first pod enrols. */
-int zt_workers_start(struct zt *z, unsigned n);
+int zt_workers_start(struct zt *z, unsigned n, enum zm_loop_kind kind);
 /* Stop and join them, cutting their connections; after the pods closed. */
 void zt_workers_stop(struct zt *z);
 /* The default worker count: the online CPUs (at most ZT_MAX_WORKERS). */
