@@ -14,8 +14,8 @@
  *   - Prometheus on :15020, readiness on :15021 in the node's netns.
  * Threads (workers.c): the main thread runs the control side (enrolment,
  * config, certificates, zmeshd, admin and metrics endpoints); N workers (one
- * per CPU by default) each run their own epoll loop over their own
- * connections and HBONE pool, shared-nothing as Envoy's workers are. Every
+ * per CPU by default) each run their own event loop (evloop.h: epoll or
+ * io_uring) over their own connections and HBONE pool, shared-nothing as Envoy's workers are. Every
  * pod listener exists once per worker (SO_REUSEPORT: the kernel spreads
  * connections, also those that sk_lookup assigns). Connections are pairs of
  * sockets with a bounded buffer per direction, half-close and resets passed
@@ -56,7 +56,7 @@
 
 enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP, ZT_XDS };
 
-/* What epoll hands back: every registered fd has one. */
+/* What the event loop hands back: every registered fd has one. */
 struct zt_ev {
 	enum zt_kind kind;
 	int fd;
@@ -102,7 +102,7 @@ struct stream;
 struct zm_buf;
 
 /*
- * One worker: a thread with its own epoll set, its own connections (relay
+ * One worker: a thread with its own event loop, its own connections (relay
  * pairs, HBONE connections and streams) and counters. Its objects are
  * touched by itself, or by the main thread holding z->lock for writing.
  */
@@ -125,7 +125,7 @@ struct zt_worker {
 
 struct zt {
 	char node[64], lab[16];
-	int ep;			/* the main thread's: admin, metrics, readiness, zmeshd */
+	int ep;			/* the main thread's epoll: admin, metrics, readiness, zmeshd */
 	unsigned nworkers;	/* running: z->workers[0..nworkers) */
 	struct zt_worker *workers;
 	pthread_rwlock_t lock;	/* shared state: written by main under wrlock, read by workers per batch */
@@ -154,7 +154,7 @@ struct zt {
 };
 
 /* workers.c */
-/* Start @n workers (each with its epoll set; z->nworkers once they run); 0
+/* Start @n workers (each with its event loop; z->nworkers once they run); 0
  * or -errno. Before the first pod enrols. */
 int zt_workers_start(struct zt *z, unsigned n, enum zm_loop_kind kind);
 /* Stop and join them, cutting their connections; after the pods closed. */
