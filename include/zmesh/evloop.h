@@ -3,9 +3,7 @@
  * One event-loop interface over two kernels' readiness APIs: epoll, and
  * io_uring (liburing) poll requests. Level-triggered, epoll's event bits
  * (EPOLLIN, EPOLLOUT, EPOLLRDHUP asked; EPOLLERR and EPOLLHUP always
- * reported; io_uring: an fd that completed with only bits nobody asked for,
- * e.g. a half-closed socket watched for nothing, waits for its next mod),
- * one opaque pointer per fd, so a caller written for epoll runs
+ * reported), one opaque pointer per fd, so a caller written for epoll runs
  * on either.
  *
  * io_uring: each watched fd has one single-shot IORING_OP_POLL_ADD in
@@ -15,6 +13,11 @@
  * that also waits. A poll request holds a reference to its file, so a
  * closed fd's socket lives until its removal is submitted: at the latest on
  * the owner's next wait, which zm_loop_del from another thread wakes.
+ * The kernel completes a poll request on RDHUP even when not asked: an fd
+ * whose completion carried only such bits (a half-closed socket watched for
+ * writing) would complete again at once if re-armed, so it is parked in a
+ * small epoll set (itself polled through the ring) with exactly its mask,
+ * until that reports it or its mask changes.
  *
  * Threads: one owner thread calls zm_loop_wait; zm_loop_add/mod/del
  * may come from any thread (they only record, under the loop's mutex).

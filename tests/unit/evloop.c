@@ -126,3 +126,40 @@ TEST(kind_names)
 	EXPECT_EQ(zm_loop_kind_parse("uring"), ZM_LOOP_URING);
 	EXPECT_EQ(zm_loop_kind_parse("poll"), -EINVAL);
 }
+
+/* A socket watched for writing whose peer half-closed: nothing until it is
+ * writable again, then EPOLLOUT (io_uring: the kernel completes on RDHUP
+ * unasked; the loop must neither spin on it nor lose the later EPOLLOUT). */
+static void half_closed_writer(enum zm_loop_kind kind)
+{
+	static struct env e;
+	struct epoll_event ev[4];
+	static char junk[65536];
+	int tag, n = 0;
+
+	if (!env_new(&e, kind))
+		SKIP("%s event loop not available", zm_loop_kind_name(kind));
+	while (write(e.sv[0], junk, sizeof(junk)) > 0)
+		;
+	ASSERT_EQ(zm_loop_add(e.l, e.sv[0], EPOLLOUT, &tag), 0);
+	ASSERT_EQ(shutdown(e.sv[1], SHUT_WR), 0);
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(zm_loop_wait(e.l, ev, 4, 20), 0);
+	while (read(e.sv[1], junk, sizeof(junk)) > 0)
+		;
+	for (int i = 0; i < 3 && n == 0; i++)
+		n = zm_loop_wait(e.l, ev, 4, 1000);
+	ASSERT_EQ(n, 1);
+	EXPECT_TRUE(ev[0].data.ptr == &tag);
+	EXPECT_TRUE(ev[0].events & EPOLLOUT);
+}
+
+TEST(epoll_half_closed_writer)
+{
+	half_closed_writer(ZM_LOOP_EPOLL);
+}
+
+TEST(uring_half_closed_writer)
+{
+	half_closed_writer(ZM_LOOP_URING);
+}

@@ -21,7 +21,8 @@ struct rec {
 	uint32_t events;
 	uint32_t gen;		/* in the user_data: completions of older polls are stale */
 	bool used, armed, queued;
-	bool parked;		/* completed with bits nobody asked for: not re-armed until set */
+	bool parked;		/* completed with only bits nobody asked for: watched by park_ep */
+	bool failed;		/* the poll failed: reported, not re-armed until set */
 };
 
 struct zm_loop {
@@ -37,6 +38,7 @@ struct zm_loop {
 	uint64_t *rm;		/* user_data of polls to remove */
 	int nrm, crm;
 	int wake;		/* eventfd: another thread queued work */
+	int park_ep;		/* epoll for parked fds, itself polled through the ring */
 	pthread_t owner;
 	bool has_owner;
 };
@@ -131,6 +133,7 @@ int zm_loop_new(enum zm_loop_kind kind, struct zm_loop **out)
 	l->kind = kind;
 	l->ep = -1;
 	l->wake = -1;
+	l->park_ep = -1;
 	pthread_mutex_init(&l->mu, NULL);
 	if (kind == ZM_LOOP_EPOLL) {
 		l->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -153,6 +156,14 @@ int zm_loop_new(enum zm_loop_kind kind, struct zm_loop **out)
 	rc = uring_set(l, l->wake, EPOLLIN, l);
 	if (rc)
 		goto fail;
+	l->park_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (l->park_ep < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = uring_set(l, l->park_ep, EPOLLIN, &l->park_ep);
+	if (rc)
+		goto fail;
 	*out = l;
 	return 0;
 fail:
@@ -170,11 +181,20 @@ void zm_loop_free(struct zm_loop *l)
 		io_uring_queue_exit(&l->ring);	/* cancels what is still armed */
 	if (l->wake >= 0)
 		close(l->wake);
+	if (l->park_ep >= 0)
+		close(l->park_ep);
 	free(l->recs);
 	free(l->arm);
 	free(l->rm);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
+}
+
+static void unpark(struct zm_loop *l, int fd, struct rec *r)
+{
+	if (r->parked)
+		epoll_ctl(l->park_ep, EPOLL_CTL_DEL, fd, NULL);
+	r->parked = false;
 }
 
 static int uring_set(struct zm_loop *l, int fd, uint32_t events, void *ptr)
@@ -204,7 +224,8 @@ static int uring_set(struct zm_loop *l, int fd, uint32_t events, void *ptr)
 		r->gen++;
 	}
 	r->events = events;
-	r->parked = false;
+	unpark(l, fd, r);
+	r->failed = false;
 	if (!r->armed && !r->queued) {
 		rc = push_int(&l->arm, &l->narm, &l->carm, fd);
 		if (rc)
@@ -252,7 +273,8 @@ int zm_loop_del(struct zm_loop *l, int fd)
 		rc = push_u64(&l->rm, &l->nrm, &l->crm, ud_of(fd, r->gen));
 		poke(l);	/* the poll holds the file: let the owner drop it soon */
 	}
-	r->used = r->armed = r->parked = false;
+	unpark(l, fd, r);
+	r->used = r->armed = r->failed = false;
 	r->gen++;	/* a completion already on its way is stale; r->queued entries are skipped */
 out:
 	pthread_mutex_unlock(&l->mu);
@@ -292,7 +314,7 @@ static void prepare(struct zm_loop *l)
 		struct rec *r = &l->recs[fd];
 
 		r->queued = false;
-		if (!r->used || r->armed || r->parked)
+		if (!r->used || r->armed || r->parked || r->failed)
 			continue;
 		sqe = sqe_get(l);
 		if (!sqe) {
@@ -308,6 +330,30 @@ static void prepare(struct zm_loop *l)
 		r->armed = true;
 	}
 	l->narm = 0;
+}
+
+/* Parked fds that epoll now reports: handed out, back to the ring (under mu). */
+static int unparked(struct zm_loop *l, struct epoll_event *ev, int max)
+{
+	struct epoll_event pe[64];
+	int n = 0, k = epoll_wait(l->park_ep, pe, max < 64 ? max : 64, 0);
+
+	for (int i = 0; i < k; i++) {
+		int fd = (int)(uint32_t)pe[i].data.u64;
+		struct rec *r = fd < l->nrecs ? &l->recs[fd] : NULL;
+
+		if (!r || !r->used || !r->parked || r->gen != (uint32_t)(pe[i].data.u64 >> 32)) {
+			epoll_ctl(l->park_ep, EPOLL_CTL_DEL, fd, NULL);
+			continue;
+		}
+		unpark(l, fd, r);
+		ev[n].events = pe[i].events;
+		ev[n].data.ptr = r->ptr;
+		n++;
+		if (!r->queued && !push_int(&l->arm, &l->narm, &l->carm, fd))
+			r->queued = true;
+	}
+	return n;
 }
 
 int zm_loop_wait(struct zm_loop *l, struct epoll_event *ev, int max, int timeout_ms)
@@ -351,6 +397,8 @@ int zm_loop_wait(struct zm_loop *l, struct epoll_event *ev, int max, int timeout
 			uint64_t v;
 
 			(void)!read(l->wake, &v, sizeof(v));
+		} else if (r->ptr == &l->park_ep) {
+			n += unparked(l, ev + n, max - n);
 		} else {
 			/* The kernel also reports RDHUP/ERR/HUP unasked; epoll reports
 			 * ERR and HUP, RDHUP only when asked. A failed poll (an fd
@@ -361,8 +409,20 @@ int zm_loop_wait(struct zm_loop *l, struct epoll_event *ev, int max, int timeout
 				ev[n].data.ptr = r->ptr;
 				n++;
 			}
-			if (!got || cqe->res < 0) {
-				r->parked = true;	/* re-armed, it would complete at once, forever */
+			if (cqe->res < 0) {
+				r->failed = true;
+				continue;
+			}
+			if (!got) {
+				/* Only bits nobody asked for (RDHUP: a half-closed socket
+				 * watched for writing): re-armed it would complete at once,
+				 * forever. epoll asks for exactly the mask meanwhile. */
+				struct epoll_event pe = { .events = r->events, .data.u64 = ud };
+
+				if (epoll_ctl(l->park_ep, EPOLL_CTL_ADD, fd, &pe) == 0)
+					r->parked = true;
+				else
+					r->failed = true;
 				continue;
 			}
 		}
