@@ -190,6 +190,17 @@ int zt_workers_start(struct zt *z, unsigned n, enum zm_loop_kind kind)
 	if (!z->workers)
 		return -ENOMEM;
 	z->nworkers = n;	/* from here zt_workers_stop cleans up */
+	if (kind == ZM_LOOP_URING) {
+		struct zm_loop *probe;
+
+		/* io_uring switched off (kernel.io_uring_disabled, seccomp): epoll does the same job. */
+		rc = zm_loop_new(kind, &probe);
+		if (rc) {
+			zm_log_warn("io_uring: %s: the workers use epoll", strerror(-rc));
+			kind = ZM_LOOP_EPOLL;
+		}
+		zm_loop_free(probe);
+	}
 	for (unsigned i = 0; i < n; i++) {
 		z->workers[i].z = z;
 		z->workers[i].id = i;
