@@ -60,7 +60,7 @@ TEST_INT  := $(patsubst tests/integration/%.c,$(B)/tests/integration/%,$(wildcar
 TESTS     := $(TEST_UNIT) $(TEST_BPF) $(TEST_INT)
 HARNESS_SOBJ := $(B)/san/tests/harness/harness.o
 
-.PHONY: all deps test test-build demo bench vmlinux clean fuzz check-clang
+.PHONY: all deps test test-build demo bench vmlinux clean fuzz check-clang tsan-ztunnel
 
 all: $(BPF_OBJS) $(BPF_SKELS) $(BINS)
 
@@ -144,6 +144,16 @@ fuzz: deps
 
 check-clang:
 	$(Q)$(MAKE) --no-print-directory B=build/clang CC=clang test-build
+
+# ztunnel under ThreadSanitizer (clang), for its worker threads; scripts/tsan-ztunnel.sh
+# runs lab tests with it (docs/ztunnel.md).
+$(B)/tsan/ztunnel: $(wildcard userspace/ztunnel/*.c) $(LIB_SRCS) $(wildcard $(LLHTTP)/*.c) | $(BPF_SKELS)
+	$(call msg,TSAN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) -D_GNU_SOURCE -Iinclude -I$(B) -I/usr/share/include/llhttp -std=c11 -O1 -g \
+		-fsanitize=thread -fno-strict-aliasing -o $@ $^ $(LDLIBS)
+
+tsan-ztunnel: $(B)/tsan/ztunnel
 
 vmlinux:
 	$(call msg,GEN,vmlinux/vmlinux.h)

@@ -180,9 +180,14 @@ static void lab_up(struct zm_fixture_pool *self, const char *env)
 	ASSERT_OK(wait_ready(self, self->n2));
 }
 
+/*
+ * One worker: these tests count the tunnels of one pool exactly, and each
+ * worker has a pool of its own (with N workers a pod may hold up to N
+ * tunnels to one destination: ztunnel_workers checks that).
+ */
 FIXTURE_SETUP(pool)
 {
-	lab_up(self, "ZMESH_POOL_IDLE=3s");
+	lab_up(self, "ZMESH_WORKERS=1 ZMESH_POOL_IDLE=3s");
 }
 
 static void lab_down(struct zm_fixture_pool *self)
@@ -207,7 +212,7 @@ FIXTURE(renew) {
 
 FIXTURE_SETUP(renew)
 {
-	lab_up(&self->p, "ZMESH_CERT_TTL=60s");
+	lab_up(&self->p, "ZMESH_WORKERS=1 ZMESH_CERT_TTL=60s");
 }
 
 FIXTURE_TEARDOWN(renew)

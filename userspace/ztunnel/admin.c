@@ -32,6 +32,8 @@ static void reply(int fd, int status, const char *type, const char *body, size_t
 static json_t *config_dump(struct zt *z)
 {
 	json_t *j = json_object(), *pods = json_array(), *pol = json_array(), *objs = json_array();
+	json_t *workers = json_array();
+	uint64_t opened, closed;
 
 	json_object_set_new(j, "node", json_string(z->node));
 	json_object_set_new(j, "lab", json_string(z->lab));
@@ -69,10 +71,22 @@ static json_t *config_dump(struct zt *z)
 	}
 	json_object_set_new(j, "policies", pol);
 	json_object_set_new(j, "objects", objs);
+	zt_workers_sum(z, &opened, &closed);
 	json_object_set_new(j, "stats", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
-		"connections_opened", (json_int_t)z->st.opened, "connections_closed", (json_int_t)z->st.closed,
-		"refused", (json_int_t)z->st.refused, "denied_authz", (json_int_t)z->st.denied_authz,
-		"denied_mtls", (json_int_t)z->st.denied_mtls, "cert_renewals", (json_int_t)z->st.renewed));
+		"connections_opened", (json_int_t)opened, "connections_closed", (json_int_t)closed,
+		"refused", (json_int_t)zt_read(z->st.refused), "denied_authz", (json_int_t)zt_read(z->st.denied_authz),
+		"denied_mtls", (json_int_t)zt_read(z->st.denied_mtls), "cert_renewals", (json_int_t)zt_read(z->st.renewed)));
+	/* Per worker: how the kernel spread the connections (SO_REUSEPORT). */
+	for (unsigned i = 0; i < z->nworkers; i++) {
+		struct zt_worker *w = &z->workers[i];
+
+		json_array_append_new(workers, json_pack("{s:i, s:I, s:I, s:I, s:I}", "worker", (int)i,
+			"connections_opened", (json_int_t)zt_read(w->opened),
+			"connections_closed", (json_int_t)zt_read(w->closed),
+			"hbone_client_connections", (json_int_t)zt_read(w->hconns[0]),
+			"hbone_server_connections", (json_int_t)zt_read(w->hconns[1])));
+	}
+	json_object_set_new(j, "workers", workers);
 	return j;
 }
 

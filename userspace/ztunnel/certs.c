@@ -84,7 +84,7 @@ int zt_cert_install(struct zt *z, struct zt_pod *p, const char *key, const char 
 				  ZM_RENEW_JITTER_PCT, zm_rand_unit());
 	p->cert_gen++;
 	if (p->cert_gen > 1) {
-		z->st.renewed++;
+		zt_count(z->st.renewed);
 		zm_log_info("pod %s: certificate renewed (generation %u, valid until %ld, next renewal in %lds)",
 			    p->id, p->cert_gen, (long)p->svid.not_after, (long)(p->renew_at - now));
 	}
@@ -149,8 +149,11 @@ void zt_certs_tick(struct zt *z)
 	for (int i = 0; i < ZT_MAX_PODS; i++) {
 		struct zt_pod *p = &z->pods[i];
 
-		if (p->used && p->l[0].fd >= 0 && now >= p->renew_at)
+		if (p->used && p->l[0].fd >= 0 && now >= p->renew_at) {
+			zt_write_lock(z);	/* the pod's credentials and generation change */
 			zt_cert_issue(z, p);
+			zt_write_unlock(z);
+		}
 	}
 }
 

@@ -26,12 +26,16 @@ static void on_signal(int sig)
 
 static const char usage[] =
 	"usage: ztunnel --node NODE [--lab LAB] [--store DIR] [--fastpath on|off] [--cert-ttl DUR]\n"
-	"               [--drain-timeout DUR] [--pool-idle DUR] [--zmeshd ADDR:PORT] [--log-level LEVEL]\n"
-	"       ztunnel --sidecar NAMESPACE/POD [--lab LAB] [--log-level LEVEL]\n"
+	"               [--drain-timeout DUR] [--pool-idle DUR] [--zmeshd ADDR:PORT] [--workers N]\n"
+	"               [--io epoll|uring]\n"
+	"               [--log-level LEVEL]\n"
+	"       ztunnel --sidecar NAMESPACE/POD [--lab LAB] [--workers N] [--log-level LEVEL]\n"
 	"Runs in the node's network namespace (zmeshctl lab starts one per node),\n"
 	"or with --sidecar in that pod's, behind iptables REDIRECT (lab up --mode sidecar).\n"
 	"Environment: ZMESH_CERT_TTL (as --cert-ttl; default 24h, at least 1m),\n"
-	"             ZMESH_POOL_IDLE (as --pool-idle; default 5m).\n";
+	"             ZMESH_POOL_IDLE (as --pool-idle; default 5m),\n"
+	"             ZMESH_WORKERS (as --workers: worker threads, default one per online CPU),\n"
+	"             ZMESH_IO (as --io: the workers' event loop, default uring).\n";
 
 /* "24h", "90s": seconds in *out, or -EINVAL. */
 static int seconds(const char *v, unsigned *out)
@@ -93,7 +97,10 @@ int main(int argc, char **argv)
 	const char *lab = getenv("ZMESH_LAB") ? getenv("ZMESH_LAB") : ZM_LAB_DEFAULT;
 	const char *ttl = getenv("ZMESH_CERT_TTL"), *zmeshd = NULL, *sidecar = NULL;
 	unsigned drain_s = 5;
-	const char *idle = getenv("ZMESH_POOL_IDLE");
+	const char *idle = getenv("ZMESH_POOL_IDLE"), *workers = getenv("ZMESH_WORKERS");
+	unsigned nworkers = zt_workers_default();
+	const char *io = getenv("ZMESH_IO");
+	int loop_kind = ZM_LOOP_URING;	/* DESIGN.md; epoll when the kernel refuses it */
 	int64_t idle_ns;
 	struct timespec last = { 0 }, drain_until = { 0 };
 	int rc = 1;
@@ -128,6 +135,10 @@ int main(int argc, char **argv)
 			zmeshd = v;
 		else if (!strcmp(argv[i], "--pool-idle"))
 			idle = v;
+		else if (!strcmp(argv[i], "--workers"))
+			workers = v;
+		else if (!strcmp(argv[i], "--io"))
+			io = v;
 		else if (!strcmp(argv[i], "--store"))
 			snprintf(z->store_dir, sizeof(z->store_dir), "%s", v);
 		else if (!strcmp(argv[i], "--fastpath"))
@@ -147,6 +158,20 @@ int main(int argc, char **argv)
 	if (idle && (zm_duration_parse(idle, &idle_ns) || idle_ns < ZM_NS_PER_MS ||
 		     idle_ns > 24LL * 3600 * ZM_NS_PER_S)) {
 		fprintf(stderr, "ztunnel: pool idle timeout %s: want a duration from 1ms to 24h\n", idle);
+		return 2;
+	}
+	if (workers && workers[0]) {
+		char *end;
+		unsigned long n = strtoul(workers, &end, 10);
+
+		if (*end || n < 1 || n > ZT_MAX_WORKERS || workers[0] == '-') {
+			fprintf(stderr, "ztunnel: workers %s: want a number from 1 to %d\n", workers, ZT_MAX_WORKERS);
+			return 2;
+		}
+		nworkers = (unsigned)n;
+	}
+	if (io && io[0] && (loop_kind = zm_loop_kind_parse(io)) < 0) {
+		fprintf(stderr, "ztunnel: io %s: want epoll or uring\n", io);
 		return 2;
 	}
 	if (idle)
@@ -198,8 +223,17 @@ int main(int argc, char **argv)
 		zm_log_error("cannot listen on 15020/15021/15000: %s", strerror(errno));
 		goto out;
 	}
-	if (sidecar && zt_sidecar_enrol(z))
+	if (zt_workers_start(z, nworkers, (enum zm_loop_kind)loop_kind))
 		goto out;
+	if (sidecar) {
+		int err;
+
+		zt_write_lock(z);
+		err = zt_sidecar_enrol(z);
+		zt_write_unlock(z);
+		if (err)
+			goto out;
+	}
 	if (sidecar)
 		zm_log_info("sidecar of %s in lab %s", sidecar, z->lab);
 	else
@@ -214,33 +248,37 @@ int main(int argc, char **argv)
 			/* Drain: no new connections (the capture stays, so new
 			 * ones are refused: closed, never open); live ones may
 			 * finish until the deadline. */
+			zt_write_lock(z);
 			zt_pods_stop_listening(z);
 			zt_tunnel_drain(z);
+			zt_write_unlock(z);
 			clock_gettime(CLOCK_MONOTONIC, &drain_until);
 			drain_until.tv_sec += drain_s;
-			zm_log_info("draining: %llu connections, up to %us",
-				    (unsigned long long)(z->st.opened - z->st.closed), drain_s);
+			zm_log_info("draining: %llu connections, up to %us", (unsigned long long)zt_conns_open(z),
+				    drain_s);
 		}
 		if (stop) {
 			struct timespec now;
 
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (z->st.opened == z->st.closed || now.tv_sec >= drain_until.tv_sec) {
-				if (z->st.opened != z->st.closed)
+			if (!zt_conns_open(z) || now.tv_sec >= drain_until.tv_sec) {
+				if (zt_conns_open(z))
 					zm_log_info("drain deadline: %llu connections cut",
-						    (unsigned long long)(z->st.opened - z->st.closed));
+						    (unsigned long long)zt_conns_open(z));
 				break;
 			}
 		}
 		if (reload)
 			z->cfg_version = 0;	/* SIGHUP: read the config again too */
 		zt_certs_tick(z);
-		zt_tunnel_tick(z);
 
 		/* Policy before pods: a pod joins with its STRICT state known.
 		 * With zmeshd, versions arrive on its stream instead. */
-		if (!z->xds && zt_policy_reload(z) > 0)
+		if (!z->xds && zt_policy_reload(z) > 0) {
+			zt_write_lock(z);
 			zt_pods_restrict(z);
+			zt_write_unlock(z);
+		}
 		zt_xds_process(z);
 		/* The lab state tells about the cluster (services, other
 		 * nodes' pods), not about enrolment (ZDS): re-read when it changes. */
@@ -252,31 +290,27 @@ int main(int argc, char **argv)
 					 (st.st_mtim.tv_sec != last.tv_sec || st.st_mtim.tv_nsec != last.tv_nsec)))) {
 			reload = 0;
 			last = st.st_mtim;
+			/* Shared state changes with the workers paused. */
+			zt_write_lock(z);
 			zt_cluster_reload(z);
+			zt_write_unlock(z);
 		}
 		n = epoll_wait(z->ep, ev, 128, 200);
 		quiet = n <= 0;
 		for (int i = 0; i < n; i++) {
 			struct zt_ev *x = ev[i].data.ptr;
 
+			/* Captured connections are the workers'. */
 			switch (x->kind) {
-			case ZT_L_OUTBOUND:
-			case ZT_L_INBOUND:
-			case ZT_L_HBONE:
-				zt_accept(z, x);
-				break;
-			case ZT_CONN:
-				zt_conn_event(z, x, ev[i].events);
-				break;
-			case ZT_TUN:
-				zt_tunnel_event(z, x, ev[i].events);
-				break;
 			case ZT_XDS:
 				zt_xds_process(z);
 				break;
 			case ZT_ZDS_LISTEN:
 			case ZT_ZDS:
+				/* Pods come and go with the workers paused. */
+				zt_write_lock(z);
 				zt_zds_event(z, x, ev[i].events);
+				zt_write_unlock(z);
 				break;
 			case ZT_HTTP_LISTEN:
 				/* Ready: a first enrolment snapshot is in, every pod can
@@ -287,14 +321,17 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		zt_reap();
-		zt_tunnel_reap();
 	}
 	zm_log_info("stopping: listeners close, capture stays pinned");
 	rc = 0;
 out:
 	zt_zds_stop(z);
-	zt_pods_close(z);
+	if (z->workers) {
+		zt_write_lock(z);
+		zt_pods_close(z);
+		zt_write_unlock(z);
+	}
+	zt_workers_stop(z);
 	zt_xds_stop(z);
 	zm_bpf__close(z->bpf);
 	zm_ca_free(z->ca);

@@ -15,31 +15,6 @@
 #include "zmesh/tls.h"
 #include "zmesh/zds.h"
 
-/* A listener inside the pod's netns; the socket stays there after we leave. */
-static int listen_in(int nsfd, const char *addr, int port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int saved, fd, one = 1, rc;
-
-	inet_pton(AF_INET, addr, &sa.sin_addr);
-	rc = zm_netns_enter_fd(nsfd, &saved);
-	if (rc)
-		return rc;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
-			rc = -errno;
-			close(fd);
-			fd = rc;
-		}
-	} else {
-		fd = -errno;
-	}
-	zm_netns_restore(saved);
-	return fd;
-}
-
 int zt_pod_socket(const struct zt_pod *p)
 {
 	int saved, fd;
@@ -77,12 +52,7 @@ static void pod_close(struct zt *z, struct zt_pod *p, bool unenroll)
 
 	if (unenroll && z->bpf && zm_bpf__unenroll(z->bpf, p->id, &e))
 		zm_log_warn("unenrol %s: %s", p->id, e.msg);
-	for (int i = 0; i < 3; i++) {
-		if (p->l[i].fd >= 0) {
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, p->l[i].fd, NULL);
-			close(p->l[i].fd);
-		}
-	}
+	zt_pod_unlisten(z, p);
 	zt_tunnel_pod_gone(z, p);
 	zt_cert_drop(p);
 	if (unenroll)
@@ -104,11 +74,6 @@ static struct zm_bpf_pod bpf_pod(struct zt *z, const struct zt_pod *p, bool stri
 /* On failure, the pod is closed again (its netns fd too) and @err says why. */
 static int pod_open(struct zt *z, struct zt_pod *p, struct zm_error *err)
 {
-	static const struct { const char *addr; int port; enum zt_kind kind; } ls[3] = {
-		{ "127.0.0.1", 15001, ZT_L_OUTBOUND },
-		{ "0.0.0.0", 15006, ZT_L_INBOUND },
-		{ "0.0.0.0", 15008, ZT_L_HBONE },
-	};
 	struct zm_bpf_pod bp;
 	struct zm_error e = { 0 };
 	int rc;
@@ -122,18 +87,12 @@ static int pod_open(struct zt *z, struct zt_pod *p, struct zm_error *err)
 	snprintf(p->id_spiffe.ns, sizeof(p->id_spiffe.ns), "%s", p->ns);
 	snprintf(p->id_spiffe.sa, sizeof(p->id_spiffe.sa), "%s", p->sa);
 	zt_cert_issue(z, p);
-	/* Listeners first, then capture: a captured connect always finds 15001. */
-	for (int i = 0; i < 3; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->l[i] };
-
-		rc = listen_in(p->nsfd, ls[i].addr, ls[i].port);
-		if (rc < 0) {
-			zm_error_set(err, -rc, "listen on %s:%d in the pod: %s", ls[i].addr, ls[i].port,
-				     strerror(-rc));
-			goto fail;
-		}
-		p->l[i] = (struct zt_ev){ .kind = ls[i].kind, .fd = rc, .owner = p };
-		epoll_ctl(z->ep, EPOLL_CTL_ADD, rc, &ev);
+	/* Listeners first (one per worker), then capture: a captured connect
+	 * always finds 15001. */
+	rc = zt_pod_listen(z, p);
+	if (rc) {
+		zm_error_set(err, -rc, "listen in the pod: %s", strerror(-rc));
+		goto fail;
 	}
 	rc = z->bpf ? zm_bpf__enroll(z->bpf, &bp, &e) : 0;	/* sidecar: iptables captures */
 	if (!rc && z->bpf)
@@ -157,15 +116,8 @@ fail:
 void zt_pods_stop_listening(struct zt *z)
 {
 	for (int i = 0; i < ZT_MAX_PODS; i++)
-		for (int k = 0; k < 3 && z->pods[i].used; k++) {
-			struct zt_ev *l = &z->pods[i].l[k];
-
-			if (l->fd < 0)
-				continue;
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, l->fd, NULL);
-			close(l->fd);
-			l->fd = -1;
-		}
+		if (z->pods[i].used)
+			zt_pod_unlisten(z, &z->pods[i]);
 }
 
 void zt_pods_restrict(struct zt *z)

@@ -67,9 +67,12 @@ int zt_policy_reload(struct zt *z)
 		z->cfg_version = v;	/* do not retry the same broken version every tick */
 		return rc;
 	}
+	/* Parsed outside the lock; swapped with the workers paused. */
+	zt_write_lock(z);
 	zm_cfg_set_free(&z->cfg);
 	z->cfg = fresh;
 	z->cfg_version = v;
+	zt_write_unlock(z);
 	zm_log_info("config version %llu: %zu objects", (unsigned long long)v, z->cfg.nobjs);
 	return 1;
 }
@@ -98,7 +101,7 @@ bool zt_policy_check(struct zt *z, const struct zt_pod *p, const char *principal
 	memcpy(c.src_ip, &src, 4);
 	memcpy(c.dst_ip, &p->ip, 4);
 	if (!principal && zm_l4_mtls_mode(&z->cfg, &w, port) == ZM_MTLS_STRICT) {
-		z->st.denied_mtls++;
+		zt_count(z->st.denied_mtls);
 		zm_log_info("pod %s: %s refused: plaintext to port %u under STRICT mTLS", p->id, conn_desc,
 			    port);
 		return false;
@@ -106,7 +109,7 @@ bool zt_policy_check(struct zt *z, const struct zt_pod *p, const char *principal
 	zm_l4_authorize(&z->cfg, &w, &c, &v);
 	if (v.allow)
 		return true;
-	z->st.denied_authz++;
+	zt_count(z->st.denied_authz);
 	zm_log_info("pod %s: %s from %s denied: %s%s%s", p->id, conn_desc,
 		    principal ? principal : inet_ntoa(src), v.reason, v.policy[0] ? " " : "", v.policy);
 	return false;
@@ -123,6 +126,6 @@ void zt_policy_metrics(struct zt *z, struct zm_buf *b)
 		      "longer verifies against the trust bundle\n"
 		      "# TYPE zmesh_ztunnel_hbone_bundle_drained_total counter\n"
 		      "zmesh_ztunnel_hbone_bundle_drained_total %llu\n",
-		      (unsigned long long)z->st.denied_authz, (unsigned long long)z->st.denied_mtls,
-		      (unsigned long long)z->cfg_version, (unsigned long long)z->st.bundle_drained);
+		      (unsigned long long)zt_read(z->st.denied_authz), (unsigned long long)zt_read(z->st.denied_mtls),
+		      (unsigned long long)z->cfg_version, (unsigned long long)zt_read(z->st.bundle_drained));
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ struct half {
 	bool shut;	/* we passed the FIN on */
 };
 
+/* A metric series: shared by all workers; found or made under series_lock,
+ * counted with atomics (zt_series_count). */
 struct series {
 	bool used, mtls;
 	char reporter[12], src_wl[64], src_ns[64], dst_wl[64], dst_ns[64];
@@ -38,6 +41,7 @@ struct series {
 };
 
 struct zt_pair {
+	struct zt_worker *w;	/* the worker that owns it */
 	struct zt_ev ev[2];	/* 0 downstream (the client side), 1 upstream */
 	struct half h[2];	/* h[0]: 0 -> 1, h[1]: 1 -> 0 */
 	bool connecting;
@@ -48,13 +52,18 @@ struct zt_pair {
 	struct zt_pair *next_dead;
 };
 
-/* Pairs closed during an epoll batch are freed after it: a later event of
- * the same batch may still point at them. */
-static struct zt_pair *graveyard;
+/* Pairs closed during an epoll batch go to their worker's graveyard and are
+ * freed after it: a later event of the same batch may still point at them. */
 
 static struct series series[MAX_SERIES];
+static pthread_mutex_t series_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct series *series_get2(const char *reporter, const char *sw, const char *sn,
+static void add(uint64_t *ctr, uint64_t n)
+{
+	__atomic_fetch_add(ctr, n, __ATOMIC_RELAXED);
+}
+
+static struct series *series_find(const char *reporter, const char *sw, const char *sn,
 				  const char *dw, const char *dn, bool mtls, const char *sp, const char *dp)
 {
 	struct series *free_slot = NULL;
@@ -86,6 +95,17 @@ static struct series *series_get2(const char *reporter, const char *sw, const ch
 	return free_slot;
 }
 
+static struct series *series_get2(const char *reporter, const char *sw, const char *sn,
+				  const char *dw, const char *dn, bool mtls, const char *sp, const char *dp)
+{
+	struct series *s;
+
+	pthread_mutex_lock(&series_lock);
+	s = series_find(reporter, sw, sn, dw, dn, mtls, sp, dp);
+	pthread_mutex_unlock(&series_lock);
+	return s;
+}
+
 static struct series *series_get(const char *reporter, const char *sw, const char *sn,
 				 const char *dw, const char *dn)
 {
@@ -102,10 +122,14 @@ void zt_series_count(struct zt_series *zs, int opened, int closed, uint64_t sent
 {
 	struct series *s = (struct series *)zs;
 
-	s->opened += (uint64_t)opened;
-	s->closed += (uint64_t)closed;
-	s->sent += sent;
-	s->received += received;
+	if (opened)
+		add(&s->opened, (uint64_t)opened);
+	if (closed)
+		add(&s->closed, (uint64_t)closed);
+	if (sent)
+		add(&s->sent, sent);
+	if (received)
+		add(&s->received, received);
 }
 
 static void workload_of(struct zt *z, struct in_addr ip, const char **wl, const char **ns)
@@ -117,18 +141,18 @@ static void workload_of(struct zt *z, struct in_addr ip, const char **wl, const 
 	*ns = p ? p->ns : "unknown";
 }
 
-static void set_events(struct zt *z, struct zt_pair *c, int side, uint32_t want)
+static void set_events(struct zt_pair *c, int side, uint32_t want)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = &c->ev[side] };
-
 	if (c->want[side] == want)
 		return;
-	epoll_ctl(z->ep, c->want[side] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev[side].fd, &ev);
+	(c->want[side] ? zm_loop_mod : zm_loop_add)(c->w->loop, c->ev[side].fd, want, &c->ev[side]);
 	c->want[side] = want;
 }
 
-static void pair_free(struct zt *z, struct zt_pair *c, bool reset)
+static void pair_free(struct zt_pair *c, bool reset)
 {
+	struct zt_worker *w = c->w;
+
 	for (int i = 0; i < 2; i++) {
 		if (c->ev[i].fd < 0)
 			continue;
@@ -138,16 +162,16 @@ static void pair_free(struct zt *z, struct zt_pair *c, bool reset)
 
 			setsockopt(c->ev[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
-		epoll_ctl(z->ep, EPOLL_CTL_DEL, c->ev[i].fd, NULL);
+		zm_loop_del(w->loop, c->ev[i].fd);
 		close(c->ev[i].fd);
 	}
 	if (c->ser)
-		c->ser->closed++;
+		add(&c->ser->closed, 1);
 	zt_access_log((struct zt_series *)c->ser, &c->info, "TCP", reset ? "reset" : "ok");
-	z->st.closed++;
+	zt_bump(w->closed, 1);
 	c->dead = true;
-	c->next_dead = graveyard;
-	graveyard = c;
+	c->next_dead = w->graveyard;
+	w->graveyard = c;
 }
 
 void zt_access_log(const struct zt_series *zs, const struct zt_conn_info *ci, const char *protocol,
@@ -186,12 +210,12 @@ void zt_access_log(const struct zt_series *zs, const struct zt_conn_info *ci, co
 	zm_buf_free(&b);
 }
 
-void zt_reap(void)
+void zt_reap(struct zt_worker *w)
 {
-	while (graveyard) {
-		struct zt_pair *c = graveyard;
+	while (w->graveyard) {
+		struct zt_pair *c = w->graveyard;
 
-		graveyard = c->next_dead;
+		w->graveyard = c->next_dead;
 		free(c);
 	}
 }
@@ -219,7 +243,7 @@ static int pump(struct zt_pair *c)
 			if (n > 0) {
 				h->len += (size_t)n;
 				if (c->ser)
-					*(dir == 0 ? &c->ser->sent : &c->ser->received) += (uint64_t)n;
+					add(dir == 0 ? &c->ser->sent : &c->ser->received, (uint64_t)n);
 				*(dir == 0 ? &c->info.sent : &c->info.received) += (uint64_t)n;
 				continue;
 			}
@@ -252,12 +276,12 @@ static int pump(struct zt_pair *c)
 	return c->h[0].shut && c->h[1].shut ? 1 : 0;
 }
 
-static void update(struct zt *z, struct zt_pair *c)
+static void update(struct zt_pair *c)
 {
 	int rc = pump(c);
 
 	if (rc) {
-		pair_free(z, c, rc < 0);
+		pair_free(c, rc < 0);
 		return;
 	}
 	for (int side = 0; side < 2; side++) {
@@ -267,11 +291,11 @@ static void update(struct zt *z, struct zt_pair *c)
 			want |= EPOLLIN;
 		if (c->h[!side].len)
 			want |= EPOLLOUT;
-		set_events(z, c, side, want ? want : EPOLLRDHUP);
+		set_events(c, side, want ? want : EPOLLRDHUP);
 	}
 }
 
-void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events)
+void zt_conn_event(struct zt_worker *w, struct zt_ev *ev, uint32_t events)
 {
 	struct zt_pair *c = ev->owner;
 
@@ -286,13 +310,13 @@ void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events)
 		getsockopt(c->ev[1].fd, SOL_SOCKET, SO_ERROR, &err, &l);
 		if (err) {
 			/* Upstream refused or unreachable: the client gets a reset. */
-			z->st.refused++;
-			pair_free(z, c, true);
+			zt_count(w->z->st.refused);
+			pair_free(c, true);
 			return;
 		}
 		c->connecting = false;
 	}
-	update(z, c);
+	update(c);
 }
 
 /*
@@ -382,8 +406,9 @@ static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
 	return false;
 }
 
-void zt_accept(struct zt *z, struct zt_ev *l)
+void zt_accept(struct zt_worker *w, struct zt_ev *l)
 {
+	struct zt *z = w->z;
 	struct zt_pod *p = l->owner;
 
 	for (int i = 0; i < 64; i++) {
@@ -395,7 +420,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 		if (fd < 0)
 			return;
 		if (l->kind == ZT_L_HBONE) {
-			zt_tunnel_in(z, p, fd);
+			zt_tunnel_in(w, p, fd);
 			continue;
 		}
 		if (l->kind == ZT_L_OUTBOUND) {
@@ -405,7 +430,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 				zm_log_warn("pod %s: a connection on 15001 without an original destination: refused",
 					    p->id);
 				close(fd);
-				z->st.refused++;
+				zt_count(z->st.refused);
 				continue;
 			}
 			dst = orig;
@@ -416,12 +441,12 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 
 				if (wp) {
 					/* HBONE to the waypoint; :authority stays the service. */
-					zt_tunnel_out(z, p, fd, &orig, wp);
+					zt_tunnel_out(w, p, fd, &orig, wp);
 					continue;
 				}
 				if (p->client_creds && missing) {
 					close(fd);
-					z->st.refused++;
+					zt_count(z->st.refused);
 					continue;
 				}
 			}
@@ -432,13 +457,13 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 
 				if (dpod && zt_pod_meshed(z, dpod)) {
 					if (p->client_creds) {
-						zt_tunnel_out(z, p, fd, &dst, dpod);
+						zt_tunnel_out(w, p, fd, &dst, dpod);
 					} else {
 						/* No certificate yet: mTLS or nothing. */
 						zm_log_warn("pod %s: no certificate yet: connection to a meshed pod refused",
 							    p->id);
 						close(fd);
-						z->st.refused++;
+						zt_count(z->st.refused);
 					}
 					continue;
 				}
@@ -453,7 +478,7 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 			/* sk_lookup kept the address the client dialled. */
 			if (zt_inbound_dst(z, fd, &dst)) {
 				close(fd);
-				z->st.refused++;
+				zt_count(z->st.refused);
 				continue;
 			}
 			getpeername(fd, (struct sockaddr *)&peer, &pl);
@@ -481,21 +506,22 @@ void zt_accept(struct zt *z, struct zt_ev *l)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->w = w;
 		c->ev[0] = (struct zt_ev){ .kind = ZT_CONN, .fd = fd, .owner = c, .side = 0 };
 		c->ev[1] = (struct zt_ev){ .kind = ZT_CONN, .fd = up, .owner = c, .side = 1 };
 		c->ser = series_get(l->kind == ZT_L_OUTBOUND ? "source" : "destination", sw, sn, dw, dn);
 		clock_gettime(CLOCK_MONOTONIC, &c->info.start);
 		zm_sock_peer_str(fd, c->info.src, sizeof(c->info.src));
 		zm_sock_addr_str((struct sockaddr *)&dst, c->info.dst, sizeof(c->info.dst));
-		c->ser->opened++;
-		z->st.opened++;
+		add(&c->ser->opened, 1);
+		zt_bump(w->opened, 1);
 		if (connect(up, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
-			pair_free(z, c, true);
+			pair_free(c, true);
 			continue;
 		}
 		c->connecting = true;
-		set_events(z, c, 1, EPOLLOUT);
-		set_events(z, c, 0, EPOLLRDHUP);
+		set_events(c, 1, EPOLLOUT);
+		set_events(c, 0, EPOLLRDHUP);
 	}
 }
 
@@ -509,11 +535,12 @@ void zt_metrics_write(struct zt *z, int fd)
 	};
 	struct zm_buf b = { 0 };
 
+	pthread_mutex_lock(&series_lock);
 	for (int k = 0; k < 4; k++) {
 		zm_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
 		for (int i = 0; i < MAX_SERIES; i++) {
 			struct series *s = &series[i];
-			uint64_t v = k == 0 ? s->opened : k == 1 ? s->closed : k == 2 ? s->sent : s->received;
+			uint64_t v = zt_read(*(k == 0 ? &s->opened : k == 1 ? &s->closed : k == 2 ? &s->sent : &s->received));
 
 			if (!s->used)
 				continue;
@@ -526,11 +553,13 @@ void zt_metrics_write(struct zt *z, int fd)
 				      s->dst_p, s->mtls ? "mutual_tls" : "none", (unsigned long long)v);
 		}
 	}
+	pthread_mutex_unlock(&series_lock);
 	zm_buf_printf(&b, "# TYPE zmesh_ztunnel_refused_total counter\nzmesh_ztunnel_refused_total %llu\n",
-		      (unsigned long long)z->st.refused);
+		      (unsigned long long)zt_read(z->st.refused));
 	zt_policy_metrics(z, &b);
 	zt_tunnel_metrics(z, &b);
 	zt_zds_metrics(z, &b);
+	zt_workers_metrics(z, &b);
 	{
 		char head[160];
 		int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

@@ -74,6 +74,7 @@ struct hconn {
 	struct zt_ev ev;	/* the tunnel socket (side 1) */
 	uint32_t want;
 	struct zt *z;
+	struct zt_worker *w;	/* the worker whose pool it is in */
 	struct zt_pod *pod;	/* client: the source pod; server: the destination pod; NULL: gone */
 	struct zm_hbone *hb;
 	bool server;
@@ -95,11 +96,8 @@ struct hconn {
 	struct hconn *next_dead;
 };
 
-static struct hconn *conns;
-static struct hconn *conn_graveyard;
-static struct stream *stream_graveyard;
-static uint64_t nconns[2], nconns_total[2], nstreams_total[2];	/* [server] */
-static uint64_t nflooded;	/* connections sent GOAWAY for rapid reset */
+/* Each worker has its own pool (w->conns) and graveyards: shared nothing. */
+static uint64_t nflooded;	/* connections sent GOAWAY for rapid reset (zt_count) */
 
 static int64_t ms_since(const struct timespec *t)
 {
@@ -109,13 +107,11 @@ static int64_t ms_since(const struct timespec *t)
 	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
-static void set_ev(struct zt *z, struct zt_ev *e, uint32_t *cur, bool *reg, uint32_t want)
+static void set_ev(struct zt_worker *w, struct zt_ev *e, uint32_t *cur, bool *reg, uint32_t want)
 {
-	struct epoll_event ev = { .events = want, .data.ptr = e };
-
 	if (e->fd < 0 || (*reg && *cur == want))
 		return;
-	epoll_ctl(z->ep, *reg ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, e->fd, &ev);
+	(*reg ? zm_loop_mod : zm_loop_add)(w->loop, e->fd, want, e);
 	*cur = want;
 	*reg = true;
 }
@@ -134,7 +130,7 @@ static void conn_close(struct hconn *c, bool reset);
 static void stream_free(struct stream *s, bool reset)
 {
 	struct hconn *c = s->c;
-	struct zt *z = c->z;
+	struct zt_worker *w = c->w;
 
 	if (s->dead)
 		return;
@@ -145,7 +141,7 @@ static void stream_free(struct stream *s, bool reset)
 			setsockopt(s->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		if (s->reg)
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+			zm_loop_del(w->loop, s->ev.fd);
 		close(s->ev.fd);
 		s->ev.fd = -1;
 	}
@@ -155,7 +151,7 @@ static void stream_free(struct stream *s, bool reset)
 		zt_series_count(s->ser, 0, 1, 0, 0);
 		zt_access_log(s->ser, &s->info, "HBONE", reset ? "reset" : "ok");
 	}
-	z->st.closed++;
+	zt_bump(w->closed, 1);
 	zm_buf_free(&s->to_plain);
 	zm_buf_free(&s->stash);
 	for (struct stream **p = &c->streams; *p; p = &(*p)->next)
@@ -166,8 +162,8 @@ static void stream_free(struct stream *s, bool reset)
 	if (--c->nstreams == 0)
 		clock_gettime(CLOCK_MONOTONIC, &c->idle_since);
 	s->dead = true;
-	s->next_dead = stream_graveyard;
-	stream_graveyard = s;
+	s->next_dead = w->stream_graveyard;
+	w->stream_graveyard = s;
 }
 
 static struct stream *stream_new(struct hconn *c, int fd)
@@ -186,8 +182,8 @@ static struct stream *stream_new(struct hconn *c, int fd)
 	s->next = c->streams;
 	c->streams = s;
 	c->nstreams++;
-	c->z->st.opened++;
-	nstreams_total[c->server]++;
+	zt_bump(c->w->opened, 1);
+	zt_bump(c->w->hstreams[c->server], 1);
 	return s;
 }
 
@@ -278,7 +274,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	snprintf(ip, sizeof(ip), "%s", auth);
 	colon = strrchr(ip, ':');
 	if (!colon) {
-		c->z->st.refused++;
+		zt_count(c->z->st.refused);
 		return 400;
 	}
 	*colon = 0;
@@ -286,7 +282,7 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1 || port <= 0 || port > 65535 ||
 	    dst.sin_addr.s_addr != p->ip.s_addr) {
 		zm_log_warn("pod %s: CONNECT to %s refused: not this pod", p->id, auth);
-		c->z->st.refused++;
+		zt_count(c->z->st.refused);
 		return 400;
 	}
 	dst.sin_port = htons((uint16_t)port);
@@ -325,13 +321,13 @@ static int cb_connect(void *ud, struct zm_hbone *h, int32_t id, const char *auth
 	s->ser = zt_series_get("destination", swl, sns, p->workload, p->ns, true, peer, dp);
 	zt_series_count(s->ser, 1, 0, 0, 0);
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
-		c->z->st.refused++;
+		zt_count(c->z->st.refused);
 		s->sid = -1;	/* answered by our return value */
 		stream_free(s, false);
 		return 503;
 	}
 	s->plain_connecting = true;
-	set_ev(c->z, &s->ev, &s->want, &s->reg, EPOLLOUT);
+	set_ev(c->w, &s->ev, &s->want, &s->reg, EPOLLOUT);
 	return 0;	/* answered when the connect completes */
 }
 
@@ -341,14 +337,14 @@ static const struct zm_hbone_cbs cbs = { cb_connect, cb_response, cb_data, cb_en
 
 static void stream_arm(struct stream *s)
 {
-	struct zt *z = s->c->z;
+	struct zt_worker *w = s->c->w;
 	uint32_t want = 0;
 
 	if (s->ev.fd < 0)
 		return;
 	if (s->hup) {
 		if (s->reg) {
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, s->ev.fd, NULL);
+			zm_loop_del(w->loop, s->ev.fd);
 			s->reg = false;
 		}
 		return;
@@ -359,7 +355,7 @@ static void stream_arm(struct stream *s)
 		want = (!s->plain_eof && !zm_buf_len(&s->stash) ? EPOLLIN : 0) |
 		       (zm_buf_len(&s->to_plain) ? EPOLLOUT : 0);
 	/* Waiting (no events asked): epoll still reports an error or hang-up. */
-	set_ev(z, &s->ev, &s->want, &s->reg, want);
+	set_ev(w, &s->ev, &s->want, &s->reg, want);
 }
 
 /* Client: CONNECT for a stream whose connection is ready. */
@@ -498,11 +494,7 @@ static void conn_arm(struct hconn *c)
 	want = c->tcp_connecting ? EPOLLOUT : EPOLLIN | (zm_hbone_output(c->hb, &out) ? EPOLLOUT : 0);
 	if (c->want == want)
 		return;
-	{
-		struct epoll_event ev = { .events = want, .data.ptr = &c->ev };
-
-		epoll_ctl(c->z->ep, c->want ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->ev.fd, &ev);
-	}
+	(c->want ? zm_loop_mod : zm_loop_add)(c->w->loop, c->ev.fd, want, &c->ev);
 	c->want = want;
 }
 
@@ -511,7 +503,7 @@ static void conn_arm(struct hconn *c)
  * the peer ended cleanly. */
 static void conn_close(struct hconn *c, bool reset)
 {
-	struct zt *z = c->z;
+	struct zt_worker *w = c->w;
 
 	if (c->dead)
 		return;
@@ -539,21 +531,21 @@ static void conn_close(struct hconn *c, bool reset)
 			setsockopt(c->ev.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		if (c->want)
-			epoll_ctl(z->ep, EPOLL_CTL_DEL, c->ev.fd, NULL);
+			zm_loop_del(w->loop, c->ev.fd);
 		close(c->ev.fd);
 		c->ev.fd = -1;
 	}
 	zm_hbone_free(c->hb);
 	c->hb = NULL;
-	for (struct hconn **p = &conns; *p; p = &(*p)->next)
+	for (struct hconn **p = &w->conns; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			break;
 		}
-	nconns[c->server]--;
+	zt_bump(w->hconns[c->server], (uint64_t)-1);
 	c->dead = true;
-	c->next_dead = conn_graveyard;
-	conn_graveyard = c;
+	c->next_dead = w->conn_graveyard;
+	w->conn_graveyard = c;
 }
 
 /* Ciphertext out; -1: the socket failed. */
@@ -653,7 +645,7 @@ static void conn_input(struct hconn *c)
 		if (r > 0) {
 			if (zm_hbone_input(c->hb, buf, (size_t)r)) {
 				if (zm_hbone_flooded(c->hb)) {
-					nflooded++;
+					zt_count(nflooded);
 					zm_log_warn("HBONE connection from %s: too many streams reset before "
 						    "their answer (rapid reset): GOAWAY", conn_peer(c) ?: "?");
 				}
@@ -672,7 +664,7 @@ static void conn_input(struct hconn *c)
 		c->ready = true;
 }
 
-static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int fd)
+static struct hconn *conn_new(struct zt_worker *w, struct zt_pod *p, bool server, int fd)
 {
 	struct hconn *c = calloc(1, sizeof(*c));
 	SSL_CTX *ctx = zt_pod_ctx(p, server);
@@ -690,7 +682,8 @@ static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int f
 		free(c);
 		return NULL;
 	}
-	c->z = z;
+	c->z = w->z;
+	c->w = w;
 	c->pod = p;
 	c->server = server;
 	c->gen = p->cert_gen;
@@ -698,16 +691,16 @@ static struct hconn *conn_new(struct zt *z, struct zt_pod *p, bool server, int f
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	clock_gettime(CLOCK_MONOTONIC, &c->idle_since);
 	c->born = c->idle_since;
-	c->next = conns;
-	conns = c;
-	nconns[server]++;
-	nconns_total[server]++;
+	c->next = w->conns;
+	w->conns = c;
+	zt_bump(w->hconns[server], 1);
+	zt_bump(w->hconns_total[server], 1);
 	return c;
 }
 
 /* A pooled client connection from @p to @dpod with room for one more
  * stream, or a new one. Older certificate generations drain. */
-static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_lab_pod *dpod)
+static struct hconn *conn_pick(struct zt_worker *w, struct zt_pod *p, const struct zm_lab_pod *dpod)
 {
 	struct sockaddr_in hb = { .sin_family = AF_INET, .sin_addr = dpod->ip, .sin_port = htons(15008) };
 	struct zm_spiffe_id want;
@@ -718,7 +711,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 	zt_pod_identity(dpod, &want);
 	if (zm_spiffe_format(&want, want_str, sizeof(want_str)))
 		return NULL;
-	for (c = conns; c; c = next) {
+	for (c = w->conns; c; c = next) {
 		next = c->next;
 		if (c->server || c->pod != p || c->dead || c->draining || c->broken ||
 		    c->dst.s_addr != dpod->ip.s_addr || strcmp(c->want_str, want_str))
@@ -740,7 +733,7 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 		close(fd);
 		return NULL;
 	}
-	c = conn_new(z, p, false, fd);
+	c = conn_new(w, p, false, fd);
 	if (!c) {
 		close(fd);
 		return NULL;
@@ -753,10 +746,10 @@ static struct hconn *conn_pick(struct zt *z, struct zt_pod *p, const struct zm_l
 	return c;
 }
 
-void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
+void zt_tunnel_out(struct zt_worker *w, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod)
 {
-	struct hconn *c = conn_pick(z, p, dpod);
+	struct hconn *c = conn_pick(w, p, dpod);
 	struct stream *s;
 	char sp[ZM_SPIFFE_MAX];
 	const char *dwl = zm_labels_get(&dpod->labels, "app");
@@ -770,7 +763,7 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 		close(fd);
 		if (c && !c->nstreams && !c->ready)
 			conn_close(c, true);
-		z->st.refused++;
+		zt_count(w->z->st.refused);
 		return;
 	}
 	snprintf(s->authority, sizeof(s->authority), "%s:%u", inet_ntoa(dst->sin_addr), ntohs(dst->sin_port));
@@ -789,9 +782,9 @@ void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr
 	conn_run(c);
 }
 
-void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd)
+void zt_tunnel_in(struct zt_worker *w, struct zt_pod *p, int fd)
 {
-	struct hconn *c = conn_new(z, p, true, fd);
+	struct hconn *c = conn_new(w, p, true, fd);
 	struct sockaddr_in pa = { 0 };
 	socklen_t pl = sizeof(pa);
 
@@ -814,7 +807,7 @@ static void stream_event(struct stream *s, uint32_t events)
 		getsockopt(s->ev.fd, SOL_SOCKET, SO_ERROR, &err, &l);
 		if (err || !(events & EPOLLOUT)) {
 			/* The app refuses: 503, the client's app sees a reset. */
-			c->z->st.refused++;
+			zt_count(c->z->st.refused);
 			err = zm_hbone_respond(c->hb, s->sid, 503);
 			if (err && err != -EINVAL)
 				c->broken = true;
@@ -847,9 +840,9 @@ static void stream_event(struct stream *s, uint32_t events)
 	conn_run(c);
 }
 
-void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events)
+void zt_tunnel_event(struct zt_worker *w, struct zt_ev *ev, uint32_t events)
 {
-	(void)z;
+	(void)w;
 	if (ev->side == 0) {
 		struct stream *s = ev->owner;
 
@@ -878,9 +871,11 @@ void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events)
 	}
 }
 
-void zt_tunnel_tick(struct zt *z)
+void zt_tunnel_tick(struct zt_worker *w)
 {
-	for (struct hconn *c = conns, *next; c; c = next) {
+	struct zt *z = w->z;
+
+	for (struct hconn *c = w->conns, *next; c; c = next) {
 		int64_t idle = (int64_t)z->pool_idle_ms + (c->server ? SERVER_IDLE_EXTRA_MS : 0);
 
 		next = c->next;
@@ -901,10 +896,9 @@ void zt_tunnel_tick(struct zt *z)
 	}
 }
 
-void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
+static void pod_gone(struct zt_worker *w, struct zt_pod *p)
 {
-	(void)z;
-	for (struct hconn *c = conns, *next; c; c = next) {
+	for (struct hconn *c = w->conns, *next; c; c = next) {
 		next = c->next;
 		if (c->pod != p)
 			continue;
@@ -923,9 +917,11 @@ void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
 	}
 }
 
-void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
+static void recheck(struct zt_worker *w, const struct zt_pod *p)
 {
-	for (struct hconn *c = conns, *next; c; c = next) {
+	struct zt *z = w->z;
+
+	for (struct hconn *c = w->conns, *next; c; c = next) {
 		struct zm_error e = { 0 };
 		SSL_CTX *ctx;
 		int rc;
@@ -942,7 +938,7 @@ void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
 			continue;
 		/* Its peer was checked against roots we no longer trust: no new
 		 * stream on it; a new one re-handshakes against the bundle now. */
-		z->st.bundle_drained++;
+		zt_count(z->st.bundle_drained);
 		zm_log_warn("HBONE %s connection of pod %s (peer %s): %s: drained", c->server ? "server" : "client",
 			    c->pod->id, c->server ? c->peer_str : c->want_str, e.msg);
 		c->draining = true;
@@ -951,20 +947,46 @@ void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
 	}
 }
 
+void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p)
+{
+	for (unsigned i = 0; i < z->nworkers; i++)
+		recheck(&z->workers[i], p);
+}
+
+void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p)
+{
+	for (unsigned i = 0; i < z->nworkers; i++)
+		pod_gone(&z->workers[i], p);
+}
+
 void zt_tunnel_drain(struct zt *z)
 {
-	(void)z;
-	for (struct hconn *c = conns, *next; c; c = next) {
-		next = c->next;
-		c->draining = true;
-		if (!c->nstreams)
-			conn_close(c, false);
-	}
+	for (unsigned i = 0; i < z->nworkers; i++)
+		for (struct hconn *c = z->workers[i].conns, *next; c; c = next) {
+			next = c->next;
+			c->draining = true;
+			if (!c->nstreams)
+				conn_close(c, false);
+		}
+}
+
+void zt_tunnel_close_all(struct zt_worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns, true);
+	zt_tunnel_reap(w);
 }
 
 void zt_tunnel_metrics(struct zt *z, struct zm_buf *b)
 {
-	(void)z;
+	uint64_t nconns[2] = { 0 }, nconns_total[2] = { 0 }, nstreams_total[2] = { 0 };
+
+	for (unsigned i = 0; i < z->nworkers; i++)
+		for (int k = 0; k < 2; k++) {
+			nconns[k] += zt_read(z->workers[i].hconns[k]);
+			nconns_total[k] += zt_read(z->workers[i].hconns_total[k]);
+			nstreams_total[k] += zt_read(z->workers[i].hstreams[k]);
+		}
 	zm_buf_printf(b, "# HELP zmesh_ztunnel_hbone_connections HBONE connections open\n"
 		      "# TYPE zmesh_ztunnel_hbone_connections gauge\n"
 		      "zmesh_ztunnel_hbone_connections{role=\"client\"} %llu\n"
@@ -983,21 +1005,21 @@ void zt_tunnel_metrics(struct zt *z, struct zm_buf *b)
 		      (unsigned long long)nconns[0], (unsigned long long)nconns[1],
 		      (unsigned long long)nconns_total[0], (unsigned long long)nconns_total[1],
 		      (unsigned long long)nstreams_total[0], (unsigned long long)nstreams_total[1],
-		      (unsigned long long)nflooded);
+		      (unsigned long long)zt_read(nflooded));
 }
 
-void zt_tunnel_reap(void)
+void zt_tunnel_reap(struct zt_worker *w)
 {
-	while (stream_graveyard) {
-		struct stream *s = stream_graveyard;
+	while (w->stream_graveyard) {
+		struct stream *s = w->stream_graveyard;
 
-		stream_graveyard = s->next_dead;
+		w->stream_graveyard = s->next_dead;
 		free(s);
 	}
-	while (conn_graveyard) {
-		struct hconn *c = conn_graveyard;
+	while (w->conn_graveyard) {
+		struct hconn *c = w->conn_graveyard;
 
-		conn_graveyard = c->next_dead;
+		w->conn_graveyard = c->next_dead;
 		free(c);
 	}
 }

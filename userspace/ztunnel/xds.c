@@ -32,11 +32,13 @@ static int on_config(void *arg, uint64_t version, json_t *objects, char *why, si
 		zm_cfg_set_free(&fresh);
 		return rc;
 	}
+	zt_write_lock(z);
 	zm_cfg_set_free(&z->cfg);
 	z->cfg = fresh;
 	z->cfg_version = version;
 	zm_log_info("config version %llu from zmeshd: %zu objects", (unsigned long long)version, z->cfg.nobjs);
 	zt_pods_restrict(z);
+	zt_write_unlock(z);
 	return 0;
 }
 
@@ -59,12 +61,19 @@ static void on_cert(void *arg, int rc, struct zm_svid_cert *cert, const char *bu
 		p->renew_at = time(NULL) + 2;
 		return;
 	}
+	zt_write_lock(z);
 	zt_cert_install(z, p, cert->key_pem, cert->chain_pem, bundle);
+	zt_write_unlock(z);
 }
 
 static void on_bundle(void *arg, const char *bundle)
 {
-	zt_certs_bundle(arg, bundle);
+	struct zt *z = arg;
+
+	/* Every pod's contexts change and pooled connections are re-checked. */
+	zt_write_lock(z);
+	zt_certs_bundle(z, bundle);
+	zt_write_unlock(z);
 }
 
 int zt_xds_start(struct zt *z, const char *server)

@@ -12,14 +12,29 @@
  *   - inbound: the destination the client dialled (getsockname), connected
  *     to from inside the pod over lo;
  *   - Prometheus on :15020, readiness on :15021 in the node's netns.
- * One epoll thread; connections are pairs of sockets with a bounded buffer
- * per direction, half-close and resets passed through.
+ * Threads (workers.c): the main thread runs the control side (enrolment,
+ * config, certificates, zmeshd, admin and metrics endpoints); N workers (one
+ * per CPU by default) each run their own event loop (evloop.h: epoll or
+ * io_uring) over their own connections and HBONE pool, shared-nothing as Envoy's workers are. Every
+ * pod listener exists once per worker (SO_REUSEPORT: the kernel spreads
+ * connections, also those that sk_lookup assigns). Connections are pairs of
+ * sockets with a bounded buffer per direction, half-close and resets passed
+ * through.
+ *
+ * Shared state (the lab state, the pods table, the config, the pods'
+ * credentials) is written only by the main thread and only under the write
+ * side of z->lock; a worker holds the read side while it handles one batch
+ * of events, never while it waits. So a worker sees one consistent snapshot
+ * per batch, and the main thread may touch a worker's connections (a pod
+ * leaving, draining) while it holds the write side. Counters are per worker
+ * (one writer, summed at scrape) or atomic.
  */
 #ifndef ZTUNNEL_H
 #define ZTUNNEL_H
 
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -31,16 +46,18 @@
 #include "zmesh/keymat.h"
 #include "zmesh/tls.h"
 #include "zmesh/config.h"
+#include "zmesh/evloop.h"
 #include "zmesh/l4policy.h"
 #include "zmesh/lab.h"
 #include "zmesh/spiffe.h"
 
 #define ZT_MAX_PODS 256
+#define ZT_MAX_WORKERS 64
 
 enum zt_kind { ZT_L_OUTBOUND, ZT_L_INBOUND, ZT_L_HBONE, ZT_CONN, ZT_TUN, ZT_HTTP_LISTEN, ZT_HTTP, ZT_XDS,
 	       ZT_ZDS_LISTEN, ZT_ZDS };
 
-/* What epoll hands back: every registered fd has one. */
+/* What the event loop hands back: every registered fd has one. */
 struct zt_ev {
 	enum zt_kind kind;
 	int fd;
@@ -59,8 +76,9 @@ struct zt_pod {
 	char host_if[16];	/* node side of the pod's veth (TC), "" when not known */
 	struct zm_labels labels;
 	struct in_addr ip;
-	struct zt_ev l[3];	/* outbound, inbound, hbone */
-	bool seen;		/* added or kept since the ZDS client connected */
+	struct zt_ev l[3];	/* outbound, inbound, hbone: worker 0's (these are in the BPF maps) */
+	struct zt_ev lw[ZT_MAX_WORKERS - 1][3];	/* workers 1..N-1: SO_REUSEPORT siblings */
+	bool seen;		/* reconcile mark */
 	struct zm_spiffe_id id_spiffe;
 	/* This pod's workload certificate: rotatable contexts for both HBONE
 	 * roles, the SVID record and when to renew it (certs.c). */
@@ -74,15 +92,54 @@ struct zt_pod {
 	bool strict;		/* enrolled with STRICT (BPF drops plaintext that bypasses us) */
 };
 
+/* Rare events, counted from any thread (zt_count); opened/closed are per worker. */
 struct zt_stats {
-	uint64_t opened, closed, refused;
+	uint64_t refused;
 	uint64_t denied_authz, denied_mtls, renewed;
 	uint64_t bundle_drained;	/* HBONE connections whose peer the new bundle no longer trusts */
 };
 
+#define zt_count(ctr) __atomic_fetch_add(&(ctr), 1, __ATOMIC_RELAXED)
+#define zt_read(ctr) __atomic_load_n(&(ctr), __ATOMIC_RELAXED)
+/* A counter with one writer (its worker): no locked instruction needed. */
+#define zt_bump(ctr, n) __atomic_store_n(&(ctr), __atomic_load_n(&(ctr), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+
+struct zt_pair;
+struct hconn;
+struct stream;
+struct zm_buf;
+
+/*
+ * One worker: a thread with its own event loop, its own connections (relay
+ * pairs, HBONE connections and streams) and counters. Its objects are
+ * touched by itself, or by the main thread holding z->lock for writing.
+ */
+struct zt_worker {
+	struct zt *z;
+	unsigned id;
+	struct zm_loop *loop;	/* evloop.h: epoll or io_uring */
+	pthread_t thread;
+	bool started;
+	uint64_t seen_epoch;	/* z->epoch when it last looked (stale listener events) */
+	/* Counters (zt_bump by this worker, zt_read by anyone). */
+	uint64_t opened, closed;		/* captured connections (relay pairs + HBONE streams) */
+	uint64_t hconns[2], hconns_total[2], hstreams[2];	/* HBONE connections open / opened, streams opened; [server] */
+	/* relay.c */
+	struct zt_pair *graveyard;	/* closed during a batch, freed after it */
+	/* tunnel.c */
+	struct hconn *conns, *conn_graveyard;
+	struct stream *stream_graveyard;
+};
+
 struct zt {
 	char node[64], lab[16];
-	int ep;
+	int ep;			/* the main thread's epoll: admin, metrics, readiness, zmeshd */
+	unsigned nworkers;	/* running: z->workers[0..nworkers) */
+	struct zt_worker *workers;
+	pthread_rwlock_t lock;	/* shared state: written by main under wrlock, read by workers per batch */
+	unsigned wr_depth;	/* main thread only: zt_write_lock nests */
+	uint64_t epoch;		/* bumped (under wrlock) when listeners close */
+	int quit;		/* workers stop (atomic) */
 	struct zm_bpf *bpf;
 	struct zm_lab state;
 	struct zm_lab_node *me;
@@ -109,6 +166,27 @@ struct zt {
 	bool enrolled_once;		/* a snapshot arrived (readiness) */
 	uint64_t zds_requests, zds_refused;
 };
+
+/* workers.c */
+/* Start @n workers (each with its event loop; z->nworkers once they run); 0
+ * or -errno. Before the first pod enrols. */
+int zt_workers_start(struct zt *z, unsigned n, enum zm_loop_kind kind);
+/* Stop and join them, cutting their connections; after the pods closed. */
+void zt_workers_stop(struct zt *z);
+/* The default worker count: the online CPUs (at most ZT_MAX_WORKERS). */
+unsigned zt_workers_default(void);
+/* The write side of z->lock, main thread only; nests. */
+void zt_write_lock(struct zt *z);
+void zt_write_unlock(struct zt *z);
+/* @p's listeners, one per worker (under the write lock); 0 or -errno. */
+int zt_pod_listen(struct zt *z, struct zt_pod *p);
+/* Close all of @p's listeners (idempotent). */
+void zt_pod_unlisten(struct zt *z, struct zt_pod *p);
+/* Connections open now, over all workers (drain). */
+uint64_t zt_conns_open(struct zt *z);
+/* Per-worker counters for /metrics and /config_dump. */
+void zt_workers_metrics(struct zt *z, struct zm_buf *b);
+void zt_workers_sum(struct zt *z, uint64_t *opened, uint64_t *closed);
 
 /* pods.c */
 /* Re-read the lab state: the cluster (services, other pods), not enrolment. */
@@ -182,11 +260,11 @@ bool zt_policy_check(struct zt *z, const struct zt_pod *p, const char *principal
 		     uint16_t port, const char *conn_desc);
 void zt_policy_metrics(struct zt *z, struct zm_buf *b);
 
-/* relay.c */
-void zt_accept(struct zt *z, struct zt_ev *l);
-void zt_conn_event(struct zt *z, struct zt_ev *ev, uint32_t events);
+/* relay.c (zt_accept, zt_conn_event, zt_reap: on worker @w) */
+void zt_accept(struct zt_worker *w, struct zt_ev *l);
+void zt_conn_event(struct zt_worker *w, struct zt_ev *ev, uint32_t events);
 void zt_metrics_write(struct zt *z, int fd);
-void zt_reap(void);
+void zt_reap(struct zt_worker *w);
 struct zt_series;
 /* Per connection, for the access log. */
 struct zt_conn_info {
@@ -209,22 +287,27 @@ void zt_series_count(struct zt_series *s, int opened, int closed, uint64_t sent,
  * Service @dst (then :authority is the service address and the waypoint
  * picks the endpoint).
  */
-void zt_tunnel_out(struct zt *z, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
+void zt_tunnel_out(struct zt_worker *w, struct zt_pod *p, int fd, const struct sockaddr_in *dst,
 		   const struct zm_lab_pod *dpod);
 /* Inbound: a connection accepted on a pod's 15008. */
-void zt_tunnel_in(struct zt *z, struct zt_pod *p, int fd);
-void zt_tunnel_event(struct zt *z, struct zt_ev *ev, uint32_t events);
-void zt_tunnel_reap(void);
+void zt_tunnel_in(struct zt_worker *w, struct zt_pod *p, int fd);
+void zt_tunnel_event(struct zt_worker *w, struct zt_ev *ev, uint32_t events);
+void zt_tunnel_reap(struct zt_worker *w);
 /* Close connections idle for longer than z->pool_idle_ms (every loop turn). */
-void zt_tunnel_tick(struct zt *z);
-/* @p leaves: its connections take no new stream (live ones finish). */
+void zt_tunnel_tick(struct zt_worker *w);
+/* @p leaves: its connections (on every worker) take no new stream (live
+ * ones finish). Under the write lock. */
 void zt_tunnel_pod_gone(struct zt *z, struct zt_pod *p);
 /* The trust bundle of @p (NULL: every pod) changed: connections whose peer
  * no longer verifies against it take no new stream (drain); new streams
- * then re-handshake against the new bundle (SECURITY.md, istio/istio#59714). */
+ * then re-handshake against the new bundle (SECURITY.md, istio/istio#59714).
+ * Under the write lock. */
 void zt_tunnel_recheck(struct zt *z, const struct zt_pod *p);
-/* Stopping: no connection takes a new stream (servers answer 503), idle ones close. */
+/* Stopping: no connection takes a new stream (servers answer 503), idle ones
+ * close. Under the write lock. */
 void zt_tunnel_drain(struct zt *z);
+/* Close all of @w's HBONE connections (the worker stopped). */
+void zt_tunnel_close_all(struct zt_worker *w);
 /* zmesh_ztunnel_hbone_connections / _streams_total for /metrics. */
 void zt_tunnel_metrics(struct zt *z, struct zm_buf *b);
 
