@@ -2,7 +2,8 @@
 /*
  * What integration tests do to a running lab, once: find zmeshctl, wait for
  * a node's ztunnel to be ready, run a command in a pod (retried while its
- * apps start), read a node's Prometheus page and one sample from it.
+ * apps start), read a node's Prometheus page and one sample from it, find
+ * a node's ztunnel.
  */
 #ifndef ZMESH_TESTS_LABKIT_H
 #define ZMESH_TESTS_LABKIT_H
@@ -67,6 +68,18 @@ static inline long long lab_metric(const char *all, const char *series)
 	while (p && p != all && p[-1] != '\n')
 		p = strstr(p + 1, series);
 	return p ? atoll(p + strlen(series)) : -1;
+}
+
+/* The pid of @node's ztunnel (from `lab status`), or -1. */
+static inline int lab_ztunnel_pid(const char *lab, const char *node)
+{
+	char out[256];
+
+	if (test_sh(out, sizeof(out), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
+		    "print([n['ztunnel_pid'] for n in json.load(sys.stdin)['nodes'] if n['name']=='%s'][0])\"",
+		    lab_ctl(), lab, node))
+		return -1;
+	return atoi(out);
 }
 
 #endif

@@ -6,6 +6,7 @@
  * use; one whose peer no longer does takes no new stream, so the next
  * stream re-handshakes against the new bundle (and here fails closed: the
  * peer's certificate is from the retired root).
+ * One worker (ZMESH_WORKERS=1): the pool, and so the counts, are per worker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ FIXTURE_SETUP(bundle)
 			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
 			i ? "b" : "a", i ? "b" : "a", i ? self->n2 : self->n1);
 	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "ZMESH_WORKERS=1 %s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
 	ASSERT_OK(wait_ready(self, self->n1));
 	ASSERT_OK(wait_ready(self, self->n2));
 }

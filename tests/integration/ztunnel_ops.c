@@ -84,17 +84,6 @@ static pid_t long_conn(struct zm_fixture_ops *self, const char *outfile, int sec
 	return pid;
 }
 
-static int ztunnel_pid(struct zm_fixture_ops *self, const char *node)
-{
-	char out[256];
-
-	if (test_sh(out, sizeof(out), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-		    "print([n['ztunnel_pid'] for n in json.load(sys.stdin)['nodes'] if n['name']=='%s'][0])\"",
-		    self->ctl, self->lab, node))
-		return -1;
-	return atoi(out);
-}
-
 /* Running (a zombie is not: the harness may be its reaper). */
 static bool alive(int pid)
 {
@@ -173,7 +162,7 @@ TEST_F(ops, certificates_renew_without_dropping_connections)
 TEST_F(ops, sigterm_drains_live_connections)
 {
 	char out[4096], file[64];
-	int status, zpid = ztunnel_pid(self, self->n1);
+	int status, zpid = lab_ztunnel_pid(self->lab, self->n1);
 	pid_t pid;
 
 	ASSERT_GT(zpid, 0);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* ztunnel: main loop, cluster refresh, health and metrics endpoints. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,7 +239,7 @@ int main(int argc, char **argv)
 		zm_log_info("sidecar of %s in lab %s", sidecar, z->lab);
 	else
 		zm_log_info("node %s of lab %s: fast path %s", z->node, z->lab, z->fastpath ? "on" : "off");
-	for (unsigned iter = 0, quiet = 1;; iter++) {
+	for (unsigned iter = 0, quiet = 1, trimmed = 1;; iter++) {
 		struct epoll_event ev[128];
 		struct stat st;
 		char path[512];
@@ -294,6 +295,15 @@ int main(int argc, char **argv)
 			zt_write_lock(z);
 			zt_cluster_reload(z);
 			zt_write_unlock(z);
+		}
+		/* Idle again after traffic: hand the freed heap back to the
+		 * kernel. glibc keeps it in each worker's arena otherwise, and
+		 * the RSS of a node's ztunnel is what platform teams watch. */
+		if (zt_conns_open(z)) {
+			trimmed = 0;
+		} else if (!trimmed) {
+			malloc_trim(0);
+			trimmed = 1;
 		}
 		n = epoll_wait(z->ep, ev, 128, 200);
 		quiet = n <= 0;
