@@ -337,6 +337,14 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	       int skip, int64_t now_ns);
 /* The DestinationRule's connectTimeout for the decision's destination (ns). */
 int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d);
+/*
+ * HTTP/2 to the destination's pods by its DestinationRule: true with
+ * connectionPool.http.h2UpgradePolicy UPGRADE (prior knowledge, as Envoy
+ * speaks to an Istio cluster with HTTP/2 options), or with useClientProtocol
+ * when the client spoke HTTP/2 (@client_h2). Ports named grpc/http2/h2c use
+ * HTTP/2 whatever this says (Istio's protocol selection).
+ */
+bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool client_h2);
 
 /*
  * After a try on endpoint @ep of d->svc: @status is the HTTP status, or 0 for

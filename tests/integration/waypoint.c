@@ -72,6 +72,10 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: upgraded}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: sameproto}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -123,6 +127,12 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: limited}\n"
 	"spec:\n  host: limited\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, "
 	"http: {http1MaxPendingRequests: 1}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: upgraded}\n"
+	"spec:\n  host: upgraded\n  trafficPolicy:\n    connectionPool: {http: {h2UpgradePolicy: UPGRADE}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: sameproto}\n"
+	"spec:\n  host: sameproto\n  trafficPolicy:\n    connectionPool: {http: {useClientProtocol: true}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -821,6 +831,17 @@ TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
 	snprintf(args, sizeof(args), "-H 'Host: echo' -H 'x-canary: yes' 'http://%s:8080/h1'", self->ip);
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
 	EXPECT_STRSTR(out, "\"proto\":\"HTTP/1.1\"");
+	/* DestinationRule h2UpgradePolicy UPGRADE: HTTP/2 to the pods of an http port */
+	snprintf(args, sizeof(args), "-H 'Host: upgraded' 'http://%s:8080/up'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
+	/* useClientProtocol: the client's own protocol, either way */
+	snprintf(args, sizeof(args), "-H 'Host: sameproto' 'http://%s:8080/same1'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/1.1\"");
+	snprintf(args, sizeof(args), "--http2-prior-knowledge -H 'Host: sameproto' 'http://%s:8080/same2'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"proto\":\"HTTP/2\"");
 }
 
 /* ---- a gRPC-like HTTP/2 server in the grpc pod: answers with trailers ---- */

@@ -1791,6 +1791,20 @@ int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d)
 	return e.pool ? e.pool->tcp.connect_timeout.ns : 10 * ZM_NS_PER_S;
 }
 
+bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool client_h2)
+{
+	struct eff e;
+
+	if (!d->svc)
+		return false;
+	effective(l7, d->svc, d->subset, &e);
+	if (!e.pool)
+		return false;
+	if (e.pool->http.use_client_protocol.set && e.pool->http.use_client_protocol.v)
+		return client_h2;
+	return e.pool->http.h2_upgrade_policy.set && e.pool->http.h2_upgrade_policy.v == ZM_H2_UPGRADE;
+}
+
 void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int status,
 		  int64_t now_ns)
 {

@@ -1062,7 +1062,8 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		 * http2/grpc/h2c (Istio's protocol selection). */
 		bool h2up = !strncmp(pn, "grpc", 4) || !strncmp(pn, "http2", 5) || !strncmp(pn, "h2c", 3) ||
 			    (!strcmp(rq->proto, "HTTP/2") && req_header(rq, "content-type", ct, sizeof(ct), &ctl) &&
-			     !strncmp(ct, "application/grpc", 16));
+			     !strncmp(ct, "application/grpc", 16)) ||
+			    zm_l7_upstream_h2(snap->l7, &d, !strcmp(rq->proto, "HTTP/2"));
 		/* HTTP/1 upstream framing is ours: the client's length when it said one, else chunked */
 		bool chunked = rq->src && rq->src->len < 0;
 		struct buf_sink bsink;
