@@ -811,6 +811,35 @@ TEST_F(wp, hbone_front)
 	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
 }
 
+/* RFC 7540 3.2: an HTTP/1.1 request with Upgrade: h2c (curl --http2 on
+ * http://) gets 101, then its answer and what follows over HTTP/2. */
+TEST_F(wp, h2c_upgrade_where_asked)
+{
+	char out[16384], args[512];
+
+	snprintf(args, sizeof(args), "-v --http2 -H 'Host: echo' -H 'x-canary: yes' "
+		 "-w '\\n%%{http_version} %%{http_code}' 'http://%s:8080/upgrade-me' 2>&1", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "Upgrade: h2c");
+	EXPECT_STRSTR(out, "101 Switching Protocols");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");	/* routed by its headers */
+	EXPECT_STRSTR(out, "\"path\":\"/upgrade-me\"");
+	EXPECT_STRSTR(out, "\n2 200");
+	/* two requests on one connection: the second is a stream of the upgraded one */
+	snprintf(args, sizeof(args), "--http2 -H 'Host: echo' -w '\\n%%{http_version} %%{http_code}\\n' "
+		 "'http://%s:8080/one' 'http://%s:8080/two'", self->ip, self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"path\":\"/one\"");
+	EXPECT_STRSTR(out, "\"path\":\"/two\"");
+	EXPECT_STRSTR(out, "\n2 200\n");
+	/* with a body there is no upgrade: served as HTTP/1.1 */
+	snprintf(args, sizeof(args), "--http2 -H 'Host: echo' -d hello -w '\\n%%{http_version} %%{http_code}' "
+		 "'http://%s:8080/post'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STRSTR(out, "\"method\":\"POST\"");
+	EXPECT_STRSTR(out, "\n1.1 200");
+}
+
 TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
 {
 	char out[8192], args[512];

@@ -19,6 +19,7 @@
  * runs is cut off (both queues fail) and freed when the worker is done.
  * Bounded: 100 concurrent streams (so 100 workers), header bytes as HTTP/1.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -322,6 +324,43 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
 	return (ssize_t)len;
 }
 
+/* A new stream @id of @h: its request comes in HEADERS, or is the HTTP/1.1
+ * request that asked for the upgrade (stream 1). NULL when out of memory. */
+static struct h2s *h2s_new(struct h2c *h, int32_t id)
+{
+	struct h2s *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	if (bq_init(&st->in, true)) {
+		free(st);
+		return NULL;
+	}
+	bq_init(&st->out, false);
+	st->id = id;
+	st->h = h;
+	st->len = -1;
+	st->t0 = mono_ns();
+	st->t0_wall = wall_us();
+	wp_resp_init(&st->rs);
+	st->all_next = h->all;
+	if (h->all)
+		h->all->all_prev = st;
+	h->all = st;
+	h->nstreams++;
+	return st;
+}
+
+static void ready_push(struct h2c *h, struct h2s *st)
+{
+	st->ready = true;
+	if (h->ready_tail)
+		h->ready_tail->next_ready = st;
+	else
+		h->ready_head = st;
+	h->ready_tail = st;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct h2c *h = ud;
@@ -333,25 +372,9 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
 		return 0;
 	}
-	st = calloc(1, sizeof(*st));
+	st = h2s_new(h, f->hd.stream_id);
 	if (!st)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (bq_init(&st->in, true)) {
-		free(st);
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	}
-	bq_init(&st->out, false);
-	st->id = f->hd.stream_id;
-	st->h = h;
-	st->len = -1;
-	st->t0 = mono_ns();
-	st->t0_wall = wall_us();
-	wp_resp_init(&st->rs);
-	st->all_next = h->all;
-	if (h->all)
-		h->all->all_prev = st;
-	h->all = st;
-	h->nstreams++;
 	nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
 	return 0;
 }
@@ -433,13 +456,8 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		return 0;
 	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST && !st->ready) {
 		/* the head is complete: serve it now, the body follows */
-		st->ready = true;
 		st->no_body = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
-		if (h->ready_tail)
-			h->ready_tail->next_ready = st;
-		else
-			h->ready_head = st;
-		h->ready_tail = st;
+		ready_push(h, st);
 	}
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 		pthread_mutex_lock(&st->in.mu);
@@ -716,7 +734,55 @@ static void take_events(struct h2c *h)
 	}
 }
 
-void wp_h2_serve(struct conn *c)
+/* RFC 7540 3.2 (h2c upgrade): the HTTP/1.1 request @m that asked for it is
+ * stream 1, half-closed by the client; @settings is its HTTP2-Settings,
+ * decoded. Its fields go over as HTTP/2 fields: names in lower case, the
+ * Host as :authority, the connection's own fields dropped. */
+static int upgrade_stream(struct h2c *h, struct wp_msg *m, const uint8_t *settings, size_t slen)
+{
+	static const char *const drop[] = { "connection", "upgrade", "http2-settings", "host", "keep-alive",
+					     "proxy-connection", "transfer-encoding", "te", NULL };
+	const char *b = zm_buf_data(&m->hb);
+	struct h2s *st = h2s_new(h, 1);
+	bool head;
+
+	if (!st)
+		return -ENOMEM;
+	zm_buf_append(&st->method, zm_buf_data(&m->method), zm_buf_len(&m->method));
+	zm_buf_append(&st->path, zm_buf_data(&m->url), zm_buf_len(&m->url));
+	for (size_t i = 0; i < m->nh; i++) {
+		const char *n = b + m->hs[i].noff;
+		size_t nl = m->hs[i].nlen, k;
+		bool skip = false;
+
+		for (k = 0; drop[k] && !skip; k++)
+			skip = strlen(drop[k]) == nl && !strncasecmp(drop[k], n, nl);
+		if (nl == 4 && !strncasecmp(n, "host", 4) && !zm_buf_len(&st->authority))
+			zm_buf_append(&st->authority, b + m->hs[i].voff, m->hs[i].vlen);
+		if (skip)
+			continue;
+		st->hs[st->nh].noff = (uint32_t)zm_buf_len(&st->hb);
+		st->hs[st->nh].nlen = (uint32_t)nl;
+		for (k = 0; k < nl; k++) {
+			char lc = (char)tolower((unsigned char)n[k]);
+
+			zm_buf_append(&st->hb, &lc, 1);
+		}
+		st->hs[st->nh].voff = (uint32_t)zm_buf_len(&st->hb);
+		st->hs[st->nh].vlen = m->hs[i].vlen;
+		zm_buf_append(&st->hb, b + m->hs[i].voff, m->hs[i].vlen);
+		st->nh++;
+	}
+	st->no_body = true;
+	st->in.eof = true;
+	head = zm_buf_len(&m->method) == 4 && !memcmp(zm_buf_data(&m->method), "HEAD", 4);
+	if (nghttp2_session_upgrade2(h->s, settings, slen, head, st))
+		return -EPROTO;
+	ready_push(h, st);
+	return 0;
+}
+
+static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, size_t slen)
 {
 	struct h2c h = { .c = c };
 	nghttp2_session_callbacks *cb;
@@ -760,6 +826,8 @@ void wp_h2_serve(struct conn *c)
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_submit_settings(h.s, NGHTTP2_FLAG_NONE, set, sizeof(set) / sizeof(set[0]));
 	nghttp2_session_set_local_window_size(h.s, NGHTTP2_FLAG_NONE, 0, WP_H2_CONN_WINDOW);
+	if (up && upgrade_stream(&h, up, settings, slen))
+		goto out;
 	/* what the HTTP/1 reader already took from the socket (the preface) */
 	if (zm_buf_len(&c->in)) {
 		ssize_t r = nghttp2_session_mem_recv(h.s, (const uint8_t *)zm_buf_data(&c->in),
@@ -834,4 +902,14 @@ out:
 	close(h.wake[1]);
 	pthread_mutex_destroy(&h.pool_mu);
 	pthread_mutex_destroy(&h.evmu);
+}
+
+void wp_h2_serve(struct conn *c)
+{
+	serve(c, NULL, NULL, 0);
+}
+
+void wp_h2_serve_upgrade(struct conn *c, struct wp_msg *req, const uint8_t *settings, size_t slen)
+{
+	serve(c, req, settings, slen);
 }

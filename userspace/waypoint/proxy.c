@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "zmesh/authz_match.h"
 #include "zmesh/json.h"
 #include "zmesh/log.h"
@@ -1622,6 +1624,73 @@ out:
 	wp_snap_put(snap);
 }
 
+/* Does @s (a comma-separated field value) list @tok? */
+static bool has_token(const char *s, size_t len, const char *tok)
+{
+	size_t tl = strlen(tok);
+
+	for (size_t i = 0; i < len;) {
+		size_t j = i, e;
+
+		while (j < len && s[j] != ',')
+			j++;
+		while (i < j && (s[i] == ' ' || s[i] == '\t'))
+			i++;
+		e = j;
+		while (e > i && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+			e--;
+		if (e - i == tl && !strncasecmp(s + i, tok, tl))
+			return true;
+		i = j + 1;
+	}
+	return false;
+}
+
+/*
+ * RFC 7540 3.2: a first request on a plain connection asking `Upgrade: h2c`
+ * with HTTP2-Settings and no body gets `101 Switching Protocols` and the
+ * connection turns HTTP/2 (the request itself is stream 1). Anything else
+ * (a body, TLS, bad settings) is served as HTTP/1.1: a server may ignore
+ * Upgrade. True when the connection was served as HTTP/2.
+ */
+static bool h2c_upgrade(struct conn *c)
+{
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+	char up[256], hs[512], cl[32], te[64], conn[256];
+	unsigned char settings[384], b64[512];
+	size_t ul, hl, l, pad;
+	int sl;
+	const char *u, *h, *k;
+
+	if (c->gw_tls || !c->req.complete)
+		return false;
+	u = wp_msg_header(&c->req, "upgrade", up, sizeof(up), &ul);
+	h = wp_msg_header(&c->req, "http2-settings", hs, sizeof(hs), &hl);
+	k = wp_msg_header(&c->req, "connection", conn, sizeof(conn), &l);
+	if (!u || !h || !k || !has_token(u, ul, "h2c") || !has_token(k, l, "upgrade") ||
+	    !has_token(k, l, "http2-settings"))
+		return false;
+	if (wp_msg_header(&c->req, "transfer-encoding", te, sizeof(te), &l) ||
+	    ((k = wp_msg_header(&c->req, "content-length", cl, sizeof(cl), &l)) && strtoll(k, NULL, 10) != 0))
+		return false;
+	/* base64url (RFC 7540 3.2.1): OpenSSL's base64 after mapping the alphabet */
+	while (hl && h[hl - 1] == '=')
+		hl--;
+	if (hl > 500)
+		return false;
+	for (l = 0; l < hl; l++)
+		b64[l] = h[l] == '-' ? '+' : h[l] == '_' ? '/' : h[l];
+	for (pad = 0; (l + pad) % 4; pad++)
+		b64[l + pad] = '=';
+	sl = EVP_DecodeBlock(settings, (const unsigned char *)b64, (int)(l + pad));
+	if (sl < 0 || (sl -= pad) % 6)
+		return false;
+	if (write_all(c->fd, sw, sizeof(sw) - 1, now_ns() + ZM_NS_PER_S) < 0)
+		return true;	/* the client is gone: nothing to serve */
+	wp_h2_serve_upgrade(c, &c->req, settings, (size_t)sl);
+	return true;
+}
+
 void *wp_conn_thread(void *arg)
 {
 	struct conn *c = arg;
@@ -1693,6 +1762,8 @@ more:
 			if (r <= 0)
 				goto out;
 		}
+		if (!c->nreq && h2c_upgrade(c))
+			goto out;
 		c->nreq++;
 		if (!handle(c, t0, t0_wall))
 			break;

@@ -335,6 +335,10 @@ int wp_hbup_connect(const char *ip, int port, int64_t deadline);
 
 /* Serve an HTTP/2 connection (h2c prior knowledge; c->in holds what was read). */
 void wp_h2_serve(struct conn *c);
+/* The same after `101 Switching Protocols` to an HTTP/1.1 request with
+ * `Upgrade: h2c` (@req, no body): it is served as stream 1; @settings is its
+ * HTTP2-Settings, base64url-decoded. */
+void wp_h2_serve_upgrade(struct conn *c, struct wp_msg *req, const uint8_t *settings, size_t slen);
 
 void wp_resp_init(struct wp_resp *rs);
 void wp_resp_free(struct wp_resp *rs);
