@@ -248,6 +248,14 @@ FIXTURE_SETUP(tr)
 		usleep(50000);
 	}
 	ASSERT_STREQ(out, "200200");
+	/* The collector (python) may start after the waypoints: spans posted
+	 * before it listens are dropped, not retried (as Envoy's). */
+	for (int i = 0; i < 100; i++) {
+		if (test_sh(NULL, 0, "%s lab exec client --name %s -- curl -s -o /dev/null -m 1 "
+			    "http://collector.default.svc.cluster.local:9411/", self->ctl, self->name) == 0)
+			break;
+		usleep(100000);
+	}
 }
 
 FIXTURE_TEARDOWN(tr)
