@@ -551,6 +551,15 @@ static const struct zm_cfield cs_rewrite_f[] = {
 #undef T
 static SCHEMA(cs_rewrite, "HTTPRewrite", struct zm_http_rewrite, rewrite_check);
 
+static void retry_check(struct zm_crd *r, void *obj)
+{
+	struct zm_http_retry *h = obj;
+
+	if (h->retry_remote_localities.v)
+		ERR(r, h->retry_remote_localities.pos, "retryRemoteLocalities",
+		    "not supported by zmesh (no locality-aware routing)");
+}
+
 #define T struct zm_http_retry
 static const struct zm_cfield cs_retry_f[] = {
 	INT("attempts", attempts, 0, I32MAX, DEF(2)),
@@ -562,7 +571,7 @@ static const struct zm_cfield cs_retry_f[] = {
 	END,
 };
 #undef T
-static SCHEMA(cs_retry, "HTTPRetry", struct zm_http_retry, NULL);
+static SCHEMA(cs_retry, "HTTPRetry", struct zm_http_retry, retry_check);
 
 static const char *const preflight_names[] = { "UNSPECIFIED", "FORWARD", "IGNORE", NULL };
 
@@ -616,6 +625,12 @@ static void abort_check(struct zm_crd *r, void *obj)
 		ERR(r, a->o.pos, "httpStatus", "one of httpStatus, grpcStatus or http2Error is required");
 	else if (n > 1)
 		ERR(r, a->o.pos, NULL, "only one of httpStatus, grpcStatus or http2Error may be set");
+	else if (a->http2_error.v)
+		ERR(r, a->http2_error.pos, "http2Error", "%s: not supported by zmesh (use httpStatus)",
+		    a->http2_error.v);
+	else if (a->grpc_status.v)
+		ERR(r, a->grpc_status.pos, "grpcStatus", "%s: not supported by zmesh (use httpStatus)",
+		    a->grpc_status.v);
 }
 
 #define T struct zm_fault_abort
@@ -714,6 +729,9 @@ static void http_route_check(struct zm_crd *r, void *obj)
 		    "delegate cannot be combined with route, redirect or directResponse");
 	if (!route && !h->redirect.o.set && !h->direct_response.o.set && !h->delegate.o.set)
 		ERR(r, h->o.pos, "route", "HTTP route needs one of route, redirect, directResponse or delegate");
+	else if (h->delegate.o.set && !route && !h->redirect.o.set && !h->direct_response.o.set)
+		ERR(r, h->delegate.o.pos, "delegate",
+		    "delegate virtual services are not supported by zmesh (write the routes in this one)");
 	if (h->redirect.o.set && h->rewrite.o.set)
 		ERR(r, h->rewrite.o.pos, "rewrite", "HTTP route rule cannot contain both rewrite and redirect");
 	if (h->mirror.o.set && h->mirrors.n)
@@ -987,6 +1005,16 @@ static void lb_check(struct zm_crd *r, void *obj)
 		    "only one of simple or consistentHash may be set");
 	if (lb->warmup_duration_secs.set && lb->warmup.o.set)
 		ERR(r, lb->warmup.o.pos, "warmup", "only one of warmupDurationSecs or warmup may be set");
+	/* Not done by zmesh: refused rather than ignored. localityLbSetting
+	 * {enabled: false} asks for what zmesh does anyway. */
+	if (lb->locality_lb_setting.o.set &&
+	    !(lb->locality_lb_setting.enabled.set && !lb->locality_lb_setting.enabled.v))
+		ERR(r, lb->locality_lb_setting.o.pos, "localityLbSetting",
+		    "locality load balancing is not supported by zmesh (every endpoint is one locality)");
+	if (lb->warmup_duration_secs.set)
+		ERR(r, lb->warmup_duration_secs.pos, "warmupDurationSecs", "slow start is not supported by zmesh");
+	if (lb->warmup.o.set)
+		ERR(r, lb->warmup.o.pos, "warmup", "slow start is not supported by zmesh");
 }
 
 #define T struct zm_load_balancer
@@ -1023,6 +1051,15 @@ static const struct zm_cfield cs_tcppool_f[] = {
 #undef T
 static SCHEMA(cs_tcppool, "ConnectionPoolSettings.TCPSettings", struct zm_tcp_pool, NULL);
 
+static void httppool_check(struct zm_crd *r, void *obj)
+{
+	struct zm_http_pool *h = obj;
+
+	if (h->max_requests_per_connection.v > 0)
+		ERR(r, h->max_requests_per_connection.pos, "maxRequestsPerConnection",
+		    "not supported by zmesh (0, unlimited, only)");
+}
+
 #define T struct zm_http_pool
 static const struct zm_cfield cs_httppool_f[] = {
 	INT("http1MaxPendingRequests", http1_max_pending_requests, 0, I32MAX, DEF(U32MAX)),
@@ -1036,7 +1073,7 @@ static const struct zm_cfield cs_httppool_f[] = {
 	END,
 };
 #undef T
-static SCHEMA(cs_httppool, "ConnectionPoolSettings.HTTPSettings", struct zm_http_pool, NULL);
+static SCHEMA(cs_httppool, "ConnectionPoolSettings.HTTPSettings", struct zm_http_pool, httppool_check);
 
 static void pool_check(struct zm_crd *r, void *obj)
 {
@@ -1077,10 +1114,25 @@ static void ctls_check(struct zm_crd *r, void *obj)
 	bool certs = t->client_certificate.v || t->private_key.v || t->ca_certificates.v ||
 		     t->credential_name.v;
 
-	if (t->mode.v == ZM_CTLS_MUTUAL && !t->credential_name.v &&
-	    (!t->client_certificate.v || !t->private_key.v))
-		ERR(r, t->mode.pos, "mode",
-		    "mode MUTUAL needs clientCertificate and privateKey (or credentialName)");
+	/* Fail closed: the waypoint does not originate TLS, and sending
+	 * plaintext where TLS was asked for is not an option. */
+	if (t->mode.v == ZM_CTLS_SIMPLE || t->mode.v == ZM_CTLS_MUTUAL) {
+		ERR(r, t->mode.pos, "mode", "%s: TLS origination is not supported by zmesh",
+		    ctls_names[t->mode.v]);
+		return;
+	}
+	/* ISTIO_MUTUAL is HBONE: the peer is checked against the destination's
+	 * mesh identity, never against names given here. */
+	if (t->subject_alt_names.n)
+		ERR(r, t->subject_alt_names.pos, "subjectAltNames",
+		    "not supported by zmesh (HBONE verifies the destination's mesh identity)");
+	if (t->sni.v)
+		ERR(r, t->sni.pos, "sni", "not supported by zmesh (no TLS origination)");
+	if (t->insecure_skip_verify.v)
+		ERR(r, t->insecure_skip_verify.pos, "insecureSkipVerify",
+		    "not supported by zmesh (HBONE always verifies)");
+	if (t->ca_crl.v)
+		ERR(r, t->ca_crl.pos, "caCrl", "not supported by zmesh (no TLS origination)");
 	if (t->mode.v == ZM_CTLS_ISTIO_MUTUAL && certs)
 		ERR(r, t->mode.pos, "mode",
 		    "mode ISTIO_MUTUAL uses the mesh certificates: do not set clientCertificate, "
@@ -1150,6 +1202,13 @@ static void tp_check(struct zm_crd *r, void *obj)
 	    !tp->tls.o.set && !tp->port_level_settings.n && !tp->tunnel.o.set &&
 	    !tp->proxy_protocol.o.set && !tp->retry_budget.o.set)
 		ERR(r, tp->o.pos, NULL, "traffic policy must have at least one field");
+	if (tp->tunnel.o.set)
+		ERR(r, tp->tunnel.o.pos, "tunnel", "not supported by zmesh (HBONE is its tunnel)");
+	if (tp->proxy_protocol.o.set)
+		ERR(r, tp->proxy_protocol.o.pos, "proxyProtocol", "not supported by zmesh");
+	if (tp->port_level_settings.n)
+		ERR(r, tp->port_level_settings.pos, "portLevelSettings",
+		    "not supported by zmesh (set the policy for all ports, or per subset)");
 	for (size_t i = 0; i < n; i++) {
 		const struct zm_port_selector *a = &tp->port_level_settings.v[i].port;
 
