@@ -337,6 +337,9 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	       int skip, int64_t now_ns);
 /* The DestinationRule's connectTimeout for the decision's destination (ns). */
 int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d);
+/* Its connectionPool.http.maxRequestsPerConnection: requests an upstream
+ * connection carries before it is closed; 0 for no limit. */
+int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d);
 
 /*
  * After a try on endpoint @ep of d->svc: @status is the HTTP status, or 0 for

@@ -72,6 +72,10 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: short}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: long}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -123,6 +127,9 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: limited}\n"
 	"spec:\n  host: limited\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, "
 	"http: {http1MaxPendingRequests: 1}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: short}\n"
+	"spec:\n  host: short\n  trafficPolicy:\n    connectionPool: {http: {maxRequestsPerConnection: 2}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -994,6 +1001,46 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_EQ(n503 + n200, 8);
 	EXPECT_GE(n200, 1);
 	EXPECT_GE(n503, 1);
+}
+
+/* The distinct upstream connections (echoapp's "peer") behind @n requests
+ * that curl sends on one keep-alive connection to the waypoint. */
+static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+{
+	char args[2048], out[16384], peers[16][64];
+	int np = 0, got = 0;
+	size_t off;
+
+	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
+	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
+		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
+	if (curl(self, out, sizeof(out), args))
+		return -1;
+	for (const char *p = out; (p = strstr(p, "\"peer\":\"")); ) {
+		size_t l;
+		bool seen = false;
+
+		p += 8;
+		l = strcspn(p, "\"");
+		got++;
+		for (int k = 0; k < np; k++)
+			seen |= strlen(peers[k]) == l && !strncmp(peers[k], p, l);
+		if (!seen && np < 16 && l < sizeof(peers[0])) {
+			memcpy(peers[np], p, l);
+			peers[np++][l] = 0;
+		}
+		p += l;
+	}
+	test_log("%s: %d answers over %d upstream connections", host, got, np);
+	return got == n ? np : -1;
+}
+
+/* connectionPool.http.maxRequestsPerConnection: 2 -> six requests on one
+ * client connection take three upstream connections; without it, one. */
+TEST_F(wp, max_requests_per_connection)
+{
+	EXPECT_EQ(upstream_conns(self, "long", 6), 1);
+	EXPECT_EQ(upstream_conns(self, "short", 6), 3);
 }
 
 TEST_F(wp, lab_changes_followed)

@@ -289,8 +289,6 @@ static const struct vcase cases[] = {
 	  "t.yaml:6:54: spec.trafficPolicy.loadBalancer.warmupDurationSecs: slow start is not supported by zmesh" },
 	{ "warmup", DR "  host: a\n  subsets: [{name: v1, trafficPolicy: {loadBalancer: {warmup: {duration: 60s}}}}]\n",
 	  "t.yaml:6:63: spec.subsets[0].trafficPolicy.loadBalancer.warmup: slow start is not supported by zmesh" },
-	{ "maxRequestsPerConnection", DR "  host: a\n  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}\n",
-	  "t.yaml:6:69: spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection: not supported by zmesh (0, unlimited, only)" },
 	{ "retryRemoteLocalities", VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: true}\n",
 	  "t.yaml:8:51: spec.http[0].retries.retryRemoteLocalities: not supported by zmesh (no locality-aware routing)" },
 	{ "abort grpcStatus", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: UNAVAILABLE}}\n",
@@ -435,7 +433,7 @@ TEST(fixed_forms_are_clean)
 		"apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {\"example.com/x\": \"\"}}\n",
 		/* what Istio users write with zmesh's behaviour as the meaning: still valid */
 		DR "  host: a\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n    loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: false}}\n"
-		   "    connectionPool: {http: {maxRequestsPerConnection: 0}}\n"
+		   "    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"
 		   "  subsets: [{name: v1, labels: {v: \"1\"}, trafficPolicy: {tls: {mode: DISABLE}}}]\n",
 		VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: false}\n    fault: {abort: {httpStatus: 503, percentage: {value: 1}}}\n",
 	};

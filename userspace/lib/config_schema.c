@@ -1051,15 +1051,6 @@ static const struct zm_cfield cs_tcppool_f[] = {
 #undef T
 static SCHEMA(cs_tcppool, "ConnectionPoolSettings.TCPSettings", struct zm_tcp_pool, NULL);
 
-static void httppool_check(struct zm_crd *r, void *obj)
-{
-	struct zm_http_pool *h = obj;
-
-	if (h->max_requests_per_connection.v > 0)
-		ERR(r, h->max_requests_per_connection.pos, "maxRequestsPerConnection",
-		    "not supported by zmesh (0, unlimited, only)");
-}
-
 #define T struct zm_http_pool
 static const struct zm_cfield cs_httppool_f[] = {
 	INT("http1MaxPendingRequests", http1_max_pending_requests, 0, I32MAX, DEF(U32MAX)),
@@ -1073,7 +1064,7 @@ static const struct zm_cfield cs_httppool_f[] = {
 	END,
 };
 #undef T
-static SCHEMA(cs_httppool, "ConnectionPoolSettings.HTTPSettings", struct zm_http_pool, httppool_check);
+static SCHEMA(cs_httppool, "ConnectionPoolSettings.HTTPSettings", struct zm_http_pool, NULL);
 
 static void pool_check(struct zm_crd *r, void *obj)
 {

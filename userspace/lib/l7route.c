@@ -1791,6 +1791,16 @@ int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d)
 	return e.pool ? e.pool->tcp.connect_timeout.ns : 10 * ZM_NS_PER_S;
 }
 
+int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d)
+{
+	struct eff e;
+
+	if (!d->svc)
+		return 0;
+	effective(l7, d->svc, d->subset, &e);
+	return e.pool ? e.pool->http.max_requests_per_connection.v : 0;
+}
+
 void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int status,
 		  int64_t now_ns)
 {
