@@ -267,8 +267,9 @@ static const struct vcase cases[] = {
 	{ "mutual without certs", DR "  host: a\n  trafficPolicy: {tls: {mode: MUTUAL}}\n",
 	  "t.yaml:6:31: spec.trafficPolicy.tls.mode: MUTUAL: TLS origination is not supported by zmesh" },
 	{ "duplicate port level settings", DR "  host: a\n  trafficPolicy:\n    portLevelSettings:\n    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n",
-	  "t.yaml:8:5: spec.trafficPolicy.portLevelSettings: not supported by zmesh (set the policy for all ports, or per subset)\n"
 	  "t.yaml:9:23: spec.trafficPolicy.portLevelSettings[1].port.number: duplicate port 80 in portLevelSettings" },
+	{ "port level settings without a number", DR "  host: a\n  trafficPolicy:\n    portLevelSettings: [{port: {}, loadBalancer: {simple: RANDOM}}]\n",
+	  "t.yaml:7:32: spec.trafficPolicy.portLevelSettings[0].port.number: required field is missing" },
 
 	/* ---- not done by zmesh: refused, never ignored (fail closed) ---- */
 	{ "tls origination SIMPLE", DR "  host: a\n  trafficPolicy:\n    tls:\n      mode: SIMPLE\n",

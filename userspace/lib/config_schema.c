@@ -1197,12 +1197,16 @@ static void tp_check(struct zm_crd *r, void *obj)
 		ERR(r, tp->tunnel.o.pos, "tunnel", "not supported by zmesh (HBONE is its tunnel)");
 	if (tp->proxy_protocol.o.set)
 		ERR(r, tp->proxy_protocol.o.pos, "proxyProtocol", "not supported by zmesh");
-	if (tp->port_level_settings.n)
-		ERR(r, tp->port_level_settings.pos, "portLevelSettings",
-		    "not supported by zmesh (set the policy for all ports, or per subset)");
 	for (size_t i = 0; i < n; i++) {
 		const struct zm_port_selector *a = &tp->port_level_settings.v[i].port;
 
+		if (!a->number.set) {	/* it would apply to no port */
+			char sub[64];
+
+			snprintf(sub, sizeof(sub), "portLevelSettings[%zu].port.number", i);
+			ERR(r, a->o.pos, sub, "required field is missing");
+			continue;
+		}
 		for (size_t j = 0; j < i; j++) {
 			char sub[64];
 

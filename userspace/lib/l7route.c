@@ -1599,7 +1599,24 @@ static const struct zm_subset *subset_find(const struct zm_cfg_obj *dr, const ch
 	return NULL;
 }
 
-/* The effective policy pieces: the subset's when written, else the rule's. */
+/* The portLevelSettings entry of @tp for service port @port, or NULL. */
+static const struct zm_port_traffic_policy *port_policy(const struct zm_traffic_policy *tp, int port)
+{
+	if (!tp || port <= 0)
+		return NULL;
+	for (size_t i = 0; i < tp->port_level_settings.n; i++)
+		if (tp->port_level_settings.v[i].port.number.v == port)
+			return &tp->port_level_settings.v[i];
+	return NULL;
+}
+
+/*
+ * The effective policy pieces, each the first written of: the subset's
+ * portLevelSettings for the port, the subset's, the rule's portLevelSettings
+ * for the port, the rule's (Istio's merge: a port-level piece overrides the
+ * level it is in, a subset overrides the rule). Balancer, pool and outlier
+ * state stay per service, as for subsets.
+ */
 struct eff {
 	const struct zm_cfg_obj *dr;
 	const struct zm_subset *ss;
@@ -1608,10 +1625,13 @@ struct eff {
 	const struct zm_outlier_detection *od;
 };
 
-static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s, const char *subset,
-		      struct eff *e)
+static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
+		      const struct zm_l7_decision *d, struct eff *e)
 {
 	const struct zm_traffic_policy *tp, *stp;
+	const struct zm_port_traffic_policy *pp, *spp;
+	const char *subset = d->subset;
+	int port = d->svc_port_idx >= 0 && (size_t)d->svc_port_idx < s->nports ? s->ports[d->svc_port_idx] : 0;
 
 	memset(e, 0, sizeof(*e));
 	e->dr = dr_find(l7, s);
@@ -1620,9 +1640,14 @@ static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s, const c
 	e->ss = subset_find(e->dr, subset);
 	tp = &e->dr->dr->traffic_policy;
 	stp = e->ss ? &e->ss->traffic_policy : NULL;
-	e->lb = stp && stp->load_balancer.o.set ? &stp->load_balancer : &tp->load_balancer;
-	e->pool = stp && stp->connection_pool.o.set ? &stp->connection_pool : &tp->connection_pool;
-	e->od = stp && stp->outlier_detection.o.set ? &stp->outlier_detection : &tp->outlier_detection;
+	pp = port_policy(tp, port);
+	spp = port_policy(stp, port);
+#define PICK(f) (spp && spp->f.o.set ? &spp->f : stp && stp->f.o.set ? &stp->f : \
+		 pp && pp->f.o.set ? &pp->f : &tp->f)
+	e->lb = PICK(load_balancer);
+	e->pool = PICK(connection_pool);
+	e->od = PICK(outlier_detection);
+#undef PICK
 }
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -1697,7 +1722,7 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	if (!cs || d->svc_port_idx < 0)
 		return -EHOSTUNREACH;
 	s = (struct zm_l7_svc *)cs;	/* balancer state is mutable by design */
-	effective(l7, s, d->subset, &e);
+	effective(l7, s, d, &e);
 	if (d->subset && !e.ss)
 		return -EHOSTUNREACH;	/* Envoy: unknown subset -> no healthy upstream */
 	for (size_t i = 0; i < s->neps && ncand < MAX_CAND; i++) {
@@ -1787,7 +1812,7 @@ int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d)
 
 	if (!d->svc)
 		return 10 * ZM_NS_PER_S;
-	effective(l7, d->svc, d->subset, &e);
+	effective(l7, d->svc, d, &e);
 	return e.pool ? e.pool->tcp.connect_timeout.ns : 10 * ZM_NS_PER_S;
 }
 
@@ -1797,7 +1822,7 @@ int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_d
 
 	if (!d->svc)
 		return 0;
-	effective(l7, d->svc, d->subset, &e);
+	effective(l7, d->svc, d, &e);
 	return e.pool ? e.pool->http.max_requests_per_connection.v : 0;
 }
 
@@ -1824,7 +1849,7 @@ void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int
 		int ejected = 0;
 		int64_t lim5, limg;
 
-		effective(l7, s, d->subset, &e);
+		effective(l7, s, d, &e);
 		if (!e.od || !e.od->o.set)
 			return;
 		lim5 = e.od->consecutive_5xx_errors.v;
@@ -1854,7 +1879,7 @@ int zm_l7_admit(struct zm_l7 *l7, const struct zm_l7_decision *d)
 
 	if (!s)
 		return 0;
-	effective(l7, s, d->subset, &e);
+	effective(l7, s, d, &e);
 	if (!e.pool || !e.pool->o.set) {
 		atomic_fetch_add(&s->inflight, 1);
 		return 0;
