@@ -249,6 +249,8 @@ struct zm_l7_kvp {
 struct zm_l7_decision {
 	enum zm_l7_action action;
 	int status;			/* RESPOND: the status */
+	int grpc_status;		/* RESPOND: a gRPC status (fault abort), -1 none: then HTTP
+					 * 200, a headers-only gRPC answer with this grpc-status */
 	const char *reason;		/* short reason for logs and the body ("RBAC: access denied") */
 	char flags[8];			/* Envoy response flags for the access log: NR, UAEX, FI, DI, UF... */
 	/* strings owned by the decision (zm_l7_decision_free) */

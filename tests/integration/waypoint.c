@@ -102,6 +102,9 @@ static const char config_fmt[] =
 	"  - name: rewrite\n    match: [{uri: {prefix: /api/}}]\n"
 	"    rewrite: {uri: /rewritten/}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: grpcabort\n    match: [{uri: {prefix: /grpc-abort}}]\n"
+	"    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
@@ -400,6 +403,26 @@ TEST_F(wp, fault_abort_and_delay)
 	EXPECT_EQ(atoi(out), 200);
 	t = atof(strchr(out, ' ') + 1);
 	EXPECT_GE(t * 1000, 480);
+}
+
+/* fault.abort.grpcStatus: HTTP 200, no body, grpc-status in the headers
+ * (gRPC's trailers-only answer), over HTTP/1.1 and HTTP/2; the backend is
+ * never asked. */
+TEST_F(wp, fault_abort_grpc_status)
+{
+	static const char *const protos[] = { "", "--http2-prior-knowledge" };
+	char args[512], out[4096];
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(args, sizeof(args), "%s -D - -H 'Host: echo' -H 'content-type: application/grpc' "
+			 "-X POST --data-binary '' 'http://%s:8080/grpc-abort/svc/Method'", protos[i], self->ip);
+		ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+		test_log("%s", out);
+		EXPECT_TRUE(!strncmp(out, "HTTP/1.1 200", 12) || !strncmp(out, "HTTP/2 200", 10));
+		EXPECT_STRSTR(out, "grpc-status: 14\r\n");
+		EXPECT_STRSTR(out, "content-type: application/grpc\r\n");
+		EXPECT_TRUE(strstr(out, "\"pod\"") == NULL);	/* no echo answer */
+	}
 }
 
 TEST_F(wp, retries_hide_flaky_backend)

@@ -292,8 +292,8 @@ static const struct vcase cases[] = {
 	  "t.yaml:6:63: spec.subsets[0].trafficPolicy.loadBalancer.warmup: slow start is not supported by zmesh" },
 	{ "retryRemoteLocalities", VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: true}\n",
 	  "t.yaml:8:51: spec.http[0].retries.retryRemoteLocalities: not supported by zmesh (no locality-aware routing)" },
-	{ "abort grpcStatus", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: UNAVAILABLE}}\n",
-	  "t.yaml:8:33: spec.http[0].fault.abort.grpcStatus: UNAVAILABLE: not supported by zmesh (use httpStatus)" },
+	{ "abort grpcStatus name", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: UNAVAILABLEE}}\n",
+	  "t.yaml:8:33: spec.http[0].fault.abort.grpcStatus: UNAVAILABLEE: not a gRPC status code name (e.g. UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED)" },
 	{ "abort http2Error", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {http2Error: REFUSED_STREAM}}\n",
 	  "t.yaml:8:33: spec.http[0].fault.abort.http2Error: REFUSED_STREAM: not supported by zmesh (use httpStatus)" },
 	{ "delegate", VS "  hosts: [a]\n  http:\n  - delegate: {name: b, namespace: ns}\n",
@@ -437,6 +437,7 @@ TEST(fixed_forms_are_clean)
 		   "    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"
 		   "  subsets: [{name: v1, labels: {v: \"1\"}, trafficPolicy: {tls: {mode: DISABLE}}}]\n",
 		VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: false}\n    fault: {abort: {httpStatus: 503, percentage: {value: 1}}}\n",
+		VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: DEADLINE_EXCEEDED}}\n",
 	};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {

@@ -67,6 +67,9 @@ static const char cfg_fmt[] =
 	"    route: [{destination: {host: echo}}]\n"
 	"  - name: direct\n    match: [{uri: {exact: /direct}}]\n"
 	"    directResponse: {status: 418, body: {string: teapot}}\n"
+	"  - name: grpcabort\n    match: [{uri: {prefix: /grpc-abort}}]\n"
+	"    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n"
+	"    route: [{destination: {host: echo}}]\n"
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n"
 	"    route: [{destination: {host: echo}}]\n"
@@ -439,6 +442,13 @@ TEST_F(l7, faults)
 	go(self, "/abort");
 	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
 	EXPECT_EQ(self->d.status, 503);
+	EXPECT_STREQ(self->d.flags, "FI");
+	EXPECT_EQ(self->d.grpc_status, -1);
+	/* grpcStatus: HTTP 200 carrying gRPC status 14 */
+	go(self, "/grpc-abort");
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 200);
+	EXPECT_EQ(self->d.grpc_status, 14);
 	EXPECT_STREQ(self->d.flags, "FI");
 	go(self, "/delay");
 	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);

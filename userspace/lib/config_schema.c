@@ -616,6 +616,21 @@ static const struct zm_cfield cs_delay_f[] = {
 #undef T
 static SCHEMA(cs_delay, "HTTPFaultInjection.Delay", struct zm_fault_delay, delay_check);
 
+static const char *const grpc_names[] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+int zm_grpc_status_code(const char *name)
+{
+	for (size_t i = 0; i < sizeof(grpc_names) / sizeof(grpc_names[0]); i++)
+		if (name && !strcmp(name, grpc_names[i]))
+			return (int)i;
+	return -1;
+}
+
 static void abort_check(struct zm_crd *r, void *obj)
 {
 	struct zm_fault_abort *a = obj;
@@ -628,8 +643,9 @@ static void abort_check(struct zm_crd *r, void *obj)
 	else if (a->http2_error.v)
 		ERR(r, a->http2_error.pos, "http2Error", "%s: not supported by zmesh (use httpStatus)",
 		    a->http2_error.v);
-	else if (a->grpc_status.v)
-		ERR(r, a->grpc_status.pos, "grpcStatus", "%s: not supported by zmesh (use httpStatus)",
+	else if (a->grpc_status.v && zm_grpc_status_code(a->grpc_status.v) < 0)
+		ERR(r, a->grpc_status.pos, "grpcStatus",
+		    "%s: not a gRPC status code name (e.g. UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED)",
 		    a->grpc_status.v);
 }
 

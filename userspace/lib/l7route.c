@@ -846,6 +846,7 @@ static bool policy_applies(const struct zm_l7 *l7, const char *ons,
 void zm_l7_decision_init(struct zm_l7_decision *d)
 {
 	memset(d, 0, sizeof(*d));
+	d->grpc_status = -1;
 	d->svc_port_idx = -1;
 	d->mirror_port_idx = -1;
 }
@@ -1300,12 +1301,17 @@ static int route_action(struct zm_l7 *l7, const struct l7_vs *v, const struct l7
 	add_ops(d, &hr->headers);
 	if ((rc = rewrite(r, m, c, d)))
 		return rc;
-	if (hr->fault.abort.o.set && hr->fault.abort.http_status.set) {
+	if (hr->fault.abort.o.set && (hr->fault.abort.http_status.set || hr->fault.abort.grpc_status.v)) {
 		const struct zm_fault_abort *fa = &hr->fault.abort;
 
-		if (chance(l7, fa->percentage.value.v))
+		if (chance(l7, fa->percentage.value.v)) {
+			if (!fa->http_status.set) {	/* grpcStatus (validated): Envoy's trailers-only answer */
+				d->grpc_status = zm_grpc_status_code(fa->grpc_status.v);
+				return respond(d, 200, "FI", "fault filter abort", "");
+			}
 			return respond(d, (int)fa->http_status.v, "FI", "fault filter abort",
 				       "fault filter abort");
+		}
 	}
 	{
 		/* weighted destination */

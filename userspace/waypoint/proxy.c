@@ -1019,6 +1019,14 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			hl_add(&rs->h, "location", 8, zm_buf_data(&d.location), zm_buf_len(&d.location));
 		if (d.status == 401)
 			hl_add(&rs->h, "www-authenticate", 16, "Bearer realm=\"zmesh\"", 20);
+		if (d.grpc_status >= 0) {	/* a gRPC fault abort: 200, headers only */
+			char gs[12];
+
+			snprintf(gs, sizeof(gs), "%d", d.grpc_status);
+			hl_set(&rs->h, "content-type", "application/grpc");
+			hl_set(&rs->h, "grpc-status", gs);
+			hl_set(&rs->h, "grpc-message", "fault filter abort");
+		}
 		for (size_t i = 0; i < d.nresp_set; i++)
 			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
 		goto done;
