@@ -423,6 +423,13 @@ TEST_F(wp, fault_abort_grpc_status)
 		EXPECT_STRSTR(out, "content-type: application/grpc\r\n");
 		EXPECT_TRUE(strstr(out, "\"pod\"") == NULL);	/* no echo answer */
 	}
+	/* over HTTP/2 the HEADERS frame ends the stream, as gRPC clients require */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- nghttp -v -H ':authority: echo' "
+			  "-H 'content-type: application/grpc' 'http://%s:8080/grpc-abort/svc/Method' | "
+			  "grep -A1 -E 'recv HEADERS frame|grpc-status'", self->ctl, self->name, self->ip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "END_STREAM");
+	EXPECT_STRSTR(out, "grpc-status: 14");
 }
 
 TEST_F(wp, retries_hide_flaky_backend)
