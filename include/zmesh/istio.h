@@ -452,6 +452,10 @@ struct zm_outlier_detection {
 	struct zm_cint consecutive_errors;		/* deprecated */
 };
 
+/* A gRPC status code name (HTTPFaultInjection.Abort.grpcStatus, e.g.
+ * "UNAVAILABLE") as its number 0..16; -1 when it is not one. */
+int zm_grpc_status_code(const char *name);
+
 enum zm_client_tls_mode { ZM_CTLS_DISABLE, ZM_CTLS_SIMPLE, ZM_CTLS_MUTUAL, ZM_CTLS_ISTIO_MUTUAL };
 
 struct zm_client_tls {			/* ClientTLSSettings */

@@ -249,6 +249,8 @@ struct zm_l7_kvp {
 struct zm_l7_decision {
 	enum zm_l7_action action;
 	int status;			/* RESPOND: the status */
+	int grpc_status;		/* RESPOND: a gRPC status (fault abort), -1 none: then HTTP
+					 * 200, a headers-only gRPC answer with this grpc-status */
 	const char *reason;		/* short reason for logs and the body ("RBAC: access denied") */
 	char flags[8];			/* Envoy response flags for the access log: NR, UAEX, FI, DI, UF... */
 	/* strings owned by the decision (zm_l7_decision_free) */
@@ -345,6 +347,9 @@ int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d);
  * HTTP/2 whatever this says (Istio's protocol selection).
  */
 bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool client_h2);
+/* Its connectionPool.http.maxRequestsPerConnection: requests an upstream
+ * connection carries before it is closed; 0 for no limit. */
+int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d);
 
 /*
  * After a try on endpoint @ep of d->svc: @status is the HTTP status, or 0 for

@@ -76,6 +76,10 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: sameproto}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: short}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: long}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -101,6 +105,9 @@ static const char config_fmt[] =
 	"    redirect: {uri: /new, redirectCode: 302}\n"
 	"  - name: rewrite\n    match: [{uri: {prefix: /api/}}]\n"
 	"    rewrite: {uri: /rewritten/}\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: grpcabort\n    match: [{uri: {prefix: /grpc-abort}}]\n"
+	"    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
@@ -133,6 +140,9 @@ static const char config_fmt[] =
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: sameproto}\n"
 	"spec:\n  host: sameproto\n  trafficPolicy:\n    connectionPool: {http: {useClientProtocol: true}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: short}\n"
+	"spec:\n  host: short\n  trafficPolicy:\n    connectionPool: {http: {maxRequestsPerConnection: 2}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -403,6 +413,33 @@ TEST_F(wp, fault_abort_and_delay)
 	EXPECT_EQ(atoi(out), 200);
 	t = atof(strchr(out, ' ') + 1);
 	EXPECT_GE(t * 1000, 480);
+}
+
+/* fault.abort.grpcStatus: HTTP 200, no body, grpc-status in the headers
+ * (gRPC's trailers-only answer), over HTTP/1.1 and HTTP/2; the backend is
+ * never asked. */
+TEST_F(wp, fault_abort_grpc_status)
+{
+	static const char *const protos[] = { "", "--http2-prior-knowledge" };
+	char args[512], out[4096];
+
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(args, sizeof(args), "%s -D - -H 'Host: echo' -H 'content-type: application/grpc' "
+			 "-X POST --data-binary '' 'http://%s:8080/grpc-abort/svc/Method'", protos[i], self->ip);
+		ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+		test_log("%s", out);
+		EXPECT_TRUE(!strncmp(out, "HTTP/1.1 200", 12) || !strncmp(out, "HTTP/2 200", 10));
+		EXPECT_STRSTR(out, "grpc-status: 14\r\n");
+		EXPECT_STRSTR(out, "content-type: application/grpc\r\n");
+		EXPECT_TRUE(strstr(out, "\"pod\"") == NULL);	/* no echo answer */
+	}
+	/* over HTTP/2 the HEADERS frame ends the stream, as gRPC clients require */
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- nghttp -v -H ':authority: echo' "
+			  "-H 'content-type: application/grpc' 'http://%s:8080/grpc-abort/svc/Method' | "
+			  "grep -A1 -E 'recv HEADERS frame|grpc-status'", self->ctl, self->name, self->ip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "END_STREAM");
+	EXPECT_STRSTR(out, "grpc-status: 14");
 }
 
 TEST_F(wp, retries_hide_flaky_backend)
@@ -1044,6 +1081,46 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_EQ(n503 + n200, 8);
 	EXPECT_GE(n200, 1);
 	EXPECT_GE(n503, 1);
+}
+
+/* The distinct upstream connections (echoapp's "peer") behind @n requests
+ * that curl sends on one keep-alive connection to the waypoint. */
+static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+{
+	char args[2048], out[16384], peers[16][64];
+	int np = 0, got = 0;
+	size_t off;
+
+	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
+	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
+		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
+	if (curl(self, out, sizeof(out), args))
+		return -1;
+	for (const char *p = out; (p = strstr(p, "\"peer\":\"")); ) {
+		size_t l;
+		bool seen = false;
+
+		p += 8;
+		l = strcspn(p, "\"");
+		got++;
+		for (int k = 0; k < np; k++)
+			seen |= strlen(peers[k]) == l && !strncmp(peers[k], p, l);
+		if (!seen && np < 16 && l < sizeof(peers[0])) {
+			memcpy(peers[np], p, l);
+			peers[np++][l] = 0;
+		}
+		p += l;
+	}
+	test_log("%s: %d answers over %d upstream connections", host, got, np);
+	return got == n ? np : -1;
+}
+
+/* connectionPool.http.maxRequestsPerConnection: 2 -> six requests on one
+ * client connection take three upstream connections; without it, one. */
+TEST_F(wp, max_requests_per_connection)
+{
+	EXPECT_EQ(upstream_conns(self, "long", 6), 1);
+	EXPECT_EQ(upstream_conns(self, "short", 6), 3);
 }
 
 TEST_F(wp, lab_changes_followed)

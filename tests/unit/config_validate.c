@@ -265,9 +265,39 @@ static const struct vcase cases[] = {
 	{ "outlier percent", DR "  host: a\n  trafficPolicy: {outlierDetection: {maxEjectionPercent: 150}}\n",
 	  "t.yaml:6:58: spec.trafficPolicy.outlierDetection.maxEjectionPercent: 150 is out of range (0 to 100)" },
 	{ "mutual without certs", DR "  host: a\n  trafficPolicy: {tls: {mode: MUTUAL}}\n",
-	  "t.yaml:6:31: spec.trafficPolicy.tls.mode: mode MUTUAL needs clientCertificate and privateKey (or credentialName)" },
+	  "t.yaml:6:31: spec.trafficPolicy.tls.mode: MUTUAL: TLS origination is not supported by zmesh" },
 	{ "duplicate port level settings", DR "  host: a\n  trafficPolicy:\n    portLevelSettings:\n    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n",
 	  "t.yaml:9:23: spec.trafficPolicy.portLevelSettings[1].port.number: duplicate port 80 in portLevelSettings" },
+	{ "port level settings without a number", DR "  host: a\n  trafficPolicy:\n    portLevelSettings: [{port: {}, loadBalancer: {simple: RANDOM}}]\n",
+	  "t.yaml:7:32: spec.trafficPolicy.portLevelSettings[0].port.number: required field is missing" },
+
+	/* ---- not done by zmesh: refused, never ignored (fail closed) ---- */
+	{ "tls origination SIMPLE", DR "  host: a\n  trafficPolicy:\n    tls:\n      mode: SIMPLE\n",
+	  "t.yaml:8:13: spec.trafficPolicy.tls.mode: SIMPLE: TLS origination is not supported by zmesh" },
+	{ "tls origination in a subset", DR "  host: a\n  subsets: [{name: v1, trafficPolicy: {tls: {mode: MUTUAL, credentialName: c}}}]\n",
+	  "t.yaml:6:52: spec.subsets[0].trafficPolicy.tls.mode: MUTUAL: TLS origination is not supported by zmesh" },
+	{ "tls sans with istio mutual", DR "  host: a\n  trafficPolicy: {tls: {mode: ISTIO_MUTUAL, subjectAltNames: [spiffe://x/ns/a/sa/b]}}\n",
+	  "t.yaml:6:62: spec.trafficPolicy.tls.subjectAltNames: not supported by zmesh (HBONE verifies the destination's mesh identity)" },
+	{ "tls sni", DR "  host: a\n  trafficPolicy: {tls: {sni: a.example.com}}\n",
+	  "t.yaml:6:30: spec.trafficPolicy.tls.sni: not supported by zmesh (no TLS origination)" },
+	{ "tunnel", DR "  host: a\n  trafficPolicy: {tunnel: {targetHost: b, targetPort: 8080}}\n",
+	  "t.yaml:6:27: spec.trafficPolicy.tunnel: not supported by zmesh (HBONE is its tunnel)" },
+	{ "proxyProtocol", DR "  host: a\n  trafficPolicy: {proxyProtocol: {version: V2}}\n",
+	  "t.yaml:6:34: spec.trafficPolicy.proxyProtocol: not supported by zmesh" },
+	{ "localityLbSetting", DR "  host: a\n  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}}}\n",
+	  "t.yaml:6:53: spec.trafficPolicy.loadBalancer.localityLbSetting: locality load balancing is not supported by zmesh (every endpoint is one locality)" },
+	{ "warmupDurationSecs", DR "  host: a\n  trafficPolicy: {loadBalancer: {warmupDurationSecs: 60s}}\n",
+	  "t.yaml:6:54: spec.trafficPolicy.loadBalancer.warmupDurationSecs: slow start is not supported by zmesh" },
+	{ "warmup", DR "  host: a\n  subsets: [{name: v1, trafficPolicy: {loadBalancer: {warmup: {duration: 60s}}}}]\n",
+	  "t.yaml:6:63: spec.subsets[0].trafficPolicy.loadBalancer.warmup: slow start is not supported by zmesh" },
+	{ "retryRemoteLocalities", VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: true}\n",
+	  "t.yaml:8:51: spec.http[0].retries.retryRemoteLocalities: not supported by zmesh (no locality-aware routing)" },
+	{ "abort grpcStatus name", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: UNAVAILABLEE}}\n",
+	  "t.yaml:8:33: spec.http[0].fault.abort.grpcStatus: UNAVAILABLEE: not a gRPC status code name (e.g. UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED)" },
+	{ "abort http2Error", VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {http2Error: REFUSED_STREAM}}\n",
+	  "t.yaml:8:33: spec.http[0].fault.abort.http2Error: REFUSED_STREAM: not supported by zmesh (use httpStatus)" },
+	{ "delegate", VS "  hosts: [a]\n  http:\n  - delegate: {name: b, namespace: ns}\n",
+	  "t.yaml:7:15: spec.http[0].delegate: delegate virtual services are not supported by zmesh (write the routes in this one)" },
 
 	/* ---- service entries ---- */
 	{ "static endpoint not an IP", SE "  hosts: [a.example.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: db.example.com}]\n",
@@ -402,6 +432,12 @@ TEST(fixed_forms_are_clean)
 		RA "  jwtRules: [{issuer: a, jwks: '{\"keys\": [{\"kty\": \"EC\"}]}'}]\n",
 		SE "  hosts: [a.example.com]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, ports: {http: 8080}}]\n",
 		"apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {\"example.com/x\": \"\"}}\n",
+		/* what Istio users write with zmesh's behaviour as the meaning: still valid */
+		DR "  host: a\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n    loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: false}}\n"
+		   "    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"
+		   "  subsets: [{name: v1, labels: {v: \"1\"}, trafficPolicy: {tls: {mode: DISABLE}}}]\n",
+		VS "  hosts: [a]\n  http:\n" ROUTE "    retries: {attempts: 2, retryRemoteLocalities: false}\n    fault: {abort: {httpStatus: 503, percentage: {value: 1}}}\n",
+		VS "  hosts: [a]\n  http:\n" ROUTE "    fault: {abort: {grpcStatus: DEADLINE_EXCEEDED}}\n",
 	};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {

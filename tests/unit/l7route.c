@@ -67,6 +67,9 @@ static const char cfg_fmt[] =
 	"    route: [{destination: {host: echo}}]\n"
 	"  - name: direct\n    match: [{uri: {exact: /direct}}]\n"
 	"    directResponse: {status: 418, body: {string: teapot}}\n"
+	"  - name: grpcabort\n    match: [{uri: {prefix: /grpc-abort}}]\n"
+	"    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n"
+	"    route: [{destination: {host: echo}}]\n"
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n"
 	"    route: [{destination: {host: echo}}]\n"
@@ -120,6 +123,21 @@ static const char cfg_fmt[] =
 	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}\n"
 	"  - name: hash\n    labels: {app: echo}\n"
 	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	"metadata: {name: secure, namespace: default}\n"
+	"spec:\n"
+	"  host: secure\n"
+	"  trafficPolicy:\n"
+	"    connectionPool: {tcp: {connectTimeout: 1s}}\n"
+	"    portLevelSettings:\n"
+	"    - {port: {number: 9000}, connectionPool: {tcp: {connectTimeout: 2s}, http: {maxRequestsPerConnection: 5}}}\n"
+	"    - {port: {number: 80}, loadBalancer: {simple: RANDOM}}\n"
+	"  subsets:\n"
+	"  - name: s1\n    labels: {version: v1}\n"
+	"    trafficPolicy:\n      portLevelSettings: [{port: {number: 9000}, connectionPool: {tcp: {connectTimeout: 3s}}}]\n"
+	"  - name: s2\n    labels: {version: v2}\n"
+	"    trafficPolicy: {connectionPool: {tcp: {connectTimeout: 4s}}}\n"
 	"---\n"
 	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 	"metadata: {name: deny-delete, namespace: default}\n"
@@ -424,6 +442,13 @@ TEST_F(l7, faults)
 	go(self, "/abort");
 	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
 	EXPECT_EQ(self->d.status, 503);
+	EXPECT_STREQ(self->d.flags, "FI");
+	EXPECT_EQ(self->d.grpc_status, -1);
+	/* grpcStatus: HTTP 200 carrying gRPC status 14 */
+	go(self, "/grpc-abort");
+	EXPECT_EQ(self->d.action, ZM_L7_RESPOND);
+	EXPECT_EQ(self->d.status, 200);
+	EXPECT_EQ(self->d.grpc_status, 14);
 	EXPECT_STREQ(self->d.flags, "FI");
 	go(self, "/delay");
 	EXPECT_EQ(self->d.action, ZM_L7_FORWARD);
@@ -775,6 +800,36 @@ TEST_F(l7, connection_pool_limit)
 	go(self, "/x");
 	for (int i = 0; i < 100; i++)
 		EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+}
+
+/* portLevelSettings: per service port, a port-level piece overrides its
+ * level, a subset overrides the rule (Istio's merge). */
+TEST_F(l7, port_level_settings)
+{
+	static const struct {
+		const char *subset;
+		int port_idx;		/* 0: port 80, 1: port 9000 */
+		int64_t cto_s, max_reqs;
+	} cases[] = {
+		{ NULL, 0, 1, 0 },	/* 80: its port-level entry has no pool: the rule's */
+		{ NULL, 1, 2, 5 },	/* 9000: the port-level pool */
+		{ "s1", 0, 1, 0 },
+		{ "s1", 1, 3, 0 },	/* the subset's port-level pool, not inherited piecewise */
+		{ "s2", 1, 4, 0 },	/* the subset's pool beats the rule's port level */
+	};
+
+	self->req.authority = "secure";
+	go(self, "/api/x");
+	ASSERT_TRUE(self->d.svc != NULL);
+	ASSERT_STREQ(self->d.svc->name, "secure");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct zm_l7_decision d = self->d;
+
+		d.subset = cases[i].subset;
+		d.svc_port_idx = cases[i].port_idx;
+		EXPECT_EQ(zm_l7_connect_timeout(self->l7, &d), cases[i].cto_s * 1000000000LL);
+		EXPECT_EQ(zm_l7_max_requests_per_connection(self->l7, &d), cases[i].max_reqs);
+	}
 }
 
 TEST_F(l7, mirror)

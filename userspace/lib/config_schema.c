@@ -551,6 +551,15 @@ static const struct zm_cfield cs_rewrite_f[] = {
 #undef T
 static SCHEMA(cs_rewrite, "HTTPRewrite", struct zm_http_rewrite, rewrite_check);
 
+static void retry_check(struct zm_crd *r, void *obj)
+{
+	struct zm_http_retry *h = obj;
+
+	if (h->retry_remote_localities.v)
+		ERR(r, h->retry_remote_localities.pos, "retryRemoteLocalities",
+		    "not supported by zmesh (no locality-aware routing)");
+}
+
 #define T struct zm_http_retry
 static const struct zm_cfield cs_retry_f[] = {
 	INT("attempts", attempts, 0, I32MAX, DEF(2)),
@@ -562,7 +571,7 @@ static const struct zm_cfield cs_retry_f[] = {
 	END,
 };
 #undef T
-static SCHEMA(cs_retry, "HTTPRetry", struct zm_http_retry, NULL);
+static SCHEMA(cs_retry, "HTTPRetry", struct zm_http_retry, retry_check);
 
 static const char *const preflight_names[] = { "UNSPECIFIED", "FORWARD", "IGNORE", NULL };
 
@@ -607,6 +616,21 @@ static const struct zm_cfield cs_delay_f[] = {
 #undef T
 static SCHEMA(cs_delay, "HTTPFaultInjection.Delay", struct zm_fault_delay, delay_check);
 
+static const char *const grpc_names[] = {
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+};
+
+int zm_grpc_status_code(const char *name)
+{
+	for (size_t i = 0; i < sizeof(grpc_names) / sizeof(grpc_names[0]); i++)
+		if (name && !strcmp(name, grpc_names[i]))
+			return (int)i;
+	return -1;
+}
+
 static void abort_check(struct zm_crd *r, void *obj)
 {
 	struct zm_fault_abort *a = obj;
@@ -616,6 +640,13 @@ static void abort_check(struct zm_crd *r, void *obj)
 		ERR(r, a->o.pos, "httpStatus", "one of httpStatus, grpcStatus or http2Error is required");
 	else if (n > 1)
 		ERR(r, a->o.pos, NULL, "only one of httpStatus, grpcStatus or http2Error may be set");
+	else if (a->http2_error.v)
+		ERR(r, a->http2_error.pos, "http2Error", "%s: not supported by zmesh (use httpStatus)",
+		    a->http2_error.v);
+	else if (a->grpc_status.v && zm_grpc_status_code(a->grpc_status.v) < 0)
+		ERR(r, a->grpc_status.pos, "grpcStatus",
+		    "%s: not a gRPC status code name (e.g. UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED)",
+		    a->grpc_status.v);
 }
 
 #define T struct zm_fault_abort
@@ -714,6 +745,9 @@ static void http_route_check(struct zm_crd *r, void *obj)
 		    "delegate cannot be combined with route, redirect or directResponse");
 	if (!route && !h->redirect.o.set && !h->direct_response.o.set && !h->delegate.o.set)
 		ERR(r, h->o.pos, "route", "HTTP route needs one of route, redirect, directResponse or delegate");
+	else if (h->delegate.o.set && !route && !h->redirect.o.set && !h->direct_response.o.set)
+		ERR(r, h->delegate.o.pos, "delegate",
+		    "delegate virtual services are not supported by zmesh (write the routes in this one)");
 	if (h->redirect.o.set && h->rewrite.o.set)
 		ERR(r, h->rewrite.o.pos, "rewrite", "HTTP route rule cannot contain both rewrite and redirect");
 	if (h->mirror.o.set && h->mirrors.n)
@@ -987,6 +1021,16 @@ static void lb_check(struct zm_crd *r, void *obj)
 		    "only one of simple or consistentHash may be set");
 	if (lb->warmup_duration_secs.set && lb->warmup.o.set)
 		ERR(r, lb->warmup.o.pos, "warmup", "only one of warmupDurationSecs or warmup may be set");
+	/* Not done by zmesh: refused rather than ignored. localityLbSetting
+	 * {enabled: false} asks for what zmesh does anyway. */
+	if (lb->locality_lb_setting.o.set &&
+	    !(lb->locality_lb_setting.enabled.set && !lb->locality_lb_setting.enabled.v))
+		ERR(r, lb->locality_lb_setting.o.pos, "localityLbSetting",
+		    "locality load balancing is not supported by zmesh (every endpoint is one locality)");
+	if (lb->warmup_duration_secs.set)
+		ERR(r, lb->warmup_duration_secs.pos, "warmupDurationSecs", "slow start is not supported by zmesh");
+	if (lb->warmup.o.set)
+		ERR(r, lb->warmup.o.pos, "warmup", "slow start is not supported by zmesh");
 }
 
 #define T struct zm_load_balancer
@@ -1077,10 +1121,25 @@ static void ctls_check(struct zm_crd *r, void *obj)
 	bool certs = t->client_certificate.v || t->private_key.v || t->ca_certificates.v ||
 		     t->credential_name.v;
 
-	if (t->mode.v == ZM_CTLS_MUTUAL && !t->credential_name.v &&
-	    (!t->client_certificate.v || !t->private_key.v))
-		ERR(r, t->mode.pos, "mode",
-		    "mode MUTUAL needs clientCertificate and privateKey (or credentialName)");
+	/* Fail closed: the waypoint does not originate TLS, and sending
+	 * plaintext where TLS was asked for is not an option. */
+	if (t->mode.v == ZM_CTLS_SIMPLE || t->mode.v == ZM_CTLS_MUTUAL) {
+		ERR(r, t->mode.pos, "mode", "%s: TLS origination is not supported by zmesh",
+		    ctls_names[t->mode.v]);
+		return;
+	}
+	/* ISTIO_MUTUAL is HBONE: the peer is checked against the destination's
+	 * mesh identity, never against names given here. */
+	if (t->subject_alt_names.n)
+		ERR(r, t->subject_alt_names.pos, "subjectAltNames",
+		    "not supported by zmesh (HBONE verifies the destination's mesh identity)");
+	if (t->sni.v)
+		ERR(r, t->sni.pos, "sni", "not supported by zmesh (no TLS origination)");
+	if (t->insecure_skip_verify.v)
+		ERR(r, t->insecure_skip_verify.pos, "insecureSkipVerify",
+		    "not supported by zmesh (HBONE always verifies)");
+	if (t->ca_crl.v)
+		ERR(r, t->ca_crl.pos, "caCrl", "not supported by zmesh (no TLS origination)");
 	if (t->mode.v == ZM_CTLS_ISTIO_MUTUAL && certs)
 		ERR(r, t->mode.pos, "mode",
 		    "mode ISTIO_MUTUAL uses the mesh certificates: do not set clientCertificate, "
@@ -1150,9 +1209,20 @@ static void tp_check(struct zm_crd *r, void *obj)
 	    !tp->tls.o.set && !tp->port_level_settings.n && !tp->tunnel.o.set &&
 	    !tp->proxy_protocol.o.set && !tp->retry_budget.o.set)
 		ERR(r, tp->o.pos, NULL, "traffic policy must have at least one field");
+	if (tp->tunnel.o.set)
+		ERR(r, tp->tunnel.o.pos, "tunnel", "not supported by zmesh (HBONE is its tunnel)");
+	if (tp->proxy_protocol.o.set)
+		ERR(r, tp->proxy_protocol.o.pos, "proxyProtocol", "not supported by zmesh");
 	for (size_t i = 0; i < n; i++) {
 		const struct zm_port_selector *a = &tp->port_level_settings.v[i].port;
 
+		if (!a->number.set) {	/* it would apply to no port */
+			char sub[64];
+
+			snprintf(sub, sizeof(sub), "portLevelSettings[%zu].port.number", i);
+			ERR(r, a->o.pos, sub, "required field is missing");
+			continue;
+		}
 		for (size_t j = 0; j < i; j++) {
 			char sub[64];
 

@@ -846,6 +846,7 @@ static bool policy_applies(const struct zm_l7 *l7, const char *ons,
 void zm_l7_decision_init(struct zm_l7_decision *d)
 {
 	memset(d, 0, sizeof(*d));
+	d->grpc_status = -1;
 	d->svc_port_idx = -1;
 	d->mirror_port_idx = -1;
 }
@@ -1300,12 +1301,17 @@ static int route_action(struct zm_l7 *l7, const struct l7_vs *v, const struct l7
 	add_ops(d, &hr->headers);
 	if ((rc = rewrite(r, m, c, d)))
 		return rc;
-	if (hr->fault.abort.o.set && hr->fault.abort.http_status.set) {
+	if (hr->fault.abort.o.set && (hr->fault.abort.http_status.set || hr->fault.abort.grpc_status.v)) {
 		const struct zm_fault_abort *fa = &hr->fault.abort;
 
-		if (chance(l7, fa->percentage.value.v))
+		if (chance(l7, fa->percentage.value.v)) {
+			if (!fa->http_status.set) {	/* grpcStatus (validated): Envoy's trailers-only answer */
+				d->grpc_status = zm_grpc_status_code(fa->grpc_status.v);
+				return respond(d, 200, "FI", "fault filter abort", "");
+			}
 			return respond(d, (int)fa->http_status.v, "FI", "fault filter abort",
 				       "fault filter abort");
+		}
 	}
 	{
 		/* weighted destination */
@@ -1599,7 +1605,24 @@ static const struct zm_subset *subset_find(const struct zm_cfg_obj *dr, const ch
 	return NULL;
 }
 
-/* The effective policy pieces: the subset's when written, else the rule's. */
+/* The portLevelSettings entry of @tp for service port @port, or NULL. */
+static const struct zm_port_traffic_policy *port_policy(const struct zm_traffic_policy *tp, int port)
+{
+	if (!tp || port <= 0)
+		return NULL;
+	for (size_t i = 0; i < tp->port_level_settings.n; i++)
+		if (tp->port_level_settings.v[i].port.number.v == port)
+			return &tp->port_level_settings.v[i];
+	return NULL;
+}
+
+/*
+ * The effective policy pieces, each the first written of: the subset's
+ * portLevelSettings for the port, the subset's, the rule's portLevelSettings
+ * for the port, the rule's (Istio's merge: a port-level piece overrides the
+ * level it is in, a subset overrides the rule). Balancer, pool and outlier
+ * state stay per service, as for subsets.
+ */
 struct eff {
 	const struct zm_cfg_obj *dr;
 	const struct zm_subset *ss;
@@ -1608,10 +1631,13 @@ struct eff {
 	const struct zm_outlier_detection *od;
 };
 
-static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s, const char *subset,
-		      struct eff *e)
+static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
+		      const struct zm_l7_decision *d, struct eff *e)
 {
 	const struct zm_traffic_policy *tp, *stp;
+	const struct zm_port_traffic_policy *pp, *spp;
+	const char *subset = d->subset;
+	int port = d->svc_port_idx >= 0 && (size_t)d->svc_port_idx < s->nports ? s->ports[d->svc_port_idx] : 0;
 
 	memset(e, 0, sizeof(*e));
 	e->dr = dr_find(l7, s);
@@ -1620,9 +1646,14 @@ static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s, const c
 	e->ss = subset_find(e->dr, subset);
 	tp = &e->dr->dr->traffic_policy;
 	stp = e->ss ? &e->ss->traffic_policy : NULL;
-	e->lb = stp && stp->load_balancer.o.set ? &stp->load_balancer : &tp->load_balancer;
-	e->pool = stp && stp->connection_pool.o.set ? &stp->connection_pool : &tp->connection_pool;
-	e->od = stp && stp->outlier_detection.o.set ? &stp->outlier_detection : &tp->outlier_detection;
+	pp = port_policy(tp, port);
+	spp = port_policy(stp, port);
+#define PICK(f) (spp && spp->f.o.set ? &spp->f : stp && stp->f.o.set ? &stp->f : \
+		 pp && pp->f.o.set ? &pp->f : &tp->f)
+	e->lb = PICK(load_balancer);
+	e->pool = PICK(connection_pool);
+	e->od = PICK(outlier_detection);
+#undef PICK
 }
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -1697,7 +1728,7 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	if (!cs || d->svc_port_idx < 0)
 		return -EHOSTUNREACH;
 	s = (struct zm_l7_svc *)cs;	/* balancer state is mutable by design */
-	effective(l7, s, d->subset, &e);
+	effective(l7, s, d, &e);
 	if (d->subset && !e.ss)
 		return -EHOSTUNREACH;	/* Envoy: unknown subset -> no healthy upstream */
 	for (size_t i = 0; i < s->neps && ncand < MAX_CAND; i++) {
@@ -1787,7 +1818,7 @@ int64_t zm_l7_connect_timeout(struct zm_l7 *l7, const struct zm_l7_decision *d)
 
 	if (!d->svc)
 		return 10 * ZM_NS_PER_S;
-	effective(l7, d->svc, d->subset, &e);
+	effective(l7, d->svc, d, &e);
 	return e.pool ? e.pool->tcp.connect_timeout.ns : 10 * ZM_NS_PER_S;
 }
 
@@ -1797,12 +1828,22 @@ bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool cl
 
 	if (!d->svc)
 		return false;
-	effective(l7, d->svc, d->subset, &e);
+	effective(l7, d->svc, d, &e);
 	if (!e.pool)
 		return false;
 	if (e.pool->http.use_client_protocol.set && e.pool->http.use_client_protocol.v)
 		return client_h2;
 	return e.pool->http.h2_upgrade_policy.set && e.pool->http.h2_upgrade_policy.v == ZM_H2_UPGRADE;
+}
+
+int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d)
+{
+	struct eff e;
+
+	if (!d->svc)
+		return 0;
+	effective(l7, d->svc, d, &e);
+	return e.pool ? e.pool->http.max_requests_per_connection.v : 0;
 }
 
 void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int status,
@@ -1828,7 +1869,7 @@ void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int
 		int ejected = 0;
 		int64_t lim5, limg;
 
-		effective(l7, s, d->subset, &e);
+		effective(l7, s, d, &e);
 		if (!e.od || !e.od->o.set)
 			return;
 		lim5 = e.od->consecutive_5xx_errors.v;
@@ -1858,7 +1899,7 @@ int zm_l7_admit(struct zm_l7 *l7, const struct zm_l7_decision *d)
 
 	if (!s)
 		return 0;
-	effective(l7, s, d->subset, &e);
+	effective(l7, s, d, &e);
 	if (!e.pool || !e.pool->o.set) {
 		atomic_fetch_add(&s->inflight, 1);
 		return 0;

@@ -646,8 +646,11 @@ static void submit_answer(struct h2c *h, struct h2s *st, bool streamed)
 	size_t nnv = 0;
 	char status[8], clen[24];
 	nghttp2_data_provider prd = { .source.ptr = st, .read_callback = streamed ? read_stream : read_body };
-	bool bodyless = st->rs.head || st->rs.status == 204 || st->rs.status == 304;
 	int64_t len = streamed ? st->len : (int64_t)zm_buf_len(&st->rs.body);
+	/* no body: HEAD, 204, 304, and gRPC's trailers-only answer (grpc-status
+	 * in the head, e.g. a fault abort), which must end on its HEADERS frame */
+	bool bodyless = st->rs.head || st->rs.status == 204 || st->rs.status == 304 ||
+			(len == 0 && wp_grpc_status(&st->rs.h) >= 0);
 
 	snprintf(status, sizeof(status), "%d", st->rs.status);
 	nv[nnv++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
@@ -671,7 +674,7 @@ static void submit_answer(struct h2c *h, struct h2s *st, bool streamed)
 		/* no body to wait for; the worker's writes go nowhere */
 		bq_gone(&st->out);
 	}
-	if (nghttp2_submit_response(h->s, st->id, nv, nnv, bodyless && streamed ? NULL : &prd))
+	if (nghttp2_submit_response(h->s, st->id, nv, nnv, bodyless ? NULL : &prd))
 		nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 

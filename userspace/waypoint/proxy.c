@@ -262,8 +262,10 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 	return fd;
 }
 
-/* A pooled connection to addr:port, or a new one. *fresh tells which. */
-static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh)
+/* A pooled connection to addr:port, or a new one. *fresh tells which;
+ * *uses is how many requests it has carried. */
+static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh,
+		  int64_t *uses)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int fd = -1;
@@ -275,6 +277,7 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 
 		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
 			fd = u->fd;
+			*uses = u->uses;
 			u->fd = -1;
 			break;
 		}
@@ -286,10 +289,11 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 		return fd;
 	}
 	*fresh = true;
+	*uses = 0;
 	return connect_to(addr, port, deadline);
 }
 
-static void up_put(struct conn *c, int fd, const char *addr, int port)
+static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int slot = 0;
@@ -302,7 +306,7 @@ static void up_put(struct conn *c, int fd, const char *addr, int port)
 			break;
 		}
 	up_close(&pool[slot]);
-	pool[slot] = (struct up){ .fd = fd, .port = port };
+	pool[slot] = (struct up){ .fd = fd, .port = port, .uses = uses };
 	snprintf(pool[slot].addr, sizeof(pool[slot].addr), "%s", addr);
 	if (c->pool_mu)
 		pthread_mutex_unlock(c->pool_mu);
@@ -389,13 +393,13 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 		bool fresh, got = false, body_done = !x->body->src, body_wait = false, decided = false;
 		bool extra = false;
 		enum try_result tr = TRY_RESET;
-		int64_t last = now_ns();
+		int64_t last = now_ns(), uses = 0;
 		char tmp[16384];
 		int fd;
 
 		if (round && !wp_body_rewind(x->body))
 			return TRY_RESET;
-		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh);
+		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses);
 		if (fd < 0)
 			return fd == -ETIMEDOUT && x->try_deadline && now_ns() >= x->try_deadline ? TRY_TIMEOUT :
 			       TRY_CONNECT_FAIL;
@@ -517,10 +521,12 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 			if (resp.complete) {
 				if (x->sink->end(x->sink, NULL))
 					x->down_fail = true;
-				/* reusable only when all was said both ways and the server keeps it */
+				/* reusable only when all was said both ways, the server keeps
+				 * it and maxRequestsPerConnection leaves room */
+				uses++;
 				if (!extra && body_done && !zm_buf_len(&ob) && r > 0 &&
-				    llhttp_should_keep_alive(&resp.p))
-					up_put(c, fd, addr, port);
+				    llhttp_should_keep_alive(&resp.p) && (!x->max_uses || uses < x->max_uses))
+					up_put(c, fd, addr, port, uses);
 				else
 					close(fd);
 				x->status = resp.status;
@@ -1015,6 +1021,14 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			hl_add(&rs->h, "location", 8, zm_buf_data(&d.location), zm_buf_len(&d.location));
 		if (d.status == 401)
 			hl_add(&rs->h, "www-authenticate", 16, "Bearer realm=\"zmesh\"", 20);
+		if (d.grpc_status >= 0) {	/* a gRPC fault abort: 200, headers only */
+			char gs[12];
+
+			snprintf(gs, sizeof(gs), "%d", d.grpc_status);
+			hl_set(&rs->h, "content-type", "application/grpc");
+			hl_set(&rs->h, "grpc-status", gs);
+			hl_set(&rs->h, "grpc-message", "fault filter abort");
+		}
 		for (size_t i = 0; i < d.nresp_set; i++)
 			hl_set(&rs->h, d.resp_set[i].name, d.resp_set[i].value);
 		goto done;
@@ -1055,6 +1069,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		struct zm_buf out = { 0 };
 		int64_t start = now_ns(), deadline = d.timeout_ns ? start + d.timeout_ns : 0;
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
+		int64_t max_uses = zm_l7_max_requests_per_connection(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
 		enum try_result tr = TRY_CONNECT_FAIL;
 		char ct[128];
@@ -1071,7 +1086,8 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		struct buf_sink bsink;
 		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
 		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
-				     .verdict = xfer_verdict, .commit = xfer_commit, .ctx = &xc };
+				     .max_uses = max_uses, .verdict = xfer_verdict, .commit = xfer_commit,
+				     .ctx = &xc };
 
 		if (!x.sink) {
 			buf_sink_init(&bsink, rs);

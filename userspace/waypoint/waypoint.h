@@ -154,6 +154,7 @@ struct up {
 	int fd;
 	char addr[64];
 	int port;
+	int64_t uses;			/* requests it has carried */
 };
 
 /* A downstream connection (either front end) and its upstream pool. */
@@ -276,6 +277,7 @@ struct wp_xfer {
 	bool hold_grpc;
 	int64_t deadline;		/* the route timeout: the whole answer; 0 none */
 	int64_t try_deadline;		/* per try: until the head is committed; 0 none */
+	int64_t max_uses;		/* requests per upstream HTTP/1 connection; 0 no limit */
 	enum wp_verdict (*verdict)(struct wp_xfer *x, int status, int grpc_status);
 	int (*commit)(struct wp_xfer *x, int status, const char *text, size_t tlen,
 		      const struct hlist *h, int64_t len);
