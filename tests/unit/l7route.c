@@ -802,6 +802,28 @@ TEST_F(l7, connection_pool_limit)
 		EXPECT_EQ(zm_l7_admit(self->l7, &self->d), 0);
 }
 
+/* Every endpoint of a subset ejected: panic mode stays inside the subset
+ * (Envoy's panic is per cluster; a subset is a cluster of its own). */
+TEST_F(l7, panic_mode_keeps_to_the_subset)
+{
+	int64_t now = 1000 * ZM_NS_PER_S;
+
+	go(self, "/limited");
+	ASSERT_STREQ(subset(self), "v2");
+	for (int i = 0; i < 2; i++) {
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now);
+
+		ASSERT_EQ(ep, 2);	/* echo-v2, the subset's only pod */
+		zm_l7_report(self->l7, &self->d, ep, 503, now);
+	}
+	for (int i = 0; i < 12; i++) {
+		int ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now + ZM_NS_PER_S);
+
+		EXPECT_EQ(ep, 2);
+		zm_l7_report(self->l7, &self->d, ep, 200, now + ZM_NS_PER_S);
+	}
+}
+
 /* portLevelSettings: per service port, a port-level piece overrides its
  * level, a subset overrides the rule (Istio's merge). */
 TEST_F(l7, port_level_settings)

@@ -1751,18 +1751,19 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	}
 	if (!ncand)
 		return -EHOSTUNREACH;
-	/* Drop ejected endpoints (unless all are: then panic mode, use all). */
-	for (int i = 0; i < ncand; i++)
-		if (atomic_load(&s->eps[cand[i]].ejected_until) <= now_ns)
-			cand[healthy++] = cand[i];
-	if (!healthy) {
-		/* all ejected: rebuild the full list */
-		ncand = 0;
-		for (size_t i = 0; i < s->neps && ncand < MAX_CAND; i++)
-			if (s->eps[i].tport[d->svc_port_idx] > 0)
-				cand[ncand++] = (int)i;
-	} else {
-		ncand = healthy;
+	/* Drop ejected endpoints, unless all are: then panic mode, every
+	 * endpoint of this destination (its subset: a cluster of its own in
+	 * Istio, never the service's other subsets). */
+	{
+		int ok[MAX_CAND];
+
+		for (int i = 0; i < ncand; i++)
+			if (atomic_load(&s->eps[cand[i]].ejected_until) <= now_ns)
+				ok[healthy++] = cand[i];
+		if (healthy) {
+			memcpy(cand, ok, sizeof(ok[0]) * (size_t)healthy);
+			ncand = healthy;
+		}
 	}
 	if (skip >= 0 && ncand > 1)
 		for (int i = 0; i < ncand; i++)
