@@ -118,7 +118,9 @@ static const char cfg_fmt[] =
 	"    loadBalancer: {simple: ROUND_ROBIN}\n"
 	"    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 30s, maxEjectionPercent: 50}\n"
 	"  subsets:\n"
-	"  - {name: v1, labels: {version: v1}}\n"
+	"  - name: v1\n    labels: {version: v1}\n"
+	"    trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100, "
+	"minHealthPercent: 60}}\n"
 	"  - name: v2\n    labels: {version: v2}\n"
 	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}\n"
 	"  - name: hash\n    labels: {app: echo}\n"
@@ -822,6 +824,29 @@ TEST_F(l7, panic_mode_keeps_to_the_subset)
 		EXPECT_EQ(ep, 2);
 		zm_l7_report(self->l7, &self->d, ep, 200, now + ZM_NS_PER_S);
 	}
+}
+
+/* outlierDetection.minHealthPercent (Envoy's panic threshold): v1 has two
+ * pods; with one ejected 50% are healthy, under its 60%: both take traffic. */
+TEST_F(l7, min_health_percent_panics_below_it)
+{
+	int64_t now = 1000 * ZM_NS_PER_S;
+	bool ejected_one_picked = false;
+	int ep;
+
+	go(self, "/exact");
+	ASSERT_STREQ(subset(self), "v1");
+	do {
+		ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now);
+		zm_l7_report(self->l7, &self->d, ep, ep == 0 ? 503 : 200, now);
+	} while (ep != 0);
+	for (int i = 0; i < 12; i++) {
+		ep = zm_l7_pick(self->l7, &self->d, &self->req, -1, now + ZM_NS_PER_S);
+		EXPECT_TRUE(ep == 0 || ep == 1);
+		ejected_one_picked |= ep == 0;
+		zm_l7_report(self->l7, &self->d, ep, ep == 0 ? 503 : 200, now + ZM_NS_PER_S);
+	}
+	EXPECT_TRUE(ejected_one_picked);
 }
 
 /* portLevelSettings: per service port, a port-level piece overrides its

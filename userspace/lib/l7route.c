@@ -1751,16 +1751,18 @@ int zm_l7_pick(struct zm_l7 *l7, const struct zm_l7_decision *d, const struct zm
 	}
 	if (!ncand)
 		return -EHOSTUNREACH;
-	/* Drop ejected endpoints, unless all are: then panic mode, every
-	 * endpoint of this destination (its subset: a cluster of its own in
-	 * Istio, never the service's other subsets). */
+	/* Drop ejected endpoints, unless all are, or fewer than
+	 * outlierDetection.minHealthPercent are left (Envoy's panic threshold):
+	 * then panic mode, every endpoint of this destination (its subset: a
+	 * cluster of its own in Istio, never the service's other subsets). */
 	{
+		int64_t minh = e.od && e.od->o.set ? e.od->min_health_percent.v : 0;
 		int ok[MAX_CAND];
 
 		for (int i = 0; i < ncand; i++)
 			if (atomic_load(&s->eps[cand[i]].ejected_until) <= now_ns)
 				ok[healthy++] = cand[i];
-		if (healthy) {
+		if (healthy && (int64_t)healthy * 100 >= minh * ncand) {
 			memcpy(cand, ok, sizeof(ok[0]) * (size_t)healthy);
 			ncand = healthy;
 		}
