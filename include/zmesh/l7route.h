@@ -350,6 +350,9 @@ bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool cl
 /* Its connectionPool.http.maxRequestsPerConnection: requests an upstream
  * connection carries before it is closed; 0 for no limit. */
 int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d);
+/* Its connectionPool.tcp.tcpKeepalive, or NULL when none is set. Valid as
+ * long as @l7 (the snapshot) is. */
+const struct zm_tcp_keepalive *zm_l7_tcp_keepalive(struct zm_l7 *l7, const struct zm_l7_decision *d);
 
 /*
  * After a try on endpoint @ep of d->svc: @status is the HTTP status, or 0 for

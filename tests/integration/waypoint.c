@@ -72,6 +72,8 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http2-web, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: secure}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: kept}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: upgraded}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: sameproto}\n"
@@ -134,6 +136,10 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: limited}\n"
 	"spec:\n  host: limited\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 1}, "
 	"http: {http1MaxPendingRequests: 1}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: kept}\n"
+	"spec:\n  host: kept\n  trafficPolicy:\n"
+	"    connectionPool: {tcp: {tcpKeepalive: {time: 7s, interval: 3s, probes: 4}}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: upgraded}\n"
 	"spec:\n  host: upgraded\n  trafficPolicy:\n    connectionPool: {http: {h2UpgradePolicy: UPGRADE}}\n"
@@ -846,6 +852,21 @@ TEST_F(wp, hbone_front)
 	ASSERT_EQ(curl(self, metrics, sizeof(metrics), args), 0);
 	EXPECT_STRSTR(metrics, "source_principal=\"spiffe://cluster.local/ns/default/sa/client\"");
 	EXPECT_STRSTR(metrics, "connection_security_policy=\"mutual_tls\"");
+}
+
+/* DestinationRule tcp.tcpKeepalive: the upstream connection (kept in the
+ * waypoint's pool after the answer) carries a keepalive timer. */
+TEST_F(wp, tcp_keepalive_on_upstream_connections)
+{
+	char out[16384], args[512];
+
+	snprintf(args, sizeof(args), "-o /dev/null -w '%%{http_code}' -H 'Host: kept' 'http://%s:8080/ka'", self->ip);
+	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
+	EXPECT_STREQ(out, "200");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec waypoint --name %s -- ss -tnoH state established "
+			  "'( dport = :8080 )'", self->ctl, self->name), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "timer:(keepalive,");
 }
 
 /* RFC 7540 3.2: an HTTP/1.1 request with Upgrade: h2c (curl --http2 on

@@ -1839,6 +1839,16 @@ bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool cl
 	return e.pool->http.h2_upgrade_policy.set && e.pool->http.h2_upgrade_policy.v == ZM_H2_UPGRADE;
 }
 
+const struct zm_tcp_keepalive *zm_l7_tcp_keepalive(struct zm_l7 *l7, const struct zm_l7_decision *d)
+{
+	struct eff e;
+
+	if (!d->svc)
+		return NULL;
+	effective(l7, d->svc, d, &e);
+	return e.pool && e.pool->tcp.tcp_keepalive.o.set ? &e.pool->tcp.tcp_keepalive : NULL;
+}
+
 int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d)
 {
 	struct eff e;

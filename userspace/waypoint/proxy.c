@@ -222,7 +222,24 @@ static void up_close(struct up *u)
 	u->fd = -1;
 }
 
-static int connect_to(const char *addr, int port, int64_t deadline)
+/* DestinationRule tcp.tcpKeepalive on an upstream socket (unset fields keep
+ * the kernel's values, as Envoy's). */
+static void keepalive(int fd, const struct zm_tcp_keepalive *ka)
+{
+	int one = 1, v;
+
+	if (!ka || !ka->o.set)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (ka->time.set && (v = (int)(ka->time.ns / ZM_NS_PER_S)) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+	if (ka->interval.set && (v = (int)(ka->interval.ns / ZM_NS_PER_S)) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+	if (ka->probes.set && (v = (int)ka->probes.v) > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
+}
+
+static int connect_to(const char *addr, int port, int64_t deadline, const struct zm_tcp_keepalive *ka)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	int fd, one = 1, err = 0;
@@ -238,6 +255,7 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	keepalive(fd, ka);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		err = -errno;
 		close(fd);
@@ -265,7 +283,7 @@ static int connect_to(const char *addr, int port, int64_t deadline)
 /* A pooled connection to addr:port, or a new one. *fresh tells which;
  * *uses is how many requests it has carried. */
 static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh,
-		  int64_t *uses)
+		  int64_t *uses, const struct zm_tcp_keepalive *ka)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int fd = -1;
@@ -290,7 +308,7 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 	}
 	*fresh = true;
 	*uses = 0;
-	return connect_to(addr, port, deadline);
+	return connect_to(addr, port, deadline, ka);
 }
 
 static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses)
@@ -399,7 +417,7 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 
 		if (round && !wp_body_rewind(x->body))
 			return TRY_RESET;
-		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses);
+		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses, x->ka);
 		if (fd < 0)
 			return fd == -ETIMEDOUT && x->try_deadline && now_ns() >= x->try_deadline ? TRY_TIMEOUT :
 			       TRY_CONNECT_FAIL;
@@ -617,7 +635,8 @@ static void *mirror_thread(void *arg)
 
 	if (ep >= 0) {
 		const struct zm_l7_ep *e = &j->d.svc->eps[ep];
-		int fd = connect_to(e->addr, e->tport[j->d.svc_port_idx], now_ns() + ZM_NS_PER_S);
+		int fd = connect_to(e->addr, e->tport[j->d.svc_port_idx], now_ns() + ZM_NS_PER_S,
+				    zm_l7_tcp_keepalive(j->snap->l7, &j->d));
 
 		if (fd >= 0) {
 			char sink[4096];
@@ -1086,7 +1105,8 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		struct buf_sink bsink;
 		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
 		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
-				     .max_uses = max_uses, .verdict = xfer_verdict, .commit = xfer_commit,
+				     .max_uses = max_uses, .ka = zm_l7_tcp_keepalive(snap->l7, &d),
+				     .verdict = xfer_verdict, .commit = xfer_commit,
 				     .ctx = &xc };
 
 		if (!x.sink) {
@@ -1130,7 +1150,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			if (h2up) {
 				int64_t tdl = min_dl(deadline, x.try_deadline);
 				int ufd = connect_to(e->addr, e->tport[d.svc_port_idx],
-						     tdl && tdl < tnow + cto ? tdl : tnow + cto);
+						     tdl && tdl < tnow + cto ? tdl : tnow + cto, x.ka);
 
 				tr = ufd < 0 ? (ufd == -ETIMEDOUT && tdl && now_ns() >= tdl ?
 						TRY_TIMEOUT : TRY_CONNECT_FAIL) :
@@ -1617,7 +1637,8 @@ static void serve_tcp(struct conn *c)
 		if (c->family == AF_INET)
 			inet_ntop(AF_INET, c->addr, fip, sizeof(fip));
 		wp_hbup_meta(fip, NULL);
-		fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d));
+		fd = connect_to(e->addr, e->tport[d.svc_port_idx], now_ns() + zm_l7_connect_timeout(snap->l7, &d),
+				zm_l7_tcp_keepalive(snap->l7, &d));
 
 		res.ep = e;
 		snprintf(res.upstream, sizeof(res.upstream), "%s:%d", e->addr, e->tport[d.svc_port_idx]);

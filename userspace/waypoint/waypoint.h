@@ -278,6 +278,7 @@ struct wp_xfer {
 	int64_t deadline;		/* the route timeout: the whole answer; 0 none */
 	int64_t try_deadline;		/* per try: until the head is committed; 0 none */
 	int64_t max_uses;		/* requests per upstream HTTP/1 connection; 0 no limit */
+	const struct zm_tcp_keepalive *ka;	/* DestinationRule tcp.tcpKeepalive; NULL none */
 	enum wp_verdict (*verdict)(struct wp_xfer *x, int status, int grpc_status);
 	int (*commit)(struct wp_xfer *x, int status, const char *text, size_t tlen,
 		      const struct hlist *h, int64_t len);
