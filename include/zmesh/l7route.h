@@ -103,6 +103,7 @@ struct zm_l7_svc {
 	size_t neps;
 	atomic_uint rr;			/* round-robin cursor */
 	atomic_int inflight;		/* for connectionPool limits */
+	atomic_int retrying;		/* retries outstanding (http.maxRetries) */
 };
 
 struct zm_l7_view {
@@ -350,6 +351,14 @@ bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool cl
 /* Its connectionPool.http.maxRequestsPerConnection: requests an upstream
  * connection carries before it is closed; 0 for no limit. */
 int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d);
+/*
+ * connectionPool.http.maxRetries, Envoy's retry circuit breaker: before a
+ * retry, zm_l7_retry_begin() takes one of the destination's outstanding
+ * retries (false: all are out, do not retry); zm_l7_retry_end() gives it
+ * back once that try is over.
+ */
+bool zm_l7_retry_begin(struct zm_l7 *l7, const struct zm_l7_decision *d);
+void zm_l7_retry_end(struct zm_l7 *l7, const struct zm_l7_decision *d);
 /* Its connectionPool.tcp.tcpKeepalive, or NULL when none is set. Valid as
  * long as @l7 (the snapshot) is. */
 const struct zm_tcp_keepalive *zm_l7_tcp_keepalive(struct zm_l7 *l7, const struct zm_l7_decision *d);

@@ -122,7 +122,8 @@ static const char cfg_fmt[] =
 	"    trafficPolicy: {outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 100, "
 	"minHealthPercent: 60}}\n"
 	"  - name: v2\n    labels: {version: v2}\n"
-	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1}}}\n"
+	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, "
+	"maxRetries: 1}}}\n"
 	"  - name: hash\n    labels: {app: echo}\n"
 	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}}}\n"
 	"---\n"
@@ -847,6 +848,23 @@ TEST_F(l7, min_health_percent_panics_below_it)
 		zm_l7_report(self->l7, &self->d, ep, ep == 0 ? 503 : 200, now + ZM_NS_PER_S);
 	}
 	EXPECT_TRUE(ejected_one_picked);
+}
+
+/* connectionPool.http.maxRetries: outstanding retries per destination. */
+TEST_F(l7, max_retries_circuit_breaker)
+{
+	go(self, "/limited");	/* subset v2: maxRetries 1 */
+	ASSERT_STREQ(subset(self), "v2");
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
+	EXPECT_FALSE(zm_l7_retry_begin(self->l7, &self->d));
+	zm_l7_retry_end(self->l7, &self->d);
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
+	zm_l7_retry_end(self->l7, &self->d);
+	go(self, "/x");		/* no limit set: Istio's default, unlimited */
+	for (int i = 0; i < 100; i++)
+		EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
+	for (int i = 0; i < 100; i++)
+		zm_l7_retry_end(self->l7, &self->d);
 }
 
 /* portLevelSettings: per service port, a port-level piece overrides its

@@ -1904,6 +1904,30 @@ void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int
 	}
 }
 
+bool zm_l7_retry_begin(struct zm_l7 *l7, const struct zm_l7_decision *d)
+{
+	struct zm_l7_svc *s = (struct zm_l7_svc *)d->svc;
+	struct eff e;
+	int64_t lim;
+
+	if (!s)
+		return true;
+	effective(l7, s, d, &e);
+	lim = e.pool && e.pool->http.max_retries.set ? e.pool->http.max_retries.v : INT64_MAX;
+	if (atomic_fetch_add(&s->retrying, 1) + 1 > lim) {
+		atomic_fetch_sub(&s->retrying, 1);
+		return false;
+	}
+	return true;
+}
+
+void zm_l7_retry_end(struct zm_l7 *l7, const struct zm_l7_decision *d)
+{
+	(void)l7;
+	if (d->svc)
+		atomic_fetch_sub(&((struct zm_l7_svc *)d->svc)->retrying, 1);
+}
+
 int zm_l7_admit(struct zm_l7 *l7, const struct zm_l7_decision *d)
 {
 	struct zm_l7_svc *s = (struct zm_l7_svc *)d->svc;

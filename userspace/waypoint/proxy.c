@@ -1090,6 +1090,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
 		int64_t max_uses = zm_l7_max_requests_per_connection(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
+		bool retrying = false, retry_slot = false;	/* http.maxRetries accounting */
 		enum try_result tr = TRY_CONNECT_FAIL;
 		char ct[128];
 		size_t ctl;
@@ -1126,6 +1127,12 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		for (int t = 0; t < tries; t++) {
 			int64_t tnow = now_ns();
 			int ep = zm_l7_pick(snap->l7, &d, &r, skip, tnow);
+
+			if (retrying) {
+				/* this try is the retry taken below: its outstanding slot goes back after it */
+				retry_slot = true;
+				retrying = false;
+			}
 			const struct zm_l7_ep *e;
 			int st;
 
@@ -1161,6 +1168,10 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			} else {
 				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, chunked, tnow + cto, &x);
 			}
+			if (retry_slot) {
+				zm_l7_retry_end(snap->l7, &d);
+				retry_slot = false;
+			}
 			st = tr == TRY_OK ? x.status : 0;
 			zm_l7_report(snap->l7, &d, ep, x.aborted ? 0 : st, now_ns());
 			wp_trace_try_end(&trc, &d, e->addr, e->tport[d.svc_port_idx], st);
@@ -1178,6 +1189,13 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				uint32_t rr;
 				struct timespec ts;
 
+				/* connectionPool.http.maxRetries: all outstanding, no retry */
+				if (!zm_l7_retry_begin(snap->l7, &d)) {
+					snprintf(res.flags, sizeof(res.flags), "URX");
+					break;
+				}
+				retrying = true;
+
 				b <<= t < 4 ? t : 4;
 				if (getrandom(&rr, sizeof(rr), 0) != sizeof(rr))
 					rr = 0;
@@ -1192,6 +1210,8 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			}
 			break;
 		}
+		if (retrying || retry_slot)
+			zm_l7_retry_end(snap->l7, &d);	/* left the loop before that try ended */
 		zm_buf_free(&out);
 		res.resp_bytes = x.resp_bytes;
 		if (x.committed) {
