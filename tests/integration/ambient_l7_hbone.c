@@ -12,28 +12,12 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 /* web-v1 (meshed) and web-v2 (dataplane-mode none) on n2; client, rogue and the waypoint on n1. */
 FIXTURE(hb) {
 	char lab[16], file[64], ctl[4200], log[128];
 };
-
-static int kubectl(struct zm_fixture_hb *self, const char *yaml)
-{
-	char path[64];
-	FILE *f;
-	int rc;
-
-	snprintf(path, sizeof(path), "/tmp/zm-l7hb-%d.yaml", getpid());
-	f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(yaml, f);
-	fclose(f);
-	rc = test_sh(NULL, 0, "%s apply -f %s --name %s", self->ctl, path, self->lab);
-	unlink(path);
-	return rc;
-}
 
 FIXTURE_SETUP(hb)
 {
@@ -72,7 +56,7 @@ FIXTURE_SETUP(hb)
 	fclose(f);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
 	/* STRICT mesh-wide: ztunnel refuses plaintext to meshed pods. */
-	ASSERT_EQ(kubectl(self, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 			  "metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
 	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --node n1 --lab %s", self->ctl,
 			  self->lab), 0);
@@ -215,7 +199,7 @@ TEST_F(hb, l4_policy_locks_the_backend_to_its_waypoint)
 
 	ASSERT_TRUE(via_waypoint(self));
 	pod_ip(self, "web-v1", v1, sizeof(v1));
-	ASSERT_EQ(kubectl(self, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			  "metadata: {name: web-via-waypoint, namespace: shop}\nspec:\n"
 			  "  selector: {matchLabels: {app: web}}\n  action: ALLOW\n  rules:\n"
 			  "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/waypoint]}\n"), 0);
@@ -240,7 +224,7 @@ TEST_F(hb, l4_policy_locks_the_backend_to_its_waypoint)
 
 	/* Deny the waypoint too: its CONNECT is refused (403), a connect failure
 	 * for the retry policy: Istio's default retries, then 503 UF. */
-	ASSERT_EQ(kubectl(self, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			  "metadata: {name: web-via-waypoint, namespace: shop}\nspec:\n"
 			  "  selector: {matchLabels: {app: web}}\n  action: ALLOW\n  rules:\n"
 			  "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/nobody]}\n"), 0);

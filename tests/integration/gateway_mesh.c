@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(gm) {
 	char lab[16], file[64], ctl[4200];
@@ -69,33 +70,16 @@ static bool outside_gets(struct zm_fixture_gm *self, const char *want)
 	return false;
 }
 
-static int apply(struct zm_fixture_gm *self, const char *yaml)
-{
-	char path[64];
-	FILE *f;
-	int rc;
-
-	snprintf(path, sizeof(path), "/tmp/zm-gm-ap-%d.yaml", getpid());
-	f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(yaml, f);
-	fclose(f);
-	rc = test_sh(NULL, 0, "%s apply -f %s --name %s", self->ctl, path, self->lab);
-	unlink(path);
-	return rc;
-}
-
 TEST_F(gm, outside_traffic_enters_the_mesh_as_the_gateway)
 {
 	char out[65536];
 
 	ASSERT_TRUE(outside_gets(self, "200"));
 	/* STRICT everywhere: plaintext into the mesh would be refused; HBONE is not. */
-	ASSERT_EQ(apply(self, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 			"metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
 	/* Lock web to the gateway's identity. */
-	ASSERT_EQ(apply(self, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			"metadata: {name: web-from-gateway, namespace: shop}\nspec:\n"
 			"  selector: {matchLabels: {app: web}}\n  rules:\n  - from:\n"
 			"    - source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway]}\n"), 0);

@@ -2,8 +2,8 @@
 /*
  * What integration tests do to a running lab, once: find zmeshctl, wait for
  * a node's ztunnel to be ready, run a command in a pod (retried while its
- * apps start), read a node's Prometheus page and one sample from it, find
- * a node's ztunnel.
+ * apps start), apply config, read a node's Prometheus page and one sample
+ * from it, find a node's ztunnel.
  */
 #ifndef ZMESH_TESTS_LABKIT_H
 #define ZMESH_TESTS_LABKIT_H
@@ -68,6 +68,24 @@ static inline long long lab_metric(const char *all, const char *series)
 	while (p && p != all && p[-1] != '\n')
 		p = strstr(p + 1, series);
 	return p ? atoll(p + strlen(series)) : -1;
+}
+
+/* `zmeshctl apply` of the YAML text @yaml to the lab's store; its exit status. */
+static inline int lab_apply(const char *lab, const char *yaml)
+{
+	char path[64];
+	FILE *f;
+	int rc;
+
+	snprintf(path, sizeof(path), "/tmp/zm-apply-%d.yaml", getpid());
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs(yaml, f);
+	fclose(f);
+	rc = test_sh(NULL, 0, "%s apply -f %s --name %s", lab_ctl(), path, lab);
+	unlink(path);
+	return rc;
 }
 
 /* The pid of @node's ztunnel (from `lab status`), or -1. */

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 #include "zmesh/lab.h"
 
 FIXTURE(zv) {
@@ -97,23 +98,6 @@ static bool answered_by(struct zm_fixture_zv *self, const char *hdr, const char 
 	return false;
 }
 
-static int apply(struct zm_fixture_zv *self, const char *yaml)
-{
-	char path[64];
-	FILE *f;
-	int rc;
-
-	snprintf(path, sizeof(path), "/tmp/zm-zv-ap-%d.yaml", getpid());
-	f = fopen(path, "w");
-	if (!f)
-		return -1;
-	fputs(yaml, f);
-	fclose(f);
-	rc = test_sh(NULL, 0, "%s apply -f %s --name %s", self->ctl, path, self->lab);
-	unlink(path);
-	return rc;
-}
-
 struct pstat {
 	long long version, sent, acked;
 	char status[32], type[16];
@@ -192,11 +176,11 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 			  self->ctl, self->lab), 0);
 	EXPECT_STRSTR(out, "\"objects\": []");
 	/* An L4 policy and a Pod object (Kubernetes-style, in the store) enter its view. */
-	ASSERT_EQ(apply(self, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			"metadata: {name: deny-nobody, namespace: shop}\nspec:\n  action: DENY\n  rules:\n"
 			"  - from:\n    - source: {principals: [cluster.local/ns/nowhere/sa/nobody]}\n"), 0);
 	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9000\"");
-	ASSERT_EQ(apply(self, doc), 0);
+	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	ASSERT_TRUE(synced(self, "ztunnel~n1", true, &n1));
 	for (int i = 0; i < 50; i++) {
 		ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node n1 --name %s -- curl -sf "
@@ -215,7 +199,7 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 
 	/* web-v1's command changes: n2 runs it; n1, the waypoint and the gateway see nothing new. */
 	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9001\"");
-	ASSERT_EQ(apply(self, doc), 0);
+	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	v = n1.version;
 	for (int i = 0; i < 50 && (proxy_status(self, "ztunnel~n2", &n2) || n2.version == v); i++)
 		usleep(100000);
@@ -230,7 +214,7 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 
 	/* A route change: the waypoint gets it through zmeshd, ACKs, and routes by it. */
 	snprintf(doc, sizeof(doc), vs_mesh, "v2");
-	ASSERT_EQ(apply(self, doc), 0);
+	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	ASSERT_TRUE(answered_by(self, "", "web-v2"));
 	ASSERT_TRUE(synced(self, "waypoint~waypoint.shop", true, &wp));
 	ASSERT_TRUE(synced(self, "ztunnel~n1", false, &n1));
