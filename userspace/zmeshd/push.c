@@ -364,6 +364,7 @@ void zd_handle_config(struct zd_conn *c, struct zd_stream *s)
 		snprintf(p->node, sizeof(p->node), "%s", c->node);
 		p->view = view;
 		snprintf(p->ns, sizeof(p->ns), "%s", c->who.ns);
+		snprintf(p->sa, sizeof(p->sa), "%s", c->who.sa);
 		p->next = d->proxies;
 		d->proxies = p;
 	} else if (p->conn) {

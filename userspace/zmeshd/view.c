@@ -13,9 +13,15 @@
  *   targeted ones are a waypoint's, as in Istio). No routes, no Secrets.
  * - waypoint: Namespaces, Services, ServiceEntries, brief Pods,
  *   VirtualServices, DestinationRules, Gateways (VirtualServices name
- *   them), AuthorizationPolicies and RequestAuthentications.
- * - gateway: the waypoint's view plus the Secrets of its own namespace
- *   (credentialName), and no other Secret.
+ *   them), and the AuthorizationPolicies and RequestAuthentications of the
+ *   namespaces it serves: its own, the root namespace, and those of the
+ *   Services that use it (istio.io/use-waypoint on the Service or its
+ *   Namespace). A policy elsewhere cannot apply there (l7route.c
+ *   policy_applies), so it is not sent: a waypoint learns nothing of
+ *   namespaces it does not serve.
+ * - gateway: the waypoint's view with the policies of its own and the root
+ *   namespace (a gateway enforces its own workload's), plus the Secrets of
+ *   its own namespace (credentialName), and no other Secret.
  */
 #include <string.h>
 
@@ -65,6 +71,52 @@ json_t *zd_pod_brief(json_t *pod)
 	return n;
 }
 
+#define ZD_ROOT_NS "istio-system"	/* Istio's default rootNamespace, as l7route.c */
+
+static const char *label(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(o, "metadata"), "labels"), k));
+}
+
+/*
+ * The namespaces whose policies can apply at waypoint @p: a set (name ->
+ * true). Mirrors ztunnel's choice of waypoint (relay.c waypoint_for): the
+ * Service's labels, else its Namespace's; "none" opts out.
+ */
+static json_t *served_namespaces(const struct zd_gen *g, const struct zd_proxy *p)
+{
+	json_t *set = json_object(), *o;
+	const char *key;
+
+	if (!set || json_object_set_new(set, p->ns, json_true()) ||
+	    json_object_set_new(set, ZD_ROOT_NS, json_true()))
+		goto fail;
+	json_object_foreach(g->objs, key, o) {
+		const char *sns = jstr(o, "metadata", "namespace"), *wp, *wpns;
+		char nkey[128];
+
+		if (strncmp(key, "Service/", 8) || !sns)
+			continue;
+		wp = label(o, "istio.io/use-waypoint");
+		wpns = label(o, "istio.io/use-waypoint-namespace");
+		if (!wp) {
+			json_t *ns;
+
+			snprintf(nkey, sizeof(nkey), "Namespace//%s", sns);
+			ns = json_object_get(g->objs, nkey);
+			wp = label(ns, "istio.io/use-waypoint");
+			wpns = label(ns, "istio.io/use-waypoint-namespace");
+		}
+		if (wp && !strcmp(wp, p->sa) && !strcmp(wpns ? wpns : sns, p->ns) &&
+		    json_object_set_new(set, sns, json_true()))
+			goto fail;
+	}
+	return set;
+fail:
+	json_decref(set);
+	return NULL;
+}
+
 static bool has_target(json_t *o)
 {
 	json_t *spec = json_object_get(o, "spec");
@@ -72,8 +124,10 @@ static bool has_target(json_t *o)
 	return json_object_get(spec, "targetRef") || json_object_get(spec, "targetRefs");
 }
 
-/* What @p sees of the object at @key (borrowed), or NULL. */
-static json_t *pick(const struct zd_gen *g, const struct zd_proxy *p, const char *key, json_t *o)
+/* What @p sees of the object at @key (borrowed), or NULL. @served: the
+ * namespaces whose policies a waypoint or gateway gets. */
+static json_t *pick(const struct zd_gen *g, const struct zd_proxy *p, json_t *served, const char *key,
+		    json_t *o)
 {
 	const char *slash = strchr(key, '/');
 	size_t kl = slash ? (size_t)(slash - key) : strlen(key);
@@ -91,9 +145,11 @@ static json_t *pick(const struct zd_gen *g, const struct zd_proxy *p, const char
 		return zt && !strcmp(jstr(o, "metadata", "name") ?: "", p->node) ? o : NULL;
 	if (IS("PeerAuthentication"))
 		return zt ? o : NULL;
-	if (IS("AuthorizationPolicy"))
-		return !zt || !has_target(o) ? o : NULL;
-	if (IS("VirtualService") || IS("DestinationRule") || IS("Gateway") || IS("RequestAuthentication"))
+	if (IS("AuthorizationPolicy") && zt)
+		return !has_target(o) ? o : NULL;
+	if (IS("AuthorizationPolicy") || IS("RequestAuthentication"))
+		return !zt && json_object_get(served, jstr(o, "metadata", "namespace") ?: "") ? o : NULL;
+	if (IS("VirtualService") || IS("DestinationRule") || IS("Gateway"))
 		return zt ? NULL : o;
 	if (IS("Secret"))
 		return p->view == ZD_VIEW_GATEWAY && !strcmp(jstr(o, "metadata", "namespace") ?: "", p->ns) ? o
@@ -104,17 +160,26 @@ static json_t *pick(const struct zd_gen *g, const struct zd_proxy *p, const char
 
 json_t *zd_view(const struct zd_gen *g, const struct zd_proxy *p)
 {
-	json_t *v = json_object(), *o, *mine;
+	json_t *v = json_object(), *served = NULL, *o, *mine;
 	const char *key;
 
 	if (!v)
 		return NULL;
+	if (p->view == ZD_VIEW_WAYPOINT)
+		served = served_namespaces(g, p);
+	else if (p->view == ZD_VIEW_GATEWAY)
+		served = json_pack("{sbsb}", p->ns, 1, ZD_ROOT_NS, 1);
+	if (p->view != ZD_VIEW_ZTUNNEL && !served)
+		goto fail;
 	json_object_foreach(g->objs, key, o) {
-		mine = pick(g, p, key, o);
-		if (mine && json_object_set(v, key, mine)) {
-			json_decref(v);
-			return NULL;
-		}
+		mine = pick(g, p, served, key, o);
+		if (mine && json_object_set(v, key, mine))
+			goto fail;
 	}
+	json_decref(served);
 	return v;
+fail:
+	json_decref(served);
+	json_decref(v);
+	return NULL;
 }

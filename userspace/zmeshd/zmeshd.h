@@ -84,7 +84,8 @@ struct zd_proxy {
 	char name[64 + ZD_LABEL_MAX + 2];	/* "<proxy>~<node>" or "<role>~<sa>.<ns>" */
 	char node[ZD_LABEL_MAX];
 	enum zd_view view;
-	char ns[64];			/* a gateway's namespace: its Secrets are in its view */
+	char ns[64];			/* a waypoint's or gateway's namespace (Secrets, policies) */
+	char sa[254];			/* a waypoint's account: its name (zmeshctl waypoint apply) */
 	struct zd_conn *conn;		/* NULL: disconnected */
 	json_t *view_sent;		/* key -> object: what this stream was sent, NULL: nothing yet */
 	uint64_t uptodate;		/* store version its view was last brought up to */
