@@ -122,6 +122,14 @@ $(B)/tests/%: $(B)/san/tests/%.o $(HARNESS_SOBJ) $(B)/libzmesh-san.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
+# The waypoint's HTTP/1 parser is not in the library: its corpus test links it
+# (before the library, which has the llhttp it needs).
+$(B)/tests/unit/http1_fuzz_corpus: $(B)/san/tests/unit/http1_fuzz_corpus.o $(B)/san/userspace/waypoint/http1.o \
+				   $(HARNESS_SOBJ) $(B)/libzmesh-san.a
+	$(call msg,LD-TEST,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+
 test-build: all $(TESTS)
 
 deps:

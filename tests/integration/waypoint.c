@@ -548,6 +548,8 @@ TEST_F(wp, bad_input_smuggling_431_slowloris)
 		"print('obsfold', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: a\\r\\n b\\r\\n\\r\\n'))\n"
 		"print('bare-lf', send(b'GET / HTTP/1.1\\n' + H + b'\\n'))\n"
 		"print('bare-cr', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: a\\rb\\r\\n\\r\\n'))\n"
+		"print('cr-blank', send(b'GET / HTTP/1.1\\r\\n' + H + b'\\rGET /admin HTTP/1.1\\r\\n' + H + b'\\r\\n'))\n"
+		"print('cl+emptyte', send(b'POST / HTTP/1.1\\r\\n' + H + b'Content-Length: 4\\r\\nTransfer-Encoding:\\r\\n\\r\\n0\\r\\n\\r\\n'))\n"
 		"print('te-gzip', send(b'POST / HTTP/1.1\\r\\n' + H + b'Transfer-Encoding: gzip\\r\\n\\r\\n'))\n"
 		"print('2host', send(b'GET / HTTP/1.1\\r\\n' + H + b'Host: other\\r\\n\\r\\n'))\n"
 		"print('big', send(b'GET / HTTP/1.1\\r\\n' + H + b'X-A: ' + b'a' * 70000 + b'\\r\\n\\r\\n'))\n"
@@ -566,6 +568,10 @@ TEST_F(wp, bad_input_smuggling_431_slowloris)
 	EXPECT_STRSTR(out, "obsfold HTTP/1.1 400");
 	EXPECT_STRSTR(out, "bare-lf HTTP/1.1 400");
 	EXPECT_STRSTR(out, "bare-cr HTTP/1.1 400");
+	/* Found by tests/fuzz/http1: llhttp took "\r" + any byte as the blank
+	 * line, and an empty Transfer-Encoding next to a Content-Length. */
+	EXPECT_STRSTR(out, "cr-blank HTTP/1.1 400");
+	EXPECT_STRSTR(out, "cl+emptyte HTTP/1.1 400");
 	EXPECT_STRSTR(out, "te-gzip HTTP/1.1 400");
 	EXPECT_STRSTR(out, "2host HTTP/1.1 400");
 	EXPECT_STRSTR(out, "big HTTP/1.1 431");

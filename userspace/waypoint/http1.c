@@ -98,13 +98,11 @@ static int on_value(llhttp_t *p, const char *at, size_t n)
 	return zm_buf_append(&m->hb, at, n) ? -1 : 0;
 }
 
-static int on_headers_complete(llhttp_t *p)
+/* A field-name/value the parser let through but we will not forward. */
+static int fields_check(struct wp_msg *m)
 {
-	struct wp_msg *m = M(p);
 	const char *b = zm_buf_data(&m->hb);
 
-	m->headers_done = true;
-	/* A field-name/value the parser let through but we will not forward. */
 	for (size_t i = 0; i < m->nh; i++) {
 		if (!zm_http_name_valid(b + m->hs[i].noff, m->hs[i].nlen) ||
 		    !zm_http_value_valid(b + m->hs[i].voff, m->hs[i].vlen)) {
@@ -112,6 +110,38 @@ static int on_headers_complete(llhttp_t *p)
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Content-Length next to Transfer-Encoding (llhttp lets an empty
+ * Transfer-Encoding through with a Content-Length), or twice: the message
+ * has two lengths and a peer may pick the other one (RFC 9112 6.3). Refused,
+ * as Envoy does, not repaired.
+ */
+static int ambiguous_length(struct wp_msg *m)
+{
+	const char *b = zm_buf_data(&m->hb);
+	size_t ncl = 0, nte = 0;
+
+	for (size_t i = 0; i < m->nh; i++) {
+		ncl += zm_http_name_eq(b + m->hs[i].noff, m->hs[i].nlen, "content-length", 14);
+		nte += zm_http_name_eq(b + m->hs[i].noff, m->hs[i].nlen, "transfer-encoding", 17);
+	}
+	if (ncl > 1 || (ncl && nte)) {
+		m->bad_header = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct wp_msg *m = M(p);
+
+	m->headers_done = true;
+	if (fields_check(m) || ambiguous_length(m))
+		return -1;
 	/* Responses to HEAD (and 1xx, 204, 304, which llhttp knows) have no body. */
 	return m->head_response ? 1 : 0;
 }
@@ -130,6 +160,10 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_complete(llhttp_t *p)
 {
 	struct wp_msg *m = M(p);
+
+	/* Chunked trailer fields were appended after the headers: the same rules. */
+	if (fields_check(m))
+		return -1;
 
 	/* 1xx interim responses: wait for the final one. */
 	if (p->type == HTTP_RESPONSE && p->status_code >= 100 && p->status_code < 200) {
@@ -201,22 +235,27 @@ void wp_msg_free(struct wp_msg *m)
 
 /*
  * llhttp (built without strict mode) accepts obs-fold (a header line
- * starting with SP/HTAB, handed over unfolded) and a bare LF as a line end.
- * A proxy may refuse both (RFC 9112 2.2, 5.2) and we do: a peer behind us
- * may split lines differently. Only the header block is scanned: up to the
- * blank line that ends it (the body may hold anything).
+ * starting with SP/HTAB, handed over unfolded), a bare LF as a line end,
+ * and a CR followed by any byte as the blank line that ends the headers
+ * ("\r\n\rX": X is eaten, what follows is the next message). A proxy may
+ * refuse all three (RFC 9112 2.2, 5.2) and we do: a peer behind us may
+ * split lines differently. Only the header block is scanned: up to the
+ * CRLF CRLF that ends it (the body may hold anything). prev_lf stays set
+ * over the CR of a blank line, so LF after (LF, CR) is its end.
  */
 static bool bad_framing(struct wp_msg *m, const char *d, size_t n)
 {
 	for (size_t i = 0; i < n && !m->hdr_end; i++) {
 		char ch = d[i];
 
+		if (m->prev_cr && ch != '\n')
+			return true;	/* bare CR */
 		if (ch == '\n' && !m->prev_cr)
-			return true;
-		if (m->prev_lf && (ch == ' ' || ch == '\t'))
-			return true;
-		if (m->prev_lf && ch == '\r')
-			m->hdr_end = true;	/* blank line: the headers are over */
+			return true;	/* bare LF */
+		if (m->prev_lf && !m->prev_cr && (ch == ' ' || ch == '\t'))
+			return true;	/* obs-fold */
+		if (ch == '\n' && m->prev_lf)
+			m->hdr_end = true;	/* the blank line: the headers are over */
 		m->prev_lf = ch == '\n' || (ch == '\r' && m->prev_lf);
 		m->prev_cr = ch == '\r';
 	}
