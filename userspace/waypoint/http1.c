@@ -173,7 +173,8 @@ static int on_complete(llhttp_t *p)
 		m->hdr_bytes = 0;
 		m->in_value = false;
 		m->headers_done = false;
-		return 0;
+		m->interim = true;
+		return HPE_PAUSED;	/* wp_msg_feed scans the final response's header block */
 	}
 	m->complete = true;
 	m->status = p->status_code;
@@ -218,7 +219,7 @@ void wp_msg_reset(struct wp_msg *m)
 	m->hdr_bytes = 0;
 	m->in_value = m->headers_done = m->complete = false;
 	m->too_big = m->body_too_big = m->bad_header = false;
-	m->prev_lf = m->prev_cr = m->hdr_end = false;
+	m->prev_lf = m->prev_cr = m->hdr_end = m->interim = m->started = false;
 	m->status = 0;
 	if (llhttp_get_errno(&m->p) == HPE_PAUSED)
 		llhttp_resume(&m->p);
@@ -241,7 +242,8 @@ void wp_msg_free(struct wp_msg *m)
  * refuse all three (RFC 9112 2.2, 5.2) and we do: a peer behind us may
  * split lines differently. Only the header block is scanned: up to the
  * CRLF CRLF that ends it (the body may hold anything). prev_lf stays set
- * over the CR of a blank line, so LF after (LF, CR) is its end.
+ * over the CR of a blank line, so LF after (LF, CR) is its end; empty lines
+ * before the start line (RFC 9112 2.2 lets them lead) end nothing.
  */
 static bool bad_framing(struct wp_msg *m, const char *d, size_t n)
 {
@@ -254,8 +256,10 @@ static bool bad_framing(struct wp_msg *m, const char *d, size_t n)
 			return true;	/* bare LF */
 		if (m->prev_lf && !m->prev_cr && (ch == ' ' || ch == '\t'))
 			return true;	/* obs-fold */
-		if (ch == '\n' && m->prev_lf)
+		if (ch == '\n' && m->prev_lf && m->started)
 			m->hdr_end = true;	/* the blank line: the headers are over */
+		if (ch != '\r' && ch != '\n')
+			m->started = true;
 		m->prev_lf = ch == '\n' || (ch == '\r' && m->prev_lf);
 		m->prev_cr = ch == '\r';
 	}
@@ -265,15 +269,24 @@ static bool bad_framing(struct wp_msg *m, const char *d, size_t n)
 long wp_msg_feed(struct wp_msg *m, const char *d, size_t n)
 {
 	llhttp_errno_t err;
+	size_t done = 0;
 
-	if (!m->headers_done && bad_framing(m, d, n)) {
+again:
+	if (!m->headers_done && bad_framing(m, d + done, n - done)) {
 		m->bad_header = true;
 		return -EBADMSG;
 	}
-	err = llhttp_execute(&m->p, d, n);
+	err = llhttp_execute(&m->p, d + done, n - done);
 
 	if (err == HPE_OK)
 		return (long)n;
+	if (err == HPE_PAUSED && m->interim) {
+		/* After a 1xx: the final response's header block gets the same scan. */
+		done = (size_t)(llhttp_get_error_pos(&m->p) - d);
+		m->interim = m->prev_lf = m->prev_cr = m->hdr_end = m->started = false;
+		llhttp_resume(&m->p);
+		goto again;
+	}
 	if (err == HPE_PAUSED)
 		return (long)(llhttp_get_error_pos(&m->p) - d);
 	if (err == HPE_PAUSED_UPGRADE) {

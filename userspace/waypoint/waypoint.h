@@ -106,6 +106,8 @@ struct wp_msg {
 	bool too_big, body_too_big, bad_header;
 	bool head_response;		/* response to HEAD: no body */
 	bool prev_lf, prev_cr, hdr_end;	/* line-ending scan state */
+	bool interim;			/* a 1xx response ended: scan the next header block */
+	bool started;			/* scan: a byte other than CR/LF seen (empty lines may lead) */
 	size_t body_limit;
 	int status;
 	struct zm_http_field f[WP_MAX_HEADERS];	/* views into hb, built by wp_msg_fields */

@@ -17,6 +17,7 @@
  * Input: byte 0 picks request or response (and HEAD for a response) and
  * the read size of the split parse; the rest is the wire bytes.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,19 @@ static void put(struct zm_buf *out, const char *d, size_t n)
 {
 	if (n)
 		zm_buf_append(out, d, n);
+}
+
+/* The status line at @d (@n bytes) is a 1xx one. */
+static bool interim(const char *d, size_t n)
+{
+	int code = 0;
+	size_t i = 9;
+
+	if (n < 13 || memcmp(d, "HTTP/1.", 7))
+		return false;
+	for (; i < n && i < 13 && d[i] >= '0' && d[i] <= '9'; i++)
+		code = code * 10 + (d[i] - '0');
+	return code >= 100 && code < 200;
 }
 
 /* Parse the first message of @d, @step bytes per read (0: all at once), and
@@ -71,7 +85,7 @@ static void fuzz_http1_parse(const char *d, size_t n, size_t step, uint8_t sel, 
 	put(out, " ", 1);
 	put(out, zm_buf_data(&m.url), zm_buf_len(&m.url));
 	put(out, "\n", 1);
-	if (m.headers_done) {
+	if (m.complete) {
 		size_t nf = wp_msg_fields(&m), ncl = 0, nte = 0;
 
 		for (size_t i = 0; i < nf; i++) {
@@ -92,18 +106,25 @@ static void fuzz_http1_parse(const char *d, size_t n, size_t step, uint8_t sel, 
 		if (ncl > 1 || (ncl && nte))
 			abort();	/* ambiguous framing accepted */
 	}
-	if (m.complete) {
-		/* The accepted header block ends with CRLF CRLF and has no bare
-		 * CR or LF and no obs-fold. */
-		const char *end = memmem(d, off, "\r\n\r\n", 4);
+	for (size_t pos = 0; m.complete;) {
+		while (pos + 1 < off && d[pos] == '\r' && d[pos + 1] == '\n')
+			pos += 2;	/* empty lines may lead */
+		/* Each accepted header block (1xx ones, then the final one) ends
+		 * with CRLF CRLF and has no bare CR or LF and no obs-fold. */
+		const char *end = memmem(d + pos, off - pos, "\r\n\r\n", 4);
+		size_t e;
 
 		if (!end)
 			abort();
-		for (size_t i = 0; i < (size_t)(end - d) + 2; i++)
-			if ((d[i] == '\n' && (i == 0 || d[i - 1] != '\r')) ||
+		e = (size_t)(end - d) + 2;
+		for (size_t i = pos; i < e; i++)
+			if ((d[i] == '\n' && (i == pos || d[i - 1] != '\r')) ||
 			    (d[i] == '\r' && d[i + 1] != '\n') ||
-			    (i && d[i - 1] == '\n' && (d[i] == ' ' || d[i] == '\t')))
+			    (i > pos && d[i - 1] == '\n' && (d[i] == ' ' || d[i] == '\t')))
 				abort();
+		if (!(sel & 1) || !interim(d + pos, e - pos))
+			break;
+		pos = e + 2;	/* an interim response: its final one follows */
 	}
 	put(out, zm_buf_data(&m.body), zm_buf_len(&m.body));
 out:
