@@ -5,7 +5,7 @@
  * zmeshctl, wait for a node's ztunnel to be ready, run a command in a pod
  * (retried while its apps start) or outside, poll a command until it says
  * what is wanted, apply config, read a node's Prometheus page and one sample
- * from it, find a node's ztunnel, a pod's IP.
+ * from it, find a node's ztunnel, a pod's IP, write a TLS Secret.
  */
 #ifndef ZMESH_TESTS_LABKIT_H
 #define ZMESH_TESTS_LABKIT_H
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 
 #include "../harness/test.h"
 
@@ -213,7 +214,7 @@ static inline int lab_outside(const char *lab, char *out, size_t sz, const char 
 }
 
 /* Run the command @fmt until it exits 0 with output @want (@tries times,
- * @usec apart); 0 then, else -1 with the last output in @out. */
+ * @usec apart); 0 then, else -1 with the last output in @out (and logged). */
 static inline int lab_poll(char *out, size_t sz, const char *want, int tries, useconds_t usec, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 static inline int lab_poll(char *out, size_t sz, const char *want, int tries, useconds_t usec, const char *fmt, ...)
@@ -229,6 +230,7 @@ static inline int lab_poll(char *out, size_t sz, const char *want, int tries, us
 			return 0;
 		usleep(usec);
 	}
+	test_log("waited for \"%s\", last answer: %.300s", want, out);
 	return -1;
 }
 
@@ -265,6 +267,42 @@ static inline const char *lab_answer_pod(char *out)
 	p += 7;
 	p[strcspn(p, "\"")] = 0;
 	return p;
+}
+
+/* The head of a kubernetes.io/tls Secret @name in istio-system; the data
+ * fields follow. */
+static inline void lab_secret_head(FILE *out, const char *name)
+{
+	fprintf(out, "apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\n"
+		"type: kubernetes.io/tls\ndata:\n", name);
+}
+
+/* A Secret's data field @key: the text @text in base64. */
+static inline void lab_secret_field(FILE *out, const char *key, const char *text)
+{
+	unsigned char *b = malloc(strlen(text) * 2 + 8);
+
+	if (!b)
+		return;
+	EVP_EncodeBlock(b, (const unsigned char *)text, (int)strlen(text));
+	fprintf(out, "  %s: %s\n", key, b);
+	free(b);
+}
+
+/* A Secret's data field @key: the file @dir/@file in base64; none when it
+ * cannot be read. */
+static inline void lab_secret_file(FILE *out, const char *key, const char *dir, const char *file)
+{
+	char path[512];
+	size_t len;
+	char *text;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	text = test_slurp(path, &len);
+	if (!text)
+		return;
+	lab_secret_field(out, key, text);
+	free(text);
 }
 
 #endif
