@@ -144,6 +144,19 @@ static inline void lab_init(struct labkit *k, const char *tag, const char *node_
 #define LAB_NS_PLAIN "apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n"
 #define LAB_DOC "---\n"
 
+/* Namespace shop (ambient) and its Service web (80 -> 8080) with subsets
+ * v1 and v2 by label version, requests with "x-canary: yes" routed to v2,
+ * the rest to v1: the L7 tests' waypoint check. */
+#define LAB_SHOP_WEB_CANARY \
+	"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n" \
+	"apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n" \
+	"spec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n" \
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\n" \
+	"spec:\n  host: web\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n" \
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n" \
+	"spec:\n  hosts: [web]\n  http:\n  - match:\n    - headers:\n        x-canary: {exact: \"yes\"}\n" \
+	"    route:\n    - destination: {host: web, subset: v2}\n  - route:\n    - destination: {host: web, subset: v1}\n"
+
 /* A pod of lab_write(): one container running `echoapp serve @serve`. */
 struct lab_pod {
 	const char *name, *ns;
