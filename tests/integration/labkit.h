@@ -219,6 +219,16 @@ static inline void lab_stop(const struct labkit *k)
 	unlink(k->file);
 }
 
+/* `lab down` of @lab, then `rm -rf @dir` (NULL: none); nothing when @lab is "". */
+static inline void lab_remove(const char *lab, const char *dir)
+{
+	if (!lab[0])
+		return;
+	test_sh(NULL, 0, "%s lab down --name %s", lab_ctl(), lab);
+	if (dir)
+		test_sh(NULL, 0, "rm -rf %s", dir);
+}
+
 /* `sh -c @cmd` on the lab's outside host (not in the cluster); its exit
  * status, output in @out. */
 static inline int lab_outside(const char *lab, char *out, size_t sz, const char *cmd)
