@@ -195,10 +195,8 @@ FIXTURE_SETUP(gi)
 
 FIXTURE_TEARDOWN(gi)
 {
-	if (!self->lab[0] || getenv("ZM_GW_KEEP"))
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", lab_ctl(), self->lab);
-	test_sh(NULL, 0, "rm -rf %s", self->dir);
+	if (!getenv("ZM_GW_KEEP"))	/* debugging: keep the lab */
+		lab_remove(self->lab, self->dir);
 }
 
 TEST_F(gi, hosts_namespace_scoping_binds_only_admitted_virtualservices)
