@@ -122,9 +122,7 @@ FIXTURE_SETUP(gw)
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "g%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gw-%s", self->name);
-	mkdir(self->dir, 0700);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "g", 0700));
 	ASSERT_EQ(make_certs(self->dir), 0);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	f = fopen(path, "w");

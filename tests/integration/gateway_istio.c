@@ -160,11 +160,9 @@ FIXTURE_SETUP(gi)
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "i%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gi-%s", self->lab);
+	ASSERT_OK(lab_init_dir(self->lab, sizeof(self->lab), self->dir, sizeof(self->dir), "i", 0700));
 	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log",
 		 self->lab);
-	mkdir(self->dir, 0700);
 	ASSERT_EQ(test_sh(NULL, 0,
 		"cd %s && exec >certs.log 2>&1 && "
 		"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "

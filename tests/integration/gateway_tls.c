@@ -82,11 +82,9 @@ FIXTURE_SETUP(gt)
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gt-%s", self->name);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "t", 0700));
 	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log",
 		 self->name);
-	mkdir(self->dir, 0700);
 	ASSERT_EQ(make_certs(self->dir), 0);
 	hash = slurp(self->dir, "good.hash");
 	spki = slurp(self->dir, "good.spki");

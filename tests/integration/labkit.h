@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 
@@ -137,6 +139,16 @@ static inline void lab_init(struct labkit *k, const char *tag, const char *node_
 		snprintf(k->n1, sizeof(k->n1), "n1");
 		snprintf(k->n2, sizeof(k->n2), "n2");
 	}
+}
+
+/* Lab "<tag><pid>" in @lab, for a test that keeps its lab's files (YAML,
+ * certificates, scripts) in a directory of its own: /tmp/zm-<lab> in
+ * @dir, made with @mode if new. 0, or -1. */
+static inline int lab_init_dir(char *lab, size_t lsz, char *dir, size_t dsz, const char *tag, mode_t mode)
+{
+	snprintf(lab, lsz, "%s%d", tag, getpid() % 100000);
+	snprintf(dir, dsz, "/tmp/zm-%s", lab);
+	return mkdir(dir, mode) && errno != EEXIST ? -1 : 0;
 }
 
 /* The namespaces most labs have: "mesh" (ambient) and "plain" (not meshed). */

@@ -192,9 +192,7 @@ FIXTURE_SETUP(tr)
 	char *jwk;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-trace-%s", self->name);
-	mkdir(self->dir, 0755);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "t", 0755));
 	snprintf(path, sizeof(path), "%s/www", self->dir);
 	mkdir(path, 0755);
 	ASSERT_EQ(make_pki(self->dir), 0);
