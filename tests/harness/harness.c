@@ -198,6 +198,37 @@ char *test_slurp(const char *path, size_t *len)
 	return buf;
 }
 
+int test_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	int rc;
+
+	if (!f)
+		return -1;
+	rc = fputs(text, f) < 0 ? -1 : 0;
+	if (fclose(f))
+		rc = -1;
+	return rc;
+}
+
+long test_proc_kib(int pid, const char *field)
+{
+	char path[64], line[256];
+	size_t n = strlen(field);
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			kib = atol(line + n + 1);
+	fclose(f);
+	return kib;
+}
+
 int test_replay_corpus(const char *target, int (*fn)(const uint8_t *data, size_t size))
 {
 	char rel[256], dir[4200], path[4500];

@@ -65,6 +65,10 @@ const char *test_build_dir(void);
 int test_src_path(const char *rel, char *out, size_t outsz);
 /* Read a whole file, NUL-terminated (malloc'd; *len excludes the NUL), or NULL. */
 char *test_slurp(const char *path, size_t *len);
+/* Write @text to @path (created or truncated); 0, or -1. */
+int test_write_file(const char *path, const char *text);
+/* The value in kB of line @field ("VmRSS", "VmHWM") of /proc/@pid/status, or -1. */
+long test_proc_kib(int pid, const char *field);
 /*
  * Replay every file of tests/fuzz/<target>/corpus through @fn, the fuzz
  * target's entry: a regression suite for seeds and past crashers without

@@ -11,58 +11,38 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(l7) {
-	char lab[16], file[64], ctl[4200];
+	struct labkit k;
 };
 
 FIXTURE_SETUP(l7)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "client", .ns = "shop", .node = 1, .labels = "{app: client}", .serve = "--http, \"8080\"" },
+		{ .name = "web-v1", .ns = "shop", .node = 2, .labels = "{app: web, version: v1}",
+		  .serve = "--http, \"8080\"" },
+		{ .name = "web-v2", .ns = "shop", .node = 2, .labels = "{app: web, version: v2}",
+		  .serve = "--http, \"8080\"" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "w%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-l7-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
-		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  host: web\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n"
-		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  hosts: [web]\n  http:\n  - match:\n    - headers:\n        x-canary: {exact: \"yes\"}\n"
-		"    route:\n    - destination: {host: web, subset: v2}\n  - route:\n    - destination: {host: web, subset: v1}\n");
-	static const struct { const char *name, *labels, *node; } pods[] = {
-		{ "client", "{app: client}", "n1" },
-		{ "web-v1", "{app: web, version: v1}", "n2" },
-		{ "web-v2", "{app: web, version: v2}", "n2" },
-	};
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: shop, labels: %s}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\"]\n", pods[i].name, pods[i].labels, pods[i].node);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
+	lab_init(&self->k, "w", NULL);
+	ASSERT_OK(lab_write(&self->k, LAB_SHOP_WEB_CANARY, pods, 3));
+	ASSERT_EQ(lab_start(&self->k, NULL, NULL, NULL, 0), 0);
 }
 
 FIXTURE_TEARDOWN(l7)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 /* curl from the client pod; the answering pod's name (echoapp's JSON) in @out. */
 static int curl(struct zm_fixture_l7 *self, char *out, size_t sz, const char *args)
 {
-	return test_sh(out, sz, "%s lab exec client -n shop --name %s -- curl -s -m 5 %s", self->ctl,
-		       self->lab, args);
+	return test_sh(out, sz, "%s lab exec client -n shop --name %s -- curl -s -m 5 %s", lab_ctl(),
+		       self->k.lab, args);
 }
 
 /* Wait until the waypoint is in the path: it adds x-request-id to the
@@ -86,8 +66,8 @@ TEST_F(l7, waypoint_apply_puts_l7_routing_in_the_path)
 	static char out[65536];
 	int v1 = 0;
 
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s waypoint apply -n shop --enroll-namespace --lab %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s waypoint apply -n shop --enroll-namespace --lab %s", lab_ctl(),
+			  self->k.lab), 0);
 	EXPECT_STRSTR(out, "waypoint shop/waypoint applied");
 	EXPECT_STRSTR(out, "namespace shop labeled with \"istio.io/use-waypoint=waypoint\"");
 	ASSERT_TRUE(via_waypoint(self));
@@ -100,15 +80,14 @@ TEST_F(l7, waypoint_apply_puts_l7_routing_in_the_path)
 	}
 	EXPECT_EQ(v1, 20);
 	/* The waypoint saw the client's verified identity (HBONE from its ztunnel). */
-	ASSERT_EQ(test_sh(out, sizeof(out), "tail -n 5 /run/zmesh/lab/%s/logs/shop_waypoint.log", self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "tail -n 5 /run/zmesh/lab/%s/logs/shop_waypoint.log", self->k.lab), 0);
 	EXPECT_STRSTR(out, "\"source_principal\":\"spiffe://cluster.local/ns/shop/sa/default\"");
 	EXPECT_STRSTR(out, "\"upstream_cluster\":\"outbound|80|v1|web.shop.svc.cluster.local\"");
 	/* The client's ztunnel reports the tunnel to the waypoint's identity. */
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node n1 --name %s -- curl -s localhost:15020/metrics",
-			  self->ctl, self->lab), 0);
+	lab_metrics(self->k.lab, self->k.n1, out, sizeof(out));
 	EXPECT_STRSTR(out, "destination_workload=\"waypoint\",destination_workload_namespace=\"shop\","
 		      "destination_principal=\"spiffe://cluster.local/ns/shop/sa/waypoint\"");
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s waypoint list --lab %s", self->ctl, self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s waypoint list --lab %s", lab_ctl(), self->k.lab), 0);
 	EXPECT_STRSTR(out, "namespace/shop");
 }
 
@@ -117,54 +96,42 @@ TEST_F(l7, service_label_opts_in_and_none_opts_out)
 	char out[8192];
 
 	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --lab %s && %s lab label service web -n shop "
-			  "istio.io/use-waypoint=waypoint --name %s", self->ctl, self->lab, self->ctl, self->lab), 0);
+			  "istio.io/use-waypoint=waypoint --name %s", lab_ctl(), self->k.lab, lab_ctl(), self->k.lab), 0);
 	ASSERT_TRUE(via_waypoint(self));
 	/* "none" on the service: straight to an endpoint again (the header means nothing). */
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab label service web -n shop istio.io/use-waypoint=none --name %s",
-			  self->ctl, self->lab), 0);
+			  lab_ctl(), self->k.lab), 0);
 	usleep(1500000);
 	ASSERT_EQ(curl(self, out, sizeof(out), "-H 'x-canary: yes' http://web/"), 0);
 	EXPECT_FALSE(strstr(out, "\"x-request-id\""));
 	EXPECT_STRSTR(out, "\"pod\":\"web-v");
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'outbound|80|' /run/zmesh/lab/%s/logs/shop_waypoint.log",
-			  self->lab), 0);
+			  self->k.lab), 0);
 	{
 		int before = atoi(out);
 
 		for (int i = 0; i < 5; i++)
 			curl(self, NULL, 0, "http://web/");
 		ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'outbound|80|' /run/zmesh/lab/%s/logs/shop_waypoint.log",
-				  self->lab), 0);
+				  self->k.lab), 0);
 		EXPECT_EQ(atoi(out), before);	/* the waypoint saw none of them */
 	}
 }
 
 TEST_F(l7, authorization_policy_on_the_service_is_enforced_by_the_waypoint)
 {
-	char out[8192], path[64];
-	FILE *f;
+	char out[8192];
 
-	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --lab %s", self->ctl, self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --lab %s", lab_ctl(), self->k.lab), 0);
 	ASSERT_TRUE(via_waypoint(self));
-	snprintf(path, sizeof(path), "/tmp/zm-l7-ap-%d.yaml", getpid());
-	f = fopen(path, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		"metadata: {name: web-readonly, namespace: shop}\nspec:\n"
-		"  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: ALLOW\n  rules:\n"
-		"  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/default]}\n"
-		"    to:\n    - operation: {methods: [GET], paths: [\"/api/*\", \"/\"]}\n");
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s apply -f %s --name %s", self->ctl, path, self->lab), 0);
-	unlink(path);
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+			    "metadata: {name: web-readonly, namespace: shop}\nspec:\n"
+			    "  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: ALLOW\n  rules:\n"
+			    "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/default]}\n"
+			    "    to:\n    - operation: {methods: [GET], paths: [\"/api/*\", \"/\"]}\n"), 0);
 	/* Picked up without a restart: POST turns 403 once the new config is in. */
-	for (int i = 0; i < 50; i++) {
-		if (curl(self, out, sizeof(out), "-o /dev/null -w '%{http_code}' -X POST http://web/api/x") == 0 &&
-		    !strcmp(out, "403"))
-			break;
-		usleep(200000);
-	}
-	EXPECT_STREQ(out, "403");
+	EXPECT_OK(lab_poll(out, sizeof(out), "403", 50, 200000, "%s lab exec client -n shop --name %s -- curl -s -m 5 "
+			   "-o /dev/null -w '%%{http_code}' -X POST http://web/api/x", lab_ctl(), self->k.lab));
 	ASSERT_EQ(curl(self, out, sizeof(out), "-o /dev/null -w '%{http_code}' http://web/api/x"), 0);
 	EXPECT_STREQ(out, "200");
 	/* Normalized before matching: a dot segment cannot reach around the rule. */

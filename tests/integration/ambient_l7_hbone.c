@@ -16,64 +16,46 @@
 
 /* web-v1 (meshed) and web-v2 (dataplane-mode none) on n2; client, rogue and the waypoint on n1. */
 FIXTURE(hb) {
-	char lab[16], file[64], ctl[4200], log[128];
+	struct labkit k;
+	char log[128];
 };
 
 FIXTURE_SETUP(hb)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "client", .ns = "shop", .node = 1, .labels = "{app: client}", .sa = "default",
+		  .serve = "--http, \"8080\"" },
+		{ .name = "rogue", .ns = "shop", .node = 1, .labels = "{app: rogue}", .sa = "rogue",
+		  .serve = "--http, \"8080\"" },
+		{ .name = "web-v1", .ns = "shop", .node = 2, .labels = "{app: web, version: v1}", .sa = "default",
+		  .serve = "--http, \"8080\"" },
+		{ .name = "web-v2", .ns = "shop", .node = 2, .labels = "{app: web, version: v2, istio.io/dataplane-mode: none}",
+		  .sa = "default", .serve = "--http, \"8080\"" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "h%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-l7hb-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/shop_waypoint.log", self->lab);
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: rogue, namespace: shop}\n---\n"
-		"apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
-		"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  host: web\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n"
-		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
-		"spec:\n  hosts: [web]\n  http:\n  - match:\n    - headers:\n        x-canary: {exact: \"yes\"}\n"
-		"    route:\n    - destination: {host: web, subset: v2}\n  - route:\n    - destination: {host: web, subset: v1}\n");
-	static const struct { const char *name, *labels, *node, *sa; } pods[] = {
-		{ "client", "{app: client}", "n1", "default" },
-		{ "rogue", "{app: rogue}", "n1", "rogue" },
-		{ "web-v1", "{app: web, version: v1}", "n2", "default" },
-		{ "web-v2", "{app: web, version: v2, istio.io/dataplane-mode: none}", "n2", "default" },
-	};
-	for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: shop, labels: %s}\n"
-			"spec:\n  nodeName: %s\n  serviceAccountName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\"]\n", pods[i].name, pods[i].labels,
-			pods[i].node, pods[i].sa);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
+	lab_init(&self->k, "h", NULL);
+	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/shop_waypoint.log", self->k.lab);
+	ASSERT_OK(lab_write(&self->k, LAB_SHOP_WEB_CANARY LAB_DOC
+			    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: rogue, namespace: shop}\n",
+			    pods, sizeof(pods) / sizeof(pods[0])));
+	ASSERT_EQ(lab_start(&self->k, NULL, NULL, NULL, 0), 0);
 	/* STRICT mesh-wide: ztunnel refuses plaintext to meshed pods. */
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-			  "metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
-	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --node n1 --lab %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+			    "metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --node n1 --lab %s", lab_ctl(),
+			  self->k.lab), 0);
 }
 
 FIXTURE_TEARDOWN(hb)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 static int curl_from(struct zm_fixture_hb *self, const char *pod, char *out, size_t sz, const char *args)
 {
-	return test_sh(out, sz, "%s lab exec %s -n shop --name %s -- curl -s -m 5 %s", self->ctl, pod,
-		       self->lab, args);
+	return test_sh(out, sz, "%s lab exec %s -n shop --name %s -- curl -s -m 5 %s", lab_ctl(), pod,
+		       self->k.lab, args);
 }
 
 /* The status of GET http://web/ from the client (through the waypoint), until @want or 15 s. */
@@ -108,12 +90,6 @@ static bool via_waypoint(struct zm_fixture_hb *self)
 	return false;
 }
 
-static void pod_ip(struct zm_fixture_hb *self, const char *pod, char *ip, size_t sz)
-{
-	test_sh(ip, sz, "%s lab exec %s -n shop --name %s -- hostname -I | tr -d ' \\n'", self->ctl, pod,
-		self->lab);
-}
-
 TEST_F(hb, strict_mesh_wide_waypoint_reaches_backend_with_its_identity)
 {
 	static char out[65536];
@@ -121,7 +97,7 @@ TEST_F(hb, strict_mesh_wide_waypoint_reaches_backend_with_its_identity)
 	int ok = 0;
 
 	ASSERT_TRUE(via_waypoint(self));
-	pod_ip(self, "web-v1", v1, sizeof(v1));
+	ASSERT_EQ(lab_pod_ip(self->k.lab, "web-v1", v1, sizeof(v1)), 0);
 	for (int i = 0; i < 10; i++) {
 		if (curl_from(self, "client", out, sizeof(out), "http://web/") == 0 &&
 		    strstr(out, "\"pod\":\"web-v1\"") && strstr(out, "\"x-request-id\""))
@@ -138,8 +114,7 @@ TEST_F(hb, strict_mesh_wide_waypoint_reaches_backend_with_its_identity)
 	EXPECT_STRSTR(out, "\"source_principal\":\"spiffe://cluster.local/ns/shop/sa/default\"");
 	EXPECT_STRSTR(out, "\"response_code\":200");
 	/* The backend's ztunnel (n2) saw HBONE from the waypoint's identity. */
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node n2 --name %s -- curl -s localhost:15020/metrics",
-			  self->ctl, self->lab), 0);
+	lab_metrics(self->k.lab, self->k.n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "reporter=\"destination\",source_workload=\"waypoint\",source_workload_namespace=\"shop\","
 		      "source_principal=\"spiffe://cluster.local/ns/shop/sa/waypoint\",destination_workload=\"web\"");
 	EXPECT_STRSTR(out, "source_principal=\"spiffe://cluster.local/ns/shop/sa/waypoint\",destination_workload=\"web\","
@@ -148,20 +123,20 @@ TEST_F(hb, strict_mesh_wide_waypoint_reaches_backend_with_its_identity)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep '\"type\":\"access\"' /run/zmesh/lab/%s/logs/ztunnel-n2.log | "
 			  "grep '\"dst.addr\":\"%s:8080\"' | tail -n 1 | python3 -c \"import json,sys; "
 			  "d=json.load(sys.stdin); print(d['src.identity'], d['dst.identity'], d['protocol'])\"",
-			  self->lab, v1), 0);
+			  self->k.lab, v1), 0);
 	EXPECT_STREQ(out, "spiffe://cluster.local/ns/shop/sa/waypoint spiffe://cluster.local/ns/shop/sa/default HBONE\n");
 	/* Several requests, few connections: HBONE connections are pooled per pod. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec waypoint -n shop --name %s -- ss -tn state established "
-			  "dst %s:15008 | grep -c 15008", self->ctl, self->lab, v1), 0);
+			  "dst %s:15008 | grep -c 15008", lab_ctl(), self->k.lab, v1), 0);
 	EXPECT_EQ(atoi(out), 1);
 	/* 150 client connections at once need 150 streams: a second connection
 	 * (100 streams each), and no request fails. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client -n shop --name %s -- loadgen --target web:80 "
 			  "--proto http1 --conns 150 --duration 3 --warmup 0 -o json | python3 -c \"import json,sys; "
-			  "d=json.load(sys.stdin); print(d['requests'] > 0, d['errors'])\"", self->ctl, self->lab), 0);
+			  "d=json.load(sys.stdin); print(d['requests'] > 0, d['errors'])\"", lab_ctl(), self->k.lab), 0);
 	EXPECT_STREQ(out, "True 0\n");
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec waypoint -n shop --name %s -- ss -tn state established "
-			  "dst %s:15008 | grep -c 15008", self->ctl, self->lab, v1), 0);
+			  "dst %s:15008 | grep -c 15008", lab_ctl(), self->k.lab, v1), 0);
 	EXPECT_GE(atoi(out), 2);
 	EXPECT_LE(atoi(out), 3);
 }
@@ -171,12 +146,12 @@ TEST_F(hb, only_tls_to_15008_on_the_wire_between_waypoint_and_backend)
 	char out[8192], v1[64], wp[64], pcap[96];
 
 	ASSERT_TRUE(via_waypoint(self));
-	pod_ip(self, "web-v1", v1, sizeof(v1));
-	pod_ip(self, "waypoint", wp, sizeof(wp));
+	ASSERT_EQ(lab_pod_ip(self->k.lab, "web-v1", v1, sizeof(v1)), 0);
+	ASSERT_EQ(lab_pod_ip(self->k.lab, "waypoint", wp, sizeof(wp)), 0);
 	snprintf(pcap, sizeof(pcap), "/tmp/zm-l7hb-%d.pcap", getpid());
 	/* On the backend's node, everything between the waypoint and web-v1. */
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node n2 --name %s -- sh -c 'timeout 8 tcpdump -i any -nn -U "
-			  "-w %s host %s and host %s >/dev/null 2>&1 &'", self->ctl, self->lab, pcap, wp, v1), 0);
+			  "-w %s host %s and host %s >/dev/null 2>&1 &'", lab_ctl(), self->k.lab, pcap, wp, v1), 0);
 	usleep(1500000);
 	for (int i = 0; i < 5; i++)
 		curl_from(self, "client", NULL, 0, "-H 'x-marker: zm-plaintext-marker' http://web/");
@@ -198,8 +173,8 @@ TEST_F(hb, l4_policy_locks_the_backend_to_its_waypoint)
 	char out[8192], v1[64];
 
 	ASSERT_TRUE(via_waypoint(self));
-	pod_ip(self, "web-v1", v1, sizeof(v1));
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_pod_ip(self->k.lab, "web-v1", v1, sizeof(v1)), 0);
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			  "metadata: {name: web-via-waypoint, namespace: shop}\nspec:\n"
 			  "  selector: {matchLabels: {app: web}}\n  action: ALLOW\n  rules:\n"
 			  "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/waypoint]}\n"), 0);
@@ -224,7 +199,7 @@ TEST_F(hb, l4_policy_locks_the_backend_to_its_waypoint)
 
 	/* Deny the waypoint too: its CONNECT is refused (403), a connect failure
 	 * for the retry policy: Istio's default retries, then 503 UF. */
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			  "metadata: {name: web-via-waypoint, namespace: shop}\nspec:\n"
 			  "  selector: {matchLabels: {app: web}}\n  action: ALLOW\n  rules:\n"
 			  "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/nobody]}\n"), 0);

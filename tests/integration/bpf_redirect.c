@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 #include "zmesh/bpf_loader.h"
 #include "zmesh/lab.h"
 #include "zmesh/netns.h"
@@ -29,7 +30,8 @@
 #endif
 
 FIXTURE(mesh) {
-	char lab[16], n1[32], n2[32], k1[96], k2[96], file[64], ctl[4200];
+	struct labkit k;
+	char k1[96], k2[96];
 	struct zm_lab state;
 	struct zm_bpf *b1, *b2;
 };
@@ -43,46 +45,28 @@ static const char *pod_ip(struct zm_fixture_mesh *self, const char *ns, const ch
 
 FIXTURE_SETUP(mesh)
 {
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}" },
+		{ .name = "d", .ns = "mesh", .node = 1, .labels = "{app: d, istio.io/dataplane-mode: none}" },
+		{ .name = "c", .ns = "plain", .node = 1, .labels = "{app: c}" },
+	};
 	struct zm_error e = { 0 };
 	char out[4096];
-	FILE *f;
-	int pid = getpid() % 100000;
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "b%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "n1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "n2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-bpf-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
-		self->n1, self->n2);
-	static const struct { const char *name, *ns; int node; const char *labels; } pods[] = {
-		{ "a", "mesh", 1, "{app: a}" },
-		{ "b", "mesh", 2, "{app: b}" },
-		{ "d", "mesh", 1, "{app: d, istio.io/dataplane-mode: none}" },
-		{ "c", "plain", 1, "{app: c}" },
-	};
-	for (size_t i = 0; i < 4; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: %s}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].labels, pods[i].node == 1 ? self->n1 : self->n2);
-	fclose(f);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s && %s bpf sync --name %s",
-			  self->ctl, self->file, self->lab, self->ctl, self->lab), 0);
+	lab_init(&self->k, "b", "n");
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN, pods, 4));
+	ASSERT_EQ(lab_start(&self->k, NULL, "--no-mesh", out, sizeof(out)), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf sync --name %s", lab_ctl(), self->k.lab), 0);
 	EXPECT_STRSTR(out, "+mesh_a");
 	EXPECT_STRSTR(out, "+mesh_b");
 	EXPECT_FALSE(strstr(out, "mesh_d"));
 	EXPECT_FALSE(strstr(out, "plain_c"));
-	ASSERT_OK(zm_lab_load(self->lab, &self->state, &e));
+	ASSERT_OK(zm_lab_load(self->k.lab, &self->state, &e));
 	/* BPF state is keyed by the node's netns name (unique per lab). */
-	snprintf(self->k1, sizeof(self->k1), "%s", zm_lab_node_find(&self->state, self->n1)->netns);
-	snprintf(self->k2, sizeof(self->k2), "%s", zm_lab_node_find(&self->state, self->n2)->netns);
+	snprintf(self->k1, sizeof(self->k1), "%s", zm_lab_node_find(&self->state, self->k.n1)->netns);
+	snprintf(self->k2, sizeof(self->k2), "%s", zm_lab_node_find(&self->state, self->k.n2)->netns);
 	struct zm_bpf_opts o1 = { .node = self->k1 }, o2 = { .node = self->k2 };
 	ASSERT_OK(zm_bpf__open(&o1, &self->b1, &e));
 	ASSERT_OK(zm_bpf__open(&o2, &self->b2, &e));
@@ -90,13 +74,12 @@ FIXTURE_SETUP(mesh)
 
 FIXTURE_TEARDOWN(mesh)
 {
-	if (!self->lab[0])
+	if (!self->k.lab[0])
 		return;
 	zm_bpf__close(self->b1);
 	zm_bpf__close(self->b2);
 	zm_lab_free(&self->state);
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 /* A listener on @addr:@port inside pod @pod's netns (made from this
@@ -176,7 +159,7 @@ TEST_F(mesh, outbound_is_captured_with_its_original_destination)
 	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-out-%d", getpid());
 	pid = bg(tmp, "%s lab exec a -n mesh --name %s -- python3 -c \"import socket;"
 		 "s=socket.create_connection(('%s',9000),timeout=5);print('peer',s.getpeername()[0],s.getpeername()[1]);"
-		 "s.sendall(b'hi');print('reply',s.recv(100).decode())\"", self->ctl, self->lab, bip);
+		 "s.sendall(b'hi');print('reply',s.recv(100).decode())\"", lab_ctl(), self->k.lab, bip);
 	cfd = accept_within(lfd, 10000);
 	ASSERT_GE(cfd, 0);
 	/* ztunnel's view: where did the app want to go? */
@@ -215,21 +198,21 @@ TEST_F(mesh, others_go_direct)
 	close(lfd);
 	for (int i = 0; i < 50; i++) {
 		if (test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
-			    "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->lab, bip) == 0)
+			    "tcp://%s:9000 -n 2 --timeout 2000", lab_ctl(), self->k.lab, bip) == 0)
 			break;
 		usleep(100000);
 	}
 	EXPECT_STRSTR(out, "pod: b=2");
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec d -n mesh --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 2 --timeout 2000", lab_ctl(), self->k.lab, bip), 0);
 	EXPECT_STRSTR(out, "pod: b=2");
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- %s/echoapp client "
-			  "tcp://%s:9000 -n 2 --timeout 2000", self->ctl, self->n1, self->lab,
+			  "tcp://%s:9000 -n 2 --timeout 2000", lab_ctl(), self->k.n1, self->k.lab,
 			  test_build_dir(), bip), 0);
 	EXPECT_STRSTR(out, "pod: b=2");
 	/* Loopback inside an enrolled pod is not captured either. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "tcp://127.0.0.1:9000 -n 1 --timeout 2000", self->ctl, self->lab), 0);
+			  "tcp://127.0.0.1:9000 -n 1 --timeout 2000", lab_ctl(), self->k.lab), 0);
 	EXPECT_STRSTR(out, "pod: a=1");
 }
 
@@ -240,23 +223,23 @@ TEST_F(mesh, enrolment_follows_labels_live)
 	pod_ip(self, "mesh", "b", bip);
 	/* Enrolled and no ztunnel listening: the connect is refused (fail closed). */
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 2000", lab_ctl(), self->k.lab, bip), 0);
 	/* Take the namespace out of the mesh: the same pod, no restart, goes direct. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label namespace mesh istio.io/dataplane-mode- "
-			  "--name %s && %s bpf sync --name %s", self->ctl, self->lab, self->ctl,
-			  self->lab), 0);
+			  "--name %s && %s bpf sync --name %s", lab_ctl(), self->k.lab, lab_ctl(),
+			  self->k.lab), 0);
 	EXPECT_STRSTR(out, "-mesh_a");
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 2000", lab_ctl(), self->k.lab, bip), 0);
 	EXPECT_STRSTR(out, "pod: b=1");
 	/* A pod label opts a single pod in. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab label pod a -n mesh istio.io/dataplane-mode=ambient "
 			  "--name %s && %s bpf sync --name %s && %s bpf status --name %s --node %s",
-			  self->ctl, self->lab, self->ctl, self->lab, self->ctl, self->lab, self->n1), 0);
+			  lab_ctl(), self->k.lab, lab_ctl(), self->k.lab, lab_ctl(), self->k.lab, self->k.n1), 0);
 	EXPECT_STRSTR(out, "1 pods enrolled");
 	EXPECT_STRSTR(out, "mesh_a");
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 2000", lab_ctl(), self->k.lab, bip), 0);
 }
 
 TEST_F(mesh, inbound_lands_at_ztunnel)
@@ -279,7 +262,7 @@ TEST_F(mesh, inbound_lands_at_ztunnel)
 
 	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-in-%d", getpid());
 	pid = bg(tmp, "%s lab exec c -n plain --name %s -- echoapp client tcp://%s:8080 -n 1 --timeout 3000",
-		 self->ctl, self->lab, bip);
+		 lab_ctl(), self->k.lab, bip);
 	cfd = accept_within(in_fd, 10000);
 	ASSERT_GE(cfd, 0);
 	/* The plaintext listener sees what the client dialled. */
@@ -293,7 +276,7 @@ TEST_F(mesh, inbound_lands_at_ztunnel)
 	unlink(tmp);
 
 	pid = bg(tmp, "%s lab exec c -n plain --name %s -- echoapp client tcp://%s:15008 -n 1 --timeout 3000",
-		 self->ctl, self->lab, bip);
+		 lab_ctl(), self->k.lab, bip);
 	cfd = accept_within(hb_fd, 10000);
 	EXPECT_GE(cfd, 0);
 	if (cfd >= 0)
@@ -336,27 +319,27 @@ TEST_F(mesh, strict_pod_without_ztunnel_drops_plaintext)
 	ASSERT_OK_PTR(b);
 	pod_ip(self, "mesh", "b", bip);
 	snprintf(netns, sizeof(netns), "/run/netns/%s", b->netns);
-	snprintf(nodens, sizeof(nodens), "/run/netns/%s", zm_lab_node_find(&self->state, self->n2)->netns);
+	snprintf(nodens, sizeof(nodens), "/run/netns/%s", zm_lab_node_find(&self->state, self->k.n2)->netns);
 	struct zm_bpf_pod bp = { .id = id, .cgroup = b->cgroup, .netns = netns, .ip = b->ip, .strict = true,
 				 .node_netns = nodens, .host_veth = b->veth };
 	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));
 	ASSERT_OK(zm_bpf__counters(self->b2, &before));
 	ASSERT_OK(zm_bpf__pod_stats(self->b2, b->ip, &st0));
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 1500", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 1500", lab_ctl(), self->k.lab, bip), 0);
 	ASSERT_OK(zm_bpf__counters(self->b2, &after));
 	ASSERT_OK(zm_bpf__pod_stats(self->b2, b->ip, &st1));
 	EXPECT_GT(after.inbound_drop, before.inbound_drop);
 	/* TC on the veth dropped the SYN before it reached the pod. */
 	EXPECT_GT(st1.strict_drops, st0.strict_drops);
 	EXPECT_GT(st1.to_pod_pkts, st0.to_pod_pkts);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --name %s --node %s", self->ctl, self->lab, self->n2), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf status --name %s --node %s", lab_ctl(), self->k.lab, self->k.n2), 0);
 	EXPECT_STRSTR(out, "mesh_b");
 	/* PERMISSIVE again (no STRICT, no listener): plaintext passes to the app. */
 	bp.strict = false;
 	ASSERT_OK(zm_bpf__enroll(self->b2, &bp, &e));
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 3000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 3000", lab_ctl(), self->k.lab, bip), 0);
 	EXPECT_STRSTR(out, "pod: b=1");
 }
 
@@ -378,7 +361,7 @@ TEST_F(mesh, spoofed_source_ip_does_not_change_identity)
 	snprintf(tmp, sizeof(tmp), "/tmp/zm-bpf-sp-%d", getpid());
 	pid = bg(tmp, "%s lab exec a -n mesh --name %s -- sh -c \"ip addr add %s/32 dev eth0 && "
 		 "python3 -c \\\"import socket;s=socket.socket();s.bind(('%s',0));s.settimeout(5);"
-		 "s.connect(('%s',9000));s.recv(10)\\\"\"", self->ctl, self->lab, dip, dip, bip);
+		 "s.connect(('%s',9000));s.recv(10)\\\"\"", lab_ctl(), self->k.lab, dip, dip, bip);
 	cfd = accept_within(lfd, 10000);
 	ASSERT_GE(cfd, 0);
 	/* It arrived at a's listener, in a's netns: ztunnel knows it is a,
@@ -404,7 +387,7 @@ TEST_F(mesh, spoofed_source_ip_does_not_change_identity)
 TEST_F(mesh, fast_path_moves_data_in_the_kernel)
 {
 	char bip[INET_ADDRSTRLEN], out[4096];
-	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->k.n1);
 	struct zm_lab_pod *a = zm_lab_pod_find(&self->state, "mesh", "a");
 	struct zm_counters c0, c1, c2;
 	char script[1024];
@@ -421,13 +404,13 @@ TEST_F(mesh, fast_path_moves_data_in_the_kernel)
 	ASSERT_OK(zm_bpf__set_fastpath(self->b1, false));
 	ASSERT_OK(zm_bpf__counters(self->b1, &c0));
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"%s\"",
-			  self->ctl, self->lab, script), 0);
+			  lab_ctl(), self->k.lab, script), 0);
 	EXPECT_STRSTR(out, "ok");
 	ASSERT_OK(zm_bpf__counters(self->b1, &c1));
 	EXPECT_EQ(c1.fastpath_bytes, c0.fastpath_bytes);
 	ASSERT_OK(zm_bpf__set_fastpath(self->b1, true));
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"%s\"",
-			  self->ctl, self->lab, script), 0);
+			  lab_ctl(), self->k.lab, script), 0);
 	EXPECT_STRSTR(out, "ok");
 	ASSERT_OK(zm_bpf__counters(self->b1, &c2));
 	test_log("fast path bytes: off %llu, on %llu", (unsigned long long)(c1.fastpath_bytes - c0.fastpath_bytes),
@@ -447,7 +430,7 @@ static void kill_pid(void *arg)
  * echoapp (non-blocking, as ztunnel). Killed when the test ends. */
 static int standin_echo(struct zm_fixture_mesh *self)
 {
-	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->k.n1);
 	struct zm_lab_pod *a = zm_lab_pod_find(&self->state, "mesh", "a");
 	char cmd[8192];
 	pid_t pid;
@@ -491,7 +474,7 @@ TEST_F(mesh, fast_path_bulk_half_close_and_concurrency)
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
 			  "1048576:nb:half:1 8388608:nb:half:1 67108864:nb:half:1 8388608:nb:full:1 "
 			  "4194304:nb:half:16 262144:nb:full:32",
-			  self->ctl, self->lab, script, bip), 0);
+			  lab_ctl(), self->k.lab, script, bip), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "67108864:nb:half:1 ok");
 	EXPECT_STRSTR(out, "4194304:nb:half:16 ok");
@@ -510,7 +493,7 @@ TEST_F(mesh, fast_path_bulk_half_close_and_concurrency)
 	 * got EAGAIN from a blocking recv()) are kept off the fast path and work. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
 			  "8388608:blk:half:1 1048576:blk:half:8 1048576:blk:full:4",
-			  self->ctl, self->lab, script, bip), 0);
+			  lab_ctl(), self->k.lab, script, bip), 0);
 	test_log("%s", out);
 	EXPECT_FALSE(strstr(out, "FAIL"));
 	ASSERT_OK(zm_bpf__counters(self->b1, &c2));
@@ -593,7 +576,7 @@ static int standin_body(int lfd, enum standin_mode mode, size_t n)
 /* The child: joins the node's cgroup, listens, says so on @ready, serves. */
 static pid_t standin_start(struct zm_fixture_mesh *self, enum standin_mode mode, size_t n)
 {
-	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->n1);
+	struct zm_lab_node *n1 = zm_lab_node_find(&self->state, self->k.n1);
 	int p[2];
 	pid_t pid;
 	char c;
@@ -652,7 +635,7 @@ TEST_F(mesh, fast_path_keeps_fin_after_data_and_passes_resets)
 	pid = standin_start(self, SI_FIN, 8 << 20);
 	ASSERT_GT(pid, 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 fin %d",
-			  self->ctl, self->lab, script, bip, 8 << 20), 0);
+			  lab_ctl(), self->k.lab, script, bip, 8 << 20), 0);
 	EXPECT_STRSTR(out, "fin after 8388608 same");
 	EXPECT_EQ(standin_wait(pid), 0);
 
@@ -660,7 +643,7 @@ TEST_F(mesh, fast_path_keeps_fin_after_data_and_passes_resets)
 	pid = standin_start(self, SI_PEER_RESET, 1 << 20);
 	ASSERT_GT(pid, 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 peer_reset",
-			  self->ctl, self->lab, script, bip), 0);
+			  lab_ctl(), self->k.lab, script, bip), 0);
 	EXPECT_STRSTR(out, "ConnectionResetError");
 	EXPECT_EQ(standin_wait(pid), 0);
 
@@ -668,7 +651,7 @@ TEST_F(mesh, fast_path_keeps_fin_after_data_and_passes_resets)
 	pid = standin_start(self, SI_APP_RESET, 1 << 20);
 	ASSERT_GT(pid, 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 app_reset",
-			  self->ctl, self->lab, script, bip), 0);
+			  lab_ctl(), self->k.lab, script, bip), 0);
 	EXPECT_STRSTR(out, "reset sent");
 	EXPECT_EQ(standin_wait(pid), 0);
 
@@ -692,7 +675,7 @@ TEST_F(mesh, pins_survive_the_loader_and_go_with_destroy)
 	ASSERT_GE(lfd, 0);
 	snprintf(path, sizeof(path), "/tmp/zm-bpf-pin-%d", getpid());
 	pid = bg(path, "%s lab exec a -n mesh --name %s -- echoapp client tcp://%s:9000 -n 1 --timeout 2000",
-		 self->ctl, self->lab, bip);
+		 lab_ctl(), self->k.lab, bip);
 	cfd = accept_within(lfd, 10000);
 	EXPECT_GE(cfd, 0);	/* still captured */
 	if (cfd >= 0)
@@ -705,7 +688,7 @@ TEST_F(mesh, pins_survive_the_loader_and_go_with_destroy)
 	EXPECT_NE(access(path, F_OK), 0);
 	/* Nothing attached any more: a's connects go direct. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "tcp://%s:9000 -n 1 --timeout 2000", self->ctl, self->lab, bip), 0);
+			  "tcp://%s:9000 -n 1 --timeout 2000", lab_ctl(), self->k.lab, bip), 0);
 	EXPECT_STRSTR(out, "pod: b=1");
 	EXPECT_EQ(test_sh(out, sizeof(out), "bpftool cgroup show %s | grep -c zm_", 
 			  zm_lab_pod_find(&self->state, "mesh", "a")->cgroup), 1);

@@ -7,7 +7,6 @@
  * run from outside. The seed's docs/examples/ecommerce-gateway.yaml is
  * applied as written, plus a MUTUAL server and two broken ones.
  */
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 static const char cluster_head[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
@@ -81,69 +81,18 @@ static const char extra_cfg[] =
 	"  - route: [{destination: {host: product-service, port: {number: 8080}}}]\n";
 
 FIXTURE(gw) {
-	char name[16], dir[96], ctl[512], ip[64];
+	char name[16], dir[96], ip[64];
 };
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *b = calloc(1, 1 << 16);
-	size_t n;
-
-	if (!f || !b) {
-		if (f)
-			fclose(f);
-		free(b);
-		return NULL;
-	}
-	n = fread(b, 1, (1 << 16) - 1, f);
-	b[n] = 0;
-	fclose(f);
-	return b;
-}
-
-static void b64_field(FILE *out, const char *key, const char *path)
-{
-	char *pem = slurp(path);
-	unsigned char *b;
-
-	if (!pem)
-		return;
-	b = malloc(strlen(pem) * 2 + 8);
-	if (b) {
-		EVP_EncodeBlock(b, (unsigned char *)pem, (int)strlen(pem));
-		fprintf(out, "  %s: %s\n", key, b);
-	}
-	free(b);
-	free(pem);
-}
 
 /* A kubernetes.io/tls Secret in istio-system from PEM files in @dir. */
 static void secret(FILE *out, const char *dir, const char *name, const char *crt, const char *key,
 		   const char *ca, bool last)
 {
-	char p[256];
-
-	fprintf(out, "apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\n"
-		"type: kubernetes.io/tls\ndata:\n", name);
-	snprintf(p, sizeof(p), "%s/%s", dir, crt);
-	b64_field(out, "tls.crt", p);
-	snprintf(p, sizeof(p), "%s/%s", dir, key);
-	b64_field(out, "tls.key", p);
-	if (ca) {
-		snprintf(p, sizeof(p), "%s/%s", dir, ca);
-		b64_field(out, "ca.crt", p);
-	}
+	lab_secret_head(out, name);
+	lab_secret_file(out, "tls.crt", dir, crt);
+	lab_secret_file(out, "tls.key", dir, key);
+	if (ca)
+		lab_secret_file(out, "ca.crt", dir, ca);
 	if (!last)
 		fputs("---\n", out);
 }
@@ -167,21 +116,13 @@ static int make_certs(const char *dir)
 		"  -out other.crt -days 2 -subj /CN=other", dir);
 }
 
-static int sh_out(struct zm_fixture_gw *self, char *out, size_t sz, const char *cmd)
-{
-	return test_sh(out, sz, "%s lab exec --outside --name %s -- sh -c \"%s\"", self->ctl, self->name, cmd);
-}
-
 FIXTURE_SETUP(gw)
 {
 	char path[256], out[4096], ex[512];
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "g%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gw-%s", self->name);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	mkdir(self->dir, 0700);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "g", 0700));
 	ASSERT_EQ(make_certs(self->dir), 0);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	f = fopen(path, "w");
@@ -214,58 +155,36 @@ FIXTURE_SETUP(gw)
 	fclose(f);
 	snprintf(ex, sizeof(ex), "%s/../docs/examples/ecommerce-gateway.yaml", test_build_dir());
 	/* ZM_GW_MESH=1: with ztunnels (the gateway stays out of capture) */
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up %s -f %s -f %s --name %s", self->ctl,
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up %s -f %s -f %s --name %s", lab_ctl(),
 			  getenv("ZM_GW_MESH") ? "" : "--no-mesh", path, ex, self->name), 0);
-	ASSERT_EQ(test_sh(self->ip, sizeof(self->ip), "%s lab status --name %s -o json | python3 -c "
-			  "\"import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] "
-			  "if p['labels'].get('istio')=='ingressgateway'][0])\"", self->ctl, self->name), 0);
-	self->ip[strcspn(self->ip, "\n")] = 0;
-	for (int i = 0; i < 100; i++) {
-		if (sh_out(self, out, sizeof(out), "curl -s -o /dev/null -w %{http_code} "
-			   "http://shop.ecommerce.example.com/") == 0 && !strcmp(out, "301"))
-			break;
-		usleep(100000);
-	}
-	ASSERT_STREQ(out, "301");
+	ASSERT_EQ(lab_ingress_ip(self->name, self->ip, sizeof(self->ip)), 0);
+	ASSERT_OK(lab_poll(out, sizeof(out), "301", 100, 100000, "%s lab exec --outside --name %s -- sh -c \"curl -s "
+			   "-o /dev/null -w %%{http_code} http://shop.ecommerce.example.com/\"", lab_ctl(), self->name));
 }
 
 FIXTURE_TEARDOWN(gw)
 {
-	if (!self->name[0] || getenv("ZM_GW_KEEP"))	/* debugging: keep the lab */
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
-	test_sh(NULL, 0, "rm -rf %s", self->dir);
+	if (!getenv("ZM_GW_KEEP"))	/* debugging: keep the lab */
+		lab_remove(self->name, self->dir);
 }
 
 /* curl from outside with the lab CA; @args after the options. */
 static int curl(struct zm_fixture_gw *self, char *out, size_t sz, const char *args)
 {
 	return test_sh(out, sz, "%s lab exec --outside --name %s -- curl -s --cacert %s/ca.crt %s",
-		       self->ctl, self->name, self->dir, args);
-}
-
-/* The "pod" of echoapp's JSON answer, or the status code when it is no echo. */
-static const char *pod_of(char *out)
-{
-	char *p = strstr(out, "\"pod\":\"");
-
-	if (!p)
-		return out;
-	p += 7;
-	p[strcspn(p, "\"")] = 0;
-	return p;
+		       lab_ctl(), self->name, self->dir, args);
 }
 
 TEST_F(gw, outside_resolves_gateway_hosts_and_nothing_else_is_routed)
 {
 	char out[4096];
 
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "getent hosts shop.ecommerce.example.com mtls.example.com"), 0);
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "getent hosts shop.ecommerce.example.com mtls.example.com"), 0);
 	test_log("%s", out);
 	EXPECT_NE(strstr(out, self->ip), NULL);
 	EXPECT_NE(strstr(out, "mtls.example.com"), NULL);
 	/* the cluster's pods are not reachable from outside, only the gateway */
-	EXPECT_NE(sh_out(self, out, sizeof(out), "curl -s -m 2 http://10.244.1.2:8080/"), 0);
+	EXPECT_NE(lab_outside(self->name, out, sizeof(out), "curl -s -m 2 http://10.244.1.2:8080/"), 0);
 }
 
 TEST_F(gw, sni_two_hosts_two_certificates_and_routing)
@@ -273,21 +192,21 @@ TEST_F(gw, sni_two_hosts_two_certificates_and_routing)
 	char out[8192];
 
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://shop.ecommerce.example.com/anything"), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://api.ecommerce.example.com/users/7"), 0);
-	EXPECT_STREQ(pod_of(out), "user-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "user-service-0");
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://api.ecommerce.example.com/orders"), 0);
-	EXPECT_STREQ(pod_of(out), "order-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "order-service-0");
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://api.ecommerce.example.com/payments/x"), 0);
-	EXPECT_STREQ(pod_of(out), "payment-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "payment-service-0");
 	/* no route on the api host: the example's directResponse */
 	ASSERT_EQ(curl(self, out, sizeof(out), "-w ' %{http_code}' https://api.ecommerce.example.com/nope"), 0);
 	EXPECT_STREQ(out, "no such page\n 404");
 	/* each name gets its own certificate (curl verified the name; check the subject) */
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -connect api.ecommerce.example.com:443 "
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect api.ecommerce.example.com:443 "
 			 "-servername api.ecommerce.example.com </dev/null 2>/dev/null | openssl x509 -noout -subject"), 0);
 	EXPECT_NE(strstr(out, "CN = api.ecommerce.example.com"), NULL);
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -connect api.ecommerce.example.com:443 "
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect api.ecommerce.example.com:443 "
 			 "-servername shop.ecommerce.example.com </dev/null 2>/dev/null | openssl x509 -noout -subject"), 0);
 	EXPECT_NE(strstr(out, "CN = shop.ecommerce.example.com"), NULL);
 	/* the backend is told the request came over https */
@@ -313,7 +232,7 @@ TEST_F(gw, https_redirect_and_unknown_host)
 	EXPECT_STREQ(out, "403");
 	/* following the redirect ends at the shop */
 	ASSERT_EQ(curl(self, out, sizeof(out), "-L http://shop.ecommerce.example.com/x"), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 }
 
 TEST_F(gw, http2_over_tls)
@@ -323,7 +242,7 @@ TEST_F(gw, http2_over_tls)
 	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -o /dev/null -w '%{http_version} %{http_code}' "
 		       "https://shop.ecommerce.example.com/h2"), 0);
 	EXPECT_STREQ(out, "2 200");
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "nghttp -n -s https://api.ecommerce.example.com/users/1 "
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "nghttp -n -s https://api.ecommerce.example.com/users/1 "
 			 "https://api.ecommerce.example.com/orders/2 2>&1; echo rc=$?"), 0);
 	test_log("%s", out);
 	EXPECT_NE(strstr(out, "rc=0"), NULL);
@@ -342,7 +261,7 @@ TEST_F(gw, grpc_over_tls_and_h2c)
 	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -H 'content-type: application/grpc' -H 'te: trailers' "
 		       "-d '' https://grpc.example.com/pkg.Svc/Method"), 0);
 	test_log("%s", out);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 	ASSERT_EQ(curl(self, out, sizeof(out), "--http2 -H 'content-type: application/grpc' -H 'te: trailers' "
 		       "-d '' https://grpc.example.com/pkg.Svc/Method"), 0);
 	EXPECT_NE(strstr(out, "\"proto\":\"HTTP/2\""), NULL);
@@ -362,7 +281,7 @@ TEST_F(gw, tls_passthrough_and_tcp)
 
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://pass.example.com:9444/"), 0);
 	EXPECT_NE(strstr(out, "s_server"), NULL);
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -connect pass.example.com:9444 "
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect pass.example.com:9444 "
 			 "-servername pass.example.com </dev/null 2>/dev/null | openssl x509 -noout -subject"), 0);
 	EXPECT_NE(strstr(out, "CN = pass.example.com"), NULL);
 	/* another name on the passthrough port: refused */
@@ -371,7 +290,7 @@ TEST_F(gw, tls_passthrough_and_tcp)
 	/* TCP: echoed by an order-service pod */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- bash -c "
 			  "'exec 3<>/dev/tcp/tcp.example.com/9000; echo hello-gw >&3; read -t 5 l <&3; echo $l'",
-			  self->ctl, self->name), 0);
+			  lab_ctl(), self->name), 0);
 	EXPECT_NE(strstr(out, "hello-gw"), NULL);
 }
 
@@ -380,13 +299,13 @@ TEST_F(gw, bad_tls_clients_refused_cleanly)
 	char out[8192];
 
 	/* no SNI */
-	EXPECT_NE(sh_out(self, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
+	EXPECT_NE(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
 			 "-noservername </dev/null 2>&1 | grep -q 'BEGIN CERTIFICATE'"), 0);
 	/* unknown SNI */
-	EXPECT_NE(sh_out(self, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
+	EXPECT_NE(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
 			 "-servername nobody.example.com </dev/null 2>&1 | grep -q 'BEGIN CERTIFICATE'"), 0);
 	/* TLS 1.1, offered by a client that allows it: the server says protocol_version */
-	EXPECT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -tls1_1 -cipher DEFAULT@SECLEVEL=0 "
+	EXPECT_EQ(lab_outside(self->name, out, sizeof(out), "openssl s_client -tls1_1 -cipher DEFAULT@SECLEVEL=0 "
 			 "-connect shop.ecommerce.example.com:443 -servername shop.ecommerce.example.com "
 			 "</dev/null 2>&1 | grep -c 'alert protocol version'"), 0);
 	EXPECT_NE(curl(self, out, sizeof(out), "--tls-max 1.1 https://shop.ecommerce.example.com/"), 0);
@@ -394,11 +313,11 @@ TEST_F(gw, bad_tls_clients_refused_cleanly)
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- bash -c "
 			  "'exec 3<>/dev/tcp/shop.ecommerce.example.com/443; "
 			  "printf \"GET / HTTP/1.1\\r\\n\\r\\n\" >&3 2>/dev/null; timeout 5 cat <&3 >/dev/null 2>&1; test $? -ne 124'",
-			  self->ctl, self->name), 0);
+			  lab_ctl(), self->name), 0);
 	test_log("garbage answered: %s", out);
 	/* still serving */
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://shop.ecommerce.example.com/"), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 	/* minProtocolVersion TLSV1_3 on fine.example.com: 1.2 refused, 1.3 served */
 	EXPECT_NE(curl(self, out, sizeof(out), "-k --tls-max 1.2 https://fine.example.com:9443/"), 0);
 	ASSERT_EQ(curl(self, out, sizeof(out), "-k --tlsv1.3 https://fine.example.com:9443/"), 0);
@@ -412,7 +331,7 @@ TEST_F(gw, mutual_requires_client_certificate)
 	snprintf(args, sizeof(args), "--cert %s/client.example.com.crt --key %s/client.example.com.key "
 		 "https://mtls.example.com:8443/", self->dir, self->dir);
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 	/* a certificate from another CA */
 	snprintf(args, sizeof(args), "--cert %s/other.crt --key %s/other.key https://mtls.example.com:8443/",
 		 self->dir, self->dir);
@@ -434,7 +353,7 @@ TEST_F(gw, bad_credentials_name_gateway_and_secret_others_work)
 	EXPECT_NE(curl(self, out, sizeof(out), "--resolve badkey.example.com:9443:1.1.1.1 --connect-to "
 		       "badkey.example.com:9443:fine.example.com:9443 -k https://badkey.example.com:9443/"), 0);
 	ASSERT_EQ(curl(self, out, sizeof(out), "-k https://fine.example.com:9443/"), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 }
 
 TEST_F(gw, secret_rotation_live_without_dropping_connections)
@@ -453,15 +372,15 @@ TEST_F(gw, secret_rotation_live_without_dropping_connections)
 		 "time.sleep(1.5)\n"
 		 "c.request('GET', '/two'); r = c.getresponse(); r.read(); print('second', r.status, flush=True)\n",
 		 self->dir, self->dir);
-	write_file(path, cmd);
+	ASSERT_OK(test_write_file(path, cmd));
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --outside --name %s -- python3 %s > %s/keep.out 2>&1 &",
-			  self->ctl, self->name, path, self->dir), 0);
+			  lab_ctl(), self->name, path, self->dir), 0);
 	for (int i = 0; i < 50; i++) {
 		if (test_sh(out, sizeof(out), "grep -c first %s/keep.out", self->dir) == 0)
 			break;
 		usleep(100000);
 	}
-	ASSERT_EQ(sh_out(self, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
+	ASSERT_EQ(lab_outside(self->name, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
 			 "-servername shop.ecommerce.example.com </dev/null 2>/dev/null | openssl x509 -noout -serial"), 0);
 	test_log("before: %s", out);
 	{
@@ -473,11 +392,11 @@ TEST_F(gw, secret_rotation_live_without_dropping_connections)
 		ASSERT_NE(f, NULL);
 		secret(f, self->dir, "shop-ecommerce-tls", "rotated.shop.crt", "rotated.shop.key", NULL, true);
 		fclose(f);
-		EXPECT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name %s 2>&1 && touch %s/rotated", self->ctl,
+		EXPECT_EQ(test_sh(out, sizeof(out), "%s apply -f %s --name %s 2>&1 && touch %s/rotated", lab_ctl(),
 				  path, self->name, self->dir), 0);
 		test_log("apply: %s", out);
 		for (int i = 0; i < 50; i++) {
-			sh_out(self, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
+			lab_outside(self->name, out, sizeof(out), "openssl s_client -connect shop.ecommerce.example.com:443 "
 			       "-servername shop.ecommerce.example.com </dev/null 2>/dev/null | openssl x509 -noout -serial");
 			if (strcmp(out, before))
 				break;
@@ -488,7 +407,7 @@ TEST_F(gw, secret_rotation_live_without_dropping_connections)
 	}
 	/* the new certificate verifies for the name, and the old connection still works */
 	ASSERT_EQ(curl(self, out, sizeof(out), "https://shop.ecommerce.example.com/after"), 0);
-	EXPECT_STREQ(pod_of(out), "product-service-0");
+	EXPECT_STREQ(lab_answer_pod(out), "product-service-0");
 	for (int i = 0; i < 50; i++) {
 		if (test_sh(out, sizeof(out), "grep second %s/keep.out", self->dir) == 0)
 			break;

@@ -25,9 +25,10 @@
 #include "zmesh/lab.h"
 #include "zmesh/spiffe.h"
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(gi) {
-	char lab[16], dir[96], ctl[512], ip[64], log[256];
+	char lab[16], dir[96], ip[64], log[256];
 };
 
 static const char cluster_fmt[] =
@@ -95,30 +96,15 @@ static const char cluster_fmt[] =
 	"    to: [{operation: {ports: [\"8443\"]}}]\n"
 	"  - to: [{operation: {ports: [\"80\", \"443\", \"9443\", \"15443\"]}}]\n---\n";
 
-static void b64_field(FILE *out, const char *key, const char *path)
-{
-	char cmd[512], line[4096];
-	FILE *p;
-
-	snprintf(cmd, sizeof(cmd), "base64 -w0 %s", path);
-	p = popen(cmd, "r");
-	if (!p)
-		return;
-	if (fgets(line, sizeof(line), p))
-		fprintf(out, "  %s: %s\n", key, line);
-	pclose(p);
-}
-
 static void secret(FILE *out, const char *dir, const char *name, const char *base, bool last)
 {
 	char p[256];
 
-	fprintf(out, "apiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\n"
-		"type: kubernetes.io/tls\ndata:\n", name);
-	snprintf(p, sizeof(p), "%s/%s.crt", dir, base);
-	b64_field(out, "tls.crt", p);
-	snprintf(p, sizeof(p), "%s/%s.key", dir, base);
-	b64_field(out, "tls.key", p);
+	lab_secret_head(out, name);
+	snprintf(p, sizeof(p), "%s.crt", base);
+	lab_secret_file(out, "tls.crt", dir, p);
+	snprintf(p, sizeof(p), "%s.key", base);
+	lab_secret_file(out, "tls.key", dir, p);
 	if (!last)
 		fputs("---\n", out);
 }
@@ -168,35 +154,15 @@ static int svid_files(struct zm_fixture_gi *self, const char *ns, const char *sa
 	return rc;
 }
 
-static int outside(struct zm_fixture_gi *self, char *out, size_t sz, const char *cmd)
-{
-	return test_sh(out, sz, "%s lab exec --outside --name %s -- sh -c \"%s\"", self->ctl, self->lab, cmd);
-}
-
-/* The "pod" of echoapp's JSON answer, or the output itself. */
-static const char *pod_of(char *out)
-{
-	char *p = strstr(out, "\"pod\":\"");
-
-	if (!p)
-		return out;
-	p += 7;
-	p[strcspn(p, "\"")] = 0;
-	return p;
-}
-
 FIXTURE_SETUP(gi)
 {
 	char path[256], out[4096];
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "i%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gi-%s", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
+	ASSERT_OK(lab_init_dir(self->lab, sizeof(self->lab), self->dir, sizeof(self->dir), "i", 0700));
 	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log",
 		 self->lab);
-	mkdir(self->dir, 0700);
 	ASSERT_EQ(test_sh(NULL, 0,
 		"cd %s && exec >certs.log 2>&1 && "
 		"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
@@ -219,26 +185,16 @@ FIXTURE_SETUP(gi)
 	secret(f, self->dir, "dual-ec", "dual-ec", false);
 	secret(f, self->dir, "dual-ec2", "dual-ec2", true);
 	fclose(f);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s", self->ctl, path, self->lab), 0);
-	ASSERT_EQ(test_sh(self->ip, sizeof(self->ip), "%s lab status --name %s -o json | python3 -c "
-			  "\"import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] "
-			  "if p['labels'].get('istio')=='ingressgateway'][0])\"", self->ctl, self->lab), 0);
-	self->ip[strcspn(self->ip, "\n")] = 0;
-	for (int i = 0; i < 100; i++) {
-		if (outside(self, out, sizeof(out), "curl -s -o /dev/null -w %{http_code} "
-			    "http://any.example.com/") == 0 && !strcmp(out, "200"))
-			break;
-		usleep(100000);
-	}
-	ASSERT_STREQ(out, "200");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s", lab_ctl(), path, self->lab), 0);
+	ASSERT_EQ(lab_ingress_ip(self->lab, self->ip, sizeof(self->ip)), 0);
+	ASSERT_OK(lab_poll(out, sizeof(out), "200", 100, 100000, "%s lab exec --outside --name %s -- sh -c \"curl -s "
+			   "-o /dev/null -w %%{http_code} http://any.example.com/\"", lab_ctl(), self->lab));
 }
 
 FIXTURE_TEARDOWN(gi)
 {
-	if (!self->lab[0] || getenv("ZM_GW_KEEP"))
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	test_sh(NULL, 0, "rm -rf %s", self->dir);
+	if (!getenv("ZM_GW_KEEP"))	/* debugging: keep the lab */
+		lab_remove(self->lab, self->dir);
 }
 
 TEST_F(gi, hosts_namespace_scoping_binds_only_admitted_virtualservices)
@@ -247,11 +203,11 @@ TEST_F(gi, hosts_namespace_scoping_binds_only_admitted_virtualservices)
 
 	/* shop/scoped.example.com: the shop VirtualService, never other's */
 	for (int i = 0; i < 4; i++) {
-		ASSERT_EQ(outside(self, out, sizeof(out), "curl -s http://scoped.example.com/"), 0);
-		EXPECT_STREQ(pod_of(out), "web");
+		ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "curl -s http://scoped.example.com/"), 0);
+		EXPECT_STREQ(lab_answer_pod(out), "web");
 	}
 	/* only other's VirtualService names only.example.com: not admitted, 404 ... */
-	ASSERT_EQ(outside(self, out, sizeof(out), "curl -s -o /dev/null -w %{http_code} http://only.example.com/"), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "curl -s -o /dev/null -w %{http_code} http://only.example.com/"), 0);
 	EXPECT_STREQ(out, "404");
 	/* ... and said so in the gateway's log, by Gateway and VirtualService */
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep 'gateway istio-system/gw: VirtualService other/only not bound' %s",
@@ -259,43 +215,43 @@ TEST_F(gi, hosts_namespace_scoping_binds_only_admitted_virtualservices)
 	test_log("%s", out);
 	EXPECT_NE(test_sh(out, sizeof(out), "grep 'VirtualService shop/scoped not bound' %s", self->log), 0);
 	/* "./own.example.com": istio-system's VirtualService, its bare "gw" resolved there */
-	ASSERT_EQ(outside(self, out, sizeof(out), "curl -s http://own.example.com/"), 0);
-	EXPECT_STREQ(pod_of(out), "web");
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "curl -s http://own.example.com/"), 0);
+	EXPECT_STREQ(lab_answer_pod(out), "web");
 	/* "*\/any.example.com": any namespace */
-	ASSERT_EQ(outside(self, out, sizeof(out), "curl -s http://any.example.com/"), 0);
-	EXPECT_STREQ(pod_of(out), "web2");
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "curl -s http://any.example.com/"), 0);
+	EXPECT_STREQ(lab_answer_pod(out), "web2");
 }
 
 TEST_F(gi, credential_names_rsa_and_ecdsa_picked_by_client)
 {
 	char out[8192];
 
-	ASSERT_EQ(outside(self, out, sizeof(out), "openssl s_client -connect dual.example.com:443 "
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "openssl s_client -connect dual.example.com:443 "
 			  "-servername dual.example.com -sigalgs ecdsa_secp256r1_sha256 </dev/null 2>/dev/null "
 			  "| openssl x509 -noout -text | grep 'Public Key Algorithm'"), 0);
 	test_log("ECDSA-only client: %s", out);
 	EXPECT_STRSTR(out, "id-ecPublicKey");
-	ASSERT_EQ(outside(self, out, sizeof(out), "openssl s_client -connect dual.example.com:443 "
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "openssl s_client -connect dual.example.com:443 "
 			  "-servername dual.example.com -sigalgs rsa_pss_rsae_sha256:rsa_pkcs1_sha256 "
 			  "</dev/null 2>/dev/null | openssl x509 -noout -text | grep 'Public Key Algorithm'"), 0);
 	test_log("RSA-only client: %s", out);
 	EXPECT_STRSTR(out, "rsaEncryption");
 	/* TLS 1.2 with an RSA-only suite list too */
-	ASSERT_EQ(outside(self, out, sizeof(out), "openssl s_client -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256 "
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), "openssl s_client -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256 "
 			  "-connect dual.example.com:443 -servername dual.example.com </dev/null 2>/dev/null "
 			  "| openssl x509 -noout -text | grep 'Public Key Algorithm'"), 0);
 	EXPECT_STRSTR(out, "rsaEncryption");
 	/* and HTTP through it, verified against the edge CA */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -s --cacert %s/ca.crt "
-			  "https://dual.example.com/", self->ctl, self->lab, self->dir), 0);
-	EXPECT_STREQ(pod_of(out), "web");
+			  "https://dual.example.com/", lab_ctl(), self->lab, self->dir), 0);
+	EXPECT_STREQ(lab_answer_pod(out), "web");
 	/* two ECDSA certificates in one server: not started, named */
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep 'gateway istio-system/dupe: servers\\[0\\] (port 9443)' %s",
 			  self->log), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "both hold ECDSA");
 	EXPECT_STRSTR(out, "server not started");
-	EXPECT_NE(outside(self, out, sizeof(out), "openssl s_client -connect dual.example.com:9443 "
+	EXPECT_NE(lab_outside(self->lab, out, sizeof(out), "openssl s_client -connect dual.example.com:9443 "
 			  "-servername dupe.example.com </dev/null 2>&1 | grep -q 'BEGIN CERTIFICATE'"), 0);
 }
 
@@ -309,24 +265,24 @@ TEST_F(gi, istio_mutual_mesh_certificate_and_client_svid_principal)
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect mtls.example.com:8443 -servername mtls.example.com "
 		 "-CAfile %s/bundle.pem -verify_return_error -cert %s/good.crt -key %s/good.key </dev/null "
 		 "2>/dev/null | openssl x509 -noout -ext subjectAltName", self->dir, self->dir, self->dir);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "URI:spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway");
 	/* a client SVID from the mesh CA, admitted by principal */
 	snprintf(cmd, sizeof(cmd), "curl -s -k --cert %s/good.crt --key %s/good.key https://mtls.example.com:8443/",
 		 self->dir, self->dir);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
-	EXPECT_STREQ(pod_of(out), "web");
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
+	EXPECT_STREQ(lab_answer_pod(out), "web");
 	/* another mesh identity: the handshake holds, the policy says no */
 	snprintf(cmd, sizeof(cmd), "curl -s -k -o /dev/null -w %%{http_code} --cert %s/bad.crt --key %s/bad.key "
 		 "https://mtls.example.com:8443/", self->dir, self->dir);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	EXPECT_STREQ(out, "403");
 	/* no client certificate; one from another CA: refused in the handshake */
-	EXPECT_NE(outside(self, out, sizeof(out), "curl -s -k https://mtls.example.com:8443/"), 0);
+	EXPECT_NE(lab_outside(self->lab, out, sizeof(out), "curl -s -k https://mtls.example.com:8443/"), 0);
 	snprintf(cmd, sizeof(cmd), "curl -s -k --cert %s/other.crt --key %s/other.key https://mtls.example.com:8443/",
 		 self->dir, self->dir);
-	EXPECT_NE(outside(self, out, sizeof(out), cmd), 0);
+	EXPECT_NE(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	/* the access log carries the client's principal */
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'spiffe://cluster.local/ns/shop/sa/good' %s", self->log), 0);
 }
@@ -339,13 +295,13 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 "
 		 "-servername outbound_.8443_._.tls-backend.shop.svc.cluster.local </dev/null 2>/dev/null "
 		 "| openssl x509 -noout -subject", self->ip);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "CN = tls-backend.shop.svc.cluster.local");
 	/* and bytes flow both ways (s_server -www answers a GET) */
 	snprintf(cmd, sizeof(cmd), "curl -s -k --connect-to ::%s:15443 "
 		 "https://outbound_.8443_._.tls-backend.shop.svc.cluster.local/", self->ip);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "s_server");
 	/* the meshed pod was reached over HBONE as the gateway */
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -h '\"dst.workload\":\"tls-backend\"' /run/zmesh/lab/%s/logs/ztunnel-n2.log "
@@ -355,7 +311,7 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 "
 		 "-servername outbound_.8443_.v1_.tls-backend.shop.svc.cluster.local </dev/null 2>/dev/null "
 		 "| openssl x509 -noout -subject", self->ip);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "CN = tls-backend.shop.svc.cluster.local");
 	/* unknown service, port, subset, a subset without endpoints, a host
 	 * outside the server's hosts, malformed, none: refused */
@@ -371,11 +327,11 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 -servername %s </dev/null 2>&1 "
 			 "| grep -q 'BEGIN CERTIFICATE'", self->ip, bad[i]);
-		EXPECT_NE(outside(self, out, sizeof(out), cmd), 0);
+		EXPECT_NE(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	}
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 -noservername </dev/null 2>&1 "
 		 "| grep -q 'BEGIN CERTIFICATE'", self->ip);
-	EXPECT_NE(outside(self, out, sizeof(out), cmd), 0);
+	EXPECT_NE(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep 'gateway istio-system/gw: port 15443 (AUTO_PASSTHROUGH)' %s | tail -2",
 			  self->log), 0);
 	test_log("%s", out);
@@ -383,6 +339,6 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 "
 		 "-servername outbound_.8443_._.tls-backend.shop.svc.cluster.local </dev/null 2>/dev/null "
 		 "| openssl x509 -noout -subject", self->ip);
-	ASSERT_EQ(outside(self, out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "tls-backend");
 }

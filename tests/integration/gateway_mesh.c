@@ -14,44 +14,34 @@
 #include "labkit.h"
 
 FIXTURE(gm) {
-	char lab[16], file[64], ctl[4200];
+	struct labkit k;
 };
 
 FIXTURE_SETUP(gm)
 {
-	FILE *f;
+	static const struct lab_pod pods[] = {
+		{ .name = "web", .ns = "shop", .node = 2, .labels = "{app: web}" },
+		{ .name = "other", .ns = "shop", .node = 1, .labels = "{app: other}", .serve = "--http, \"8080\"" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "m%d", getpid() % 100000);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-gm-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fputs("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
-	      "apiVersion: v1\nkind: Node\nmetadata: {name: n2}\n---\n"
-	      "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-	      "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n"
-	      "spec:\n  nodeName: n2\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]}\n---\n"
-	      "apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: shop, labels: {app: other}}\n"
-	      "spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [echoapp, serve, --http, \"8080\"]}\n---\n"
-	      "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
-	      "spec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 8080}\n---\n"
-	      "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: shop}\n"
-	      "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
-	      "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [web.example.com]\n---\n"
-	      "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
-	      "spec:\n  hosts: [web.example.com]\n  gateways: [gw]\n  http:\n"
-	      "  - route:\n    - destination: {host: web, port: {number: 8080}}\n", f);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
+	lab_init(&self->k, "m", NULL);
+	ASSERT_OK(lab_write(&self->k,
+			    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
+			    "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+			    "spec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 8080}\n---\n"
+			    "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: shop}\n"
+			    "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+			    "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [web.example.com]\n---\n"
+			    "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
+			    "spec:\n  hosts: [web.example.com]\n  gateways: [gw]\n  http:\n"
+			    "  - route:\n    - destination: {host: web, port: {number: 8080}}\n", pods, 2));
+	ASSERT_EQ(lab_start(&self->k, NULL, NULL, NULL, 0), 0);
 }
 
 FIXTURE_TEARDOWN(gm)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 /* The HTTP status the outside client gets for web.example.com, polled until @want (10 s). */
@@ -62,7 +52,7 @@ static bool outside_gets(struct zm_fixture_gm *self, const char *want)
 
 	do {
 		if (test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -s -m 3 -o /dev/null "
-			    "-w %%{http_code} http://web.example.com/", self->ctl, self->lab) == 0 && !strcmp(out, want))
+			    "-w %%{http_code} http://web.example.com/", lab_ctl(), self->k.lab) == 0 && !strcmp(out, want))
 			return true;
 		usleep(200000);
 	} while (time(NULL) < end);
@@ -76,26 +66,26 @@ TEST_F(gm, outside_traffic_enters_the_mesh_as_the_gateway)
 
 	ASSERT_TRUE(outside_gets(self, "200"));
 	/* STRICT everywhere: plaintext into the mesh would be refused; HBONE is not. */
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
 			"metadata: {name: default, namespace: istio-system}\nspec:\n  mtls: {mode: STRICT}\n"), 0);
 	/* Lock web to the gateway's identity. */
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			"metadata: {name: web-from-gateway, namespace: shop}\nspec:\n"
 			"  selector: {matchLabels: {app: web}}\n  rules:\n  - from:\n"
 			"    - source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway]}\n"), 0);
 	/* Another meshed pod is refused once the policy is in... */
 	for (int i = 0; i < 50; i++) {
 		if (test_sh(NULL, 0, "%s lab exec other -n shop --name %s -- echoapp client http://web:8080/ -n 1 "
-			    "--timeout 1500", self->ctl, self->lab) != 0)
+			    "--timeout 1500", lab_ctl(), self->k.lab) != 0)
 			break;
 		usleep(200000);
 	}
 	EXPECT_NE(test_sh(NULL, 0, "%s lab exec other -n shop --name %s -- echoapp client http://web:8080/ -n 1 "
-			  "--timeout 1500", self->ctl, self->lab), 0);
+			  "--timeout 1500", lab_ctl(), self->k.lab), 0);
 	/* ...while the outside still gets in, through the gateway. */
 	EXPECT_TRUE(outside_gets(self, "200"));
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -h '\"reporter\":\"destination\"' /run/zmesh/lab/%s/logs/ztunnel-n2.log "
-			  "| grep '\"dst.workload\":\"web\"' | tail -1", self->lab), 0);
+			  "| grep '\"dst.workload\":\"web\"' | tail -1", self->k.lab), 0);
 	EXPECT_STRSTR(out, "\"protocol\":\"HBONE\"");
 	EXPECT_STRSTR(out, "\"src.identity\":\"spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway\"");
 }

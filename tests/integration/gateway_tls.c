@@ -8,7 +8,6 @@
  * from the lab's outside netns with certificates made here. Broken CRLs
  * stop only their server, named in the log.
  */
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +16,10 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 FIXTURE(gt) {
-	char name[16], dir[96], ctl[512], log[256];
+	char name[16], dir[96], log[256];
 };
 
 /* A CA, a server certificate for *.example.com, client certificates good
@@ -51,49 +51,22 @@ static int make_certs(const char *dir)
 static char *slurp(const char *dir, const char *file)
 {
 	char path[256];
-	FILE *f;
-	char *b = calloc(1, 1 << 16);
-	size_t n;
+	size_t len;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (!b || !(f = fopen(path, "r"))) {
-		free(b);
-		return NULL;
-	}
-	n = fread(b, 1, (1 << 16) - 1, f);
-	b[n] = 0;
-	fclose(f);
-	return b;
-}
-
-static void b64_field(FILE *out, const char *key, const char *text)
-{
-	unsigned char *b = malloc(strlen(text) * 2 + 8);
-
-	if (!b)
-		return;
-	EVP_EncodeBlock(b, (const unsigned char *)text, (int)strlen(text));
-	fprintf(out, "  %s: %s\n", key, b);
-	free(b);
+	return test_slurp(path, &len);
 }
 
 /* Secret @name in istio-system: the server certificate, the CA and @crl (PEM text, may be NULL). */
 static void secret(FILE *out, const char *dir, const char *name, const char *crl)
 {
-	char *crt = slurp(dir, "server.crt"), *key = slurp(dir, "server.key"), *ca = slurp(dir, "ca.crt");
-
-	fprintf(out, "---\napiVersion: v1\nkind: Secret\nmetadata: {name: %s, namespace: istio-system}\n"
-		"type: kubernetes.io/tls\ndata:\n", name);
-	if (crt && key && ca) {
-		b64_field(out, "tls.crt", crt);
-		b64_field(out, "tls.key", key);
-		b64_field(out, "ca.crt", ca);
-	}
+	fputs("---\n", out);
+	lab_secret_head(out, name);
+	lab_secret_file(out, "tls.crt", dir, "server.crt");
+	lab_secret_file(out, "tls.key", dir, "server.key");
+	lab_secret_file(out, "ca.crt", dir, "ca.crt");
 	if (crl)
-		b64_field(out, "ca.crl", crl);
-	free(crt);
-	free(key);
-	free(ca);
+		lab_secret_field(out, "ca.crl", crl);
 }
 
 static void server(FILE *f, const char *host, const char *tls)
@@ -109,12 +82,9 @@ FIXTURE_SETUP(gt)
 	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-gt-%s", self->name);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "t", 0700));
 	snprintf(self->log, sizeof(self->log), "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log",
 		 self->name);
-	mkdir(self->dir, 0700);
 	ASSERT_EQ(make_certs(self->dir), 0);
 	hash = slurp(self->dir, "good.hash");
 	spki = slurp(self->dir, "good.spki");
@@ -163,22 +133,15 @@ FIXTURE_SETUP(gt)
 	free(hash);
 	free(spki);
 	free(crl);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path, self->name), 0);
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -s http://ready.example.com/",
-			    self->ctl, self->name) == 0 && !strcmp(out, "gw-ok"))
-			break;
-		usleep(100000);
-	}
-	ASSERT_STREQ(out, "gw-ok");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", lab_ctl(), path, self->name), 0);
+	ASSERT_OK(lab_poll(out, sizeof(out), "gw-ok", 100, 100000, "%s lab exec --outside --name %s -- "
+			   "curl -s http://ready.example.com/", lab_ctl(), self->name));
 }
 
 FIXTURE_TEARDOWN(gt)
 {
-	if (!self->name[0] || getenv("ZM_GW_KEEP"))
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
-	test_sh(NULL, 0, "rm -rf %s", self->dir);
+	if (!getenv("ZM_GW_KEEP"))	/* debugging: keep the lab */
+		lab_remove(self->name, self->dir);
 }
 
 /* curl from outside to https://@host:8443/ with client certificate @cert (NULL: none); 0 when "gw-ok". */
@@ -190,7 +153,7 @@ static int get(struct zm_fixture_gt *self, const char *host, const char *cert, c
 	if (cert)
 		snprintf(certs, sizeof(certs), "--cert %s/%s.crt --key %s/%s.key", self->dir, cert, self->dir, cert);
 	rc = test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -sS -m 10 --cacert %s/ca.crt %s %s "
-		     "https://%s:8443/ 2>&1", self->ctl, self->name, self->dir, certs, extra ? extra : "", host);
+		     "https://%s:8443/ 2>&1", lab_ctl(), self->name, self->dir, certs, extra ? extra : "", host);
 	test_log("%s %s %s: rc %d %s", host, cert ? cert : "-", extra ? extra : "", rc, out);
 	return rc == 0 && !strcmp(out, "gw-ok") ? 0 : -1;
 }
@@ -251,15 +214,15 @@ TEST_F(gt, cipher_suites_and_max_version)
 	EXPECT_EQ(get(self, "max.example.com", NULL, "--tls-max 1.2"), 0);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- openssl s_client -tls1_3 "
 			  "-connect max.example.com:8443 -servername max.example.com </dev/null 2>&1 | "
-			  "grep -c 'protocol version'", self->ctl, self->name), 0);
+			  "grep -c 'protocol version'", lab_ctl(), self->name), 0);
 	/* the negotiated version with a client that allows both */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- openssl s_client "
 			  "-connect max.example.com:8443 -servername max.example.com </dev/null 2>&1 | "
-			  "grep -m1 '^New, '", self->ctl, self->name), 0);
+			  "grep -m1 '^New, '", lab_ctl(), self->name), 0);
 	EXPECT_NE(strstr(out, "TLSv1.2"), NULL);
 	/* other servers on the port keep TLS 1.3 */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- openssl s_client "
 			  "-connect max.example.com:8443 -servername cipher.example.com </dev/null 2>&1 | "
-			  "grep -m1 '^New, '", self->ctl, self->name), 0);
+			  "grep -m1 '^New, '", lab_ctl(), self->name), 0);
 	EXPECT_NE(strstr(out, "TLSv1.3"), NULL);
 }

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 struct lab {
-	char name[16], n1[32], n2[32], file[64], sniff[64], ctl[4200];
+	struct labkit k;
+	char sniff[64];
 };
 
 /* Counts, on every interface of the netns it runs in, for argv[1] seconds:
@@ -46,60 +48,28 @@ static const char sniffer[] =
 
 static int lab_up(struct lab *l, const char *mode, const char *prefix)
 {
-	int pid = getpid() % 100000;
-	FILE *f;
-	static const struct { const char *name, *ns; int node; } pods[] = {
-		{ "a", "mesh", 1 }, { "b", "mesh", 2 }, { "b2", "mesh", 1 }, { "c", "plain", 1 },
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}" },
+		{ .name = "b2", .ns = "mesh", .node = 1, .labels = "{app: b2}" },
+		{ .name = "c", .ns = "plain", .node = 1, .labels = "{app: c}" },
 	};
+	char flags[64];
 
-	snprintf(l->name, sizeof(l->name), "%s%d", prefix, pid);
-	snprintf(l->n1, sizeof(l->n1), "sn1-%d", pid);
-	snprintf(l->n2, sizeof(l->n2), "sn2-%d", pid);
-	snprintf(l->file, sizeof(l->file), "/tmp/zm-sidecar-%s.yaml", l->name);
-	snprintf(l->sniff, sizeof(l->sniff), "/tmp/zm-sidecar-%s.py", l->name);
-	snprintf(l->ctl, sizeof(l->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(l->sniff, "w");
-	if (!f)
+	lab_init(&l->k, prefix, "sn");
+	snprintf(l->sniff, sizeof(l->sniff), "/tmp/zm-sidecar-%s.py", l->k.lab);
+	snprintf(flags, sizeof(flags), "--mode %s", mode);
+	if (test_write_file(l->sniff, sniffer) || lab_write(&l->k, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN, pods, 4))
 		return -1;
-	fputs(sniffer, f);
-	fclose(f);
-	f = fopen(l->file, "w");
-	if (!f)
-		return -1;
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
-		l->n1, l->n2);
-	for (size_t i = 0; i < 4; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].name, pods[i].node == 1 ? l->n1 : l->n2);
-	fclose(f);
-	return test_sh(NULL, 0, "%s lab up -f %s --name %s --mode %s", l->ctl, l->file, l->name, mode);
+	return lab_start(&l->k, NULL, flags, NULL, 0);
 }
 
 static void lab_down(struct lab *l)
 {
-	if (!l->name[0])
+	if (!l->k.lab[0])
 		return;
-	test_sh(NULL, 0, "%s lab down --name %s", l->ctl, l->name);
-	unlink(l->file);
+	lab_stop(&l->k);
 	unlink(l->sniff);
-}
-
-/* Run in a pod, retrying while its app starts. */
-static int in_pod(struct lab *l, const char *pod, const char *ns, char *out, size_t sz, const char *cmd)
-{
-	int rc = -1;
-
-	for (int i = 0; i < 30 && rc; i++) {
-		rc = test_sh(out, sz, "%s lab exec %s -n %s --name %s -- %s", l->ctl, pod, ns, l->name, cmd);
-		if (rc)
-			usleep(100000);
-	}
-	return rc;
 }
 
 /* A request from meshed pod a to b on the other node, watched from b's node. */
@@ -110,7 +80,7 @@ static int watch_request(struct lab *l, char *out, size_t sz)
 		       "for i in $(seq 50); do grep -q listening %s.out 2>/dev/null && break; sleep 0.1; done; "
 		       "%s lab exec a -n mesh --name %s -- curl -sf -m 3 http://10.244.1.2:8080/zm-secret-marker "
 		       "| grep -q '\"pod\":\"b\"' || echo curl-failed; wait; tail -1 %s.out; rm -f %s.out",
-		       l->ctl, l->n2, l->name, l->sniff, l->sniff, l->sniff, l->ctl, l->name, l->sniff, l->sniff);
+		       lab_ctl(), l->k.n2, l->k.lab, l->sniff, l->sniff, l->sniff, lab_ctl(), l->k.lab, l->sniff, l->sniff);
 }
 
 /* What a client without a certificate gets on b's 15008, from the plain pod c. */
@@ -128,14 +98,14 @@ static void common_checks(struct lab *l)
 	static char out[65536];
 
 	/* Meshed pods reach each other across nodes and on the same node. */
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
 	EXPECT_STRSTR(out, "pod: b=5");
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.0.3:8080/ -n 5"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.0.3:8080/ -n 5"), 0);
 	EXPECT_STRSTR(out, "pod: b2=5");
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "echoapp client tcp://10.244.1.2:9000 -n 3"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "echoapp client tcp://10.244.1.2:9000 -n 3"), 0);
 	EXPECT_STRSTR(out, "pod: b=3");
 	/* The app still sees where it connected (getpeername after REDIRECT). */
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000));print(s.getpeername())\""), 0);
 	EXPECT_STRSTR(out, "('10.244.1.2', 9000)");
 	/* On the wire: a TLS handshake to 15008 and never the request itself. */
@@ -145,13 +115,13 @@ static void common_checks(struct lab *l)
 	EXPECT_STRSTR(out, "hbone=1 ");
 	EXPECT_STRSTR(out, " plaintext=0\n");
 	/* A pod without a sidecar still reaches a meshed app (inbound 15006). */
-	ASSERT_EQ(in_pod(l, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
 	EXPECT_STRSTR(out, "pod: b=3");
 	/* ... but not its mTLS port in plaintext. */
-	ASSERT_EQ(in_pod(l, "c", "plain", out, sizeof(out), plain_to_15008), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "c", "plain", out, sizeof(out), plain_to_15008), 0);
 	EXPECT_STRSTR(out, "answer cut-off");
 	/* No BPF capture in sidecar modes. */
-	EXPECT_NE(test_sh(NULL, 0, "ls /sys/fs/bpf/zmesh/zm-%s-%s", l->name, l->n1), 0);
+	EXPECT_NE(test_sh(NULL, 0, "ls /sys/fs/bpf/zmesh/zm-%s-%s", l->k.lab, l->k.n1), 0);
 }
 
 FIXTURE(sc) {
@@ -176,7 +146,7 @@ TEST_F(sc, ztunnel_sidecars_carry_mtls_between_pods)
 
 	common_checks(l);
 	/* HBONE between the sidecars: both know the verified identities. */
-	ASSERT_EQ(in_pod(l, "b", "mesh", out, sizeof(out), "curl -s 127.0.0.1:15020/metrics"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "b", "mesh", out, sizeof(out), "curl -s 127.0.0.1:15020/metrics"), 0);
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 		      "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
@@ -186,7 +156,7 @@ TEST_F(sc, ztunnel_sidecars_carry_mtls_between_pods)
 	EXPECT_STRSTR(out, "reporter=\"destination\",source_workload=\"c\"");
 	EXPECT_STRSTR(out, "connection_security_policy=\"none\"");
 	/* One proxy per meshed pod, in its own cgroup; none for c. */
-	EXPECT_EQ(test_sh(out, sizeof(out), "ls $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/*/ -d | xargs -n1 basename | tr '\\n' ' '", l->name), 0);
+	EXPECT_EQ(test_sh(out, sizeof(out), "ls $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/*/ -d | xargs -n1 basename | tr '\\n' ' '", l->k.lab), 0);
 	EXPECT_STREQ(out, "mesh_a mesh_b mesh_b2 ");
 }
 
@@ -198,12 +168,12 @@ TEST_F(sc, a_direct_connection_to_the_proxy_ports_is_refused_not_looped)
 	/* Straight to 15001 (never redirected): conntrack reports 15001 itself
 	 * as the destination; relaying it would connect to ourselves forever. */
 	/* Closed by the proxy: a FIN, or a reset when our byte arrived first. */
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "python3 -c \"import socket\n"
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket\n"
 			 "s = socket.create_connection(('127.0.0.1', 15001), timeout=3)\n"
 			 "try:\n s.sendall(b'x'); r = s.recv(10)\nexcept ConnectionResetError: r = b''\n"
 			 "print('answer', r)\""), 0);
 	EXPECT_STRSTR(out, "answer b''");
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "curl -s 127.0.0.1:15020/metrics"), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "a", "mesh", out, sizeof(out), "curl -s 127.0.0.1:15020/metrics"), 0);
 	EXPECT_FALSE(strstr(out, "reporter=\"source\",source_workload=\"a\",source_workload_namespace=\"mesh\","
 			   "source_principal=\"unknown\""));
 }
@@ -216,16 +186,16 @@ TEST_F(sc, without_its_sidecar_a_pod_is_cut_off_not_bypassed)
 	/* The capture stays when the proxy dies: connects are refused, never
 	 * sent around it in plaintext (fail closed), both ways. */
 	ASSERT_EQ(test_sh(NULL, 0, "echo 1 > $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/mesh_a/cgroup.kill",
-			  l->name), 0);
+			  l->k.lab), 0);
 	ASSERT_EQ(test_sh(NULL, 0, "echo 1 > $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/mesh_b/cgroup.kill",
-			  l->name), 0);
+			  l->k.lab), 0);
 	usleep(200000);
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- curl -sf -m 3 http://10.244.1.2:8080/",
-			  l->ctl, l->name), 0);
+			  lab_ctl(), l->k.lab), 0);
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- curl -sf -m 3 http://10.244.1.2:8080/",
-			  l->ctl, l->name), 0);
+			  lab_ctl(), l->k.lab), 0);
 	/* b2 still has its sidecar: the same client reaches it from c. */
-	EXPECT_EQ(in_pod(l, "c", "plain", out, sizeof(out), "curl -sf -m 3 http://10.244.0.3:8080/"), 0);
+	EXPECT_EQ(lab_in_pod(l->k.lab, "c", "plain", out, sizeof(out), "curl -sf -m 3 http://10.244.0.3:8080/"), 0);
 }
 
 FIXTURE(hp) {
@@ -253,7 +223,7 @@ FIXTURE_SETUP(hp)
 	if (access("/usr/sbin/haproxy", X_OK))
 		SKIP("no haproxy (make deps installs it)");
 	ASSERT_EQ(lab_up(&self->l, "sidecar-haproxy", "hp"), 0);
-	snprintf(self->tls_probe, sizeof(self->tls_probe), tls_probe, self->l.name);
+	snprintf(self->tls_probe, sizeof(self->tls_probe), tls_probe, self->l.k.lab);
 }
 
 FIXTURE_TEARDOWN(hp)
@@ -270,12 +240,12 @@ TEST_F(hp, haproxy_sidecars_carry_mtls_between_pods)
 	/* TLS 1.3 with a client certificate is required on 15008 (after the
 	 * PROXY v2 header the peer sidecar sends): without one the server
 	 * alerts; with a pod's certificate from the mesh CA it does not. */
-	ASSERT_EQ(in_pod(l, "c", "plain", out, sizeof(out), self->tls_probe), 0);
+	ASSERT_EQ(lab_in_pod(l->k.lab, "c", "plain", out, sizeof(out), self->tls_probe), 0);
 	EXPECT_STRSTR(out, "without=TLSV13_ALERT_CERTIFICATE_REQUIRED ");
 	EXPECT_FALSE(strstr(out, "with=TLSV13_ALERT_CERTIFICATE_REQUIRED"));
 	/* HAProxy runs in the proxy group, so its own connects are not captured. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "for p in $(cat $(awk '$3==\"cgroup2\"{print $2; exit}' /proc/mounts)/zmesh/%s/sidecars/mesh_b/cgroup.procs); do "
-			  "awk '/^Gid/{print $3}' /proc/$p/status; done | sort -u", l->name), 0);
+			  "awk '/^Gid/{print $3}' /proc/$p/status; done | sort -u", l->k.lab), 0);
 	EXPECT_STREQ(out, "1337\n");
 }
 

@@ -38,15 +38,6 @@ FIXTURE(lab) {
 	char tmp[64];
 };
 
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	ASSERT_OK_PTR(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 FIXTURE_SETUP(lab)
 {
 	char out[4096];
@@ -58,7 +49,7 @@ FIXTURE_SETUP(lab)
 	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
 	snprintf(self->store, sizeof(self->store), "/run/zmesh/lab/%s/store", self->name);
 	mkdir(self->tmp, 0700);
-	write_file(self->file, cluster);
+	ASSERT_OK(test_write_file(self->file, cluster));
 	/* No ztunnel: the store is what is under test, and the machine is shared. */
 	if (!ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s --no-mesh", self->ctl,
 			       self->file, self->name), 0))
@@ -151,21 +142,21 @@ TEST_F(lab, up_puts_the_policy_in_the_store)
 	char f[128];
 
 	snprintf(f, sizeof(f), "%s/more.yaml", self->tmp);
-	write_file(f, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		   "metadata: {name: deny-all-shop, namespace: shop}\nspec: {action: DENY, rules: [{}]}\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		   "metadata: {name: web-only, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}}\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-		   "metadata: {name: pay}\n"
-		   "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		   "metadata: {name: via-waypoint}\n"
-		   "spec: {targetRefs: [{kind: Service, group: \"\", name: payment}], action: DENY,\n"
-		   "       rules: [{to: [{operation: {methods: [DELETE]}}]}]}\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
-		   "metadata: {name: jwt}\n"
-		   "spec: {selector: {matchLabels: {app: payment}}, jwtRules: [{issuer: https://issuer.example.com,\n"
-		   "       jwksUri: https://issuer.example.com/jwks.json}]}\n");
+	ASSERT_OK(test_write_file(f, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				  "metadata: {name: deny-all-shop, namespace: shop}\nspec: {action: DENY, rules: [{}]}\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				  "metadata: {name: web-only, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}}\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+				  "metadata: {name: pay}\n"
+				  "spec: {selector: {matchLabels: {app: payment}}, mtls: {mode: PERMISSIVE}}\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				  "metadata: {name: via-waypoint}\n"
+				  "spec: {targetRefs: [{kind: Service, group: \"\", name: payment}], action: DENY,\n"
+				  "       rules: [{to: [{operation: {methods: [DELETE]}}]}]}\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+				  "metadata: {name: jwt}\n"
+				  "spec: {selector: {matchLabels: {app: payment}}, jwtRules: [{issuer: https://issuer.example.com,\n"
+				  "       jwksUri: https://issuer.example.com/jwks.json}]}\n"));
 	/* Documents without a namespace take -n's. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s apply -n shop -f %s --name %s", self->ctl, f, self->name), 0);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s describe pod pay -n shop --name %s", self->ctl,
@@ -284,13 +275,13 @@ TEST_F(lab, bad_apply_changes_nothing)
 	long v;
 
 	snprintf(f, sizeof(f), "%s/bad.yaml", self->tmp);
-	write_file(f, "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-		   "metadata: {name: payment, namespace: shop}\nspec:\n  hosts: [payment]\n"
-		   "  http:\n  - route: [{destination: {host: payment, subset: v3}}]\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		   "metadata: {name: allow-orders, namespace: shop}\nspec:\n  action: PERMIT\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
-		   "metadata: {name: fine, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n");
+	ASSERT_OK(test_write_file(f, "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				  "metadata: {name: payment, namespace: shop}\nspec:\n  hosts: [payment]\n"
+				  "  http:\n  - route: [{destination: {host: payment, subset: v3}}]\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				  "metadata: {name: allow-orders, namespace: shop}\nspec:\n  action: PERMIT\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+				  "metadata: {name: fine, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n"));
 	v = version(self->store);
 	ASSERT_EQ(test_sh(before, sizeof(before), "%s get ap -A -o yaml --name %s; "
 			  "%s get vs -A -o yaml --name %s; %s get pa -A -o json --name %s", self->ctl,
@@ -337,9 +328,9 @@ TEST_F(lab, bad_apply_changes_nothing)
 
 	snprintf(other, sizeof(other), "b%d", getpid() % 10000000);
 	snprintf(f, sizeof(f), "%s/badlab.yaml", self->tmp);
-	write_file(f, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
-		   "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-		   "metadata: {name: x, namespace: default}\nspec:\n  action: PERMIT\n");
+	ASSERT_OK(test_write_file(f, "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
+				  "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+				  "metadata: {name: x, namespace: default}\nspec:\n  action: PERMIT\n"));
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s --no-mesh", self->ctl, f, other), 1);
 	snprintf(want, sizeof(want), "%s:9:11: spec.action: unknown value \"PERMIT\"", f);
 	EXPECT_STRSTR(out, want);

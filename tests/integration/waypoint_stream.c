@@ -40,6 +40,7 @@
 #include "zmesh/spiffe.h"
 #include "zmesh/tls.h"
 #include "../harness/test.h"
+#include "labkit.h"
 
 #define BIG (64LL * 1024 * 1024)
 
@@ -70,21 +71,10 @@ static const char config[] =
 FIXTURE(st) {
 	char name[16];
 	char dir[64];
-	char ctl[4200];
 	char ip[32];		/* the waypoint pod's IP */
 	pid_t srv;
 	pid_t wp;
 };
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
 
 /* ---- the HTTP/1.1 upstream: GET /big/<n> sends n bytes, POST /sink counts a body ---- */
 
@@ -185,7 +175,7 @@ static void *h1_conn(void *arg)
 
 					mark = sent;
 					snprintf(v, sizeof(v), "%lld\n", sent);
-					write_file(prog, v);
+					test_write_file(prog, v);
 				}
 			}
 		} else {
@@ -444,23 +434,6 @@ static pid_t pid_in_pod(const char *lab, const char *pod, const char *comm)
 	return pid;
 }
 
-/* VmHWM (peak RSS) of @pid in KiB, -1 when unknown. */
-static long vm_hwm(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmHWM:", 6))
-			kb = atol(line + 6);
-	fclose(f);
-	return kb;
-}
-
 static void kill_child(void *arg)
 {
 	pid_t pid = (pid_t)(intptr_t)arg;
@@ -469,56 +442,48 @@ static void kill_child(void *arg)
 	waitpid(pid, NULL, 0);
 }
 
-FIXTURE_SETUP(st)
+/* The upstreams (servers()) in a child in pod up's netns; its pid, or -1. */
+static pid_t fork_servers(const char *lab, const char *dir)
 {
-	char path[128], cluster[sizeof(cluster_fmt) + 512], out[4096], cfg[128], netns[64];
+	char netns[64];
+	pid_t pid;
 
-	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "s%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-st-%s", self->name);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	mkdir(self->dir, 0755);
-	snprintf(cfg, sizeof(cfg), "%s/config.yaml", self->dir);
-	write_file(cfg, config);
-	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, cfg);
-	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
-	write_file(path, cluster);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
-			  self->name), 0);
-	ASSERT_EQ(test_sh(self->ip, sizeof(self->ip), "%s lab status --name %s -o json | python3 -c "
-			  "\"import json,sys; print([p['ip'] for p in json.load(sys.stdin)['pods'] "
-			  "if p['name']=='waypoint'][0])\"", self->ctl, self->name), 0);
-	self->ip[strcspn(self->ip, "\n")] = 0;
-	snprintf(netns, sizeof(netns), "zm-%s-default-up", self->name);
-	self->srv = fork();
-	ASSERT_GE(self->srv, 0);
-	if (self->srv == 0) {
-		servers(netns, self->dir);
+	snprintf(netns, sizeof(netns), "zm-%s-default-up", lab);
+	pid = fork();
+	if (pid == 0) {
+		servers(netns, dir);
 		_exit(0);
 	}
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s -o /dev/null "
-			    "-w '%%{http_code}' -H 'Host: bulk' http://%s:8080/sink", self->ctl, self->name,
-			    self->ip) == 0 && !strcmp(out, "200"))
-			break;
-		usleep(100000);
-	}
-	ASSERT_STREQ(out, "200");
+	return pid;
+}
+
+FIXTURE_SETUP(st)
+{
+	char path[128], cluster[sizeof(cluster_fmt) + 512], out[4096], cfg[128];
+
+	REQUIRE_ROOT();
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "s", 0755));
+	snprintf(cfg, sizeof(cfg), "%s/config.yaml", self->dir);
+	ASSERT_OK(test_write_file(cfg, config));
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, cfg);
+	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
+	ASSERT_OK(test_write_file(path, cluster));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", lab_ctl(), path,
+			  self->name), 0);
+	ASSERT_EQ(lab_pod_ip(self->name, "waypoint", self->ip, sizeof(self->ip)), 0);
+	self->srv = fork_servers(self->name, self->dir);
+	ASSERT_GE(self->srv, 0);
+	ASSERT_OK(lab_poll(out, sizeof(out), "200", 100, 100000, "%s lab exec client --name %s -- curl -s -o /dev/null "
+			   "-w '%%{http_code}' -H 'Host: bulk' http://%s:8080/sink", lab_ctl(), self->name, self->ip));
 	self->wp = pid_in_pod(self->name, "default-waypoint", "waypoint");
 	ASSERT_GT(self->wp, 0);
 }
 
 FIXTURE_TEARDOWN(st)
 {
-	char cmd[256];
-
-	if (!self->name[0])
-		return;
 	if (self->srv > 0)
 		kill_child((void *)(intptr_t)self->srv);
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
-	test_sh(NULL, 0, "%s", cmd);
+	lab_remove(self->name, self->dir);
 }
 
 /* ---- a gRPC client (nghttp2) in the client pod ---- */
@@ -680,7 +645,7 @@ static int grpc_call(const char *netns, const char *ip, const char *dir, enum ca
 				nghttp2_session_resume_data(g.s, g.id);
 			}
 		} else if (mode == SERVER_STREAM && memmem(g.got, g.gotn, "first", 5) && access(flag, F_OK) != 0) {
-			write_file(flag, "1");
+			test_write_file(flag, "1");
 		}
 	}
 	printf("status=%s grpc-status=%s got=%zu closed=%d err=%u\n", g.status, g.grpc_status, g.gotn,
@@ -733,11 +698,25 @@ TEST_F(st, route_timeout_bounds_the_whole_stream)
 	EXPECT_EQ(run_call(self, TIMED_OUT), 0);
 }
 
+/* A sparse file of BIG bytes, @dir/up.bin, its path in @file; 0 or -1. */
+static int big_file(const char *dir, char *file, size_t sz)
+{
+	int fd, rc;
+
+	snprintf(file, sz, "%s/up.bin", dir);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -1;
+	rc = ftruncate(fd, BIG);
+	close(fd);
+	return rc;
+}
+
 /* curl in the client pod; its output in @out. */
 static int curl(struct zm_fixture_st *self, char *out, size_t sz, const char *args)
 {
 	time_t t0 = time(NULL);
-	int rc = test_sh(out, sz, "%s lab exec client --name %s -- curl -s -m 100 %s", self->ctl, self->name, args);
+	int rc = test_sh(out, sz, "%s lab exec client --name %s -- curl -s -m 100 %s", lab_ctl(), self->name, args);
 
 	test_log("curl %s: %d %.80s (%lld s)", args, rc, out, (long long)(time(NULL) - t0));
 	return rc;
@@ -747,14 +726,9 @@ TEST_F(st, big_bodies_up_and_down_with_bounded_memory)
 {
 	char args[512], out[4096], file[128];
 	long before, after;
-	int fd;
 
-	snprintf(file, sizeof(file), "%s/up.bin", self->dir);
-	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(ftruncate(fd, BIG), 0);
-	close(fd);
-	before = vm_hwm(self->wp);
+	ASSERT_OK(big_file(self->dir, file, sizeof(file)));
+	before = test_proc_kib(self->wp, "VmHWM");
 	ASSERT_GT(before, 0);
 	/* HTTP/1.1 upload (content-length) and download */
 	snprintf(args, sizeof(args), "-H 'Host: bulk' --data-binary @%s http://%s:8080/sink", file, self->ip);
@@ -778,7 +752,7 @@ TEST_F(st, big_bodies_up_and_down_with_bounded_memory)
 		 "-H 'Host: bulk' http://%s:8080/big/%lld", self->ip, BIG);
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
 	EXPECT_STREQ(out, "200 67108864");
-	after = vm_hwm(self->wp);
+	after = test_proc_kib(self->wp, "VmHWM");
 	test_log("waypoint VmHWM %ld KiB before, %ld KiB after 4 x 64 MiB", before, after);
 	/* a proxy that holds a body whole grows by at least 64 MiB */
 	EXPECT_LT(after - before, 64L * 1024);
@@ -788,14 +762,9 @@ TEST_F(st, grpc_upstream_big_messages_with_bounded_memory)
 {
 	char args[512], out[4096], file[128];
 	long before, after;
-	int fd;
 
-	snprintf(file, sizeof(file), "%s/up.bin", self->dir);
-	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(ftruncate(fd, BIG), 0);
-	close(fd);
-	before = vm_hwm(self->wp);
+	ASSERT_OK(big_file(self->dir, file, sizeof(file)));
+	before = test_proc_kib(self->wp, "VmHWM");
 	/* h2c client, h2c upstream (a port named grpc): 64 MiB down, then up */
 	snprintf(args, sizeof(args), "--http2-prior-knowledge -o /dev/null -w '%%{http_code} %%{size_download}' "
 		 "-H 'content-type: application/grpc' -H 'te: trailers' -d '' "
@@ -818,7 +787,7 @@ TEST_F(st, grpc_upstream_big_messages_with_bounded_memory)
 	ASSERT_EQ(curl(self, out, sizeof(out), args), 0);
 	EXPECT_STRSTR(out, "bytes=0");
 	EXPECT_STRSTR(out, "\r\n0\r\ngrpc-status: 0\r\n");
-	after = vm_hwm(self->wp);
+	after = test_proc_kib(self->wp, "VmHWM");
 	test_log("waypoint VmHWM %ld KiB before, %ld KiB after 64 MiB down and up over h2c to h2c", before, after);
 	EXPECT_LT(after - before, 64L * 1024);
 }
@@ -882,7 +851,7 @@ TEST_F(st, slow_reader_holds_the_upstream_back)
 	int ws;
 
 	snprintf(netns, sizeof(netns), "zm-%s-default-client", self->name);
-	before = vm_hwm(self->wp);
+	before = test_proc_kib(self->wp, "VmHWM");
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0)
@@ -890,7 +859,7 @@ TEST_F(st, slow_reader_holds_the_upstream_back)
 	ASSERT_EQ(waitpid(pid, &ws, 0), pid);
 	ASSERT_TRUE(WIFEXITED(ws));
 	EXPECT_EQ(WEXITSTATUS(ws), 0);
-	after = vm_hwm(self->wp);
+	after = test_proc_kib(self->wp, "VmHWM");
 	test_log("waypoint VmHWM %ld KiB before, %ld KiB after", before, after);
 	EXPECT_LT(after - before, 64L * 1024);
 }
@@ -1048,12 +1017,12 @@ TEST_F(st, hbone_front_streams_big_bodies)
 
 	ASSERT_EQ(test_sh(vip, sizeof(vip), "%s lab status --name %s -o json | python3 -c "
 			  "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
-			  "if s['name']=='bulk'][0])\"", self->ctl, self->name), 0);
+			  "if s['name']=='bulk'][0])\"", lab_ctl(), self->name), 0);
 	vip[strcspn(vip, "\n")] = 0;
 	snprintf(auth, sizeof(auth), "%s:80", vip);
 	snprintf(netns, sizeof(netns), "zm-%s-default-client", self->name);
 	snprintf(cadir, sizeof(cadir), "/run/zmesh/lab/%s/ca", self->name);
-	before = vm_hwm(self->wp);
+	before = test_proc_kib(self->wp, "VmHWM");
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0)
@@ -1061,7 +1030,7 @@ TEST_F(st, hbone_front_streams_big_bodies)
 	ASSERT_EQ(waitpid(pid, &ws, 0), pid);
 	ASSERT_TRUE(WIFEXITED(ws));
 	EXPECT_EQ(WEXITSTATUS(ws), 0);
-	after = vm_hwm(self->wp);
+	after = test_proc_kib(self->wp, "VmHWM");
 	test_log("waypoint VmHWM %ld KiB before, %ld KiB after 2 x 64 MiB over HBONE", before, after);
 	EXPECT_LT(after - before, 64L * 1024);
 }
@@ -1069,114 +1038,72 @@ TEST_F(st, hbone_front_streams_big_bodies)
 
 /* ---- the gateway's TLS front (its own lab) ---- */
 
-static const char gw_cluster_fmt[] =
+/* and the Secret bulk-cred of bulk.crt and bulk.key */
+static const char gw_cluster[] =
 	"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\n"
 	"apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n"
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: up, labels: {app: up}}\n"
 	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [sleep, \"3600\"]}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: bulk}\n"
 	"spec:\n  selector: {app: up}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
-	"apiVersion: v1\nkind: Secret\nmetadata: {name: bulk-cred, namespace: istio-system}\n"
-	"type: kubernetes.io/tls\ndata:\n  tls.crt: %s\n  tls.key: %s\n---\n"
 	"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: bulk-gw}\n"
 	"spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
 	"  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: [bulk.example.com]\n"
 	"    tls: {mode: SIMPLE, credentialName: bulk-cred}\n---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bulk}\n"
 	"spec:\n  hosts: [bulk.example.com]\n  gateways: [bulk-gw]\n  http:\n"
-	"  - route: [{destination: {host: bulk, port: {number: 80}}}]\n";
+	"  - route: [{destination: {host: bulk, port: {number: 80}}}]\n---\n";
 
 FIXTURE(gws) {
 	char name[16];
 	char dir[64];
-	char ctl[4200];
 	pid_t srv;
 	pid_t gw;
 };
 
-/* base64 of a file, one line (malloc'd), or NULL */
-static char *b64_file(const char *path)
-{
-	char cmd[256], *out = malloc(16384);
-
-	snprintf(cmd, sizeof(cmd), "base64 -w0 %s", path);
-	if (!out || test_sh(out, 16384, "%s", cmd)) {
-		free(out);
-		return NULL;
-	}
-	out[strcspn(out, "\n")] = 0;
-	return out;
-}
-
 FIXTURE_SETUP(gws)
 {
-	char path[128], crt[128], key[128], out[4096], netns[64], pod[128], *cluster, *c64, *k64;
-	size_t n;
+	char path[128], out[4096], pod[128];
+	FILE *f;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-st-%s", self->name);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	mkdir(self->dir, 0755);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "t", 0755));
 	ASSERT_EQ(test_sh(NULL, 0, "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
 			  "-nodes -keyout bulk.key -out bulk.crt -days 2 -subj /CN=bulk.example.com "
 			  "-addext subjectAltName=DNS:bulk.example.com >/dev/null 2>&1", self->dir), 0);
-	snprintf(crt, sizeof(crt), "%s/bulk.crt", self->dir);
-	snprintf(key, sizeof(key), "%s/bulk.key", self->dir);
-	c64 = b64_file(crt);
-	k64 = b64_file(key);
-	ASSERT_TRUE(c64 && k64);
-	n = sizeof(gw_cluster_fmt) + strlen(c64) + strlen(k64);
-	cluster = malloc(n);
-	ASSERT_TRUE(cluster != NULL);
-	snprintf(cluster, n, gw_cluster_fmt, c64, k64);
-	free(c64);
-	free(k64);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
-	write_file(path, cluster);
-	free(cluster);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
+	f = fopen(path, "w");
+	ASSERT_OK_PTR(f);
+	fputs(gw_cluster, f);
+	lab_secret_head(f, "bulk-cred");
+	lab_secret_file(f, "tls.crt", self->dir, "bulk.crt");
+	lab_secret_file(f, "tls.key", self->dir, "bulk.key");
+	ASSERT_EQ(fclose(f), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", lab_ctl(), path,
 			  self->name), 0);
 	ASSERT_EQ(test_sh(pod, sizeof(pod), "%s lab status --name %s -o json | python3 -c "
 			  "\"import json,sys; print([p['namespace'] + '-' + p['name'] for p in "
 			  "json.load(sys.stdin)['pods'] if p['labels'].get('istio')=='ingressgateway'][0])\"",
-			  self->ctl, self->name), 0);
+			  lab_ctl(), self->name), 0);
 	pod[strcspn(pod, "\n")] = 0;
-	snprintf(netns, sizeof(netns), "zm-%s-default-up", self->name);
-	self->srv = fork();
+	self->srv = fork_servers(self->name, self->dir);
 	ASSERT_GE(self->srv, 0);
-	if (self->srv == 0) {
-		servers(netns, self->dir);
-		_exit(0);
-	}
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(out, sizeof(out), "%s lab exec --outside --name %s -- curl -sk -o /dev/null "
-			    "-w '%%{http_code}' https://bulk.example.com/sink", self->ctl, self->name) == 0 &&
-		    !strcmp(out, "200"))
-			break;
-		usleep(100000);
-	}
-	ASSERT_STREQ(out, "200");
+	ASSERT_OK(lab_poll(out, sizeof(out), "200", 100, 100000, "%s lab exec --outside --name %s -- curl -sk "
+			   "-o /dev/null -w '%%{http_code}' https://bulk.example.com/sink", lab_ctl(), self->name));
 	self->gw = pid_in_pod(self->name, pod, "waypoint");
 	ASSERT_GT(self->gw, 0);
 }
 
 FIXTURE_TEARDOWN(gws)
 {
-	char cmd[256];
-
-	if (!self->name[0])
-		return;
 	if (self->srv > 0)
 		kill_child((void *)(intptr_t)self->srv);
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", self->dir);
-	test_sh(NULL, 0, "%s", cmd);
+	lab_remove(self->name, self->dir);
 }
 
 static int outside_curl(struct zm_fixture_gws *self, char *out, size_t sz, const char *args)
 {
-	int rc = test_sh(out, sz, "%s lab exec --outside --name %s -- curl -sk -m 60 %s", self->ctl,
+	int rc = test_sh(out, sz, "%s lab exec --outside --name %s -- curl -sk -m 60 %s", lab_ctl(),
 			 self->name, args);
 
 	test_log("curl %s: %d %.80s", args, rc, out);
@@ -1187,14 +1114,9 @@ TEST_F(gws, gateway_tls_front_streams_big_bodies)
 {
 	char args[512], out[4096], file[128];
 	long before, after;
-	int fd;
 
-	snprintf(file, sizeof(file), "%s/up.bin", self->dir);
-	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ASSERT_GE(fd, 0);
-	ASSERT_EQ(ftruncate(fd, BIG), 0);
-	close(fd);
-	before = vm_hwm(self->gw);
+	ASSERT_OK(big_file(self->dir, file, sizeof(file)));
+	before = test_proc_kib(self->gw, "VmHWM");
 	ASSERT_GT(before, 0);
 	for (int h2 = 0; h2 < 2; h2++) {
 		const char *v = h2 ? "--http2" : "--http1.1";
@@ -1207,7 +1129,7 @@ TEST_F(gws, gateway_tls_front_streams_big_bodies)
 		ASSERT_EQ(outside_curl(self, out, sizeof(out), args), 0);
 		EXPECT_STREQ(out, h2 ? "2 200 67108864" : "1.1 200 67108864");
 	}
-	after = vm_hwm(self->gw);
+	after = test_proc_kib(self->gw, "VmHWM");
 	test_log("gateway VmHWM %ld KiB before, %ld KiB after 4 x 64 MiB over TLS", before, after);
 	EXPECT_LT(after - before, 64L * 1024);
 }

@@ -20,6 +20,7 @@
 #include "zmesh/buf.h"
 #include "../unit/jwt_sign.h"
 #include "../harness/test.h"
+#include "labkit.h"
 
 #define ISS "https://issuer.trace.test"
 #define ISS_BADCA "https://badca.trace.test"
@@ -165,29 +166,8 @@ __attribute__((constructor)) static void make_keys(void)
 FIXTURE(tr) {
 	char name[16];
 	char dir[64];
-	char ctl[4200];
 	char wp[32], wp0[32], echo[32];	/* pod IPs */
 };
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (f) {
-		fputs(text, f);
-		fclose(f);
-	}
-}
-
-static int pod_ip(struct zm_fixture_tr *self, const char *pod, char *out, size_t sz)
-{
-	int rc = test_sh(out, sz, "%s lab status --name %s -o json | python3 -c \"import json,sys; "
-			 "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='%s'][0])\"",
-			 self->ctl, self->name, pod);
-
-	out[strcspn(out, "\n")] = 0;
-	return rc;
-}
 
 /* A CA, a server certificate from it for jwkss, one for another name, a self-signed one. */
 static int make_pki(const char *dir)
@@ -212,10 +192,7 @@ FIXTURE_SETUP(tr)
 	char *jwk;
 
 	REQUIRE_ROOT();
-	snprintf(self->name, sizeof(self->name), "t%d", getpid() % 100000);
-	snprintf(self->dir, sizeof(self->dir), "/tmp/zm-trace-%s", self->name);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	mkdir(self->dir, 0755);
+	ASSERT_OK(lab_init_dir(self->name, sizeof(self->name), self->dir, sizeof(self->dir), "t", 0755));
 	snprintf(path, sizeof(path), "%s/www", self->dir);
 	mkdir(path, 0755);
 	ASSERT_EQ(make_pki(self->dir), 0);
@@ -223,36 +200,31 @@ FIXTURE_SETUP(tr)
 	snprintf(jwks, sizeof(jwks), "{\"keys\":[%s]}", jwk);
 	free(jwk);
 	snprintf(path, sizeof(path), "%s/www/jwks.json", self->dir);
-	write_file(path, jwks);
+	ASSERT_OK(test_write_file(path, jwks));
 	snprintf(path, sizeof(path), "%s/collector.py", self->dir);
-	write_file(path, collector_py);
+	ASSERT_OK(test_write_file(path, collector_py));
 	snprintf(path, sizeof(path), "%s/spans.py", self->dir);
-	write_file(path, spans_py);
+	ASSERT_OK(test_write_file(path, spans_py));
 	snprintf(path, sizeof(path), "%s/config.yaml", self->dir);
-	write_file(path, config);
+	ASSERT_OK(test_write_file(path, config));
 	snprintf(cluster, sizeof(cluster), cluster_fmt, self->dir, self->dir, self->name, path, self->dir,
 		 self->name, path, self->name, path, self->dir, self->dir, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
-	write_file(path, cluster);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
+	ASSERT_OK(test_write_file(path, cluster));
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", lab_ctl(), path,
 			  self->name), 0);
-	ASSERT_EQ(pod_ip(self, "waypoint", self->wp, sizeof(self->wp)), 0);
-	ASSERT_EQ(pod_ip(self, "wp0", self->wp0, sizeof(self->wp0)), 0);
-	ASSERT_EQ(pod_ip(self, "echo", self->echo, sizeof(self->echo)), 0);
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c \"curl -s -o /dev/null "
-			    "-w '%%{http_code}' http://%s:15021/healthz/ready; curl -s -o /dev/null "
-			    "-w '%%{http_code}' http://%s:15021/healthz/ready\"", self->ctl, self->name,
-			    self->wp, self->wp0) == 0 && !strcmp(out, "200200"))
-			break;
-		usleep(50000);
-	}
-	ASSERT_STREQ(out, "200200");
+	ASSERT_EQ(lab_pod_ip(self->name, "waypoint", self->wp, sizeof(self->wp)), 0);
+	ASSERT_EQ(lab_pod_ip(self->name, "wp0", self->wp0, sizeof(self->wp0)), 0);
+	ASSERT_EQ(lab_pod_ip(self->name, "echo", self->echo, sizeof(self->echo)), 0);
+	ASSERT_OK(lab_poll(out, sizeof(out), "200200", 100, 50000, "%s lab exec client --name %s -- sh -c \"curl -s "
+			   "-o /dev/null -w '%%{http_code}' http://%s:15021/healthz/ready; curl -s -o /dev/null "
+			   "-w '%%{http_code}' http://%s:15021/healthz/ready\"", lab_ctl(), self->name, self->wp,
+			   self->wp0));
 	/* The collector (python) may start after the waypoints: spans posted
 	 * before it listens are dropped, not retried (as Envoy's). */
 	for (int i = 0; i < 100; i++) {
 		if (test_sh(NULL, 0, "%s lab exec client --name %s -- curl -s -o /dev/null -m 1 "
-			    "http://collector.default.svc.cluster.local:9411/", self->ctl, self->name) == 0)
+			    "http://collector.default.svc.cluster.local:9411/", lab_ctl(), self->name) == 0)
 			break;
 		usleep(100000);
 	}
@@ -260,10 +232,7 @@ FIXTURE_SETUP(tr)
 
 FIXTURE_TEARDOWN(tr)
 {
-	if (!self->name[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->name);
-	test_sh(NULL, 0, "rm -rf %s", self->dir);
+	lab_remove(self->name, self->dir);
 }
 
 /*
@@ -280,7 +249,7 @@ static int get(struct zm_fixture_tr *self, const char *ip, const char *host, con
 			 "try:\n  h = json.loads(l[0])['headers']\nexcept Exception:\n  h = {}\n"
 			 "print(l[1], *[h.get(k, '-') for k in ('traceparent', 'x-b3-traceid', 'x-b3-spanid', "
 			 "'x-b3-parentspanid', 'x-b3-sampled', 'b3')])\"",
-			 self->ctl, self->name, host, extra ? extra : "", ip, path);
+			 lab_ctl(), self->name, host, extra ? extra : "", ip, path);
 
 	out[strcspn(out, "\n")] = 0;
 	return rc;
@@ -427,7 +396,7 @@ TEST_F(tr, sampling_0_and_100_percent)
 	/* 100%: every request is exported (a SERVER and a CLIENT span each) */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in $(seq 20); do "
 			  "curl -s -o /dev/null -H \"Host: echo\" http://%s:8080/all/$i; done'",
-			  self->ctl, self->name, self->wp), 0);
+			  lab_ctl(), self->name, self->wp), 0);
 	n = spans(self, "", "waypoint.default", "/all/", 40, sp, sizeof(sp));
 	EXPECT_EQ(n, 40);
 	EXPECT_EQ(count_lines(sp, "SERVER "), 20);
@@ -436,7 +405,7 @@ TEST_F(tr, sampling_0_and_100_percent)
 	/* 0%: nothing, but the backends still get a context, marked not sampled */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in $(seq 20); do "
 			  "curl -s -o /dev/null -H \"Host: echo\" http://%s:8080/none/$i; done'",
-			  self->ctl, self->name, self->wp0), 0);
+			  lab_ctl(), self->name, self->wp0), 0);
 	ASSERT_EQ(get(self, self->wp0, "echo", NULL, "/none/x", out, sizeof(out)), 0);
 	EXPECT_STRSTR(out, "-00 ");
 	EXPECT_STRSTR(out, " 0 -");
@@ -451,7 +420,7 @@ TEST_F(tr, sampling_0_and_100_percent)
 	EXPECT_EQ(spans(self, "", "wp0.default", NULL, 0, sp, sizeof(sp)), 2);
 	ASSERT_EQ(test_sh(metrics, sizeof(metrics), "%s lab exec client --name %s -- curl -s http://%s:15020/metrics "
 			  "| grep zmesh_trace",
-			  self->ctl, self->name, self->wp), 0);
+			  lab_ctl(), self->name, self->wp), 0);
 	EXPECT_STRSTR(metrics, "zmesh_trace_spans_dropped_total{reason=\"queue_full\"} 0");
 	{
 		const char *m = strstr(metrics, "\nzmesh_trace_spans_sent_total ");
@@ -468,14 +437,14 @@ TEST_F(tr, retry_gets_its_own_client_span)
 	const char *l;
 	bool found = false;
 
-	ASSERT_EQ(pod_ip(self, "dead", dead, sizeof(dead)), 0);
+	ASSERT_EQ(lab_pod_ip(self->name, "dead", dead, sizeof(dead)), 0);
 	/* round robin over {echo, dead} in one burst: every other request tries dead
 	 * first (refused), then echo; per request "<trace> <span> <parent>" as echo saw them */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4 5 6; do "
 			  "curl -s -H \"Host: half\" http://%s:8080/r; echo; done' | python3 -c \"import json,sys\n"
 			  "for l in sys.stdin:\n  if l.strip():\n    h = json.loads(l)['headers']\n"
 			  "    print(h['traceparent'][3:35], h['x-b3-spanid'], h['x-b3-parentspanid'])\"",
-			  self->ctl, self->name, self->wp), 0);
+			  lab_ctl(), self->name, self->wp), 0);
 	test_log("%s", out);
 	for (l = out; l && *l && !found; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 		char trace[40], hspan[40], parent[40];
@@ -505,19 +474,19 @@ TEST_F(tr, gateway_spans)
 {
 	char out[4096], sp[4096], gw[32];
 
-	ASSERT_EQ(pod_ip(self, "gw", gw, sizeof(gw)), 0);
+	ASSERT_EQ(lab_pod_ip(self->name, "gw", gw, sizeof(gw)), 0);
 	for (int i = 0; i < 50; i++) {
 		char code[64];
 
 		test_sh(code, sizeof(code), "%s lab exec client --name %s -- curl -s -o /dev/null -w '%%{http_code}' "
-			"-H 'Host: echo.example.com' http://%s:8081/", self->ctl, self->name, gw);
+			"-H 'Host: echo.example.com' http://%s:8081/", lab_ctl(), self->name, gw);
 		if (!strcmp(code, "200"))
 			break;
 		usleep(100000);
 	}
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s -H 'Host: echo.example.com' "
 			  "-H 'traceparent: 00-66666666666666666666666666666666-7777777777777777-01' http://%s:8081/g",
-			  self->ctl, self->name, gw), 0);
+			  lab_ctl(), self->name, gw), 0);
 	EXPECT_STRSTR(out, "\"traceparent\":\"00-66666666666666666666666666666666-");
 	ASSERT_EQ(spans(self, "66666666666666666666666666666666", "istio-ingressgateway.default", NULL, 2, sp,
 			sizeof(sp)), 2);

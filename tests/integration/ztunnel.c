@@ -10,73 +10,54 @@
 #include "fp_echo.h"
 
 FIXTURE(zt) {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200];
+	struct labkit k;
 };
 
 FIXTURE_SETUP(zt)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}" },
+		{ .name = "b2", .ns = "mesh", .node = 1, .labels = "{app: b}" },
+		{ .name = "c", .ns = "plain", .node = 1, .labels = "{app: c}" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "z%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "zn1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "zn2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-zt-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n---\n"
-		"apiVersion: v1\nkind: Service\nmetadata: {name: bsvc, namespace: mesh}\n"
-		"spec:\n  selector: {app: b}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n",
-		self->n1, self->n2);
-	static const struct { const char *name, *ns, *app; int node; } pods[] = {
-		{ "a", "mesh", "a", 1 }, { "b", "mesh", "b", 2 }, { "b2", "mesh", "b", 1 }, { "c", "plain", "c", 1 },
-	};
-	for (size_t i = 0; i < 4; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].app, pods[i].node == 1 ? self->n1 : self->n2);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
-	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
+	lab_init(&self->k, "z", "zn");
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN LAB_DOC
+			    "apiVersion: v1\nkind: Service\nmetadata: {name: bsvc, namespace: mesh}\n"
+			    "spec:\n  selector: {app: b}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n",
+			    pods, 4));
+	ASSERT_OK(lab_start_ready(&self->k, NULL));
 }
 
 FIXTURE_TEARDOWN(zt)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 {
 	static char out[65536];
 
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 5"), 0);
 	EXPECT_STRSTR(out, "pod: b=5");
 	/* The app still sees where it connected (getpeername). */
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000));print(s.getpeername())\""), 0);
 	EXPECT_STRSTR(out, "('10.244.1.2', 9000)");
 	/* A Service VIP: ztunnel picks the endpoint. */
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://bsvc:80/ -n 30 -c 3"), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://bsvc:80/ -n 30 -c 3"), 0);
 	EXPECT_STRSTR(out, "requests 30, ok 30, errors 0");
 
 	/* Meshed to meshed: HBONE, so both sides know the verified identities. */
-	lab_metrics(self->lab, self->n1, out, sizeof(out));
+	lab_metrics(self->k.lab, self->k.n1, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 		      "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
 		      "destination_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 		      "connection_security_policy=\"mutual_tls\"}");
-	lab_metrics(self->lab, self->n2, out, sizeof(out));
+	lab_metrics(self->k.lab, self->k.n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/default\"");
 	EXPECT_STRSTR(out, "istio_tcp_sent_bytes_total{reporter=\"destination\"");
@@ -85,7 +66,7 @@ TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep '\"type\":\"access\"' /run/zmesh/lab/%s/logs/ztunnel-%s.log | "
 			  "grep '\"protocol\":\"HBONE\"' | head -1 | python3 -c \"import json,sys; d=json.load(sys.stdin); "
 			  "print(d['reporter'], d['src.identity'], d['dst.identity'], d['dst.addr'], d['result'], "
-			  "d['bytes_sent'] > 0)\"", self->lab, self->n1), 0);
+			  "d['bytes_sent'] > 0)\"", self->k.lab, self->k.n1), 0);
 	EXPECT_STREQ(out, "source spiffe://cluster.local/ns/mesh/sa/default spiffe://cluster.local/ns/mesh/sa/default "
 		     "10.244.1.2:8080 ok True\n");
 	/* Each tunnelled stream carries a W3C traceparent, seen by both ends. */
@@ -93,7 +74,7 @@ TEST_F(zt, pod_to_pod_and_service_through_both_ztunnels)
 			  "grep '\"protocol\":\"HBONE\"' | python3 -c \"import json,sys,re,collections; "
 			  "c=collections.Counter(json.loads(l)['traceparent'] for l in sys.stdin); "
 			  "print(all(re.fullmatch('00-[0-9a-f]{32}-[0-9a-f]{16}-00',t) for t in c), max(c.values()))\"",
-			  self->lab, self->n1, self->lab, self->n2), 0);
+			  self->k.lab, self->k.n1, self->k.lab, self->k.n2), 0);
 	EXPECT_STREQ(out, "True 2\n");
 }
 
@@ -102,14 +83,14 @@ TEST_F(zt, half_close_and_reset_cross_the_mesh)
 	char out[4096];
 
 	/* 1 MiB up, FIN, everything echoed back, then FIN back. */
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket,threading;"
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket,threading;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=10);d=bytes(range(256))*4096;"
 			 "t=threading.Thread(target=lambda:(s.sendall(d),s.shutdown(socket.SHUT_WR)));t.start();"
 			 "r=b''\nwhile True:\n c=s.recv(65536)\n if not c: break\n r+=c\n"
 			 "t.join();print('same' if r==d else 'differ',len(r))\""), 0);
 	EXPECT_STRSTR(out, "same 1048576");
 	/* Nothing listens on b:9999: the client sees a reset, promptly. */
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9999),timeout=5)\n"
 			 "try:\n s.sendall(b'x');print('recv',s.recv(10))\nexcept Exception as e: print(type(e).__name__)\""), 0);
 	EXPECT_STRSTR(out, "ConnectionResetError");
@@ -119,20 +100,20 @@ TEST_F(zt, plaintext_from_outside_the_mesh_is_captured_inbound)
 {
 	static char out[65536];
 
-	ASSERT_EQ(lab_in_pod(self->lab, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "c", "plain", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
 	EXPECT_STRSTR(out, "pod: b=3");
-	lab_metrics(self->lab, self->n2, out, sizeof(out));
+	lab_metrics(self->k.lab, self->k.n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"c\","
 		      "source_workload_namespace=\"plain\"");
 	/* Plaintext to the HBONE port is refused (it is mTLS or nothing). */
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- echoapp client "
-			  "tcp://10.244.1.2:15008 -n 1 --timeout 2000", self->ctl, self->lab), 0);
+			  "tcp://10.244.1.2:15008 -n 1 --timeout 2000", lab_ctl(), self->k.lab), 0);
 	/* openssl s_client trusting the mesh CA: the server's certificate checks
 	 * out, but a client without a mesh certificate is cut off. */
 	test_sh(out, sizeof(out), "%s lab exec c -n plain --name %s -- sh -c '(sleep 1; printf "
 		"\"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n\"; sleep 1) | timeout 5 openssl s_client "
 		"-connect 10.244.1.2:15008 -alpn h2 -tls1_3 -CAfile /run/zmesh/lab/%s/ca/root-cert.pem 2>&1'",
-		self->ctl, self->lab, self->lab);
+		lab_ctl(), self->k.lab, self->k.lab);
 	EXPECT_STRSTR(out, "Verify return code: 0 (ok)");
 	EXPECT_STRSTR(out, "Cipher is TLS_AES_");
 	EXPECT_STRSTR(out, "read:errno=104");
@@ -141,23 +122,23 @@ TEST_F(zt, plaintext_from_outside_the_mesh_is_captured_inbound)
 TEST_F(zt, restart_keeps_capture_and_recovers)
 {
 	char out[4096];
+	int zpid;
 
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
 	/* kill -9: the capture stays pinned, so a's traffic is refused, not leaked. */
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([n['ztunnel_pid'] for n in json.load(sys.stdin)['nodes'] if n['name']=='%s'][0])\"",
-			  self->ctl, self->lab, self->n1), 0);
-	ASSERT_EQ(test_sh(NULL, 0, "kill -9 %d", atoi(out)), 0);
+	zpid = lab_ztunnel_pid(self->k.lab, self->k.n1);
+	ASSERT_GT(zpid, 0);
+	ASSERT_EQ(test_sh(NULL, 0, "kill -9 %d", zpid), 0);
 	usleep(200000);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "http://10.244.1.2:8080/ -n 1 --timeout 2000", self->ctl, self->lab), 1);
+			  "http://10.244.1.2:8080/ -n 1 --timeout 2000", lab_ctl(), self->k.lab), 1);
 	EXPECT_STRSTR(out, "errors 1");
 	/* A new ztunnel on the node takes over the pinned capture. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- sh -c '%s/ztunnel --node %s "
-			  "--lab %s >/run/zmesh/lab/%s/logs/ztunnel-restart.log 2>&1 &'", self->ctl, self->n1,
-			  self->lab, test_build_dir(), self->n1, self->lab, self->lab), 0);
-	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
+			  "--lab %s >/run/zmesh/lab/%s/logs/ztunnel-restart.log 2>&1 &'", lab_ctl(), self->k.n1,
+			  self->k.lab, test_build_dir(), self->k.n1, self->k.lab, self->k.lab), 0);
+	ASSERT_OK(lab_wait_ready(self->k.lab, self->k.n1));
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 2"), 0);
 	EXPECT_STRSTR(out, "pod: b=2");
 }
 
@@ -179,19 +160,19 @@ TEST_F(zt, the_wire_carries_only_tls13)
 	/* Everything between the pods, as node 2 sees it on the wire. */
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c 'tcpdump -i any -U -n -s 0 -w %s "
 			  "host 10.244.0.2 and host 10.244.1.2 >%s.log 2>&1 & echo $! > %s'",
-			  self->ctl, self->n2, self->lab, pcap, pcap, pidf), 0);
+			  lab_ctl(), self->k.n2, self->k.lab, pcap, pcap, pidf), 0);
 	/* Capturing only once it says so. */
 	for (int i = 0; i < 100 && test_sh(NULL, 0, "grep -q 'listening on' %s.log", pcap); i++)
 		usleep(100000);
 	ASSERT_EQ(test_sh(out, sizeof(out), "cat %s.log", pcap), 0);
 	ASSERT_STRSTR(out, "listening on");
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "python3 -c \"import socket;"
 			 "s=socket.create_connection(('10.244.1.2',9000),timeout=5);"
 			 "s.sendall(b'zmesh-secret-marker\\n');r=b''\n"
 			 "while not r.endswith(b'\\n'): r+=s.recv(100)\n"
 			 "print(r)\""), 0);
 	EXPECT_STRSTR(out, "zmesh-secret-marker");
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "curl -s http://10.244.1.2:8080/zmesh-secret-path"), 0);
 	/* Give a loaded machine time to get the packets to the file. */
 	for (int i = 0; i < 50 && test_sh(NULL, 0, "tcpdump -r %s -n 2>/dev/null | grep -q '\\.15008'", pcap); i++)
 		usleep(100000);
@@ -232,13 +213,13 @@ TEST_F(zt, prometheus_scrapes_the_istio_series)
 	test_defer(kill_pid_file, pidf);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c 'prometheus --config.file=%s "
 			  "--storage.tsdb.path=%s --web.listen-address=127.0.0.1:9090 >%s.log 2>&1 & echo $! > %s'",
-			  self->ctl, self->n2, self->lab, cfg, dir, dir, pidf), 0);
-	ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
+			  lab_ctl(), self->k.n2, self->k.lab, cfg, dir, dir, pidf), 0);
+	ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "echoapp client http://10.244.1.2:8080/ -n 3"), 0);
 	for (int i = 0; i < 60 && !found; i++) {
 		sleep(1);
 		test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -s "
 			"'http://127.0.0.1:9090/api/v1/query?query=istio_tcp_connections_opened_total"
-			"%%7Breporter%%3D%%22destination%%22%%7D'", self->ctl, self->n2, self->lab);
+			"%%7Breporter%%3D%%22destination%%22%%7D'", lab_ctl(), self->k.n2, self->k.lab);
 		found = strstr(out, "\"source_workload\":\"a\"") != NULL;
 	}
 	EXPECT_TRUE(found);
@@ -263,7 +244,7 @@ static long long fp_counter(struct zm_fixture_zt *self, const char *name)
 {
 	char cmd[4400], expr[128];
 
-	snprintf(cmd, sizeof(cmd), "%s bpf status --node %s --name %s -o json", self->ctl, self->n1, self->lab);
+	snprintf(cmd, sizeof(cmd), "%s bpf status --node %s --name %s -o json", lab_ctl(), self->k.n1, self->k.lab);
 	snprintf(expr, sizeof(expr), "d[0]['counters']['%s']", name);
 	return json_num(cmd, expr);
 }
@@ -277,21 +258,19 @@ TEST_F(zt, fast_path_through_ztunnel_bulk_half_close_and_reset)
 
 	ASSERT_OK_PTR(script = write_fp_script());
 	/* c is outside the mesh, on a's node: ztunnel relays it as plain TCP. */
-	ASSERT_EQ(test_sh(cip, sizeof(cip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='c'][0], end='')\"",
-			  self->ctl, self->lab), 0);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf fastpath on --node %s --name %s", self->ctl, self->n1,
-			  self->lab), 0);
+	ASSERT_EQ(lab_pod_ip(self->k.lab, "c", cip, sizeof(cip)), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s bpf fastpath on --node %s --name %s", lab_ctl(), self->k.n1,
+			  self->k.lab), 0);
 	bytes0 = fp_counter(self, "fastpath_bytes");
 	blocking0 = fp_counter(self, "fastpath_blocking");
 	ASSERT_GE(bytes0, 0);
 	/* app -> 15001 -> ztunnel -> c and back, every size, half-close or not,
 	 * eight at once; then blocking apps (kept off the fast path). */
-	EXPECT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "true"), 0);
+	EXPECT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "true"), 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 %s %s 9000 "
 			  "1048576:nb:half:1 8388608:nb:half:1 67108864:nb:half:1 8388608:nb:full:1 "
 			  "4194304:nb:half:8 8388608:blk:half:1 1048576:blk:half:4",
-			  self->ctl, self->lab, script, cip), 0);
+			  lab_ctl(), self->k.lab, script, cip), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "67108864:nb:half:1 ok");
 	EXPECT_STRSTR(out, "8388608:blk:half:1 ok");
@@ -304,7 +283,7 @@ TEST_F(zt, fast_path_through_ztunnel_bulk_half_close_and_reset)
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- python3 -c \"import socket\n"
 			  "try:\n s=socket.create_connection(('%s',9999),timeout=5)\n"
 			  " s.sendall(b'x');print('recv',s.recv(10))\nexcept Exception as e: print(type(e).__name__)\"",
-			  self->ctl, self->lab, cip), 0);
+			  lab_ctl(), self->k.lab, cip), 0);
 	EXPECT_STRSTR(out, "ConnectionResetError");
 }
 
@@ -344,9 +323,9 @@ TEST_F(zt, hbone_flow_control_holds_back_a_sender_for_a_slow_reader)
 		char cmd[256];
 
 		snprintf(cmd, sizeof(cmd), "python3 %s %s", script, runs[i].args);
-		ASSERT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), cmd), 0);
+		ASSERT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), cmd), 0);
 		EXPECT_STRSTR(out, runs[i].want);
 	}
 	unlink(script);
-	EXPECT_NE(test_sh(NULL, 0, "grep -q 'does not read' /run/zmesh/lab/%s/logs/ztunnel-*.log", self->lab), 0);
+	EXPECT_NE(test_sh(NULL, 0, "grep -q 'does not read' /run/zmesh/lab/%s/logs/ztunnel-*.log", self->k.lab), 0);
 }

@@ -33,7 +33,8 @@
 #define A_IP "10.244.0.2"
 
 FIXTURE(ab) {
-	char lab[16], n1[32], n2[32], file[64], otherca[64];
+	struct labkit k;
+	char otherca[64];
 };
 
 struct peer {
@@ -61,43 +62,25 @@ static const struct zm_hbone_cbs cbs = { .on_response = on_response, .on_data = 
 
 FIXTURE_SETUP(ab)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1 },
+		{ .name = "b", .ns = "mesh", .node = 2 },
+		{ .name = "c", .ns = "plain", .node = 1 },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "ab%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "an1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "an2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-ab-%s.yaml", self->lab);
-	snprintf(self->otherca, sizeof(self->otherca), "/tmp/zm-ab-ca-%d", pid);
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
-		self->n1, self->n2);
-	static const struct { const char *name, *ns; int node; } pods[] = {
-		{ "a", "mesh", 1 }, { "b", "mesh", 2 }, { "c", "plain", 1 },
-	};
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].node == 1 ? self->n1 : self->n2);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", lab_ctl(), self->file, self->lab), 0);
-	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
-	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
+	lab_init(&self->k, "ab", "an");
+	snprintf(self->otherca, sizeof(self->otherca), "/tmp/zm-ab-ca-%d", getpid() % 100000);
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN, pods, 3));
+	ASSERT_OK(lab_start_ready(&self->k, NULL));
 }
 
 FIXTURE_TEARDOWN(ab)
 {
-	if (!self->lab[0])
+	if (!self->k.lab[0])
 		return;
-	test_sh(NULL, 0, "%s lab down --name %s", lab_ctl(), self->lab);
+	lab_stop(&self->k);
 	test_sh(NULL, 0, "rm -rf %s", self->otherca);
-	unlink(self->file);
 }
 
 /* Move ciphertext until @ms pass with nothing to read; -EPIPE once closed. */
@@ -155,7 +138,7 @@ static int dial(struct zm_fixture_ab *self, const char *ca_dir, const char *sa, 
 		struct zm_ca *lab = NULL;
 		char labca[128];
 
-		snprintf(labca, sizeof(labca), "/run/zmesh/lab/%s/ca", self->lab);
+		snprintf(labca, sizeof(labca), "/run/zmesh/lab/%s/ca", self->k.lab);
 		rc = zm_ca_open(labca, &lab, &e);
 		if (rc)
 			goto out;
@@ -166,7 +149,7 @@ static int dial(struct zm_fixture_ab *self, const char *ca_dir, const char *sa, 
 		rc = -EINVAL;
 		goto out;
 	}
-	snprintf(ns, sizeof(ns), "zm-%s-plain-c", self->lab);
+	snprintf(ns, sizeof(ns), "zm-%s-plain-c", self->k.lab);
 	rc = zm_netns_enter(ns, &saved);
 	if (rc)
 		goto out;
@@ -203,7 +186,7 @@ static long long metric(struct zm_fixture_ab *self, const char *node, const char
 {
 	static char out[65536];
 
-	lab_metrics(self->lab, node, out, sizeof(out));
+	lab_metrics(self->k.lab, node, out, sizeof(out));
 	return lab_metric(out, series);
 }
 
@@ -212,7 +195,7 @@ static void served(struct zm_fixture_ab *self)
 {
 	static char out[4096];
 
-	EXPECT_EQ(lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), "curl -s -m 5 http://" B_IP ":8080/"), 0);
+	EXPECT_EQ(lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), "curl -s -m 5 http://" B_IP ":8080/"), 0);
 	EXPECT_STRSTR(out, "\"pod\"");
 }
 
@@ -220,7 +203,7 @@ static char labca_dir[128];
 
 static const char *labca(struct zm_fixture_ab *self)
 {
-	snprintf(labca_dir, sizeof(labca_dir), "/run/zmesh/lab/%s/ca", self->lab);
+	snprintf(labca_dir, sizeof(labca_dir), "/run/zmesh/lab/%s/ca", self->k.lab);
 	return labca_dir;
 }
 
@@ -250,9 +233,9 @@ TEST_F(ab, rapid_reset_gets_goaway_and_everyone_else_is_served)
 	EXPECT_TRUE(p.closed);
 	EXPECT_LT(sent, 2000);
 	hangup(&p);
-	EXPECT_EQ(metric(self, self->n2, "zmesh_ztunnel_hbone_goaway_total{reason=\"rapid_reset\"} "), 1);
-	EXPECT_EQ(test_sh(NULL, 0, "grep -q 'rapid reset' /run/zmesh/lab/%s/logs/ztunnel-%s.log", self->lab,
-			  self->n2), 0);
+	EXPECT_EQ(metric(self, self->k.n2, "zmesh_ztunnel_hbone_goaway_total{reason=\"rapid_reset\"} "), 1);
+	EXPECT_EQ(test_sh(NULL, 0, "grep -q 'rapid reset' /run/zmesh/lab/%s/logs/ztunnel-%s.log", self->k.lab,
+			  self->k.n2), 0);
 	served(self);
 }
 
@@ -278,7 +261,7 @@ TEST_F(ab, resets_after_the_answer_keep_the_tunnel)
 	EXPECT_EQ(ok, 300);
 	EXPECT_FALSE(p.closed);
 	hangup(&p);
-	EXPECT_EQ(metric(self, self->n2, "zmesh_ztunnel_hbone_goaway_total{reason=\"rapid_reset\"} "), 0);
+	EXPECT_EQ(metric(self, self->k.n2, "zmesh_ztunnel_hbone_goaway_total{reason=\"rapid_reset\"} "), 0);
 }
 
 TEST_F(ab, connect_to_a_pod_elsewhere_is_refused)
@@ -301,7 +284,7 @@ TEST_F(ab, connect_to_a_pod_elsewhere_is_refused)
 		pump(&p, 100);
 	EXPECT_EQ(p.status, 200);
 	hangup(&p);
-	EXPECT_GE(metric(self, self->n2, "zmesh_ztunnel_refused_total "), 1);
+	EXPECT_GE(metric(self, self->k.n2, "zmesh_ztunnel_refused_total "), 1);
 }
 
 TEST_F(ab, foreign_ca_and_garbage_are_refused)
@@ -317,7 +300,7 @@ TEST_F(ab, foreign_ca_and_garbage_are_refused)
 	EXPECT_NE(dial(self, self->otherca, "client", &p), 0);
 	hangup(&p);
 	/* Plain HTTP where TLS is expected: closed, nothing answered in HTTP. */
-	snprintf(ns, sizeof(ns), "zm-%s-plain-c", self->lab);
+	snprintf(ns, sizeof(ns), "zm-%s-plain-c", self->k.lab);
 	ASSERT_OK(zm_netns_enter(ns, &saved));
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	inet_pton(AF_INET, B_IP, &sa_in.sin_addr);

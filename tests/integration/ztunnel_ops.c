@@ -14,54 +14,27 @@
 #include "labkit.h"
 
 FIXTURE(ops) {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200];
+	struct labkit k;
 };
-
-static int on_node(struct zm_fixture_ops *self, const char *node, char *out, size_t sz, const char *cmd)
-{
-	return test_sh(out, sz, "%s lab exec --node %s --name %s -- %s", self->ctl, node, self->lab, cmd);
-}
 
 FIXTURE_SETUP(ops)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}", .sa = "frontend" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}", .sa = "default" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "o%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "on1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "on2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-ops-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: frontend, namespace: mesh}\n",
-		self->n1, self->n2);
-	static const struct { const char *name, *sa; int node; } pods[] = {
-		{ "a", "frontend", 1 }, { "b", "default", 2 },
-	};
-	for (size_t i = 0; i < 2; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: mesh, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  serviceAccountName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].name, pods[i].node == 1 ? self->n1 : self->n2, pods[i].sa);
-	fclose(f);
+	lab_init(&self->k, "o", "on");
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC
+			    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: frontend, namespace: mesh}\n", pods, 2));
 	/* The shortest TTL the CA signs: renewal comes after about 30 s. */
-	ASSERT_EQ(test_sh(NULL, 0, "ZMESH_CERT_TTL=60s %s lab up -f %s --name %s", self->ctl, self->file,
-			  self->lab), 0);
-	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
-	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
+	ASSERT_OK(lab_start_ready(&self->k, "ZMESH_CERT_TTL=60s"));
 }
 
 FIXTURE_TEARDOWN(ops)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 /* A client in pod a that holds one connection to b:9000 for @secs seconds,
@@ -74,7 +47,7 @@ static pid_t long_conn(struct zm_fixture_ops *self, const char *outfile, int sec
 		 "s=socket.create_connection(('10.244.1.2',9000),timeout=5)\nprint('connected',flush=True)\nn=0\nend=time.time()+%d\n"
 		 "while time.time()<end:\n m=b'ping %%d\\n'%%n\n s.sendall(m)\n r=b''\n"
 		 " while len(r)<len(m): r+=s.recv(100)\n assert r==m,(r,m)\n n+=1\n time.sleep(0.2)\n"
-		 "print('ok',n)\" >%s 2>&1", self->ctl, self->lab, secs, outfile);
+		 "print('ok',n)\" >%s 2>&1", lab_ctl(), self->k.lab, secs, outfile);
 	pid_t pid = fork();
 
 	if (pid == 0) {
@@ -107,20 +80,20 @@ TEST_F(ops, admin_endpoint_on_localhost)
 {
 	static char out[65536];
 
-	ASSERT_EQ(on_node(self, self->n1, out, sizeof(out), "curl -sf localhost:15000/config_dump"), 0);
+	ASSERT_EQ(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf localhost:15000/config_dump"), 0);
 	EXPECT_STRSTR(out, "\"identity\": \"spiffe://cluster.local/ns/mesh/sa/frontend\"");
 	EXPECT_STRSTR(out, "\"config_version\"");
 	EXPECT_FALSE(strstr(out, "sa/default"));	/* b is on the other node */
-	ASSERT_EQ(on_node(self, self->n1, out, sizeof(out), "curl -sf localhost:15000/certs"), 0);
+	ASSERT_EQ(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf localhost:15000/certs"), 0);
 	EXPECT_STRSTR(out, "\"pod\": \"mesh_a\"");
 	EXPECT_STRSTR(out, "\"valid\": true");
-	ASSERT_EQ(on_node(self, self->n1, out, sizeof(out), "curl -sf 'localhost:15000/logging?level=debug'"), 0);
+	ASSERT_EQ(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf 'localhost:15000/logging?level=debug'"), 0);
 	EXPECT_STREQ(out, "level: debug\n");
-	ASSERT_EQ(on_node(self, self->n1, out, sizeof(out), "curl -sf localhost:15000/logging"), 0);
+	ASSERT_EQ(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf localhost:15000/logging"), 0);
 	EXPECT_STREQ(out, "level: debug\n");
-	EXPECT_NE(on_node(self, self->n1, out, sizeof(out), "curl -sf 'localhost:15000/logging?level=loud'"), 0);
+	EXPECT_NE(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf 'localhost:15000/logging?level=loud'"), 0);
 	/* Not on the node's other addresses: admin is local only. */
-	EXPECT_NE(on_node(self, self->n1, out, sizeof(out), "sh -c 'curl -sf -m 2 "
+	EXPECT_NE(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "sh -c 'curl -sf -m 2 "
 			  "$(ip -4 -o addr show scope global | head -1 | awk \"{print \\$4}\" | cut -d/ -f1):15000/certs'"), 0);
 }
 
@@ -136,10 +109,10 @@ TEST_F(ops, certificates_renew_without_dropping_connections)
 	/* Both ends renew: a on node 1 (client cert), b on node 2 (server cert). */
 	for (int i = 0; i < 60 && (gen_a < 2 || gen_b < 2); i++) {
 		sleep(1);
-		if (on_node(self, self->n1, out, sizeof(out), "sh -c \"curl -sf localhost:15000/certs | "
+		if (lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "sh -c \"curl -sf localhost:15000/certs | "
 			    "python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\\\"generation\\\"])'\"") == 0)
 			gen_a = atoi(out);
-		if (on_node(self, self->n2, out, sizeof(out), "sh -c \"curl -sf localhost:15000/certs | "
+		if (lab_on_node(self->k.lab, self->k.n2, out, sizeof(out), "sh -c \"curl -sf localhost:15000/certs | "
 			    "python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\\\"generation\\\"])'\"") == 0)
 			gen_b = atoi(out);
 	}
@@ -147,7 +120,7 @@ TEST_F(ops, certificates_renew_without_dropping_connections)
 	EXPECT_GE(gen_b, 2);
 	/* New connections handshake with the new certificates. */
 	EXPECT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "http://10.244.1.2:8080/ -n 3", self->ctl, self->lab), 0);
+			  "http://10.244.1.2:8080/ -n 3", lab_ctl(), self->k.lab), 0);
 	EXPECT_STRSTR(out, "pod: b=3");
 	/* The connection made with the first certificates lived through it. */
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -156,13 +129,13 @@ TEST_F(ops, certificates_renew_without_dropping_connections)
 	EXPECT_STRSTR(out, "ok ");
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	EXPECT_EQ(test_sh(out, sizeof(out), "grep -c 'certificate renewed' /run/zmesh/lab/%s/logs/ztunnel-%s.log",
-			  self->lab, self->n1), 0);
+			  self->k.lab, self->k.n1), 0);
 }
 
 TEST_F(ops, sigterm_drains_live_connections)
 {
 	char out[4096], file[64];
-	int status, zpid = lab_ztunnel_pid(self->lab, self->n1);
+	int status, zpid = lab_ztunnel_pid(self->k.lab, self->k.n1);
 	pid_t pid;
 
 	ASSERT_GT(zpid, 0);
@@ -174,9 +147,9 @@ TEST_F(ops, sigterm_drains_live_connections)
 	ASSERT_EQ(kill(zpid, SIGTERM), 0);
 	usleep(300000);
 	/* Draining: not ready, no new connections (refused, never leaked)... */
-	EXPECT_NE(on_node(self, self->n1, out, sizeof(out), "curl -sf localhost:15021/healthz/ready"), 0);
+	EXPECT_NE(lab_on_node(self->k.lab, self->k.n1, out, sizeof(out), "curl -sf localhost:15021/healthz/ready"), 0);
 	EXPECT_NE(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- echoapp client "
-			  "http://10.244.1.2:8080/ -n 1 --timeout 1000", self->ctl, self->lab), 0);
+			  "http://10.244.1.2:8080/ -n 1 --timeout 1000", lab_ctl(), self->k.lab), 0);
 	/* ...while the live connection finishes, and then ztunnel is gone. */
 	ASSERT_EQ(waitpid(pid, &status, 0), pid);
 	ASSERT_EQ(test_sh(out, sizeof(out), "cat %s", file), 0);
@@ -186,5 +159,5 @@ TEST_F(ops, sigterm_drains_live_connections)
 		usleep(100000);
 	EXPECT_FALSE(alive(zpid));
 	EXPECT_EQ(test_sh(out, sizeof(out), "grep -c 'draining: 1 connections' /run/zmesh/lab/%s/logs/ztunnel-%s.log",
-			  self->lab, self->n1), 0);
+			  self->k.lab, self->k.n1), 0);
 }

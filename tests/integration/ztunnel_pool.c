@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 
 /* Clients run in the pods; they count the tunnels with ss in their own netns. */
 static const char client_py[] =
@@ -119,65 +120,28 @@ static const char sink_py[] =
 	"    c, _ = l.accept(); threading.Thread(target=drain, args=(c,), daemon=True).start()\n";
 
 FIXTURE(pool) {
-	char lab[16], n1[32], n2[32], file[64], py[64], sink[64], ctl[4200];
+	struct labkit k;
+	char py[64], sink[64];
 };
 
-static int wait_ready(struct zm_fixture_pool *self, const char *node)
+static void pool_up(struct zm_fixture_pool *self, const char *env)
 {
-	for (int i = 0; i < 100; i++) {
-		if (test_sh(NULL, 0, "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
-			    self->ctl, node, self->lab) == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
-}
-
-static int write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -1;
-	fputs(text, f);
-	return fclose(f);
-}
-
-static void lab_up(struct zm_fixture_pool *self, const char *env)
-{
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}", .sa = "alpha" },
+		{ .name = "a2", .ns = "mesh", .node = 1, .labels = "{app: a2}", .sa = "beta" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}", .sa = "default" },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "p%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "pn1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "pn2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-pool-%s.yaml", self->lab);
-	snprintf(self->py, sizeof(self->py), "/tmp/zm-pool-%s.py", self->lab);
-	snprintf(self->sink, sizeof(self->sink), "/tmp/zm-pool-%s-sink.py", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	ASSERT_OK(write_file(self->py, client_py));
-	ASSERT_OK(write_file(self->sink, sink_py));
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: alpha, namespace: mesh}\n---\n"
-		"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: beta, namespace: mesh}\n",
-		self->n1, self->n2);
-	static const struct { const char *name, *sa; int node; } pods[] = {
-		{ "a", "alpha", 1 }, { "a2", "beta", 1 }, { "b", "default", 2 },
-	};
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: mesh, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  serviceAccountName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].name, pods[i].node == 1 ? self->n1 : self->n2, pods[i].sa);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s %s lab up -f %s --name %s", env, self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	lab_init(&self->k, "p", "pn");
+	snprintf(self->py, sizeof(self->py), "/tmp/zm-pool-%s.py", self->k.lab);
+	snprintf(self->sink, sizeof(self->sink), "/tmp/zm-pool-%s-sink.py", self->k.lab);
+	ASSERT_OK(test_write_file(self->py, client_py));
+	ASSERT_OK(test_write_file(self->sink, sink_py));
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC
+			    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: alpha, namespace: mesh}\n---\n"
+			    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: beta, namespace: mesh}\n", pods, 3));
+	ASSERT_OK(lab_start_ready(&self->k, env));
 }
 
 /*
@@ -187,22 +151,21 @@ static void lab_up(struct zm_fixture_pool *self, const char *env)
  */
 FIXTURE_SETUP(pool)
 {
-	lab_up(self, "ZMESH_WORKERS=1 ZMESH_POOL_IDLE=3s");
+	pool_up(self, "ZMESH_WORKERS=1 ZMESH_POOL_IDLE=3s");
 }
 
-static void lab_down(struct zm_fixture_pool *self)
+static void pool_down(struct zm_fixture_pool *self)
 {
-	if (!self->lab[0])
+	if (!self->k.lab[0])
 		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 	unlink(self->py);
 	unlink(self->sink);
 }
 
 FIXTURE_TEARDOWN(pool)
 {
-	lab_down(self);
+	pool_down(self);
 }
 
 /* The same lab with the shortest certificates (renewed after about 30 s). */
@@ -212,12 +175,12 @@ FIXTURE(renew) {
 
 FIXTURE_SETUP(renew)
 {
-	lab_up(&self->p, "ZMESH_WORKERS=1 ZMESH_CERT_TTL=60s");
+	pool_up(&self->p, "ZMESH_WORKERS=1 ZMESH_CERT_TTL=60s");
 }
 
 FIXTURE_TEARDOWN(renew)
 {
-	lab_down(&self->p);
+	pool_down(&self->p);
 }
 
 /* The client script in @pod (retrying while the apps start). */
@@ -226,26 +189,12 @@ static int in_pod(struct zm_fixture_pool *self, const char *pod, char *out, size
 	int rc = -1;
 
 	for (int i = 0; i < 30 && rc; i++) {
-		rc = test_sh(out, sz, "%s lab exec %s -n mesh --name %s -- timeout 100 python3 %s %s", self->ctl,
-			     pod, self->lab, self->py, args);
+		rc = test_sh(out, sz, "%s lab exec %s -n mesh --name %s -- timeout 100 python3 %s %s", lab_ctl(),
+			     pod, self->k.lab, self->py, args);
 		if (rc)
 			usleep(200000);
 	}
 	return rc;
-}
-
-static void metrics(struct zm_fixture_pool *self, const char *node, char *out, size_t sz)
-{
-	test_sh(out, sz, "%s lab exec --node %s --name %s -- curl -s localhost:15020/metrics | grep -v '^#'",
-		self->ctl, node, self->lab);
-}
-
-/* The value of the metric line starting with @line, or -1. */
-static long long metric(const char *all, const char *line)
-{
-	const char *p = strstr(all, line);
-
-	return p ? atoll(p + strlen(line)) : -1;
 }
 
 static int count_after(const char *out, const char *word)
@@ -276,28 +225,28 @@ TEST_F(pool, many_connections_share_few_tunnels)
 	EXPECT_STRSTR(out, "ok 50 ");
 	EXPECT_GE(count_after(out, "tunnels "), 1);
 	EXPECT_LE(count_after(out, "tunnels "), 2);
-	metrics(self, self->n1, out, sizeof(out));
-	streams = metric(out, "zmesh_ztunnel_hbone_streams_total{role=\"client\"} ");
+	lab_metrics(self->k.lab, self->k.n1, out, sizeof(out));
+	streams = lab_metric(out, "zmesh_ztunnel_hbone_streams_total{role=\"client\"} ");
 	EXPECT_GE(streams, 151);
-	EXPECT_LE(metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 4);
-	EXPECT_GE(metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 1);	/* a's may be idle-closed by now */
+	EXPECT_LE(lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 4);
+	EXPECT_GE(lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 1);	/* a's may be idle-closed by now */
 	/* Istio's series still count every connection (a stream each). */
-	EXPECT_EQ(metric(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a\","
+	EXPECT_EQ(lab_metric(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a\","
 			 "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/alpha\","
 			 "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
 			 "destination_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 			 "connection_security_policy=\"mutual_tls\"} "), 101);
-	EXPECT_EQ(metric(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a2\","
+	EXPECT_EQ(lab_metric(out, "istio_tcp_connections_opened_total{reporter=\"source\",source_workload=\"a2\","
 			 "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/beta\","
 			 "destination_workload=\"b\",destination_workload_namespace=\"mesh\","
 			 "destination_principal=\"spiffe://cluster.local/ns/mesh/sa/default\","
 			 "connection_security_policy=\"mutual_tls\"} "), 50);
-	metrics(self, self->n2, out, sizeof(out));
-	EXPECT_GE(metric(out, "zmesh_ztunnel_hbone_streams_total{role=\"server\"} "), 151);
-	EXPECT_LE(metric(out, "zmesh_ztunnel_hbone_connections{role=\"server\"} "), 4);
+	lab_metrics(self->k.lab, self->k.n2, out, sizeof(out));
+	EXPECT_GE(lab_metric(out, "zmesh_ztunnel_hbone_streams_total{role=\"server\"} "), 151);
+	EXPECT_LE(lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"server\"} "), 4);
 	/* One access-log line per stream on the destination, all ok. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep '\"type\":\"access\"' /run/zmesh/lab/%s/logs/ztunnel-%s.log | "
-			  "grep '\"protocol\":\"HBONE\"' | grep -c '\"result\":\"ok\"'", self->lab, self->n2), 0);
+			  "grep '\"protocol\":\"HBONE\"' | grep -c '\"result\":\"ok\"'", self->k.lab, self->k.n2), 0);
 	EXPECT_GE(atoi(out), 151);
 }
 
@@ -310,15 +259,15 @@ TEST_F(pool, source_pods_never_share_a_tunnel)
 	ASSERT_EQ(in_pod(self, "a2", out, sizeof(out), "seq 5"), 0);
 	EXPECT_STRSTR(out, "ok 5 tunnels 1");
 	/* Each pod's tunnel presented its own certificate. */
-	metrics(self, self->n2, out, sizeof(out));
+	lab_metrics(self->k.lab, self->k.n2, out, sizeof(out));
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/alpha\"");
 	EXPECT_STRSTR(out, "istio_tcp_connections_opened_total{reporter=\"destination\",source_workload=\"a2\","
 		      "source_workload_namespace=\"mesh\",source_principal=\"spiffe://cluster.local/ns/mesh/sa/beta\"");
 	/* Counted, not the gauge: a's tunnel may be idle-closed (3 s) by now. */
-	EXPECT_EQ(metric(out, "zmesh_ztunnel_hbone_connections_total{role=\"server\"} "), 2);
-	metrics(self, self->n1, out, sizeof(out));
-	EXPECT_EQ(metric(out, "zmesh_ztunnel_hbone_connections_total{role=\"client\"} "), 2);
+	EXPECT_EQ(lab_metric(out, "zmesh_ztunnel_hbone_connections_total{role=\"server\"} "), 2);
+	lab_metrics(self->k.lab, self->k.n1, out, sizeof(out));
+	EXPECT_EQ(lab_metric(out, "zmesh_ztunnel_hbone_connections_total{role=\"client\"} "), 2);
 }
 
 TEST_F(pool, a_slow_reader_does_not_stall_its_siblings)
@@ -351,13 +300,13 @@ TEST_F(pool, a_killed_app_resets_only_its_streams)
 	snprintf(pidf, sizeof(pidf), "/tmp/zm-pool-%d.pid", getpid());
 	test_defer(kill_pid_file, pidf);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec b -n mesh --name %s -- sh -c 'python3 %s >/dev/null 2>&1 & "
-			  "echo $! > %s'", self->ctl, self->lab, self->sink, pidf), 0);
+			  "echo $! > %s'", lab_ctl(), self->k.lab, self->sink, pidf), 0);
 	ASSERT_EQ(in_pod(self, "a", out, sizeof(out), "seq 1"), 0);
 	for (int i = 0; i < 50 && test_sh(NULL, 0, "%s lab exec b -n mesh --name %s -- ss -Htln '( sport = :7000 )' "
-					  "| grep -q 7000", self->ctl, self->lab); i++)
+					  "| grep -q 7000", lab_ctl(), self->k.lab); i++)
 		usleep(100000);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- timeout 100 python3 %s killapp %s",
-			  self->ctl, self->lab, self->py, pidf), 0);
+			  lab_ctl(), self->k.lab, self->py, pidf), 0);
 	/* The killed app's stream was reset; the bulk echo beside it finished intact. */
 	EXPECT_TRUE(strstr(out, "x ['ConnectionResetError']") || strstr(out, "x ['BrokenPipeError']"));
 	EXPECT_STRSTR(out, " y [True] tunnels 1");
@@ -371,13 +320,13 @@ TEST_F(pool, a_wrong_peer_identity_fails_every_waiting_stream)
 	/* Node 1 now expects b to be sa/impostor; b keeps its sa/default certificate. */
 	ASSERT_EQ(test_sh(NULL, 0, "python3 -c \"import json,os; f='/run/zmesh/lab/%s/state.json'; d=json.load(open(f));"
 			  "[p.update(serviceAccount='impostor') for p in d['pods'] if p['name']=='b'];"
-			  "json.dump(d,open(f+'.tmp','w')); os.rename(f+'.tmp',f)\"", self->lab), 0);
+			  "json.dump(d,open(f+'.tmp','w')); os.rename(f+'.tmp',f)\"", self->k.lab), 0);
 	sleep(1);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec a -n mesh --name %s -- timeout 60 python3 %s connfail 5",
-			  self->ctl, self->lab, self->py), 0);
+			  lab_ctl(), self->k.lab, self->py), 0);
 	EXPECT_STREQ(out, "ConnectionResetError 5\n");
-	EXPECT_EQ(test_sh(NULL, 0, "grep -q 'sa/impostor' /run/zmesh/lab/%s/logs/ztunnel-%s.log", self->lab,
-			  self->n1), 0);
+	EXPECT_EQ(test_sh(NULL, 0, "grep -q 'sa/impostor' /run/zmesh/lab/%s/logs/ztunnel-%s.log", self->k.lab,
+			  self->k.n1), 0);
 }
 
 TEST_F(pool, idle_tunnels_close)
@@ -395,8 +344,8 @@ TEST_F(pool, idle_tunnels_close)
 		gone = strstr(out, "tunnels 0") != NULL;
 	}
 	EXPECT_TRUE(gone);
-	metrics(self, self->n1, out, sizeof(out));
-	EXPECT_EQ(metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 0);
+	lab_metrics(self->k.lab, self->k.n1, out, sizeof(out));
+	EXPECT_EQ(lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} "), 0);
 	/* A new connection makes a new tunnel. */
 	ASSERT_EQ(in_pod(self, "a", out, sizeof(out), "seq 2"), 0);
 	EXPECT_STRSTR(out, "ok 2 tunnels 1");
@@ -427,7 +376,7 @@ TEST_F(renew, a_renewed_certificate_drains_older_tunnels)
 		char cmd[8192];
 
 		snprintf(cmd, sizeof(cmd), "%s lab exec a -n mesh --name %s -- python3 %s hold 36 >%s 2>&1",
-			 p->ctl, p->lab, p->py, held);
+			 lab_ctl(), p->k.lab, p->py, held);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
@@ -437,7 +386,7 @@ TEST_F(renew, a_renewed_certificate_drains_older_tunnels)
 		sleep(1);
 		if (test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- sh -c \"curl -sf localhost:15000/certs | "
 			    "python3 -c 'import json,sys; print([c[\\\"generation\\\"] for c in json.load(sys.stdin) "
-			    "if c[\\\"pod\\\"]==\\\"mesh_a\\\"][0])'\"", p->ctl, p->n1, p->lab) == 0)
+			    "if c[\\\"pod\\\"]==\\\"mesh_a\\\"][0])'\"", lab_ctl(), p->k.n1, p->k.lab) == 0)
 			gen = atoi(out);
 	}
 	ASSERT_GE(gen, 2);

@@ -22,45 +22,27 @@
 #define NEAR "10.244.0.3"	/* b2, the second pod on the first node */
 
 FIXTURE(soak) {
-	char lab[16], n1[32], n2[32], file[64];
+	struct labkit k;
 };
 
 FIXTURE_SETUP(soak)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1 },
+		{ .name = "b", .ns = "mesh", .node = 2 },
+		{ .name = "b2", .ns = "mesh", .node = 1 },
+	};
 
 	REQUIRE_ROOT();
-	snprintf(self->lab, sizeof(self->lab), "sk%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "sn1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "sn2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-soak-%s.yaml", self->lab);
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n",
-		self->n1, self->n2);
-	static const struct { const char *name; int node; } pods[] = { { "a", 1 }, { "b", 2 }, { "b2", 1 } };
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: mesh}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].node == 1 ? self->n1 : self->n2);
-	fclose(f);
+	lab_init(&self->k, "sk", "sn");
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH, pods, 3));
 	/* Idle tunnels close after 1 s, so "idle" is reached within the test. */
-	ASSERT_EQ(test_sh(NULL, 0, "ZMESH_POOL_IDLE=1s %s lab up -f %s --name %s", lab_ctl(), self->file,
-			  self->lab), 0);
-	ASSERT_OK(lab_wait_ready(self->lab, self->n1));
-	ASSERT_OK(lab_wait_ready(self->lab, self->n2));
+	ASSERT_OK(lab_start_ready(&self->k, "ZMESH_POOL_IDLE=1s"));
 }
 
 FIXTURE_TEARDOWN(soak)
 {
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", lab_ctl(), self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 static int nfds(int pid)
@@ -80,23 +62,6 @@ static int nfds(int pid)
 	return n;
 }
 
-static long rss_kib(int pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kib = atol(line + 6);
-	fclose(f);
-	return kib;
-}
-
 /* Until no HBONE connection and no captured connection is open on either
  * node (the 1 s pool idle time, then the close), 15 s at most. */
 static bool settle(struct zm_fixture_soak *self)
@@ -107,7 +72,7 @@ static bool settle(struct zm_fixture_soak *self)
 		long long open = 0;
 
 		for (int k = 0; k < 2; k++) {
-			lab_metrics(self->lab, k ? self->n2 : self->n1, out, sizeof(out));
+			lab_metrics(self->k.lab, k ? self->k.n2 : self->k.n1, out, sizeof(out));
 			open += lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"client\"} ") +
 				lab_metric(out, "zmesh_ztunnel_hbone_connections{role=\"server\"} ");
 		}
@@ -138,7 +103,7 @@ static long round_of_traffic(struct zm_fixture_soak *self)
 
 			snprintf(cmd, sizeof(cmd), "loadgen --target %s:9000 %s --duration 1 --warmup 0 -o json",
 				 t ? NEAR : FAR, kinds[k]);
-			if (lab_in_pod(self->lab, "a", "mesh", out, sizeof(out), cmd)) {
+			if (lab_in_pod(self->k.lab, "a", "mesh", out, sizeof(out), cmd)) {
 				test_log("%s: %s", cmd, out);
 				errors++;
 				continue;
@@ -151,7 +116,7 @@ static long round_of_traffic(struct zm_fixture_soak *self)
 
 TEST_F(soak, no_descriptor_or_memory_growth_over_many_connections)
 {
-	int pid[2] = { lab_ztunnel_pid(self->lab, self->n1), lab_ztunnel_pid(self->lab, self->n2) };
+	int pid[2] = { lab_ztunnel_pid(self->k.lab, self->k.n1), lab_ztunnel_pid(self->k.lab, self->k.n2) };
 	int fds0[2], fds1[2];
 	long rss0[2], rss1[2];
 
@@ -163,17 +128,18 @@ TEST_F(soak, no_descriptor_or_memory_growth_over_many_connections)
 	ASSERT_TRUE(settle(self));
 	for (int k = 0; k < 2; k++) {
 		fds0[k] = nfds(pid[k]);
-		rss0[k] = rss_kib(pid[k]);
+		rss0[k] = test_proc_kib(pid[k], "VmRSS");
 	}
 	for (int r = 0; r < 4; r++) {
 		EXPECT_EQ(round_of_traffic(self), 0);
 		settle(self);
-		test_log("round %d: RSS %ld, %ld KiB; fds %d, %d", r, rss_kib(pid[0]), rss_kib(pid[1]), nfds(pid[0]), nfds(pid[1]));
+		test_log("round %d: RSS %ld, %ld KiB; fds %d, %d", r, test_proc_kib(pid[0], "VmRSS"),
+			 test_proc_kib(pid[1], "VmRSS"), nfds(pid[0]), nfds(pid[1]));
 	}
 	ASSERT_TRUE(settle(self));
 	for (int k = 0; k < 2; k++) {
 		fds1[k] = nfds(pid[k]);
-		rss1[k] = rss_kib(pid[k]);
+		rss1[k] = test_proc_kib(pid[k], "VmRSS");
 		test_log("ztunnel %d: fds %d -> %d, RSS %ld -> %ld KiB", k + 1, fds0[k], fds1[k], rss0[k], rss1[k]);
 		EXPECT_EQ(fds1[k], fds0[k]);
 		/* ztunnel trims the heap when idle (main.c); a leak of a few

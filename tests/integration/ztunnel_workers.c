@@ -12,91 +12,40 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
-
-struct wlab {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200];
-};
+#include "labkit.h"
 
 static void wlab_down(void *arg)
 {
-	struct wlab *l = arg;
-
-	test_sh(NULL, 0, "%s lab down --name %s", l->ctl, l->lab);
-	unlink(l->file);
-	free(l);
-}
-
-static int on_node(struct wlab *l, const char *node, char *out, size_t sz, const char *cmd)
-{
-	return test_sh(out, sz, "%s lab exec --node %s --name %s -- %s", l->ctl, node, l->lab, cmd);
-}
-
-/* Run in a pod, retrying while the apps start. */
-static int in_pod(struct wlab *l, const char *pod, const char *ns, char *out, size_t sz, const char *cmd)
-{
-	int rc = -1;
-
-	for (int i = 0; i < 30 && rc; i++) {
-		rc = test_sh(out, sz, "%s lab exec %s -n %s --name %s -- %s", l->ctl, pod, ns, l->lab, cmd);
-		if (rc)
-			usleep(100000);
-	}
-	return rc;
+	lab_stop(arg);
+	free(arg);
 }
 
 /* Two nodes; a (meshed) and c (not) on node 1, b (meshed) on node 2; each
  * ztunnel with @workers workers. NULL when the lab did not come up. */
-static struct wlab *wlab_up(int workers)
+static struct labkit *wlab_up(int workers)
 {
-	struct wlab *l = calloc(1, sizeof(*l));
-	int pid = getpid() % 100000;
-	FILE *f;
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}" },
+		{ .name = "c", .ns = "plain", .node = 1, .labels = "{app: c}" },
+	};
+	struct labkit *l = calloc(1, sizeof(*l));
+	char env[32];
 
 	if (!l)
 		return NULL;
-	snprintf(l->lab, sizeof(l->lab), "w%d", pid);
-	snprintf(l->n1, sizeof(l->n1), "wn1-%d", pid);
-	snprintf(l->n2, sizeof(l->n2), "wn2-%d", pid);
-	snprintf(l->file, sizeof(l->file), "/tmp/zm-wk-%s.yaml", l->lab);
-	snprintf(l->ctl, sizeof(l->ctl), "%s/zmeshctl", test_build_dir());
+	lab_init(l, "w", "wn");
 	test_defer(wlab_down, l);
-	f = fopen(l->file, "w");
-	if (!f)
+	snprintf(env, sizeof(env), "ZMESH_WORKERS=%d", workers);
+	if (lab_write(l, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN, pods, 3) || lab_start_ready(l, env))
 		return NULL;
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
-		l->n1, l->n2);
-	static const struct { const char *name, *ns; int node; } pods[] = {
-		{ "a", "mesh", 1 }, { "b", "mesh", 2 }, { "c", "plain", 1 },
-	};
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].name, pods[i].node == 1 ? l->n1 : l->n2);
-	fclose(f);
-	if (test_sh(NULL, 0, "ZMESH_WORKERS=%d %s lab up -f %s --name %s", workers, l->ctl, l->file, l->lab))
-		return NULL;
-	for (int n = 0; n < 2; n++) {
-		int i;
-
-		for (i = 0; i < 100; i++) {
-			if (on_node(l, n ? l->n2 : l->n1, NULL, 0, "curl -sf localhost:15021/healthz/ready") == 0)
-				break;
-			usleep(100000);
-		}
-		if (i == 100)
-			return NULL;
-	}
 	return l;
 }
 
 /* Each worker's connections_opened from @node's /config_dump, as "N,N,..". */
-static void per_worker(struct wlab *l, const char *node, char *out, size_t sz)
+static void per_worker(struct labkit *l, const char *node, char *out, size_t sz)
 {
-	on_node(l, node, out, sz, "sh -c \"curl -sf localhost:15000/config_dump | python3 -c 'import json,sys;"
+	lab_on_node(l->lab, node, out, sz, "sh -c \"curl -sf localhost:15000/config_dump | python3 -c 'import json,sys;"
 		"print(\\\",\\\".join(str(w[\\\"connections_opened\\\"]) for w in json.load(sys.stdin)[\\\"workers\\\"]))'\"");
 }
 
@@ -116,29 +65,25 @@ static const char many[] =
 
 static void transfer_with_half_close(int workers)
 {
-	struct wlab *l = wlab_up(workers);
+	struct labkit *l = wlab_up(workers);
 	char cmd[1024], out[4096], b_ip[32], c_ip[32];
 
 	ASSERT_OK_PTR(l);
-	ASSERT_EQ(test_sh(b_ip, sizeof(b_ip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='b'][0],end='')\"",
-			  l->ctl, l->lab), 0);
-	ASSERT_EQ(test_sh(c_ip, sizeof(c_ip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='c'][0],end='')\"",
-			  l->ctl, l->lab), 0);
-	ASSERT_EQ(on_node(l, l->n1, out, sizeof(out), "sh -c \"curl -sf localhost:15000/config_dump | "
+	ASSERT_EQ(lab_pod_ip(l->lab, "b", b_ip, sizeof(b_ip)), 0);
+	ASSERT_EQ(lab_pod_ip(l->lab, "c", c_ip, sizeof(c_ip)), 0);
+	ASSERT_EQ(lab_on_node(l->lab, l->n1, out, sizeof(out), "sh -c \"curl -sf localhost:15000/config_dump | "
 			  "python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\\\"workers\\\"]))'\""), 0);
 	EXPECT_EQ(atoi(out), workers);
 	/* Pod to pod across nodes over HBONE, the same with a few at once. */
 	snprintf(cmd, sizeof(cmd), half_close, b_ip);
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "a", "mesh", out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "same 1048576");
 	/* Plaintext from outside the mesh, captured inbound (sk_lookup -> 15006). */
-	ASSERT_EQ(in_pod(l, "c", "plain", out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "c", "plain", out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "same 1048576");
 	/* Meshed to not meshed: the passthrough relay (15001 -> plain TCP). */
 	snprintf(cmd, sizeof(cmd), half_close, c_ip);
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "a", "mesh", out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "same 1048576");
 }
 
@@ -154,19 +99,17 @@ TEST(two_workers_move_pod_to_pod_bytes_with_half_close)
 
 TEST(two_workers_share_the_connections_on_both_bpf_paths)
 {
-	struct wlab *l = wlab_up(2);
+	struct labkit *l = wlab_up(2);
 	char cmd[1024], out[4096], b_ip[32];
 	int w0, w1, h0, h1;
 
 	ASSERT_OK_PTR(l);
-	ASSERT_EQ(test_sh(b_ip, sizeof(b_ip), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([p['ip'] for p in json.load(sys.stdin)['pods'] if p['name']=='b'][0],end='')\"",
-			  l->ctl, l->lab), 0);
+	ASSERT_EQ(lab_pod_ip(l->lab, "b", b_ip, sizeof(b_ip)), 0);
 	/* Outbound: a's connects are redirected to 127.0.0.1:15001, a reuseport
 	 * group of two; 40 connections from distinct ports land on both (all on
 	 * one worker: 2^-39 by chance). */
 	snprintf(cmd, sizeof(cmd), many, 40, b_ip);
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "a", "mesh", out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "ok 40");
 	per_worker(l, l->n1, out, sizeof(out));
 	ASSERT_EQ(sscanf(out, "%d,%d", &w0, &w1), 2);
@@ -175,7 +118,7 @@ TEST(two_workers_share_the_connections_on_both_bpf_paths)
 	EXPECT_GT(w1, 0);
 	EXPECT_EQ(w0 + w1, 40);
 	/* Each worker pools on its own: a's tunnels to b are one or two. */
-	ASSERT_EQ(in_pod(l, "a", "mesh", out, sizeof(out), "sh -c \"ss -Htn state established '( dport = :15008 )' | wc -l\""), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "a", "mesh", out, sizeof(out), "sh -c \"ss -Htn state established '( dport = :15008 )' | wc -l\""), 0);
 	test_log("a's tunnels to b: %d", atoi(out));
 	EXPECT_GE(atoi(out), 1);
 	EXPECT_LE(atoi(out), 2);
@@ -186,7 +129,7 @@ TEST(two_workers_share_the_connections_on_both_bpf_paths)
 	ASSERT_EQ(sscanf(out, "%d,%d", &h0, &h1), 2);
 	test_log("node 2 after the HBONE streams, per worker: %d,%d", h0, h1);
 	EXPECT_EQ(h0 + h1, 40);
-	ASSERT_EQ(in_pod(l, "c", "plain", out, sizeof(out), cmd), 0);
+	ASSERT_EQ(lab_in_pod(l->lab, "c", "plain", out, sizeof(out), cmd), 0);
 	EXPECT_STRSTR(out, "ok 40");
 	per_worker(l, l->n2, out, sizeof(out));
 	ASSERT_EQ(sscanf(out, "%d,%d", &w0, &w1), 2);
@@ -195,7 +138,7 @@ TEST(two_workers_share_the_connections_on_both_bpf_paths)
 	EXPECT_GT(w1 - h1, 0);
 	EXPECT_EQ(w0 + w1, 80);
 	/* The same per worker on /metrics. */
-	ASSERT_EQ(on_node(l, l->n2, out, sizeof(out), "curl -sf localhost:15020/metrics | grep ^zmesh_ztunnel_worker"), 0);
+	ASSERT_EQ(lab_on_node(l->lab, l->n2, out, sizeof(out), "curl -sf localhost:15020/metrics | grep ^zmesh_ztunnel_worker"), 0);
 	EXPECT_STRSTR(out, "zmesh_ztunnel_workers 2\n");
 	EXPECT_STRSTR(out, "zmesh_ztunnel_worker_connections_opened_total{worker=\"1\"} ");
 }

@@ -19,69 +19,39 @@
 #include <unistd.h>
 
 #include "../harness/test.h"
+#include "labkit.h"
 #include "zmesh/lab.h"
 #include "zmesh/netns.h"
 #include "zmesh/zds.h"
 
 FIXTURE(zds) {
-	char lab[16], n1[32], n2[32], file[64], ctl[4200], sock[128];
+	struct labkit k;
+	char sock[128];
 	int fd;		/* our ZDS connection, -1 when none */
 };
 
-static int wait_ready(struct zm_fixture_zds *self, const char *node)
-{
-	for (int i = 0; i < 150; i++) {
-		if (test_sh(NULL, 0, "%s lab exec --node %s --name %s -- curl -sf localhost:15021/healthz/ready",
-			    self->ctl, node, self->lab) == 0)
-			return 0;
-		usleep(100000);
-	}
-	return -1;
-}
-
 FIXTURE_SETUP(zds)
 {
-	FILE *f;
-	int pid = getpid() % 100000;
+	/* a: 10.244.0.2 and c: 10.244.0.3 on node 1, b: 10.244.1.2 on node 2 */
+	static const struct lab_pod pods[] = {
+		{ .name = "a", .ns = "mesh", .node = 1, .labels = "{app: a}" },
+		{ .name = "b", .ns = "mesh", .node = 2, .labels = "{app: b}" },
+		{ .name = "c", .ns = "plain", .node = 1, .labels = "{app: c}" },
+	};
 
 	REQUIRE_ROOT();
 	self->fd = -1;
-	snprintf(self->lab, sizeof(self->lab), "d%d", pid);
-	snprintf(self->n1, sizeof(self->n1), "dn1-%d", pid);
-	snprintf(self->n2, sizeof(self->n2), "dn2-%d", pid);
-	snprintf(self->file, sizeof(self->file), "/tmp/zm-zds-%s.yaml", self->lab);
-	snprintf(self->ctl, sizeof(self->ctl), "%s/zmeshctl", test_build_dir());
-	snprintf(self->sock, sizeof(self->sock), "/run/zmesh/zm-%s-%s/ztunnel.sock", self->lab, self->n1);
-	f = fopen(self->file, "w");
-	ASSERT_OK_PTR(f);
-	fprintf(f, "apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Node\nmetadata: {name: %s}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: mesh, labels: {istio.io/dataplane-mode: ambient}}\n---\n"
-		"apiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n",
-		self->n1, self->n2);
-	/* a: 10.244.0.2 and c: 10.244.0.3 on node 1, b: 10.244.1.2 on node 2 */
-	static const struct { const char *name, *ns; int node; } pods[] = {
-		{ "a", "mesh", 1 }, { "b", "mesh", 2 }, { "c", "plain", 1 },
-	};
-	for (size_t i = 0; i < 3; i++)
-		fprintf(f, "---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s, labels: {app: %s}}\n"
-			"spec:\n  nodeName: %s\n  containers:\n  - name: c\n"
-			"    command: [echoapp, serve, --http, \"8080\", --tcp, \"9000\"]\n",
-			pods[i].name, pods[i].ns, pods[i].name, pods[i].node == 1 ? self->n1 : self->n2);
-	fclose(f);
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab up -f %s --name %s", self->ctl, self->file, self->lab), 0);
-	ASSERT_OK(wait_ready(self, self->n1));
-	ASSERT_OK(wait_ready(self, self->n2));
+	lab_init(&self->k, "d", "dn");
+	snprintf(self->sock, sizeof(self->sock), "/run/zmesh/zm-%s-%s/ztunnel.sock", self->k.lab, self->k.n1);
+	ASSERT_OK(lab_write(&self->k, LAB_NS_MESH LAB_DOC LAB_NS_PLAIN, pods, 3));
+	ASSERT_OK(lab_start_ready(&self->k, NULL));
 }
 
 FIXTURE_TEARDOWN(zds)
 {
 	if (self->fd >= 0)
 		close(self->fd);
-	if (!self->lab[0])
-		return;
-	test_sh(NULL, 0, "%s lab down --name %s", self->ctl, self->lab);
-	unlink(self->file);
+	lab_stop(&self->k);
 }
 
 static long long redirected(struct zm_fixture_zds *self)
@@ -90,7 +60,7 @@ static long long redirected(struct zm_fixture_zds *self)
 
 	if (test_sh(out, sizeof(out), "%s bpf status --node %s --name %s -o json | python3 -c "
 		    "\"import json,sys; print(json.load(sys.stdin)[0]['counters']['redirected'])\"",
-		    self->ctl, self->n1, self->lab))
+		    lab_ctl(), self->k.n1, self->k.lab))
 		return -1;
 	return atoll(out);
 }
@@ -104,7 +74,7 @@ static int a_talks_to_b(struct zm_fixture_zds *self)
 
 	for (int i = 0; i < 20 && rc; i++) {
 		rc = test_sh(NULL, 0, "%s lab exec a -n mesh --name %s -- echoapp client http://10.244.1.2:8080/ "
-			     "-n 1 --timeout 3000 | grep -q 'pod: b=1'", self->ctl, self->lab);
+			     "-n 1 --timeout 3000 | grep -q 'pod: b=1'", lab_ctl(), self->k.lab);
 		if (rc)
 			usleep(150000);
 	}
@@ -134,20 +104,20 @@ TEST_F(zds, label_changes_enrol_and_unenrol_live)
 	ASSERT_EQ(a_talks_to_b(self), 1);
 	/* Pod opts out: the agent sends del, the capture goes, the pod's
 	 * processes never restart. */
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode=none --name %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode=none --name %s", lab_ctl(),
+			  self->k.lab), 0);
 	ASSERT_OK(wait_captured(self, 0));
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -sf localhost:15000/config_dump",
-			  self->ctl, self->n1, self->lab), 0);
+			  lab_ctl(), self->k.n1, self->k.lab), 0);
 	EXPECT_FALSE(strstr(out, "\"name\": \"a\""));
 	/* And back in. */
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode- --name %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode- --name %s", lab_ctl(),
+			  self->k.lab), 0);
 	ASSERT_OK(wait_captured(self, 1));
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node %s --name %s -- curl -sf localhost:15000/config_dump",
-			  self->ctl, self->n1, self->lab), 0);
+			  lab_ctl(), self->k.n1, self->k.lab), 0);
 	EXPECT_STRSTR(out, "\"name\": \"a\"");
-	ASSERT_EQ(test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/nodeagent-%s.log", self->lab, self->n1), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/nodeagent-%s.log", self->k.lab, self->k.n1), 0);
 	EXPECT_STRSTR(out, "del ");
 	EXPECT_STRSTR(out, "add mesh/a");
 }
@@ -159,8 +129,8 @@ static int stop_agent(struct zm_fixture_zds *self)
 
 	if (zm_cgroup2_root(cg, sizeof(cg)))
 		return -1;
-	return test_sh(NULL, 0, "kill -9 $(cat %s/zmesh/%s/agents/%s/cgroup.procs) && sleep 0.3", cg, self->lab,
-		       self->n1);
+	return test_sh(NULL, 0, "kill -9 $(cat %s/zmesh/%s/agents/%s/cgroup.procs) && sleep 0.3", cg, self->k.lab,
+		       self->k.n1);
 }
 
 /* A raw record (framing of our own making) and its ack's error ("" = ok). */
@@ -226,7 +196,7 @@ static int workload(struct zm_fixture_zds *self, const char *ns, const char *nam
 
 	memset(m, 0, sizeof(*m));
 	m->type = ZM_ZDS_ADD;
-	rc = zm_lab_load(self->lab, &lab, NULL);
+	rc = zm_lab_load(self->k.lab, &lab, NULL);
 	if (rc)
 		return rc;
 	p = zm_lab_pod_find(&lab, ns, name);
@@ -244,6 +214,7 @@ static void free_msg(void *arg)
 TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 {
 	static struct zm_zds_msg a, x;
+	static char page[65536];
 	struct zm_error e = { 0 };
 	char err[1024], path[256];
 	int nsfd, cfd, other, devnull;
@@ -332,7 +303,7 @@ TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 	}
 	close(devnull);
 	/* The node's own netns (ztunnel's) is not a pod's. */
-	snprintf(path, sizeof(path), "zm-%s-%s", self->lab, self->n1);
+	snprintf(path, sizeof(path), "zm-%s-%s", self->k.lab, self->k.n1);
 	cfd = zm_netns_open(path);
 	ASSERT_GE(cfd, 0);
 	EXPECT_EQ(zm_zds_call(self->fd, &a, cfd, 10000, &e), -EREMOTEIO);
@@ -343,7 +314,7 @@ TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 	ASSERT_GE(cfd, 0);
 	EXPECT_EQ(zm_zds_call(self->fd, &a, cfd, 10000, &e), -EREMOTEIO);
 	EXPECT_STRSTR(e.msg, "workload.ip: 10.244.0.2 is not an address in the passed netns");
-	snprintf(x.w.node, sizeof(x.w.node), "%s", self->n2);
+	snprintf(x.w.node, sizeof(x.w.node), "%s", self->k.n2);
 	EXPECT_EQ(zm_zds_call(self->fd, &x, cfd, 10000, &e), -EREMOTEIO);
 	EXPECT_STRSTR(e.msg, "workload.node");
 	close(cfd);
@@ -365,9 +336,8 @@ TEST_F(zds, a_client_enrols_over_the_socket_and_bad_requests_are_refused)
 		EXPECT_STRSTR(e.msg, "only before snapshot_sent");
 	}
 	EXPECT_EQ(a_talks_to_b(self), 1);
-	ASSERT_EQ(test_sh(err, sizeof(err), "%s lab exec --node %s --name %s -- curl -s localhost:15020/metrics | "
-			  "grep '^zmesh_ztunnel_zds_refused_total'", self->ctl, self->n1, self->lab), 0);
-	EXPECT_GE(atoi(strchr(err, ' ') + 1), 13);
+	lab_metrics(self->k.lab, self->k.n1, page, sizeof(page));
+	EXPECT_GE(lab_metric(page, "zmesh_ztunnel_zds_refused_total "), 13);
 }
 
 TEST_F(zds, restart_replays_the_snapshot_and_drops_the_departed)
@@ -376,30 +346,27 @@ TEST_F(zds, restart_replays_the_snapshot_and_drops_the_departed)
 	int zpid;
 
 	ASSERT_EQ(a_talks_to_b(self), 1);
-	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab status --name %s -o json | python3 -c \"import json,sys;"
-			  "print([n['ztunnel_pid'] for n in json.load(sys.stdin)['nodes'] if n['name']=='%s'][0])\"",
-			  self->ctl, self->lab, self->n1), 0);
-	zpid = atoi(out);
+	zpid = lab_ztunnel_pid(self->k.lab, self->k.n1);
 	ASSERT_GT(zpid, 0);
 	ASSERT_EQ(kill(zpid, SIGKILL), 0);
 	usleep(300000);
 	/* Down: a's capture stays pinned, so a's connects are refused (fail closed). */
 	EXPECT_EQ(a_talks_to_b(self), -1);
 	/* Pod a leaves the mesh while nobody can be told. */
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode=none --name %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode=none --name %s", lab_ctl(),
+			  self->k.lab), 0);
 	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec --node %s --name %s -- sh -c '%s/ztunnel --node %s --lab %s "
-			  ">/run/zmesh/lab/%s/logs/ztunnel-restart.log 2>&1 &'", self->ctl, self->n1, self->lab,
-			  test_build_dir(), self->n1, self->lab, self->lab), 0);
+			  ">/run/zmesh/lab/%s/logs/ztunnel-restart.log 2>&1 &'", lab_ctl(), self->k.n1, self->k.lab,
+			  test_build_dir(), self->k.n1, self->k.lab, self->k.lab), 0);
 	/* Ready only once the agent replayed the snapshot... */
-	ASSERT_OK(wait_ready(self, self->n1));
+	ASSERT_OK(lab_wait_ready(self->k.lab, self->k.n1));
 	/* ...which did not name a: its leftover capture is gone, a goes direct. */
 	EXPECT_EQ(a_talks_to_b(self), 0);
-	ASSERT_EQ(test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/ztunnel-restart.log", self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/ztunnel-restart.log", self->k.lab), 0);
 	EXPECT_STRSTR(out, "left the mesh (while ztunnel was down)");
 	EXPECT_STRSTR(out, "first snapshot in");
 	/* And a comes back when it opts in again. */
-	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode- --name %s", self->ctl,
-			  self->lab), 0);
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab label pod a -n mesh istio.io/dataplane-mode- --name %s", lab_ctl(),
+			  self->k.lab), 0);
 	ASSERT_OK(wait_captured(self, 1));
 }
