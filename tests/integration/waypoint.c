@@ -82,6 +82,14 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: long}\n"
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: idle}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: aged}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tquiet}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tshort}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -149,6 +157,18 @@ static const char config_fmt[] =
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: short}\n"
 	"spec:\n  host: short\n  trafficPolicy:\n    connectionPool: {http: {maxRequestsPerConnection: 2}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: idle}\n"
+	"spec:\n  host: idle\n  trafficPolicy:\n    connectionPool: {http: {idleTimeout: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: aged}\n"
+	"spec:\n  host: aged\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnectionDuration: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tquiet}\n"
+	"spec:\n  host: tquiet\n  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tshort}\n"
+	"spec:\n  host: tshort\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnectionDuration: 1500ms}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -739,7 +759,7 @@ static bool has_end(struct hb_cli *cl) { return cl->ended || cl->closed; }
  * @req, print "status <CONNECT status>\n" and the answer to @outfile.
  */
 static int hbone_request(const char *netns, const char *cadir, const char *wp_ip,
-			 const char *authority, const char *req, const char *outfile)
+			 const char *authority, const char *req, bool hold, const char *outfile)
 {
 	static const struct zm_hbone_cbs cbs = { NULL, hc_resp, hc_data, hc_end, hc_close };
 	struct zm_error e = { "" };
@@ -753,6 +773,7 @@ static int hbone_request(const char *netns, const char *cadir, const char *wp_ip
 	SSL_CTX *ctx;
 	int32_t sid;
 	int fd, saved;
+	long elapsed_ms = 0;
 	FILE *f;
 
 	if (zm_netns_enter(netns, &saved) || zm_ca_open(cadir, &ca, &e) ||
@@ -779,11 +800,21 @@ static int hbone_request(const char *netns, const char *cadir, const char *wp_ip
 	if (hb_pump(fd, hb, has_status, &cl) || cl.status != 200)
 		goto out;
 	zm_hbone_send(hb, sid, req, strlen(req));
-	zm_hbone_end(hb, sid);
-	hb_pump(fd, hb, has_end, &cl);
+	if (!hold)
+		zm_hbone_end(hb, sid);
+	{
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		hb_pump(fd, hb, has_end, &cl);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		elapsed_ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	}
 out:
 	f = fopen(outfile, "w");
 	if (f) {
+		if (hold)
+			fprintf(f, "%s after %ld ms\n", cl.ended || cl.closed ? "ended" : "open", elapsed_ms);
 		fprintf(f, "status %d\n%.*s", cl.status, (int)zm_buf_len(&cl.got),
 			zm_buf_data(&cl.got) ? zm_buf_data(&cl.got) : "");
 		fclose(f);
@@ -791,9 +822,11 @@ out:
 	return 0;
 }
 
-/* Run hbone_request in a child (it enters the pod's netns); the output file's text. */
-static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
-		      char *out, size_t sz)
+/* Run hbone_request in a child (it enters the pod's netns); the output file's text.
+ * @hold: the client does not end its side, and the output starts with
+ * "ended after N ms" (the stream ended by the other side) or "open after ...". */
+static void via_hbone_ex(struct zm_fixture_wp *self, const char *authority, const char *req, bool hold,
+			 char *out, size_t sz)
 {
 	char netns[64], cadir[128], file[128];
 	pid_t pid;
@@ -806,7 +839,7 @@ static void via_hbone(struct zm_fixture_wp *self, const char *authority, const c
 	unlink(file);
 	pid = fork();
 	if (pid == 0)
-		_exit(hbone_request(netns, cadir, self->ip, authority, req, file));
+		_exit(hbone_request(netns, cadir, self->ip, authority, req, hold, file));
 	waitpid(pid, &st, 0);
 	out[0] = 0;
 	f = fopen(file, "r");
@@ -820,14 +853,28 @@ static void via_hbone(struct zm_fixture_wp *self, const char *authority, const c
 		test_log("hbone client exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
+		      char *out, size_t sz)
+{
+	via_hbone_ex(self, authority, req, false, out, sz);
+}
+
+/* The cluster IP of Service @name. */
+static int svc_vip(struct zm_fixture_wp *self, const char *name, char *vip, size_t sz)
+{
+	int rc = test_sh(vip, sz, "%s lab status --name %s -o json | python3 -c "
+			 "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
+			 "if s['name']=='%s'][0])\"", self->ctl, self->name, name);
+
+	vip[strcspn(vip, "\n")] = 0;
+	return rc;
+}
+
 TEST_F(wp, hbone_front)
 {
 	char out[8192], vip[64], auth[96], metrics[1 << 16], args[128];
 
-	ASSERT_EQ(test_sh(vip, sizeof(vip), "%s lab status --name %s -o json | python3 -c "
-			  "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
-			  "if s['name']=='echo'][0])\"", self->ctl, self->name), 0);
-	vip[strcspn(vip, "\n")] = 0;
+	ASSERT_EQ(svc_vip(self, "echo", vip, sizeof(vip)), 0);
 	snprintf(auth, sizeof(auth), "%s:80", vip);
 	via_hbone(self, auth, "GET /x HTTP/1.1\r\nHost: echo\r\nx-canary: yes\r\nConnection: close\r\n\r\n",
 		  out, sizeof(out));
@@ -1110,19 +1157,13 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_GE(n503, 1);
 }
 
-/* The distinct upstream connections (echoapp's "peer") behind @n requests
- * that curl sends on one keep-alive connection to the waypoint. */
-static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+/* The distinct echoapp "peer"s (upstream connections) in @out; -1 unless
+ * there are @n answers. */
+static int distinct_peers(const char *out, int n)
 {
-	char args[2048], out[16384], peers[16][64];
+	char peers[16][64];
 	int np = 0, got = 0;
-	size_t off;
 
-	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
-	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
-		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
-	if (curl(self, out, sizeof(out), args))
-		return -1;
 	for (const char *p = out; (p = strstr(p, "\"peer\":\"")); ) {
 		size_t l;
 		bool seen = false;
@@ -1138,8 +1179,54 @@ static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
 		}
 		p += l;
 	}
-	test_log("%s: %d answers over %d upstream connections", host, got, np);
 	return got == n ? np : -1;
+}
+
+/* The distinct upstream connections (echoapp's "peer") behind @n requests
+ * that curl sends on one keep-alive connection to the waypoint. */
+static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+{
+	char args[2048], out[16384];
+	size_t off;
+	int np;
+
+	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
+	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
+		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
+	if (curl(self, out, sizeof(out), args))
+		return -1;
+	np = distinct_peers(out, n);
+	test_log("%s: %d upstream connections for %d requests", host, np, n);
+	return np;
+}
+
+/* The same with pauses: requests on one client connection (python3 in the
+ * client pod), the i-th after sleeping @gaps[i] seconds ("0 0.2 2"). */
+static int paced_conns(struct zm_fixture_wp *self, const char *host, const char *gaps)
+{
+	static const char py[] =
+		"import http.client, sys, time\n"
+		"c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=10)\n"
+		"for i, g in enumerate(sys.argv[3:]):\n"
+		"    time.sleep(float(g))\n"
+		"    c.request('GET', '/p%d' % i, headers={'Host': sys.argv[2]})\n"
+		"    print(c.getresponse().read().decode())\n";
+	char path[128], out[16384];
+	int n = 0, np;
+
+	snprintf(path, sizeof(path), "%s/paced.py", self->dir);
+	write_file(path, py);
+	for (const char *p = gaps; *p; ) {
+		n++;
+		p += strcspn(p, " ");
+		p += strspn(p, " ");
+	}
+	if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- python3 %s %s %s %s", self->ctl,
+		    self->name, path, self->ip, host, gaps))
+		return -1;
+	np = distinct_peers(out, n);
+	test_log("%s, pauses %s: %d upstream connections", host, gaps, np);
+	return np;
 }
 
 /* connectionPool.http.maxRequestsPerConnection: 2 -> six requests on one
@@ -1148,6 +1235,75 @@ TEST_F(wp, max_requests_per_connection)
 {
 	EXPECT_EQ(upstream_conns(self, "long", 6), 1);
 	EXPECT_EQ(upstream_conns(self, "short", 6), 3);
+}
+
+/* connectionPool.http.idleTimeout 1s: a pooled upstream connection idle
+ * for 2 s is not reused (0.2 s is); without it (default 1 h) it is. */
+TEST_F(wp, http_idle_timeout)
+{
+	char out[256];
+	int before, after;
+
+	EXPECT_EQ(paced_conns(self, "idle", "0 0.2 2"), 2);
+	EXPECT_EQ(paced_conns(self, "long", "0 0.2 2"), 1);
+	/* it is closed when it expires while the client waits, not only at its next use */
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec client --name %s -- python3 %s/paced.py %s idle 0 5 "
+			  ">/dev/null 2>&1 &", self->ctl, self->name, self->dir, self->ip), 0);
+	for (int i = 0; i < 30; i++) {	/* the first request went through */
+		test_sh(out, sizeof(out), "%s lab exec waypoint --name %s -- ss -tnH state established "
+			"'( dport = :8080 )' | wc -l", self->ctl, self->name);
+		if ((before = atoi(out)) > 0)
+			break;
+		usleep(100000);
+	}
+	usleep(1500000);
+	test_sh(out, sizeof(out), "%s lab exec waypoint --name %s -- ss -tnH state established "
+		"'( dport = :8080 )' | wc -l", self->ctl, self->name);
+	after = atoi(out);
+	test_log("pooled upstream connections: %d after the first request, %d 1.5 s later", before, after);
+	EXPECT_EQ(before, 1);
+	EXPECT_EQ(after, 0);
+}
+
+/* tcp.maxConnectionDuration 1s: requests 0.2 s apart share an upstream
+ * connection until it is 1 s old, then a new one is made. */
+TEST_F(wp, max_connection_duration_http)
+{
+	EXPECT_EQ(paced_conns(self, "aged", "0 0.2 0.3 1"), 2);
+	EXPECT_EQ(paced_conns(self, "long", "0 0.2 0.3 1"), 1);
+}
+
+/* TCP over HBONE (echoapp's TCP port, tcp.idleTimeout 1s / tcp.maxConnectionDuration
+ * 1.5s): a stream the client keeps open and silent is cut after it; with
+ * neither (the waypoint's 300 s idle timeout) it stays open for the 5 s we watch. */
+TEST_F(wp, tcp_idle_timeout_and_max_duration)
+{
+	char out[8192], vip[64], auth[96];
+	long ms;
+
+	ASSERT_EQ(svc_vip(self, "tquiet", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("tquiet: %.40s", out);
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	ASSERT_EQ(sscanf(out, "ended after %ld ms", &ms), 1);
+	EXPECT_GE(ms, 800);
+	EXPECT_LE(ms, 4000);
+
+	ASSERT_EQ(svc_vip(self, "tshort", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("tshort: %.40s", out);
+	ASSERT_EQ(sscanf(out, "ended after %ld ms", &ms), 1);
+	EXPECT_GE(ms, 1200);
+	EXPECT_LE(ms, 4500);
+
+	ASSERT_EQ(svc_vip(self, "echo", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("echo: %.40s", out);
+	EXPECT_STRSTR(out, "open after");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
 }
 
 TEST_F(wp, lab_changes_followed)

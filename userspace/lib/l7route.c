@@ -1859,6 +1859,23 @@ int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_d
 	return e.pool ? e.pool->http.max_requests_per_connection.v : 0;
 }
 
+void zm_l7_conn_times(struct zm_l7 *l7, const struct zm_l7_decision *d, struct zm_l7_conn_times *t)
+{
+	struct eff e = { 0 };
+
+	*t = (struct zm_l7_conn_times){ .http_idle_ns = 3600 * ZM_NS_PER_S, .tcp_idle_ns = -1 };
+	if (d->svc)
+		effective(l7, d->svc, d, &e);
+	if (!e.pool)
+		return;
+	if (e.pool->http.idle_timeout.set)
+		t->http_idle_ns = e.pool->http.idle_timeout.ns;
+	if (e.pool->tcp.idle_timeout.set)
+		t->tcp_idle_ns = e.pool->tcp.idle_timeout.ns;
+	if (e.pool->tcp.max_connection_duration.set)
+		t->max_age_ns = e.pool->tcp.max_connection_duration.ns;
+}
+
 void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int status,
 		  int64_t now_ns)
 {

@@ -280,12 +280,46 @@ static int connect_to(const char *addr, int port, int64_t deadline, const struct
 	return fd;
 }
 
-/* A pooled connection to addr:port, or a new one. *fresh tells which;
- * *uses is how many requests it has carried. */
-static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh,
-		  int64_t *uses, const struct zm_tcp_keepalive *ka)
+/* Is pooled connection @u past its idleTimeout / maxConnectionDuration at @now? */
+static bool up_expired(const struct up *u, int64_t now)
+{
+	/* within a millisecond counts: poll() timeouts are whole milliseconds, rounded down */
+	return u->expires && now + ZM_NS_PER_MS >= u->expires;
+}
+
+/*
+ * Close the pooled connections that expired; the earliest expiry of those
+ * left (0: none), so a front waiting for its client can wake to close
+ * them (Envoy closes an idle pooled connection on a timer, not at its next use).
+ */
+static int64_t up_sweep(struct conn *c)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int64_t now = now_ns(), next = 0;
+
+	if (c->pool_mu)
+		pthread_mutex_lock(c->pool_mu);
+	for (int i = 0; i < UP_POOL; i++) {
+		if (pool[i].fd <= 0)
+			continue;
+		if (up_expired(&pool[i], now))
+			up_close(&pool[i]);
+		else if (pool[i].expires && (!next || pool[i].expires < next))
+			next = pool[i].expires;
+	}
+	if (c->pool_mu)
+		pthread_mutex_unlock(c->pool_mu);
+	return next;
+}
+
+/* A pooled connection to addr:port, or a new one. *fresh tells which;
+ * *uses is how many requests it has carried, *born when it connected.
+ * Pooled ones past their idleTimeout or maxConnectionDuration are closed. */
+static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh,
+		  int64_t *uses, int64_t *born, const struct zm_tcp_keepalive *ka)
+{
+	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int64_t now = now_ns();
 	int fd = -1;
 
 	if (c->pool_mu)
@@ -293,11 +327,17 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 	for (int i = 0; i < UP_POOL; i++) {
 		struct up *u = &pool[i];
 
-		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
+		if (u->fd <= 0)
+			continue;
+		if (up_expired(u, now)) {
+			up_close(u);
+			continue;
+		}
+		if (fd < 0 && u->port == port && !strcmp(u->addr, addr)) {
 			fd = u->fd;
 			*uses = u->uses;
+			*born = u->born;
 			u->fd = -1;
-			break;
 		}
 	}
 	if (c->pool_mu)
@@ -308,10 +348,13 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 	}
 	*fresh = true;
 	*uses = 0;
+	*born = now;
 	return connect_to(addr, port, deadline, ka);
 }
 
-static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses)
+/* Back into the pool, not to be reused after @expires (0: no limit). */
+static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses, int64_t born,
+		   int64_t expires)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int slot = 0;
@@ -324,7 +367,7 @@ static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t u
 			break;
 		}
 	up_close(&pool[slot]);
-	pool[slot] = (struct up){ .fd = fd, .port = port, .uses = uses };
+	pool[slot] = (struct up){ .fd = fd, .port = port, .uses = uses, .born = born, .expires = expires };
 	snprintf(pool[slot].addr, sizeof(pool[slot].addr), "%s", addr);
 	if (c->pool_mu)
 		pthread_mutex_unlock(c->pool_mu);
@@ -411,13 +454,13 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 		bool fresh, got = false, body_done = !x->body->src, body_wait = false, decided = false;
 		bool extra = false;
 		enum try_result tr = TRY_RESET;
-		int64_t last = now_ns(), uses = 0;
+		int64_t last = now_ns(), uses = 0, born = 0;
 		char tmp[16384];
 		int fd;
 
 		if (round && !wp_body_rewind(x->body))
 			return TRY_RESET;
-		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses, x->ka);
+		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses, &born, x->ka);
 		if (fd < 0)
 			return fd == -ETIMEDOUT && x->try_deadline && now_ns() >= x->try_deadline ? TRY_TIMEOUT :
 			       TRY_CONNECT_FAIL;
@@ -543,9 +586,14 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 				 * it and maxRequestsPerConnection leaves room */
 				uses++;
 				if (!extra && body_done && !zm_buf_len(&ob) && r > 0 &&
-				    llhttp_should_keep_alive(&resp.p) && (!x->max_uses || uses < x->max_uses))
-					up_put(c, fd, addr, port, uses);
-				else
+				    llhttp_should_keep_alive(&resp.p) && (!x->max_uses || uses < x->max_uses) &&
+				    (!x->max_age_ns || now_ns() < born + x->max_age_ns)) {
+					int64_t now = now_ns(), exp = x->pool_idle_ns ? now + x->pool_idle_ns : 0;
+
+					if (x->max_age_ns && (!exp || born + x->max_age_ns < exp))
+						exp = born + x->max_age_ns;
+					up_put(c, fd, addr, port, uses, born, exp);
+				} else
 					close(fd);
 				x->status = resp.status;
 				wp_msg_free(&resp);
@@ -1105,11 +1153,15 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		bool chunked = rq->src && rq->src->len < 0;
 		struct buf_sink bsink;
 		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
+		struct zm_l7_conn_times ct_;
 		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
 				     .max_uses = max_uses, .ka = zm_l7_tcp_keepalive(snap->l7, &d),
 				     .verdict = xfer_verdict, .commit = xfer_commit,
 				     .ctx = &xc };
 
+		zm_l7_conn_times(snap->l7, &d, &ct_);
+		x.pool_idle_ns = ct_.http_idle_ns;
+		x.max_age_ns = ct_.max_age_ns;
 		if (!x.sink) {
 			buf_sink_init(&bsink, rs);
 			x.sink = &bsink.k;
@@ -1579,18 +1631,36 @@ bool wp_port_is_tcp(const char *vip, int port)
 	return tcp;
 }
 
-/* Relay bytes both ways until both sides closed; returns bytes in each direction. */
-static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
+enum relay_end { RELAY_CLOSED, RELAY_IDLE, RELAY_AGED };
+
+/*
+ * Relay bytes both ways until both sides closed, nothing moved either way
+ * for @idle_ns (0: no limit) or @end (0: none) passed; counts the bytes
+ * in each direction.
+ */
+static enum relay_end relay(int a, int b, int64_t idle_ns, int64_t end, uint64_t *a2b, uint64_t *b2a)
 {
 	char buf[65536];
 	bool a_open = true, b_open = true;
+	int64_t last = now_ns();
 
 	while (a_open || b_open) {
 		struct pollfd pf[2] = { { .fd = a_open ? a : -1, .events = POLLIN },
 					{ .fd = b_open ? b : -1, .events = POLLIN } };
+		int64_t dl = min_dl(idle_ns ? last + idle_ns : 0, end);
+		int pr = poll(pf, 2, ms_left(dl));
 
-		if (poll(pf, 2, wp_options->idle_timeout_ms) <= 0)
-			return;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return RELAY_CLOSED;
+		if (pr == 0) {
+			if (end && now_ns() + ZM_NS_PER_MS >= end)
+				return RELAY_AGED;
+			if (idle_ns && now_ns() + ZM_NS_PER_MS >= last + idle_ns)
+				return RELAY_IDLE;
+			continue;
+		}
 		for (int i = 0; i < 2; i++) {
 			int from = i ? b : a, to = i ? a : b;
 			bool *open = i ? &b_open : &a_open;
@@ -1605,14 +1675,16 @@ static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
 				*open = false;
 				shutdown(to, SHUT_WR);
 				if (r < 0)
-					return;
+					return RELAY_CLOSED;
 				continue;
 			}
 			if (write_all(to, buf, (size_t)r, now_ns() + 30LL * ZM_NS_PER_S))
-				return;
+				return RELAY_CLOSED;
+			last = now_ns();
 			*(i ? b2a : a2b) += (uint64_t)r;
 		}
 	}
+	return RELAY_CLOSED;
 }
 
 /* A TCP stream over HBONE: tcp[] routes, L4 policy, relay. */
@@ -1668,7 +1740,21 @@ static void serve_tcp(struct conn *c)
 			zm_l7_report(snap->l7, &d, ep, 0, now_ns());
 			goto out;
 		}
-		relay(c->fd, fd, &up, &down);
+		{
+			/* DestinationRule tcp.idleTimeout (else --idle-timeout) and
+			 * tcp.maxConnectionDuration: the stream is cut, as Envoy's tcp_proxy does */
+			struct zm_l7_conn_times ct;
+			int64_t idle, t1 = now_ns();
+			enum relay_end why;
+
+			zm_l7_conn_times(snap->l7, &d, &ct);
+			idle = ct.tcp_idle_ns >= 0 ? ct.tcp_idle_ns : (int64_t)wp_options->idle_timeout_ms * 1000000;
+			why = relay(c->fd, fd, idle, ct.max_age_ns ? t1 + ct.max_age_ns : 0, &up, &down);
+			if (why != RELAY_CLOSED) {
+				snprintf(res.flags, sizeof(res.flags), "%s", why == RELAY_IDLE ? "SI" : "UMSDR");
+				res.reason = why == RELAY_IDLE ? "tcp idle timeout" : "max connection duration reached";
+			}
+		}
 		close(fd);
 		zm_l7_report(snap->l7, &d, ep, 200, now_ns());
 	}
@@ -1766,7 +1852,7 @@ void *wp_conn_thread(void *arg)
 		wp_msg_reset(&c->req);
 		for (;;) {
 			long used, r;
-			int64_t dl;
+			int64_t dl, pool_next = 0;
 
 			if (zm_buf_len(&c->in) && !c->nreq && !t0) {
 				/* HTTP/2 with prior knowledge starts with the client preface. */
@@ -1811,11 +1897,15 @@ void *wp_conn_thread(void *arg)
 			}
 more:
 			dl = !t0 ? idle_deadline : hdr_deadline;
+			if (!t0 && (pool_next = up_sweep(c)) && pool_next < dl)
+				dl = pool_next;	/* wake to close pooled connections as they expire */
 			r = read_some(c->fd, &c->in, dl);
 			if (r == -ETIMEDOUT && t0) {
 				refuse(c, 408, "request timeout");
 				goto out;
 			}
+			if (r == -ETIMEDOUT && dl == pool_next && now_ns() < idle_deadline)
+				goto more;
 			if (r <= 0)
 				goto out;
 		}

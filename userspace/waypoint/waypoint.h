@@ -155,6 +155,8 @@ struct up {
 	char addr[64];
 	int port;
 	int64_t uses;			/* requests it has carried */
+	int64_t born;			/* connected (monotonic ns) */
+	int64_t expires;		/* idleTimeout / maxConnectionDuration: not reused from then; 0 never */
 };
 
 /* A downstream connection (either front end) and its upstream pool. */
@@ -279,6 +281,8 @@ struct wp_xfer {
 	int64_t try_deadline;		/* per try: until the head is committed; 0 none */
 	int64_t max_uses;		/* requests per upstream HTTP/1 connection; 0 no limit */
 	const struct zm_tcp_keepalive *ka;	/* DestinationRule tcp.tcpKeepalive; NULL none */
+	int64_t pool_idle_ns;		/* http.idleTimeout of a pooled HTTP/1 connection; 0 none */
+	int64_t max_age_ns;		/* tcp.maxConnectionDuration; 0 none */
 	enum wp_verdict (*verdict)(struct wp_xfer *x, int status, int grpc_status);
 	int (*commit)(struct wp_xfer *x, int status, const char *text, size_t tlen,
 		      const struct hlist *h, int64_t len);
