@@ -90,6 +90,10 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: tshort}\n"
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: budget}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: nobudget}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -169,6 +173,17 @@ static const char config_fmt[] =
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tshort}\n"
 	"spec:\n  host: tshort\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnectionDuration: 1500ms}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: budget}\n"
+	"spec:\n  host: budget\n  trafficPolicy:\n    retryBudget: {percent: 0, minRetryConcurrency: 1}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: budget}\n"
+	"spec:\n  hosts: [budget]\n  http:\n  - retries: {attempts: 2, retryOn: 5xx, backoff: 400ms}\n"
+	"    route: [{destination: {host: budget}}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: nobudget}\n"
+	"spec:\n  hosts: [nobudget]\n  http:\n  - retries: {attempts: 2, retryOn: 5xx, backoff: 400ms}\n"
+	"    route: [{destination: {host: nobudget}}]\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
@@ -1304,6 +1319,43 @@ TEST_F(wp, tcp_idle_timeout_and_max_duration)
 	test_log("echo: %.40s", out);
 	EXPECT_STRSTR(out, "open after");
 	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+}
+
+/* Requests with response_flags @flags to Service @svc in the waypoint's metrics. */
+static int flagged(struct zm_fixture_wp *self, const char *svc, const char *flags)
+{
+	char out[64];
+
+	if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s http://%s:15020/metrics | "
+		    "grep '^istio_requests_total{' | grep 'destination_service_name=\"%s\"' | "
+		    "grep 'response_flags=\"%s\"' | awk '{s += $NF} END {print s + 0}'", self->ctl,
+		    self->name, self->ip, svc, flags))
+		return -1;
+	return atoi(out);
+}
+
+/* retryBudget {percent: 0, minRetryConcurrency: 1}: of 4 concurrent
+ * requests that all fail (503) and would be retried after 200-400 ms, one
+ * retries at a time; the others keep their 503 with flag URX. Without a
+ * budget (nor maxRetries) all retry. */
+TEST_F(wp, retry_budget)
+{
+	char out[1024];
+	int urx, urx_none;
+
+	for (int k = 0; k < 2; k++) {
+		ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4; do "
+				  "curl -s -o /dev/null -w \"%%{http_code}\\n\" -H \"Host: %s\" "
+				  "http://%s:8080/status/503 & done; wait'", self->ctl, self->name,
+				  k ? "nobudget" : "budget", self->ip), 0);
+		EXPECT_EQ(count(out, "503"), 4);
+	}
+	urx = flagged(self, "budget", "URX");
+	urx_none = flagged(self, "nobudget", "URX");
+	test_log("URX: %d of 4 with the budget, %d of 4 without", urx, urx_none);
+	EXPECT_GE(urx, 1);
+	EXPECT_LE(urx, 3);
+	EXPECT_EQ(urx_none, 0);
 }
 
 TEST_F(wp, lab_changes_followed)

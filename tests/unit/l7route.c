@@ -125,7 +125,8 @@ static const char cfg_fmt[] =
 	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, "
 	"maxRetries: 1}}}\n"
 	"  - name: hash\n    labels: {app: echo}\n"
-	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}}}\n"
+	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}},\n"
+	"                    retryBudget: {percent: 50, minRetryConcurrency: 1}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	"metadata: {name: secure, namespace: default}\n"
@@ -865,6 +866,26 @@ TEST_F(l7, max_retries_circuit_breaker)
 		EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
 	for (int i = 0; i < 100; i++)
 		zm_l7_retry_end(self->l7, &self->d);
+}
+
+/* retryBudget (subset hash: 50%, at least 1): concurrent retries bounded
+ * by half the requests in flight to the destination, at least one. */
+TEST_F(l7, retry_budget)
+{
+	go(self, "/hash");
+	ASSERT_STREQ(subset(self), "hash");
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));	/* nothing in flight: the minimum */
+	EXPECT_FALSE(zm_l7_retry_begin(self->l7, &self->d));
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));	/* 4 in flight: 2 */
+	EXPECT_FALSE(zm_l7_retry_begin(self->l7, &self->d));
+	for (int i = 0; i < 4; i++)
+		zm_l7_release(self->l7, &self->d);
+	zm_l7_retry_end(self->l7, &self->d);
+	zm_l7_retry_end(self->l7, &self->d);
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
+	zm_l7_retry_end(self->l7, &self->d);
 }
 
 /* portLevelSettings: per service port, a port-level piece overrides its

@@ -1629,6 +1629,7 @@ struct eff {
 	const struct zm_load_balancer *lb;
 	const struct zm_connection_pool *pool;
 	const struct zm_outlier_detection *od;
+	const struct zm_retry_budget *rb;	/* NULL: none (no port-level form) */
 };
 
 static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
@@ -1654,6 +1655,8 @@ static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
 	e->pool = PICK(connection_pool);
 	e->od = PICK(outlier_detection);
 #undef PICK
+	e->rb = stp && stp->retry_budget.o.set ? &stp->retry_budget :
+		tp->retry_budget.o.set ? &tp->retry_budget : NULL;
 }
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -1931,6 +1934,16 @@ bool zm_l7_retry_begin(struct zm_l7 *l7, const struct zm_l7_decision *d)
 		return true;
 	effective(l7, s, d, &e);
 	lim = e.pool && e.pool->http.max_retries.set ? e.pool->http.max_retries.v : INT64_MAX;
+	if (e.rb) {
+		/* Envoy's retry budget replaces maxRetries: percent (20) of the
+		 * requests in flight, at least minRetryConcurrency (3) */
+		double pct = e.rb->percent.set ? e.rb->percent.v : 20.0;
+		int64_t minc = e.rb->min_retry_concurrency.set ? e.rb->min_retry_concurrency.v : 3;
+
+		lim = (int64_t)(pct / 100.0 * atomic_load(&s->inflight));
+		if (lim < minc)
+			lim = minc;
+	}
 	if (atomic_fetch_add(&s->retrying, 1) + 1 > lim) {
 		atomic_fetch_sub(&s->retrying, 1);
 		return false;

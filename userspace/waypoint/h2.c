@@ -788,6 +788,7 @@ static int upgrade_stream(struct h2c *h, struct wp_msg *m, const uint8_t *settin
 static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, size_t slen)
 {
 	struct h2c h = { .c = c };
+	int64_t quiet_until;		/* --idle-timeout: nothing to do until then ends the connection */
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	nghttp2_settings_entry set[] = {
@@ -840,6 +841,7 @@ static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, si
 		if (r < 0)
 			goto out;
 	}
+	quiet_until = mono_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
 	for (;;) {
 		char buf[16384];
 		struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
@@ -861,11 +863,23 @@ static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, si
 			goto out;
 		if (!h.busy && !nghttp2_session_want_read(h.s) && !nghttp2_session_want_write(h.s))
 			goto out;
-		pr = poll(pf, 2, h.busy ? 1000 : wp_options->idle_timeout_ms);
+		{
+			/* wake to close pooled upstream connections as they expire (idleTimeout) */
+			int64_t next = wp_up_sweep(c->pool, &h.pool_mu), now = mono_ns();
+			int64_t to = h.busy ? 1000 : quiet_until > now ? (quiet_until - now) / 1000000 : 0;
+
+			if (next && (next - now) / 1000000 + 1 < to)
+				to = (next - now) / 1000000 + 1;
+			pr = poll(pf, 2, (int)to);
+		}
 		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0 && !h.busy && mono_ns() < quiet_until)
 			continue;
 		if (pr < 0 || (pr == 0 && !h.busy))
 			goto out;
+		if (pr > 0 || h.busy)
+			quiet_until = mono_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
 		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		n = recv(c->fd, buf, sizeof(buf), 0);

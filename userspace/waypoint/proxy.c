@@ -292,13 +292,12 @@ static bool up_expired(const struct up *u, int64_t now)
  * left (0: none), so a front waiting for its client can wake to close
  * them (Envoy closes an idle pooled connection on a timer, not at its next use).
  */
-static int64_t up_sweep(struct conn *c)
+int64_t wp_up_sweep(struct up *pool, pthread_mutex_t *mu)
 {
-	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int64_t now = now_ns(), next = 0;
 
-	if (c->pool_mu)
-		pthread_mutex_lock(c->pool_mu);
+	if (mu)
+		pthread_mutex_lock(mu);
 	for (int i = 0; i < UP_POOL; i++) {
 		if (pool[i].fd <= 0)
 			continue;
@@ -307,8 +306,8 @@ static int64_t up_sweep(struct conn *c)
 		else if (pool[i].expires && (!next || pool[i].expires < next))
 			next = pool[i].expires;
 	}
-	if (c->pool_mu)
-		pthread_mutex_unlock(c->pool_mu);
+	if (mu)
+		pthread_mutex_unlock(mu);
 	return next;
 }
 
@@ -880,18 +879,34 @@ void wp_resp_free(struct wp_resp *rs)
 struct xctx {
 	struct wp_resp *rs;
 	const struct zm_l7_decision *d;
+	struct zm_l7 *l7;
 	int t, tries;
+	bool held;			/* this try is a retry and holds its slot (zm_l7_retry_begin) */
+	bool slot;			/* the verdict took the next retry's slot */
+	bool overflow;			/* a retry was refused by maxRetries / retryBudget */
 };
 
 static enum wp_verdict xfer_verdict(struct wp_xfer *x, int status, int gst)
 {
-	const struct xctx *k = x->ctx;
+	struct xctx *k = x->ctx;
 
 	if (k->t + 1 >= k->tries || !x->body->replay_ok)
 		return WP_COMMIT;
-	if (zm_l7_should_retry(k->d, status, false) || (gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
-		return WP_RETRY;
-	return WP_COMMIT;
+	if (!zm_l7_should_retry(k->d, status, false) && !(gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
+		return WP_COMMIT;
+	/* the retry breaker is asked before the answer is dropped: when it
+	 * says no, this answer stands (Envoy's retry overflow). As Envoy's
+	 * resetRetry(), a retry's own slot is given back before the next is asked. */
+	if (k->held) {
+		zm_l7_retry_end(k->l7, k->d);
+		k->held = false;
+	}
+	if (!zm_l7_retry_begin(k->l7, k->d)) {
+		k->overflow = true;
+		return WP_COMMIT;
+	}
+	k->slot = true;
+	return WP_RETRY;
 }
 
 /* The upstream's head as the client gets it: hop-by-hop fields out, response header ops. */
@@ -975,6 +990,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
 	size_t len, nf = rq->nf;
 	bool admitted = false, head = !strcmp(rq->method, "HEAD");
+	bool overflow = false;	/* a retry refused by maxRetries / retryBudget: flag URX */
 	struct wp_trace trc;
 
 	wp_trace_begin(&trc, rq->f, rq->nf, t0_wall);
@@ -1138,7 +1154,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
 		int64_t max_uses = zm_l7_max_requests_per_connection(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
-		bool retrying = false, retry_slot = false;	/* http.maxRetries accounting */
+		bool retrying = false;	/* maxRetries / retryBudget: the next try is a retry */
 		enum try_result tr = TRY_CONNECT_FAIL;
 		char ct[128];
 		size_t ctl;
@@ -1152,7 +1168,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		/* HTTP/1 upstream framing is ours: the client's length when it said one, else chunked */
 		bool chunked = rq->src && rq->src->len < 0;
 		struct buf_sink bsink;
-		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
+		struct xctx xc = { .rs = rs, .d = &d, .l7 = snap->l7, .tries = tries };
 		struct zm_l7_conn_times ct_;
 		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
 				     .max_uses = max_uses, .ka = zm_l7_tcp_keepalive(snap->l7, &d),
@@ -1182,7 +1198,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 			if (retrying) {
 				/* this try is the retry taken below: its outstanding slot goes back after it */
-				retry_slot = true;
+				xc.held = true;
 				retrying = false;
 			}
 			const struct zm_l7_ep *e;
@@ -1220,9 +1236,14 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			} else {
 				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, chunked, tnow + cto, &x);
 			}
-			if (retry_slot) {
+			if (xc.held) {
 				zm_l7_retry_end(snap->l7, &d);
-				retry_slot = false;
+				xc.held = false;
+			}
+			if (xc.slot) {
+				/* the verdict took the next retry's slot: it goes back after that try */
+				retrying = true;
+				xc.slot = false;
 			}
 			st = tr == TRY_OK ? x.status : 0;
 			zm_l7_report(snap->l7, &d, ep, x.aborted ? 0 : st, now_ns());
@@ -1241,9 +1262,10 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				uint32_t rr;
 				struct timespec ts;
 
-				/* connectionPool.http.maxRetries: all outstanding, no retry */
-				if (!zm_l7_retry_begin(snap->l7, &d)) {
-					snprintf(res.flags, sizeof(res.flags), "URX");
+				/* maxRetries / retryBudget: all outstanding, no retry (a
+				 * dropped answer took its slot in xfer_verdict) */
+				if (!retrying && !zm_l7_retry_begin(snap->l7, &d)) {
+					xc.overflow = true;
 					break;
 				}
 				retrying = true;
@@ -1262,8 +1284,9 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			}
 			break;
 		}
-		if (retrying || retry_slot)
+		if (retrying || xc.held)
 			zm_l7_retry_end(snap->l7, &d);	/* left the loop before that try ended */
+		overflow = xc.overflow;
 		zm_buf_free(&out);
 		res.resp_bytes = x.resp_bytes;
 		if (x.committed) {
@@ -1324,6 +1347,11 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		goto mirror;
 	}
 mirror:
+	if (overflow) {
+		size_t fl = strlen(res.flags);
+
+		snprintf(res.flags + fl, sizeof(res.flags) - fl, "%sURX", fl ? "," : "");
+	}
 	/* a copy of what was buffered: the whole body when it fit the replay buffer */
 	if (d.mirror_svc && (!body.src || (body.eof && body.replay_ok)))
 		start_mirror(snap, &d, rq->method, &h, &body.replay);
@@ -1897,7 +1925,7 @@ void *wp_conn_thread(void *arg)
 			}
 more:
 			dl = !t0 ? idle_deadline : hdr_deadline;
-			if (!t0 && (pool_next = up_sweep(c)) && pool_next < dl)
+			if (!t0 && (pool_next = wp_up_sweep(c->pool, NULL)) && pool_next < dl)
 				dl = pool_next;	/* wake to close pooled connections as they expire */
 			r = read_some(c->fd, &c->in, dl);
 			if (r == -ETIMEDOUT && t0) {

@@ -159,6 +159,14 @@ struct up {
 	int64_t expires;		/* idleTimeout / maxConnectionDuration: not reused from then; 0 never */
 };
 
+/*
+ * Close the connections of @pool (UP_POOL entries, under @mu when not
+ * NULL) that are past their idleTimeout / maxConnectionDuration; returns
+ * the earliest expiry of those left (monotonic ns, 0: none), so a front
+ * waiting for its client wakes to close them then.
+ */
+int64_t wp_up_sweep(struct up *pool, pthread_mutex_t *mu);
+
 /* A downstream connection (either front end) and its upstream pool. */
 struct conn {
 	int fd;
