@@ -94,6 +94,10 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: nobudget}\n"
 	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: rawecho, labels: {app: rawecho}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [python3, %s/rawecho.py]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: rawecho}\n"
+	"spec:\n  selector: {app: rawecho}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -217,6 +221,40 @@ static const char config_fmt[] =
 	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
 	"  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n";
 
+/* An HTTP/1.1 server that answers with the request exactly as it came
+ * (head, chunks, trailers): what the waypoint sent upstream. */
+static const char rawecho_py[] =
+	"import socket, threading\n"
+	"def serve(c):\n"
+	"    data = b''\n"
+	"    c.settimeout(5)\n"
+	"    try:\n"
+	"        while True:\n"
+	"            d = c.recv(65536)\n"
+	"            if not d:\n"
+	"                break\n"
+	"            data += d\n"
+	"            i = data.find(b'\\r\\n\\r\\n')\n"
+	"            if i < 0:\n"
+	"                continue\n"
+	"            if b'transfer-encoding: chunked' not in data[:i].lower():\n"
+	"                break\n"
+	"            rest = data[i + 4:]\n"
+	"            if (rest.startswith(b'0\\r\\n') or b'\\r\\n0\\r\\n' in rest) and rest.endswith(b'\\r\\n\\r\\n'):\n"
+	"                break\n"
+	"    except Exception:\n"
+	"        pass\n"
+	"    c.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\nconnection: close\\r\\n'\n"
+	"              b'content-length: %d\\r\\n\\r\\n' % len(data) + data)\n"
+	"    c.close()\n"
+	"s = socket.socket()\n"
+	"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+	"s.bind(('0.0.0.0', 8080))\n"
+	"s.listen(16)\n"
+	"while True:\n"
+	"    c, _ = s.accept()\n"
+	"    threading.Thread(target=serve, args=(c,), daemon=True).start()\n";
+
 static EVP_PKEY *key, *wrong_key;
 
 __attribute__((constructor)) static void make_keys(void)
@@ -274,7 +312,9 @@ FIXTURE_SETUP(wp)
 	mkdir(self->dir, 0700);
 	snprintf(self->cfg, sizeof(self->cfg), "%s/config.yaml", self->dir);
 	write_config(self);
-	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir);
+	snprintf(path, sizeof(path), "%s/rawecho.py", self->dir);
+	write_file(path, rawecho_py);
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	write_file(path, cluster);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
@@ -1004,7 +1044,23 @@ TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
 struct gsrv {
 	int fd;
 	int *calls;		/* shared across connections of this process */
+	char got[512];		/* request trailers seen, "name=value;" each */
 };
+
+/* Request trailers (a HEADERS frame after the request's): noted, and told
+ * back in the answer's trailers as x-req-trailers. */
+static int gs_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
+		     const uint8_t *v, size_t vl, uint8_t fl, void *ud)
+{
+	struct gsrv *g = ud;
+	size_t o = strlen(g->got);
+
+	(void)s;
+	(void)fl;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_HEADERS)
+		snprintf(g->got + o, sizeof(g->got) - o, "%.*s=%.*s;", (int)nl, n, (int)vl, v);
+	return 0;
+}
 
 static ssize_t gs_send(nghttp2_session *s, const uint8_t *d, size_t n, int fl, void *ud)
 {
@@ -1018,9 +1074,10 @@ static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	struct gsrv *g = ud;
 	char st[4];
 	/* the first call fails with UNAVAILABLE (14), later ones succeed */
-	nghttp2_nv tr[2] = {
+	nghttp2_nv tr[3] = {
 		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, 0, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-message", (uint8_t *)"hi", 12, 2, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-req-trailers", (uint8_t *)g->got, 14, strlen(g->got), NGHTTP2_NV_FLAG_NONE },
 	};
 
 	(void)src;
@@ -1028,7 +1085,7 @@ static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	tr[0].valuelen = strlen(st);
 	memcpy(buf, "\0\0\0\0\0", len < 5 ? len : 5);
 	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-	nghttp2_submit_trailer(s, id, tr, 2);
+	nghttp2_submit_trailer(s, id, tr, g->got[0] ? 3 : 2);
 	return 5;
 }
 
@@ -1069,6 +1126,7 @@ static void grpc_server(const char *netns)
 			continue;
 		nghttp2_session_callbacks_new(&cb);
 		nghttp2_session_callbacks_set_send_callback(cb, gs_send);
+		nghttp2_session_callbacks_set_on_header_callback(cb, gs_header);
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, gs_frame);
 		nghttp2_session_server_new(&s, cb, &g);
 		nghttp2_session_callbacks_del(cb);
@@ -1115,6 +1173,66 @@ TEST_F(wp, grpc_trailers_and_retry_on_unavailable)
 	EXPECT_STRSTR(out, "grpc-status: 0");
 	EXPECT_STRSTR(out, "grpc-message: hi");
 	EXPECT_TRUE(strstr(out, "grpc-status: 14") == NULL);
+}
+
+/* Client request trailers pass: HTTP/2 -> HTTP/2 (the gRPC-like server
+ * tells back what trailers it got, also on the retry of its first
+ * UNAVAILABLE answer), and chunked HTTP/1.1 -> HTTP/1.1 (the raw echo shows
+ * the chunked trailer fields sent upstream); internal and framing fields
+ * in trailers are dropped. */
+TEST_F(wp, request_trailers_forwarded)
+{
+	static const char py[] =
+		"import socket, sys\n"
+		"s = socket.create_connection((sys.argv[1], 8080))\n"
+		"s.sendall(b'POST /t HTTP/1.1\\r\\nHost: rawecho\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'\n"
+		"          b'5\\r\\nhello\\r\\n0\\r\\nx-sum: abc\\r\\nx-envoy-evil: 1\\r\\n'\n"
+		"          b'content-length: 99\\r\\n\\r\\n')\n"
+		"out = b''\n"
+		"s.settimeout(5)\n"
+		"while True:\n"
+		"    d = s.recv(65536)\n"
+		"    if not d:\n"
+		"        break\n"
+		"    out += d\n"
+		"    i = out.find(b'\\r\\n\\r\\n')\n"
+		"    m = [l for l in out[:i].split(b'\\r\\n') if l.lower().startswith(b'content-length:')]\n"
+		"    if i >= 0 and m and len(out) >= i + 4 + int(m[0].split(b':')[1]):\n"
+		"        break\n"
+		"print(out.decode(errors='replace'))\n";
+	char netns[64], out[1 << 16], path[128], *p;
+	pid_t pid;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-grpc", self->name);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		grpc_server(netns);
+		_exit(0);
+	}
+	test_defer(kill_child, (void *)(intptr_t)pid);
+	usleep(200000);
+	snprintf(path, sizeof(path), "%s/grpc.msg", self->dir);
+	write_file(path, "\x01\x02\x03");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- nghttp -n -v -H ':authority: grpc' "
+			  "-H 'content-type: application/grpc' -H 'te: trailers' -d %s --trailer 'x-sum: abc' "
+			  "--trailer 'x-envoy-evil: 1' http://%s:8080/pkg.Svc/Call", self->ctl, self->name, path,
+			  self->ip), 0);
+	p = strstr(out, "x-req-trailers: ");
+	test_log("%.200s", p ? p : out + (strlen(out) > 3000 ? strlen(out) - 3000 : 0));
+	EXPECT_STRSTR(out, "grpc-status: 0");
+	ASSERT_TRUE(p != NULL);
+	p[strcspn(p, "\n")] = 0;
+	EXPECT_STREQ(p, "x-req-trailers: x-sum=abc;");	/* x-envoy-evil was not passed on */
+
+	snprintf(path, sizeof(path), "%s/trailers.py", self->dir);
+	write_file(path, py);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- python3 %s %s", self->ctl,
+			  self->name, path, self->ip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "HTTP/1.1 200");
+	EXPECT_STRSTR(out, "\r\n0\r\nx-sum: abc\r\n\r\n");
+	EXPECT_TRUE(strstr(out, "x-envoy-evil") == NULL);
 }
 
 TEST_F(wp, jwks_uri_fetched_off_the_request_path)

@@ -57,6 +57,12 @@ static int on_status(llhttp_t *p, const char *at, size_t n)
 	return count(m, n) || zm_buf_append(&m->status_text, at, n) ? -1 : 0;
 }
 
+/* Where field bytes go: the head's into hb, trailers' (after the head) into tb. */
+static struct zm_buf *fb(struct wp_msg *m)
+{
+	return m->headers_done ? &m->tb : &m->hb;
+}
+
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
 	struct wp_msg *m = M(p);
@@ -69,15 +75,15 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
 			m->too_big = true;
 			return -1;
 		}
-		m->hs[m->nh++] = (struct wp_span){ .noff = (uint32_t)zm_buf_len(&m->hb) };
+		m->hs[m->nh++] = (struct wp_span){ .noff = (uint32_t)zm_buf_len(fb(m)) };
 		m->in_value = false;
 	}
-	dst = zm_buf_reserve(&m->hb, n);
+	dst = zm_buf_reserve(fb(m), n);
 	if (!dst)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		dst[i] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
-	zm_buf_commit(&m->hb, n);
+	zm_buf_commit(fb(m), n);
 	m->hs[m->nh - 1].nlen += (uint32_t)n;
 	return 0;
 }
@@ -91,11 +97,11 @@ static int on_value(llhttp_t *p, const char *at, size_t n)
 		return -1;
 	h = &m->hs[m->nh - 1];
 	if (!m->in_value) {
-		h->voff = (uint32_t)zm_buf_len(&m->hb);
+		h->voff = (uint32_t)zm_buf_len(fb(m));
 		m->in_value = true;
 	}
 	h->vlen += (uint32_t)n;
-	return zm_buf_append(&m->hb, at, n) ? -1 : 0;
+	return zm_buf_append(fb(m), at, n) ? -1 : 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -104,6 +110,7 @@ static int on_headers_complete(llhttp_t *p)
 	const char *b = zm_buf_data(&m->hb);
 
 	m->headers_done = true;
+	m->nhead = m->nh;
 	/* A field-name/value the parser let through but we will not forward. */
 	for (size_t i = 0; i < m->nh; i++) {
 		if (!zm_http_name_valid(b + m->hs[i].noff, m->hs[i].nlen) ||
@@ -135,11 +142,22 @@ static int on_complete(llhttp_t *p)
 	if (p->type == HTTP_RESPONSE && p->status_code >= 100 && p->status_code < 200) {
 		zm_buf_reset(&m->status_text);
 		zm_buf_reset(&m->hb);
+		zm_buf_reset(&m->tb);
 		m->nh = 0;
 		m->hdr_bytes = 0;
 		m->in_value = false;
 		m->headers_done = false;
 		return 0;
+	}
+	/* chunked trailers: held to the rules of the head's fields */
+	for (size_t i = m->nhead; i < m->nh; i++) {
+		const char *b = zm_buf_data(&m->tb);
+
+		if (!zm_http_name_valid(b + m->hs[i].noff, m->hs[i].nlen) ||
+		    !zm_http_value_valid(b + m->hs[i].voff, m->hs[i].vlen)) {
+			m->bad_header = true;
+			return -1;
+		}
 	}
 	m->complete = true;
 	m->status = p->status_code;
@@ -179,8 +197,9 @@ void wp_msg_reset(struct wp_msg *m)
 	zm_buf_reset(&m->url);
 	zm_buf_reset(&m->status_text);
 	zm_buf_reset(&m->hb);
+	zm_buf_reset(&m->tb);
 	zm_buf_reset(&m->body);
-	m->nh = 0;
+	m->nh = m->nhead = 0;
 	m->hdr_bytes = 0;
 	m->in_value = m->headers_done = m->complete = false;
 	m->too_big = m->body_too_big = m->bad_header = false;
@@ -196,6 +215,7 @@ void wp_msg_free(struct wp_msg *m)
 	zm_buf_free(&m->url);
 	zm_buf_free(&m->status_text);
 	zm_buf_free(&m->hb);
+	zm_buf_free(&m->tb);
 	zm_buf_free(&m->body);
 }
 
@@ -260,19 +280,21 @@ size_t wp_msg_fields(struct wp_msg *m)
 {
 	const char *b = zm_buf_data(&m->hb);
 
-	for (size_t i = 0; i < m->nh; i++)
+	size_t n = m->headers_done ? m->nhead : m->nh;
+
+	for (size_t i = 0; i < n; i++)
 		m->f[i] = (struct zm_http_field){ b + m->hs[i].noff, m->hs[i].nlen,
 						  b + m->hs[i].voff, m->hs[i].vlen };
-	return m->nh;
+	return n;
 }
 
 const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len)
 {
 	const char *b = zm_buf_data(&m->hb);
-	size_t nl = strlen(name), o = 0;
+	size_t nl = strlen(name), o = 0, n = m->headers_done ? m->nhead : m->nh;
 	bool found = false;
 
-	for (size_t i = 0; i < m->nh; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (m->hs[i].nlen != nl || memcmp(b + m->hs[i].noff, name, nl))
 			continue;
 		if (found && o + 2 < bufsz) {

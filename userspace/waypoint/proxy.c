@@ -418,6 +418,34 @@ bool wp_body_rewind(struct wp_body *b)
 	return true;
 }
 
+bool wp_trailer_forwardable(const char *n)
+{
+	/* RFC 9110 6.5.1: no framing, routing, authentication or content
+	 * fields in trailers; and nothing the mesh itself vouches for */
+	static const char *const no[] = {
+		"host", "authorization", "proxy-authorization", "cookie", "content-type",
+		"content-encoding", "content-range", "x-request-id", "forwarded", NULL,
+	};
+	size_t l = strlen(n);
+
+	if (!l || n[0] == ':' || wp_hop_by_hop(n, l) || zm_http_header_is_internal(n, l, 0) ||
+	    !strncmp(n, "x-forwarded-", 12))
+		return false;
+	for (int i = 0; no[i]; i++)
+		if (!strcmp(n, no[i]))
+			return false;
+	return true;
+}
+
+const struct hlist *wp_body_trailers(struct wp_body *b)
+{
+	const struct hlist *t;
+
+	if (!b->src || !b->eof || !b->src->trailers || !(t = b->src->trailers(b->src)) || !t->n)
+		return NULL;
+	return t;
+}
+
 static int64_t min_dl(int64_t a, int64_t b)
 {
 	return !a ? b : !b ? a : a < b ? a : b;
@@ -482,8 +510,16 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 					x->down_fail = true;
 					goto fail;
 				} else if (r == 0) {
-					if (chunked)
-						zm_buf_puts(&ob, "0\r\n\r\n");
+					if (chunked) {
+						/* the client's trailers as chunked trailer fields */
+						const struct hlist *tl = wp_body_trailers(x->body);
+
+						zm_buf_puts(&ob, "0\r\n");
+						for (size_t i = 0; tl && i < tl->n; i++)
+							if (wp_trailer_forwardable(tl->v[i].n))
+								zm_buf_printf(&ob, "%s: %s\r\n", tl->v[i].n, tl->v[i].v);
+						zm_buf_puts(&ob, "\r\n");
+					}
 					body_done = true;
 				} else {
 					if (chunked)
@@ -1406,7 +1442,26 @@ struct h1_front {
 	struct conn *c;
 	bool http11, chunked, nobody, broken;
 	struct zm_buf ob;
+	struct hlist tr;		/* the request's chunked trailers, once complete */
+	bool tr_built;
 };
+
+static const struct hlist *h1_src_trailers(struct wp_src *s)
+{
+	struct h1_front *f = (struct h1_front *)((char *)s - offsetof(struct h1_front, src));
+	struct wp_msg *m = &f->c->req;
+	const char *b = zm_buf_data(&m->tb);
+
+	if (!m->complete)
+		return NULL;
+	if (!f->tr_built) {
+		f->tr_built = true;
+		for (size_t i = m->nhead; i < m->nh; i++)
+			if (hl_add(&f->tr, b + m->hs[i].noff, m->hs[i].nlen, b + m->hs[i].voff, m->hs[i].vlen))
+				break;
+	}
+	return &f->tr;
+}
 
 /* The request body, parsed out of the client's bytes as the upstream wants them. */
 static long h1_src_read(struct wp_src *s, char *buf, size_t n)
@@ -1537,7 +1592,7 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	struct wp_msg *req = &c->req;
 	struct wp_resp rs;
 	struct h1_front f = {
-		.src = { .read = h1_src_read, .fd = c->fd, .len = -1 },
+		.src = { .read = h1_src_read, .trailers = h1_src_trailers, .fd = c->fd, .len = -1 },
 		.sink = { h1_head, h1_data, h1_end, h1_abort },
 		.c = c, .http11 = req->p.http_minor >= 1,
 	};
@@ -1582,6 +1637,7 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	if (!req->complete)
 		keep = false;
 	zm_buf_free(&f.ob);
+	hl_free(&f.tr);
 	wp_resp_free(&rs);
 	return keep;
 }

@@ -100,8 +100,10 @@ struct wp_span {
 struct wp_msg {
 	llhttp_t p;
 	struct zm_buf method, url, status_text, hb, body;
+	struct zm_buf tb;		/* chunked trailers' bytes: hb must not move under views of the head */
 	struct wp_span hs[WP_MAX_HEADERS];
 	size_t nh, hdr_bytes;
+	size_t nhead;			/* fields of the head; [nhead, nh) are chunked trailers */
 	bool in_value, headers_done, complete;
 	bool too_big, body_too_big, bad_header;
 	bool head_response;		/* response to HEAD: no body */
@@ -198,6 +200,9 @@ struct conn {
 struct wp_src {
 	/* Non-blocking: >0 bytes, 0 end of body, -EAGAIN (poll @fd for POLLIN), <0 the client failed. */
 	long (*read)(struct wp_src *s, char *buf, size_t n);
+	/* The request's trailers, once read() said 0 (NULL or empty: none);
+	 * names lower case, checked by the front. NULL: the front has none. */
+	const struct hlist *(*trailers)(struct wp_src *s);
 	int fd;
 	int64_t len;			/* the client's content-length; -1 unknown */
 };
@@ -267,6 +272,14 @@ long wp_body_read(struct wp_body *b, char *buf, size_t n);
 int wp_body_fd(const struct wp_body *b);
 /* Start over for another try; false when the body is past the replay buffer. */
 bool wp_body_rewind(struct wp_body *b);
+/*
+ * The request trailers to forward once the body ended (NULL: none): the
+ * client's, without hop-by-hop, framing and internal (x-envoy-*, ...)
+ * fields, which a proxy must not take from a trailer.
+ */
+const struct hlist *wp_body_trailers(struct wp_body *b);
+/* May trailer field @n (lower case) be forwarded? */
+bool wp_trailer_forwardable(const char *n);
 
 enum wp_verdict { WP_COMMIT, WP_RETRY };
 
