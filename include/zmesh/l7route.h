@@ -284,10 +284,13 @@ struct zm_l7_decision {
 	const char *req_remove[ZM_L7_MAX_EXTRA];	/* e.g. the token's header */
 	size_t nreq_remove;
 	struct zm_buf scratch;		/* storage for the strings above */
-	/* mirror: NULL when none (or the percentage said no) */
-	const struct zm_l7_svc *mirror_svc;
-	int mirror_port_idx;
-	const char *mirror_subset;
+	/* mirrors: `mirror`, or each of `mirrors` its own percentage said yes to */
+	struct zm_l7_mirror {
+		const struct zm_l7_svc *svc;
+		int port_idx;
+		const char *subset;	/* NULL: all endpoints */
+	} mirrors[ZM_MAX_MIRRORS];
+	size_t nmirrors;
 	/* identity for logs and metrics */
 	char *request_principal;	/* owned: "iss/sub" of a verified JWT, or NULL */
 };

@@ -130,6 +130,9 @@ static const char config_fmt[] =
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: mirrors\n    match: [{uri: {prefix: /mirror-many}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirrors: [{destination: {host: echo, subset: v2}}, {destination: {host: rawecho}, percentage: {value: 100}}]\n"
 	"  - name: mirrored\n    match: [{uri: {prefix: /mirror-test}}]\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"    mirror: {host: echo, subset: v2}\n"
@@ -244,6 +247,7 @@ static const char rawecho_py[] =
 	"                break\n"
 	"    except Exception:\n"
 	"        pass\n"
+	"    print(data.split(b'\\r\\n')[0].decode(errors='replace'), flush=True)\n"
 	"    c.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\nconnection: close\\r\\n'\n"
 	"              b'content-length: %d\\r\\n\\r\\n' % len(data) + data)\n"
 	"    c.close()\n"
@@ -1275,6 +1279,20 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_STRSTR(pod_of(self, NULL, "/mirror-test/1", out, sizeof(out)), "echo-v1");
 	usleep(300000);
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-test/1' /run/zmesh/lab/%s/logs/default_echo-v2.log",
+			  self->name), 0);
+	EXPECT_EQ(atoi(out), 1);
+	/* mirrors: a copy to each (echo v2 and the raw echo server) */
+	EXPECT_STRSTR(pod_of(self, NULL, "/mirror-many/1", out, sizeof(out)), "echo-v1");
+	for (int i = 0; i < 20; i++) {
+		test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/default_echo-v2.log "
+			"/run/zmesh/lab/%s/logs/default_rawecho.log | grep -c 'GET /mirror-many/1'",
+			self->name, self->name);
+		if (atoi(out) >= 2)
+			break;
+		usleep(100000);
+	}
+	EXPECT_EQ(atoi(out), 2);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-many/1' /run/zmesh/lab/%s/logs/default_rawecho.log",
 			  self->name), 0);
 	EXPECT_EQ(atoi(out), 1);
 	/* maxConnections 1 + 1 pending: of 8 concurrent slow requests, some get 503 (UO) */

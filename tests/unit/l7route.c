@@ -98,6 +98,11 @@ static const char cfg_fmt[] =
 	"    route: [{destination: {host: echo, subset: hash}}]\n"
 	"  - name: limited\n    match: [{uri: {prefix: /limited}}]\n"
 	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: mirrors\n    match: [{uri: {prefix: /many-mirrors}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirrors:\n    - {destination: {host: echo, subset: v2}}\n"
+	"    - {destination: {host: echo, subset: hash}, percentage: {value: 0}}\n"
+	"    - {destination: {host: echo, subset: v1}, percentage: {value: 100}}\n"
 	"  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"    mirror: {host: echo, subset: v2}\n"
@@ -922,8 +927,13 @@ TEST_F(l7, mirror)
 {
 	go(self, "/mirror");
 	EXPECT_STREQ(subset(self), "v1");
-	ASSERT_TRUE(self->d.mirror_svc != NULL);
-	EXPECT_STREQ(self->d.mirror_subset, "v2");
+	ASSERT_EQ(self->d.nmirrors, 1);
+	EXPECT_STREQ(self->d.mirrors[0].subset, "v2");
+	/* mirrors: each its own percentage (0% never) */
+	EXPECT_STREQ(go(self, "/many-mirrors"), "mirrors");
+	ASSERT_EQ(self->d.nmirrors, 2);
+	EXPECT_STREQ(self->d.mirrors[0].subset, "v2");
+	EXPECT_STREQ(self->d.mirrors[1].subset, "v1");
 }
 
 TEST(build_errors)

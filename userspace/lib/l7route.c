@@ -848,7 +848,6 @@ void zm_l7_decision_init(struct zm_l7_decision *d)
 	memset(d, 0, sizeof(*d));
 	d->grpc_status = -1;
 	d->svc_port_idx = -1;
-	d->mirror_port_idx = -1;
 }
 
 void zm_l7_decision_free(struct zm_l7_decision *d)
@@ -1340,24 +1339,23 @@ static int route_action(struct zm_l7 *l7, const struct l7_vs *v, const struct l7
 			add_ops(d, &rd->headers);
 		}
 	}
-	{
-		const struct zm_destination *md = hr->mirror.o.set ? &hr->mirror :
-						   hr->mirrors.n ? &hr->mirrors.v[0].destination : NULL;
-		double pct = hr->mirror.o.set ? (hr->mirror_percent.set && !hr->mirror_percentage.o.set ?
-						 (double)hr->mirror_percent.v : hr->mirror_percentage.value.v) :
-			     hr->mirrors.n ? hr->mirrors.v[0].percentage.value.v : 0;
+	/* mirror (one, mirrorPercentage) or mirrors (each with its own percentage) */
+	for (size_t i = 0; i < (hr->mirror.o.set ? 1 : hr->mirrors.n) && d->nmirrors < ZM_MAX_MIRRORS; i++) {
+		const struct zm_destination *md = hr->mirror.o.set ? &hr->mirror : &hr->mirrors.v[i].destination;
+		double pct = !hr->mirror.o.set ? hr->mirrors.v[i].percentage.value.v :
+			     hr->mirror_percent.set && !hr->mirror_percentage.o.set ? (double)hr->mirror_percent.v :
+			     hr->mirror_percentage.value.v;
+		const struct zm_l7_svc *s;
+		struct zm_l7_mirror *mr;
 
-		if (md && chance(l7, pct)) {
-			const struct zm_l7_svc *s = svc_by_dest(l7, md->host.v, vns);
-
-			if (s) {
-				d->mirror_svc = s;
-				d->mirror_subset = md->subset.v;
-				d->mirror_port_idx = port_index(s, md->port.o.set ? (int)md->port.number.v : c->port);
-				if (d->mirror_port_idx < 0 && s->nports)
-					d->mirror_port_idx = 0;
-			}
-		}
+		if (!chance(l7, pct) || !(s = svc_by_dest(l7, md->host.v, vns)))
+			continue;
+		mr = &d->mirrors[d->nmirrors++];
+		mr->svc = s;
+		mr->subset = md->subset.v;
+		mr->port_idx = port_index(s, md->port.o.set ? (int)md->port.number.v : c->port);
+		if (mr->port_idx < 0 && s->nports)
+			mr->port_idx = 0;
 	}
 	return 0;
 }

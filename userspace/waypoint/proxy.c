@@ -742,8 +742,8 @@ static void *mirror_thread(void *arg)
 	return NULL;
 }
 
-static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const char *method,
-			 const struct hlist *h, const struct zm_buf *body)
+static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const struct zm_l7_mirror *m,
+			 const char *method, const struct hlist *h, const struct zm_buf *body)
 {
 	struct mirror_job *j;
 	pthread_t th;
@@ -756,9 +756,9 @@ static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, c
 	j->snap = snap;
 	atomic_fetch_add(&snap->ref, 1);
 	zm_l7_decision_init(&j->d);
-	j->d.svc = d->mirror_svc;
-	j->d.subset = d->mirror_subset;
-	j->d.svc_port_idx = d->mirror_port_idx;
+	j->d.svc = m->svc;
+	j->d.subset = m->subset;
+	j->d.svc_port_idx = m->port_idx;
 	/* Envoy marks shadowed requests by suffixing the host with "-shadow". */
 	zm_buf_printf(&j->out, "%s %s HTTP/1.1\r\nhost: %s-shadow\r\n", method,
 		      zm_buf_cstr((struct zm_buf *)&d->path), zm_buf_cstr((struct zm_buf *)&d->authority));
@@ -1389,8 +1389,8 @@ mirror:
 		snprintf(res.flags + fl, sizeof(res.flags) - fl, "%sURX", fl ? "," : "");
 	}
 	/* a copy of what was buffered: the whole body when it fit the replay buffer */
-	if (d.mirror_svc && (!body.src || (body.eof && body.replay_ok)))
-		start_mirror(snap, &d, rq->method, &h, &body.replay);
+	for (size_t i = 0; i < d.nmirrors && (!body.src || (body.eof && body.replay_ok)); i++)
+		start_mirror(snap, &d, &d.mirrors[i], rq->method, &h, &body.replay);
 done:
 	if (!rs->streamed && !res.resp_bytes)
 		res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
