@@ -1472,12 +1472,13 @@ static int flagged(struct zm_fixture_wp *self, const char *svc, const char *flag
 
 /* retryBudget {percent: 0, minRetryConcurrency: 1}: of 4 concurrent
  * requests that all fail (503) and would be retried after 200-400 ms, one
- * retries at a time; the others keep their 503 with flag URX. Without a
- * budget (nor maxRetries) all retry. */
+ * retries at a time; the others keep their 503 with flag UO (Envoy's
+ * retry overflow). Without a budget (nor maxRetries) all retry, and end
+ * with URX (their 2 retries used up). */
 TEST_F(wp, retry_budget)
 {
 	char out[1024];
-	int urx, urx_none;
+	int uo, uo_none, urx_none;
 
 	for (int k = 0; k < 2; k++) {
 		ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4; do "
@@ -1486,12 +1487,14 @@ TEST_F(wp, retry_budget)
 				  k ? "nobudget" : "budget", self->ip), 0);
 		EXPECT_EQ(count(out, "503"), 4);
 	}
-	urx = flagged(self, "budget", "URX");
+	uo = flagged(self, "budget", "UO");
+	uo_none = flagged(self, "nobudget", "UO");
 	urx_none = flagged(self, "nobudget", "URX");
-	test_log("URX: %d of 4 with the budget, %d of 4 without", urx, urx_none);
-	EXPECT_GE(urx, 1);
-	EXPECT_LE(urx, 3);
-	EXPECT_EQ(urx_none, 0);
+	test_log("UO: %d of 4 with the budget, %d of 4 without (URX %d)", uo, uo_none, urx_none);
+	EXPECT_GE(uo, 1);
+	EXPECT_LE(uo, 3);
+	EXPECT_EQ(uo_none, 0);
+	EXPECT_EQ(urx_none, 4);
 }
 
 TEST_F(wp, lab_changes_followed)

@@ -919,17 +919,22 @@ struct xctx {
 	int t, tries;
 	bool held;			/* this try is a retry and holds its slot (zm_l7_retry_begin) */
 	bool slot;			/* the verdict took the next retry's slot */
-	bool overflow;			/* a retry was refused by maxRetries / retryBudget */
+	bool overflow;			/* a retry was refused by maxRetries / retryBudget: flag UO */
+	bool exhausted;			/* the last try's result was retriable: flag URX */
 };
 
 static enum wp_verdict xfer_verdict(struct wp_xfer *x, int status, int gst)
 {
 	struct xctx *k = x->ctx;
 
-	if (k->t + 1 >= k->tries || !x->body->replay_ok)
-		return WP_COMMIT;
 	if (!zm_l7_should_retry(k->d, status, false) && !(gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
 		return WP_COMMIT;
+	if (k->t + 1 >= k->tries || !x->body->replay_ok) {
+		/* Envoy's URX: retriable, but the retries are used up */
+		if (k->t + 1 >= k->tries && k->d->retry_attempts > 0)
+			k->exhausted = true;
+		return WP_COMMIT;
+	}
 	/* the retry breaker is asked before the answer is dropped: when it
 	 * says no, this answer stands (Envoy's retry overflow). As Envoy's
 	 * resetRetry(), a retry's own slot is given back before the next is asked. */
@@ -1026,7 +1031,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
 	size_t len, nf = rq->nf;
 	bool admitted = false, head = !strcmp(rq->method, "HEAD");
-	bool overflow = false;	/* a retry refused by maxRetries / retryBudget: flag URX */
+	bool overflow = false, exhausted = false;	/* flags UO (retry overflow), URX (retries used up) */
 	struct wp_trace trc;
 
 	wp_trace_begin(&trc, rq->f, rq->nf, t0_wall);
@@ -1318,11 +1323,16 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				skip = ep;
 				continue;
 			}
+			if (t + 1 >= tries && d.retry_attempts > 0 && tr != TRY_OK &&
+			    (zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
+			     (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED))))
+				xc.exhausted = true;
 			break;
 		}
 		if (retrying || xc.held)
 			zm_l7_retry_end(snap->l7, &d);	/* left the loop before that try ended */
 		overflow = xc.overflow;
+		exhausted = xc.exhausted;
 		zm_buf_free(&out);
 		res.resp_bytes = x.resp_bytes;
 		if (x.committed) {
@@ -1383,10 +1393,13 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		goto mirror;
 	}
 mirror:
-	if (overflow) {
+	/* Envoy's: UO when the retry breaker (maxRetries, retryBudget) refused
+	 * a retry, URX when the last try was retriable but none were left */
+	for (int i = 0; i < 2; i++) {
 		size_t fl = strlen(res.flags);
 
-		snprintf(res.flags + fl, sizeof(res.flags) - fl, "%sURX", fl ? "," : "");
+		if (i ? exhausted : overflow)
+			snprintf(res.flags + fl, sizeof(res.flags) - fl, "%s%s", fl ? "," : "", i ? "URX" : "UO");
 	}
 	/* a copy of what was buffered: the whole body when it fit the replay buffer */
 	for (size_t i = 0; i < d.nmirrors && (!body.src || (body.eof && body.replay_ok)); i++)
