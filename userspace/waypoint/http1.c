@@ -288,6 +288,17 @@ size_t wp_msg_fields(struct wp_msg *m)
 	return n;
 }
 
+size_t wp_msg_trailers(const struct wp_msg *m, struct zm_http_field *out, size_t max)
+{
+	const char *b = zm_buf_data(&m->tb);
+	size_t n = 0;
+
+	for (size_t i = m->nhead; m->complete && i < m->nh && n < max; i++)
+		out[n++] = (struct zm_http_field){ b + m->hs[i].noff, m->hs[i].nlen,
+						   b + m->hs[i].voff, m->hs[i].vlen };
+	return n;
+}
+
 const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len)
 {
 	const char *b = zm_buf_data(&m->hb);

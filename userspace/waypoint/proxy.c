@@ -1462,15 +1462,16 @@ struct h1_front {
 static const struct hlist *h1_src_trailers(struct wp_src *s)
 {
 	struct h1_front *f = (struct h1_front *)((char *)s - offsetof(struct h1_front, src));
-	struct wp_msg *m = &f->c->req;
-	const char *b = zm_buf_data(&m->tb);
+	struct zm_http_field tf[WP_MAX_HEADERS];
+	size_t n;
 
-	if (!m->complete)
+	if (!f->c->req.complete)
 		return NULL;
 	if (!f->tr_built) {
 		f->tr_built = true;
-		for (size_t i = m->nhead; i < m->nh; i++)
-			if (hl_add(&f->tr, b + m->hs[i].noff, m->hs[i].nlen, b + m->hs[i].voff, m->hs[i].vlen))
+		n = wp_msg_trailers(&f->c->req, tf, WP_MAX_HEADERS);
+		for (size_t i = 0; i < n; i++)
+			if (hl_add(&f->tr, tf[i].name, tf[i].name_len, tf[i].value, tf[i].value_len))
 				break;
 	}
 	return &f->tr;

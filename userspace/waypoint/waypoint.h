@@ -124,8 +124,11 @@ void wp_msg_free(struct wp_msg *m);
 long wp_msg_feed(struct wp_msg *m, const char *d, size_t n);
 /* For a close-delimited response: the peer closed. 0 when that ends it. */
 int wp_msg_eof(struct wp_msg *m);
-/* Build m->f from the spans; returns the count. */
+/* Build m->f from the spans of the head (not the trailers); returns the count. */
 size_t wp_msg_fields(struct wp_msg *m);
+/* A complete message's chunked trailer fields (names lower case, checked
+ * like the head's) as views into it, at most @max; returns the count. */
+size_t wp_msg_trailers(const struct wp_msg *m, struct zm_http_field *out, size_t max);
 /* Joined value of header @name, or NULL; @len set. Uses @buf. */
 const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len);
 
