@@ -252,6 +252,8 @@ struct zm_http_fault {			/* HTTPFaultInjection */
 	struct zm_fault_abort abort;
 };
 
+#define ZM_MAX_MIRRORS 8		/* HTTPRoute.mirrors: more is refused by validation */
+
 struct zm_http_mirror {			/* HTTPMirrorPolicy */
 	struct zm_cobj o;
 	struct zm_destination destination;	/* required */

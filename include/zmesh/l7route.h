@@ -284,10 +284,13 @@ struct zm_l7_decision {
 	const char *req_remove[ZM_L7_MAX_EXTRA];	/* e.g. the token's header */
 	size_t nreq_remove;
 	struct zm_buf scratch;		/* storage for the strings above */
-	/* mirror: NULL when none (or the percentage said no) */
-	const struct zm_l7_svc *mirror_svc;
-	int mirror_port_idx;
-	const char *mirror_subset;
+	/* mirrors: `mirror`, or each of `mirrors` its own percentage said yes to */
+	struct zm_l7_mirror {
+		const struct zm_l7_svc *svc;
+		int port_idx;
+		const char *subset;	/* NULL: all endpoints */
+	} mirrors[ZM_MAX_MIRRORS];
+	size_t nmirrors;
 	/* identity for logs and metrics */
 	char *request_principal;	/* owned: "iss/sub" of a verified JWT, or NULL */
 };
@@ -351,6 +354,19 @@ bool zm_l7_upstream_h2(struct zm_l7 *l7, const struct zm_l7_decision *d, bool cl
 /* Its connectionPool.http.maxRequestsPerConnection: requests an upstream
  * connection carries before it is closed; 0 for no limit. */
 int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_decision *d);
+/*
+ * The destination's connection lifetimes (ns), from its connectionPool:
+ * @http_idle_ns http.idleTimeout (default 1 h; a pooled upstream HTTP/1.1
+ * connection idle that long is closed, not reused), @tcp_idle_ns
+ * tcp.idleTimeout (a TCP stream silent both ways that long is cut; -1 when
+ * not set: the caller's own), @max_age_ns tcp.maxConnectionDuration (an
+ * upstream connection that old is not reused, a TCP stream is cut). 0: no
+ * limit (Istio: "0s disables").
+ */
+struct zm_l7_conn_times {
+	int64_t http_idle_ns, tcp_idle_ns, max_age_ns;
+};
+void zm_l7_conn_times(struct zm_l7 *l7, const struct zm_l7_decision *d, struct zm_l7_conn_times *t);
 /*
  * connectionPool.http.maxRetries, Envoy's retry circuit breaker: before a
  * retry, zm_l7_retry_begin() takes one of the destination's outstanding

@@ -82,6 +82,22 @@ static const char cluster_fmt[] =
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: long}\n"
 	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: idle}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: aged}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tquiet}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: tshort}\n"
+	"spec:\n  selector: {app: echo, version: v2}\n  ports:\n  - {name: tcp, port: 9000}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: budget}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: nobudget}\n"
+	"spec:\n  selector: {app: echo}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
+	"apiVersion: v1\nkind: Pod\nmetadata: {name: rawecho, labels: {app: rawecho}}\n"
+	"spec:\n  nodeName: n1\n  containers:\n  - {name: c, command: [python3, %s/rawecho.py]}\n---\n"
+	"apiVersion: v1\nkind: Service\nmetadata: {name: rawecho}\n"
+	"spec:\n  selector: {app: rawecho}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n---\n"
 	"apiVersion: v1\nkind: Service\nmetadata: {name: flaky}\n"
 	"spec:\n  selector: {app: flaky}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
 
@@ -114,6 +130,9 @@ static const char config_fmt[] =
 	"  - name: abort\n    match: [{uri: {prefix: /abort}}]\n"
 	"    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"  - name: mirrors\n    match: [{uri: {prefix: /mirror-many}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirrors: [{destination: {host: echo, subset: v2}}, {destination: {host: rawecho}, percentage: {value: 100}}]\n"
 	"  - name: mirrored\n    match: [{uri: {prefix: /mirror-test}}]\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"    mirror: {host: echo, subset: v2}\n"
@@ -150,6 +169,29 @@ static const char config_fmt[] =
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: short}\n"
 	"spec:\n  host: short\n  trafficPolicy:\n    connectionPool: {http: {maxRequestsPerConnection: 2}}\n"
 	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: idle}\n"
+	"spec:\n  host: idle\n  trafficPolicy:\n    connectionPool: {http: {idleTimeout: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: aged}\n"
+	"spec:\n  host: aged\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnectionDuration: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tquiet}\n"
+	"spec:\n  host: tquiet\n  trafficPolicy:\n    connectionPool: {tcp: {idleTimeout: 1s}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: tshort}\n"
+	"spec:\n  host: tshort\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnectionDuration: 1500ms}}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: budget}\n"
+	"spec:\n  host: budget\n  trafficPolicy:\n    retryBudget: {percent: 0, minRetryConcurrency: 1}\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: budget}\n"
+	"spec:\n  hosts: [budget]\n  http:\n  - retries: {attempts: 2, retryOn: 5xx, backoff: 400ms}\n"
+	"    route: [{destination: {host: budget}}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: nobudget}\n"
+	"spec:\n  hosts: [nobudget]\n  http:\n  - retries: {attempts: 2, retryOn: 5xx, backoff: 400ms}\n"
+	"    route: [{destination: {host: nobudget}}]\n"
+	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: flaky}\n"
 	"spec:\n  hosts: [flaky]\n  http:\n"
 	"  - match: [{uri: {prefix: /noretry}}]\n    retries: {attempts: 0}\n"
@@ -181,6 +223,41 @@ static const char config_fmt[] =
 	"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow2}\n"
 	"spec:\n  targetRefs: [{kind: Service, group: \"\", name: secure2}]\n"
 	"  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n";
+
+/* An HTTP/1.1 server that answers with the request exactly as it came
+ * (head, chunks, trailers): what the waypoint sent upstream. */
+static const char rawecho_py[] =
+	"import socket, threading\n"
+	"def serve(c):\n"
+	"    data = b''\n"
+	"    c.settimeout(5)\n"
+	"    try:\n"
+	"        while True:\n"
+	"            d = c.recv(65536)\n"
+	"            if not d:\n"
+	"                break\n"
+	"            data += d\n"
+	"            i = data.find(b'\\r\\n\\r\\n')\n"
+	"            if i < 0:\n"
+	"                continue\n"
+	"            if b'transfer-encoding: chunked' not in data[:i].lower():\n"
+	"                break\n"
+	"            rest = data[i + 4:]\n"
+	"            if (rest.startswith(b'0\\r\\n') or b'\\r\\n0\\r\\n' in rest) and rest.endswith(b'\\r\\n\\r\\n'):\n"
+	"                break\n"
+	"    except Exception:\n"
+	"        pass\n"
+	"    print(data.split(b'\\r\\n')[0].decode(errors='replace'), flush=True)\n"
+	"    c.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\nconnection: close\\r\\n'\n"
+	"              b'content-length: %d\\r\\n\\r\\n' % len(data) + data)\n"
+	"    c.close()\n"
+	"s = socket.socket()\n"
+	"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+	"s.bind(('0.0.0.0', 8080))\n"
+	"s.listen(16)\n"
+	"while True:\n"
+	"    c, _ = s.accept()\n"
+	"    threading.Thread(target=serve, args=(c,), daemon=True).start()\n";
 
 static EVP_PKEY *key, *wrong_key;
 
@@ -239,7 +316,9 @@ FIXTURE_SETUP(wp)
 	mkdir(self->dir, 0700);
 	snprintf(self->cfg, sizeof(self->cfg), "%s/config.yaml", self->dir);
 	write_config(self);
-	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir);
+	snprintf(path, sizeof(path), "%s/rawecho.py", self->dir);
+	write_file(path, rawecho_py);
+	snprintf(cluster, sizeof(cluster), cluster_fmt, self->name, self->cfg, self->dir, self->dir);
 	snprintf(path, sizeof(path), "%s/cluster.yaml", self->dir);
 	write_file(path, cluster);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up --no-mesh -f %s --name %s", self->ctl, path,
@@ -745,7 +824,7 @@ static bool has_end(struct hb_cli *cl) { return cl->ended || cl->closed; }
  * @req, print "status <CONNECT status>\n" and the answer to @outfile.
  */
 static int hbone_request(const char *netns, const char *cadir, const char *wp_ip,
-			 const char *authority, const char *req, const char *outfile)
+			 const char *authority, const char *req, bool hold, const char *outfile)
 {
 	static const struct zm_hbone_cbs cbs = { NULL, hc_resp, hc_data, hc_end, hc_close };
 	struct zm_error e = { "" };
@@ -759,6 +838,7 @@ static int hbone_request(const char *netns, const char *cadir, const char *wp_ip
 	SSL_CTX *ctx;
 	int32_t sid;
 	int fd, saved;
+	long elapsed_ms = 0;
 	FILE *f;
 
 	if (zm_netns_enter(netns, &saved) || zm_ca_open(cadir, &ca, &e) ||
@@ -785,11 +865,21 @@ static int hbone_request(const char *netns, const char *cadir, const char *wp_ip
 	if (hb_pump(fd, hb, has_status, &cl) || cl.status != 200)
 		goto out;
 	zm_hbone_send(hb, sid, req, strlen(req));
-	zm_hbone_end(hb, sid);
-	hb_pump(fd, hb, has_end, &cl);
+	if (!hold)
+		zm_hbone_end(hb, sid);
+	{
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		hb_pump(fd, hb, has_end, &cl);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		elapsed_ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	}
 out:
 	f = fopen(outfile, "w");
 	if (f) {
+		if (hold)
+			fprintf(f, "%s after %ld ms\n", cl.ended || cl.closed ? "ended" : "open", elapsed_ms);
 		fprintf(f, "status %d\n%.*s", cl.status, (int)zm_buf_len(&cl.got),
 			zm_buf_data(&cl.got) ? zm_buf_data(&cl.got) : "");
 		fclose(f);
@@ -797,9 +887,11 @@ out:
 	return 0;
 }
 
-/* Run hbone_request in a child (it enters the pod's netns); the output file's text. */
-static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
-		      char *out, size_t sz)
+/* Run hbone_request in a child (it enters the pod's netns); the output file's text.
+ * @hold: the client does not end its side, and the output starts with
+ * "ended after N ms" (the stream ended by the other side) or "open after ...". */
+static void via_hbone_ex(struct zm_fixture_wp *self, const char *authority, const char *req, bool hold,
+			 char *out, size_t sz)
 {
 	char netns[64], cadir[128], file[128];
 	pid_t pid;
@@ -812,7 +904,7 @@ static void via_hbone(struct zm_fixture_wp *self, const char *authority, const c
 	unlink(file);
 	pid = fork();
 	if (pid == 0)
-		_exit(hbone_request(netns, cadir, self->ip, authority, req, file));
+		_exit(hbone_request(netns, cadir, self->ip, authority, req, hold, file));
 	waitpid(pid, &st, 0);
 	out[0] = 0;
 	f = fopen(file, "r");
@@ -826,14 +918,28 @@ static void via_hbone(struct zm_fixture_wp *self, const char *authority, const c
 		test_log("hbone client exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+static void via_hbone(struct zm_fixture_wp *self, const char *authority, const char *req,
+		      char *out, size_t sz)
+{
+	via_hbone_ex(self, authority, req, false, out, sz);
+}
+
+/* The cluster IP of Service @name. */
+static int svc_vip(struct zm_fixture_wp *self, const char *name, char *vip, size_t sz)
+{
+	int rc = test_sh(vip, sz, "%s lab status --name %s -o json | python3 -c "
+			 "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
+			 "if s['name']=='%s'][0])\"", self->ctl, self->name, name);
+
+	vip[strcspn(vip, "\n")] = 0;
+	return rc;
+}
+
 TEST_F(wp, hbone_front)
 {
 	char out[8192], vip[64], auth[96], metrics[1 << 16], args[128];
 
-	ASSERT_EQ(test_sh(vip, sizeof(vip), "%s lab status --name %s -o json | python3 -c "
-			  "\"import json,sys; print([s['clusterIP'] for s in json.load(sys.stdin)['services'] "
-			  "if s['name']=='echo'][0])\"", self->ctl, self->name), 0);
-	vip[strcspn(vip, "\n")] = 0;
+	ASSERT_EQ(svc_vip(self, "echo", vip, sizeof(vip)), 0);
 	snprintf(auth, sizeof(auth), "%s:80", vip);
 	via_hbone(self, auth, "GET /x HTTP/1.1\r\nHost: echo\r\nx-canary: yes\r\nConnection: close\r\n\r\n",
 		  out, sizeof(out));
@@ -948,7 +1054,23 @@ TEST_F(wp, http2_upstream_for_grpc_and_http2_ports)
 struct gsrv {
 	int fd;
 	int *calls;		/* shared across connections of this process */
+	char got[512];		/* request trailers seen, "name=value;" each */
 };
+
+/* Request trailers (a HEADERS frame after the request's): noted, and told
+ * back in the answer's trailers as x-req-trailers. */
+static int gs_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
+		     const uint8_t *v, size_t vl, uint8_t fl, void *ud)
+{
+	struct gsrv *g = ud;
+	size_t o = strlen(g->got);
+
+	(void)s;
+	(void)fl;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_HEADERS)
+		snprintf(g->got + o, sizeof(g->got) - o, "%.*s=%.*s;", (int)nl, n, (int)vl, v);
+	return 0;
+}
 
 static ssize_t gs_send(nghttp2_session *s, const uint8_t *d, size_t n, int fl, void *ud)
 {
@@ -962,9 +1084,10 @@ static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	struct gsrv *g = ud;
 	char st[4];
 	/* the first call fails with UNAVAILABLE (14), later ones succeed */
-	nghttp2_nv tr[2] = {
+	nghttp2_nv tr[3] = {
 		{ (uint8_t *)"grpc-status", (uint8_t *)st, 11, 0, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-message", (uint8_t *)"hi", 12, 2, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"x-req-trailers", (uint8_t *)g->got, 14, strlen(g->got), NGHTTP2_NV_FLAG_NONE },
 	};
 
 	(void)src;
@@ -972,7 +1095,7 @@ static ssize_t gs_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	tr[0].valuelen = strlen(st);
 	memcpy(buf, "\0\0\0\0\0", len < 5 ? len : 5);
 	*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-	nghttp2_submit_trailer(s, id, tr, 2);
+	nghttp2_submit_trailer(s, id, tr, g->got[0] ? 3 : 2);
 	return 5;
 }
 
@@ -1013,6 +1136,7 @@ static void grpc_server(const char *netns)
 			continue;
 		nghttp2_session_callbacks_new(&cb);
 		nghttp2_session_callbacks_set_send_callback(cb, gs_send);
+		nghttp2_session_callbacks_set_on_header_callback(cb, gs_header);
 		nghttp2_session_callbacks_set_on_frame_recv_callback(cb, gs_frame);
 		nghttp2_session_server_new(&s, cb, &g);
 		nghttp2_session_callbacks_del(cb);
@@ -1061,6 +1185,66 @@ TEST_F(wp, grpc_trailers_and_retry_on_unavailable)
 	EXPECT_TRUE(strstr(out, "grpc-status: 14") == NULL);
 }
 
+/* Client request trailers pass: HTTP/2 -> HTTP/2 (the gRPC-like server
+ * tells back what trailers it got, also on the retry of its first
+ * UNAVAILABLE answer), and chunked HTTP/1.1 -> HTTP/1.1 (the raw echo shows
+ * the chunked trailer fields sent upstream); internal and framing fields
+ * in trailers are dropped. */
+TEST_F(wp, request_trailers_forwarded)
+{
+	static const char py[] =
+		"import socket, sys\n"
+		"s = socket.create_connection((sys.argv[1], 8080))\n"
+		"s.sendall(b'POST /t HTTP/1.1\\r\\nHost: rawecho\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'\n"
+		"          b'5\\r\\nhello\\r\\n0\\r\\nx-sum: abc\\r\\nx-envoy-evil: 1\\r\\n'\n"
+		"          b'content-length: 99\\r\\n\\r\\n')\n"
+		"out = b''\n"
+		"s.settimeout(5)\n"
+		"while True:\n"
+		"    d = s.recv(65536)\n"
+		"    if not d:\n"
+		"        break\n"
+		"    out += d\n"
+		"    i = out.find(b'\\r\\n\\r\\n')\n"
+		"    m = [l for l in out[:i].split(b'\\r\\n') if l.lower().startswith(b'content-length:')]\n"
+		"    if i >= 0 and m and len(out) >= i + 4 + int(m[0].split(b':')[1]):\n"
+		"        break\n"
+		"print(out.decode(errors='replace'))\n";
+	char netns[64], out[1 << 16], path[128], *p;
+	pid_t pid;
+
+	snprintf(netns, sizeof(netns), "zm-%s-default-grpc", self->name);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		grpc_server(netns);
+		_exit(0);
+	}
+	test_defer(kill_child, (void *)(intptr_t)pid);
+	usleep(200000);
+	snprintf(path, sizeof(path), "%s/grpc.msg", self->dir);
+	write_file(path, "\x01\x02\x03");
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- nghttp -n -v -H ':authority: grpc' "
+			  "-H 'content-type: application/grpc' -H 'te: trailers' -d %s --trailer 'x-sum: abc' "
+			  "--trailer 'x-envoy-evil: 1' http://%s:8080/pkg.Svc/Call", self->ctl, self->name, path,
+			  self->ip), 0);
+	p = strstr(out, "x-req-trailers: ");
+	test_log("%.200s", p ? p : out + (strlen(out) > 3000 ? strlen(out) - 3000 : 0));
+	EXPECT_STRSTR(out, "grpc-status: 0");
+	ASSERT_TRUE(p != NULL);
+	p[strcspn(p, "\n")] = 0;
+	EXPECT_STREQ(p, "x-req-trailers: x-sum=abc;");	/* x-envoy-evil was not passed on */
+
+	snprintf(path, sizeof(path), "%s/trailers.py", self->dir);
+	write_file(path, py);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- python3 %s %s", self->ctl,
+			  self->name, path, self->ip), 0);
+	test_log("%s", out);
+	EXPECT_STRSTR(out, "HTTP/1.1 200");
+	EXPECT_STRSTR(out, "\r\n0\r\nx-sum: abc\r\n\r\n");
+	EXPECT_TRUE(strstr(out, "x-envoy-evil") == NULL);
+}
+
 TEST_F(wp, jwks_uri_fetched_off_the_request_path)
 {
 	char claims[256], h[8192];
@@ -1103,6 +1287,20 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-test/1' /run/zmesh/lab/%s/logs/default_echo-v2.log",
 			  self->name), 0);
 	EXPECT_EQ(atoi(out), 1);
+	/* mirrors: a copy to each (echo v2 and the raw echo server) */
+	EXPECT_STRSTR(pod_of(self, NULL, "/mirror-many/1", out, sizeof(out)), "echo-v1");
+	for (int i = 0; i < 20; i++) {
+		test_sh(out, sizeof(out), "cat /run/zmesh/lab/%s/logs/default_echo-v2.log "
+			"/run/zmesh/lab/%s/logs/default_rawecho.log | grep -c 'GET /mirror-many/1'",
+			self->name, self->name);
+		if (atoi(out) >= 2)
+			break;
+		usleep(100000);
+	}
+	EXPECT_EQ(atoi(out), 2);
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'GET /mirror-many/1' /run/zmesh/lab/%s/logs/default_rawecho.log",
+			  self->name), 0);
+	EXPECT_EQ(atoi(out), 1);
 	/* maxConnections 1 + 1 pending: of 8 concurrent slow requests, some get 503 (UO) */
 	snprintf(cmd, sizeof(cmd), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4 5 6 7 8; do "
 		 "curl -s -o /dev/null -w \"%%{http_code}\\n\" -H \"Host: limited\" http://%s:8080/delay/400 & "
@@ -1116,19 +1314,13 @@ TEST_F(wp, mirror_and_connection_pool_overflow)
 	EXPECT_GE(n503, 1);
 }
 
-/* The distinct upstream connections (echoapp's "peer") behind @n requests
- * that curl sends on one keep-alive connection to the waypoint. */
-static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+/* The distinct echoapp "peer"s (upstream connections) in @out; -1 unless
+ * there are @n answers. */
+static int distinct_peers(const char *out, int n)
 {
-	char args[2048], out[16384], peers[16][64];
+	char peers[16][64];
 	int np = 0, got = 0;
-	size_t off;
 
-	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
-	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
-		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
-	if (curl(self, out, sizeof(out), args))
-		return -1;
 	for (const char *p = out; (p = strstr(p, "\"peer\":\"")); ) {
 		size_t l;
 		bool seen = false;
@@ -1144,8 +1336,54 @@ static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
 		}
 		p += l;
 	}
-	test_log("%s: %d answers over %d upstream connections", host, got, np);
 	return got == n ? np : -1;
+}
+
+/* The distinct upstream connections (echoapp's "peer") behind @n requests
+ * that curl sends on one keep-alive connection to the waypoint. */
+static int upstream_conns(struct zm_fixture_wp *self, const char *host, int n)
+{
+	char args[2048], out[16384];
+	size_t off;
+	int np;
+
+	off = (size_t)snprintf(args, sizeof(args), "-H 'Host: %s'", host);
+	for (int i = 0; i < n && off < sizeof(args) - 64; i++)
+		off += (size_t)snprintf(args + off, sizeof(args) - off, " http://%s:8080/r%d", self->ip, i);
+	if (curl(self, out, sizeof(out), args))
+		return -1;
+	np = distinct_peers(out, n);
+	test_log("%s: %d upstream connections for %d requests", host, np, n);
+	return np;
+}
+
+/* The same with pauses: requests on one client connection (python3 in the
+ * client pod), the i-th after sleeping @gaps[i] seconds ("0 0.2 2"). */
+static int paced_conns(struct zm_fixture_wp *self, const char *host, const char *gaps)
+{
+	static const char py[] =
+		"import http.client, sys, time\n"
+		"c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=10)\n"
+		"for i, g in enumerate(sys.argv[3:]):\n"
+		"    time.sleep(float(g))\n"
+		"    c.request('GET', '/p%d' % i, headers={'Host': sys.argv[2]})\n"
+		"    print(c.getresponse().read().decode())\n";
+	char path[128], out[16384];
+	int n = 0, np;
+
+	snprintf(path, sizeof(path), "%s/paced.py", self->dir);
+	write_file(path, py);
+	for (const char *p = gaps; *p; ) {
+		n++;
+		p += strcspn(p, " ");
+		p += strspn(p, " ");
+	}
+	if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- python3 %s %s %s %s", self->ctl,
+		    self->name, path, self->ip, host, gaps))
+		return -1;
+	np = distinct_peers(out, n);
+	test_log("%s, pauses %s: %d upstream connections", host, gaps, np);
+	return np;
 }
 
 /* connectionPool.http.maxRequestsPerConnection: 2 -> six requests on one
@@ -1154,6 +1392,115 @@ TEST_F(wp, max_requests_per_connection)
 {
 	EXPECT_EQ(upstream_conns(self, "long", 6), 1);
 	EXPECT_EQ(upstream_conns(self, "short", 6), 3);
+}
+
+/* connectionPool.http.idleTimeout 1s: a pooled upstream connection idle
+ * for 2 s is not reused (0.2 s is); without it (default 1 h) it is. */
+TEST_F(wp, http_idle_timeout)
+{
+	char out[256];
+	int before, after;
+
+	EXPECT_EQ(paced_conns(self, "idle", "0 0.2 2"), 2);
+	EXPECT_EQ(paced_conns(self, "long", "0 0.2 2"), 1);
+	/* it is closed when it expires while the client waits, not only at its next use */
+	ASSERT_EQ(test_sh(NULL, 0, "%s lab exec client --name %s -- python3 %s/paced.py %s idle 0 5 "
+			  ">/dev/null 2>&1 &", self->ctl, self->name, self->dir, self->ip), 0);
+	for (int i = 0; i < 30; i++) {	/* the first request went through */
+		test_sh(out, sizeof(out), "%s lab exec waypoint --name %s -- ss -tnH state established "
+			"'( dport = :8080 )' | wc -l", self->ctl, self->name);
+		if ((before = atoi(out)) > 0)
+			break;
+		usleep(100000);
+	}
+	usleep(1500000);
+	test_sh(out, sizeof(out), "%s lab exec waypoint --name %s -- ss -tnH state established "
+		"'( dport = :8080 )' | wc -l", self->ctl, self->name);
+	after = atoi(out);
+	test_log("pooled upstream connections: %d after the first request, %d 1.5 s later", before, after);
+	EXPECT_EQ(before, 1);
+	EXPECT_EQ(after, 0);
+}
+
+/* tcp.maxConnectionDuration 1s: requests 0.2 s apart share an upstream
+ * connection until it is 1 s old, then a new one is made. */
+TEST_F(wp, max_connection_duration_http)
+{
+	EXPECT_EQ(paced_conns(self, "aged", "0 0.2 0.3 1"), 2);
+	EXPECT_EQ(paced_conns(self, "long", "0 0.2 0.3 1"), 1);
+}
+
+/* TCP over HBONE (echoapp's TCP port, tcp.idleTimeout 1s / tcp.maxConnectionDuration
+ * 1.5s): a stream the client keeps open and silent is cut after it; with
+ * neither (the waypoint's 300 s idle timeout) it stays open for the 5 s we watch. */
+TEST_F(wp, tcp_idle_timeout_and_max_duration)
+{
+	char out[8192], vip[64], auth[96];
+	long ms;
+
+	ASSERT_EQ(svc_vip(self, "tquiet", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("tquiet: %.40s", out);
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+	ASSERT_EQ(sscanf(out, "ended after %ld ms", &ms), 1);
+	EXPECT_GE(ms, 800);
+	EXPECT_LE(ms, 4000);
+
+	ASSERT_EQ(svc_vip(self, "tshort", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("tshort: %.40s", out);
+	ASSERT_EQ(sscanf(out, "ended after %ld ms", &ms), 1);
+	EXPECT_GE(ms, 1200);
+	EXPECT_LE(ms, 4500);
+
+	ASSERT_EQ(svc_vip(self, "echo", vip, sizeof(vip)), 0);
+	snprintf(auth, sizeof(auth), "%s:9000", vip);
+	via_hbone_ex(self, auth, "WHOAMI\n", true, out, sizeof(out));
+	test_log("echo: %.40s", out);
+	EXPECT_STRSTR(out, "open after");
+	EXPECT_STRSTR(out, "\"pod\":\"echo-v2\"");
+}
+
+/* Requests with response_flags @flags to Service @svc in the waypoint's metrics. */
+static int flagged(struct zm_fixture_wp *self, const char *svc, const char *flags)
+{
+	char out[64];
+
+	if (test_sh(out, sizeof(out), "%s lab exec client --name %s -- curl -s http://%s:15020/metrics | "
+		    "grep '^istio_requests_total{' | grep 'destination_service_name=\"%s\"' | "
+		    "grep 'response_flags=\"%s\"' | awk '{s += $NF} END {print s + 0}'", self->ctl,
+		    self->name, self->ip, svc, flags))
+		return -1;
+	return atoi(out);
+}
+
+/* retryBudget {percent: 0, minRetryConcurrency: 1}: of 4 concurrent
+ * requests that all fail (503) and would be retried after 200-400 ms, one
+ * retries at a time; the others keep their 503 with flag UO (Envoy's
+ * retry overflow). Without a budget (nor maxRetries) all retry, and end
+ * with URX (their 2 retries used up). */
+TEST_F(wp, retry_budget)
+{
+	char out[1024];
+	int uo, uo_none, urx_none;
+
+	for (int k = 0; k < 2; k++) {
+		ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec client --name %s -- sh -c 'for i in 1 2 3 4; do "
+				  "curl -s -o /dev/null -w \"%%{http_code}\\n\" -H \"Host: %s\" "
+				  "http://%s:8080/status/503 & done; wait'", self->ctl, self->name,
+				  k ? "nobudget" : "budget", self->ip), 0);
+		EXPECT_EQ(count(out, "503"), 4);
+	}
+	uo = flagged(self, "budget", "UO");
+	uo_none = flagged(self, "nobudget", "UO");
+	urx_none = flagged(self, "nobudget", "URX");
+	test_log("UO: %d of 4 with the budget, %d of 4 without (URX %d)", uo, uo_none, urx_none);
+	EXPECT_GE(uo, 1);
+	EXPECT_LE(uo, 3);
+	EXPECT_EQ(uo_none, 0);
+	EXPECT_EQ(urx_none, 4);
 }
 
 TEST_F(wp, lab_changes_followed)

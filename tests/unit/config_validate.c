@@ -175,6 +175,10 @@ static const struct vcase cases[] = {
 	  "t.yaml:8:37: spec.http[0].retries.retryOn: \"5xx,oops\": invalid retryOn policy (want items such as 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, cancelled, unavailable, or an HTTP status code)" },
 	{ "mirror and mirrors", VS "  hosts: [a]\n  http:\n" ROUTE "    mirror: {host: b}\n    mirrors: [{destination: {host: c}}]\n",
 	  "t.yaml:9:14: spec.http[0].mirrors: only one of mirror or mirrors may be set" },
+	{ "too many mirrors", VS "  hosts: [a]\n  http:\n" ROUTE "    mirrors: [{destination: {host: c}}, {destination: {host: c}}, "
+	  "{destination: {host: c}}, {destination: {host: c}}, {destination: {host: c}}, {destination: {host: c}}, "
+	  "{destination: {host: c}}, {destination: {host: c}}, {destination: {host: c}}]\n",
+	  "t.yaml:8:14: spec.http[0].mirrors: at most 8 mirrors are supported by zmesh" },
 	{ "cors method", VS "  hosts: [a]\n  http:\n" ROUTE "    corsPolicy: {allowMethods: [get]}\n",
 	  "t.yaml:8:33: spec.http[0].corsPolicy.allowMethods[0]: \"get\": HTTP methods are case-sensitive: write it in upper case" },
 	{ "header name", VS "  hosts: [a]\n  http:\n" ROUTE "    headers: {request: {set: {\"bad header\": x}}}\n",

@@ -98,6 +98,11 @@ static const char cfg_fmt[] =
 	"    route: [{destination: {host: echo, subset: hash}}]\n"
 	"  - name: limited\n    match: [{uri: {prefix: /limited}}]\n"
 	"    route: [{destination: {host: echo, subset: v2}}]\n"
+	"  - name: mirrors\n    match: [{uri: {prefix: /many-mirrors}}]\n"
+	"    route: [{destination: {host: echo, subset: v1}}]\n"
+	"    mirrors:\n    - {destination: {host: echo, subset: v2}}\n"
+	"    - {destination: {host: echo, subset: hash}, percentage: {value: 0}}\n"
+	"    - {destination: {host: echo, subset: v1}, percentage: {value: 100}}\n"
 	"  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n"
 	"    route: [{destination: {host: echo, subset: v1}}]\n"
 	"    mirror: {host: echo, subset: v2}\n"
@@ -125,7 +130,8 @@ static const char cfg_fmt[] =
 	"    trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}, http: {http1MaxPendingRequests: 1, "
 	"maxRetries: 1}}}\n"
 	"  - name: hash\n    labels: {app: echo}\n"
-	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}}}\n"
+	"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-key}},\n"
+	"                    retryBudget: {percent: 50, minRetryConcurrency: 1}}\n"
 	"---\n"
 	"apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	"metadata: {name: secure, namespace: default}\n"
@@ -867,6 +873,26 @@ TEST_F(l7, max_retries_circuit_breaker)
 		zm_l7_retry_end(self->l7, &self->d);
 }
 
+/* retryBudget (subset hash: 50%, at least 1): concurrent retries bounded
+ * by half the requests in flight to the destination, at least one. */
+TEST_F(l7, retry_budget)
+{
+	go(self, "/hash");
+	ASSERT_STREQ(subset(self), "hash");
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));	/* nothing in flight: the minimum */
+	EXPECT_FALSE(zm_l7_retry_begin(self->l7, &self->d));
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(zm_l7_admit(self->l7, &self->d), 0);
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));	/* 4 in flight: 2 */
+	EXPECT_FALSE(zm_l7_retry_begin(self->l7, &self->d));
+	for (int i = 0; i < 4; i++)
+		zm_l7_release(self->l7, &self->d);
+	zm_l7_retry_end(self->l7, &self->d);
+	zm_l7_retry_end(self->l7, &self->d);
+	EXPECT_TRUE(zm_l7_retry_begin(self->l7, &self->d));
+	zm_l7_retry_end(self->l7, &self->d);
+}
+
 /* portLevelSettings: per service port, a port-level piece overrides its
  * level, a subset overrides the rule (Istio's merge). */
 TEST_F(l7, port_level_settings)
@@ -901,8 +927,13 @@ TEST_F(l7, mirror)
 {
 	go(self, "/mirror");
 	EXPECT_STREQ(subset(self), "v1");
-	ASSERT_TRUE(self->d.mirror_svc != NULL);
-	EXPECT_STREQ(self->d.mirror_subset, "v2");
+	ASSERT_EQ(self->d.nmirrors, 1);
+	EXPECT_STREQ(self->d.mirrors[0].subset, "v2");
+	/* mirrors: each its own percentage (0% never) */
+	EXPECT_STREQ(go(self, "/many-mirrors"), "mirrors");
+	ASSERT_EQ(self->d.nmirrors, 2);
+	EXPECT_STREQ(self->d.mirrors[0].subset, "v2");
+	EXPECT_STREQ(self->d.mirrors[1].subset, "v1");
 }
 
 TEST(build_errors)

@@ -752,6 +752,8 @@ static void http_route_check(struct zm_crd *r, void *obj)
 		ERR(r, h->rewrite.o.pos, "rewrite", "HTTP route rule cannot contain both rewrite and redirect");
 	if (h->mirror.o.set && h->mirrors.n)
 		ERR(r, h->mirrors.pos, "mirrors", "only one of mirror or mirrors may be set");
+	if (h->mirrors.n > ZM_MAX_MIRRORS)
+		ERR(r, h->mirrors.pos, "mirrors", "at most %d mirrors are supported by zmesh", ZM_MAX_MIRRORS);
 	if (h->mirror_percent.set && h->mirror_percentage.o.set)
 		ERR(r, h->mirror_percent.pos, "mirrorPercent",
 		    "only one of mirrorPercent or mirrorPercentage may be set");

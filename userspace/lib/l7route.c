@@ -848,7 +848,6 @@ void zm_l7_decision_init(struct zm_l7_decision *d)
 	memset(d, 0, sizeof(*d));
 	d->grpc_status = -1;
 	d->svc_port_idx = -1;
-	d->mirror_port_idx = -1;
 }
 
 void zm_l7_decision_free(struct zm_l7_decision *d)
@@ -1340,24 +1339,23 @@ static int route_action(struct zm_l7 *l7, const struct l7_vs *v, const struct l7
 			add_ops(d, &rd->headers);
 		}
 	}
-	{
-		const struct zm_destination *md = hr->mirror.o.set ? &hr->mirror :
-						   hr->mirrors.n ? &hr->mirrors.v[0].destination : NULL;
-		double pct = hr->mirror.o.set ? (hr->mirror_percent.set && !hr->mirror_percentage.o.set ?
-						 (double)hr->mirror_percent.v : hr->mirror_percentage.value.v) :
-			     hr->mirrors.n ? hr->mirrors.v[0].percentage.value.v : 0;
+	/* mirror (one, mirrorPercentage) or mirrors (each with its own percentage) */
+	for (size_t i = 0; i < (hr->mirror.o.set ? 1 : hr->mirrors.n) && d->nmirrors < ZM_MAX_MIRRORS; i++) {
+		const struct zm_destination *md = hr->mirror.o.set ? &hr->mirror : &hr->mirrors.v[i].destination;
+		double pct = !hr->mirror.o.set ? hr->mirrors.v[i].percentage.value.v :
+			     hr->mirror_percent.set && !hr->mirror_percentage.o.set ? (double)hr->mirror_percent.v :
+			     hr->mirror_percentage.value.v;
+		const struct zm_l7_svc *s;
+		struct zm_l7_mirror *mr;
 
-		if (md && chance(l7, pct)) {
-			const struct zm_l7_svc *s = svc_by_dest(l7, md->host.v, vns);
-
-			if (s) {
-				d->mirror_svc = s;
-				d->mirror_subset = md->subset.v;
-				d->mirror_port_idx = port_index(s, md->port.o.set ? (int)md->port.number.v : c->port);
-				if (d->mirror_port_idx < 0 && s->nports)
-					d->mirror_port_idx = 0;
-			}
-		}
+		if (!chance(l7, pct) || !(s = svc_by_dest(l7, md->host.v, vns)))
+			continue;
+		mr = &d->mirrors[d->nmirrors++];
+		mr->svc = s;
+		mr->subset = md->subset.v;
+		mr->port_idx = port_index(s, md->port.o.set ? (int)md->port.number.v : c->port);
+		if (mr->port_idx < 0 && s->nports)
+			mr->port_idx = 0;
 	}
 	return 0;
 }
@@ -1629,6 +1627,7 @@ struct eff {
 	const struct zm_load_balancer *lb;
 	const struct zm_connection_pool *pool;
 	const struct zm_outlier_detection *od;
+	const struct zm_retry_budget *rb;	/* NULL: none (no port-level form) */
 };
 
 static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
@@ -1654,6 +1653,8 @@ static void effective(const struct zm_l7 *l7, const struct zm_l7_svc *s,
 	e->pool = PICK(connection_pool);
 	e->od = PICK(outlier_detection);
 #undef PICK
+	e->rb = stp && stp->retry_budget.o.set ? &stp->retry_budget :
+		tp->retry_budget.o.set ? &tp->retry_budget : NULL;
 }
 
 static uint64_t fnv(const void *p, size_t n, uint64_t h)
@@ -1859,6 +1860,23 @@ int64_t zm_l7_max_requests_per_connection(struct zm_l7 *l7, const struct zm_l7_d
 	return e.pool ? e.pool->http.max_requests_per_connection.v : 0;
 }
 
+void zm_l7_conn_times(struct zm_l7 *l7, const struct zm_l7_decision *d, struct zm_l7_conn_times *t)
+{
+	struct eff e = { 0 };
+
+	*t = (struct zm_l7_conn_times){ .http_idle_ns = 3600 * ZM_NS_PER_S, .tcp_idle_ns = -1 };
+	if (d->svc)
+		effective(l7, d->svc, d, &e);
+	if (!e.pool)
+		return;
+	if (e.pool->http.idle_timeout.set)
+		t->http_idle_ns = e.pool->http.idle_timeout.ns;
+	if (e.pool->tcp.idle_timeout.set)
+		t->tcp_idle_ns = e.pool->tcp.idle_timeout.ns;
+	if (e.pool->tcp.max_connection_duration.set)
+		t->max_age_ns = e.pool->tcp.max_connection_duration.ns;
+}
+
 void zm_l7_report(struct zm_l7 *l7, const struct zm_l7_decision *d, int epi, int status,
 		  int64_t now_ns)
 {
@@ -1914,6 +1932,16 @@ bool zm_l7_retry_begin(struct zm_l7 *l7, const struct zm_l7_decision *d)
 		return true;
 	effective(l7, s, d, &e);
 	lim = e.pool && e.pool->http.max_retries.set ? e.pool->http.max_retries.v : INT64_MAX;
+	if (e.rb) {
+		/* Envoy's retry budget replaces maxRetries: percent (20) of the
+		 * requests in flight, at least minRetryConcurrency (3) */
+		double pct = e.rb->percent.set ? e.rb->percent.v : 20.0;
+		int64_t minc = e.rb->min_retry_concurrency.set ? e.rb->min_retry_concurrency.v : 3;
+
+		lim = (int64_t)(pct / 100.0 * atomic_load(&s->inflight));
+		if (lim < minc)
+			lim = minc;
+	}
 	if (atomic_fetch_add(&s->retrying, 1) + 1 > lim) {
 		atomic_fetch_sub(&s->retrying, 1);
 		return false;

@@ -205,6 +205,14 @@ static long src_read(struct wp_src *s, char *buf, size_t n)
 	return r;
 }
 
+static const struct hlist *src_trailers(struct wp_src *s)
+{
+	struct h2s *st = (struct h2s *)((char *)s - offsetof(struct h2s, src));
+
+	/* complete before in.eof was set (under in.mu), which read() saw: no lock needed */
+	return &st->in.trailers;
+}
+
 static int sink_head(struct wp_sink *k, const struct wp_resp *rs, int64_t len)
 {
 	struct h2s *st = (struct h2s *)((char *)k - offsetof(struct h2s, sink));
@@ -379,6 +387,26 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	return 0;
 }
 
+/*
+ * A request trailer field (a HEADERS frame after the body): into the body
+ * queue's trailers, which the worker reads once the body ended (the END_STREAM
+ * of this frame). Same bounds as the head; nghttp2 already refused pseudo
+ * fields and bad names or values here (RFC 9113 8.1).
+ */
+static int on_trailer(struct h2s *st, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+	int rc = 0;
+
+	st->hdr_bytes += nl + vl + 32;
+	if (st->hdr_bytes > WP_MAX_HEADER_BYTES || wp_hop_by_hop((const char *)name, nl))
+		return 0;	/* dropped: the head was accepted, its trailers are optional */
+	pthread_mutex_lock(&st->in.mu);
+	if (!st->in.gone && !st->in.eof && st->in.trailers.n < WP_MAX_HEADERS)
+		rc = hl_add(&st->in.trailers, (const char *)name, nl, (const char *)value, vl);
+	pthread_mutex_unlock(&st->in.mu);
+	return rc ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
 		     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
@@ -387,6 +415,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 	(void)flags;
 	(void)ud;
+	if (st && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_HEADERS && st->ready)
+		return on_trailer(st, name, nl, value, vl);
 	/* only the request's head: a worker may already read it when trailers come */
 	if (!st || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
@@ -406,9 +436,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 			st->bad = true;
 		return 0;
 	}
-	/* HTTP/1-only fields are malformed in HTTP/2 (nghttp2 rejects most already). */
+	/* HTTP/1-only fields are malformed in HTTP/2 (nghttp2 rejects most
+	 * already); `trailer` (announcing trailers) is valid, not forwarded */
 	if (wp_hop_by_hop((const char *)name, nl) && !(nl == 2 && !memcmp(name, "te", 2)) &&
-	    !(nl == 14 && !memcmp(name, "content-length", 14))) {
+	    !(nl == 14 && !memcmp(name, "content-length", 14)) && !(nl == 7 && !memcmp(name, "trailer", 7))) {
 		st->bad = true;
 		return 0;
 	}
@@ -617,7 +648,7 @@ static void stream_start(struct h2c *h, struct h2s *st)
 	pthread_attr_t at;
 	int code = 0;
 
-	st->src = (struct wp_src){ .read = src_read, .fd = st->in.efd, .len = -1 };
+	st->src = (struct wp_src){ .read = src_read, .trailers = src_trailers, .fd = st->in.efd, .len = -1 };
 	st->sink = (struct wp_sink){ sink_head, sink_data, sink_end, sink_abort };
 	st->busy = true;
 	h->busy++;
@@ -788,6 +819,7 @@ static int upgrade_stream(struct h2c *h, struct wp_msg *m, const uint8_t *settin
 static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, size_t slen)
 {
 	struct h2c h = { .c = c };
+	int64_t quiet_until;		/* --idle-timeout: nothing to do until then ends the connection */
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	nghttp2_settings_entry set[] = {
@@ -840,6 +872,7 @@ static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, si
 		if (r < 0)
 			goto out;
 	}
+	quiet_until = mono_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
 	for (;;) {
 		char buf[16384];
 		struct pollfd pf[2] = { { .fd = c->fd, .events = POLLIN },
@@ -861,11 +894,23 @@ static void serve(struct conn *c, struct wp_msg *up, const uint8_t *settings, si
 			goto out;
 		if (!h.busy && !nghttp2_session_want_read(h.s) && !nghttp2_session_want_write(h.s))
 			goto out;
-		pr = poll(pf, 2, h.busy ? 1000 : wp_options->idle_timeout_ms);
+		{
+			/* wake to close pooled upstream connections as they expire (idleTimeout) */
+			int64_t next = wp_up_sweep(c->pool, &h.pool_mu), now = mono_ns();
+			int64_t to = h.busy ? 1000 : quiet_until > now ? (quiet_until - now) / 1000000 : 0;
+
+			if (next && (next - now) / 1000000 + 1 < to)
+				to = (next - now) / 1000000 + 1;
+			pr = poll(pf, 2, (int)to);
+		}
 		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0 && !h.busy && mono_ns() < quiet_until)
 			continue;
 		if (pr < 0 || (pr == 0 && !h.busy))
 			goto out;
+		if (pr > 0 || h.busy)
+			quiet_until = mono_ns() + (int64_t)wp_options->idle_timeout_ms * 1000000;
 		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		n = recv(c->fd, buf, sizeof(buf), 0);

@@ -220,14 +220,28 @@ static int up_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 	return 0;
 }
 
+/* The client's request trailers (forwardable ones) as a HEADERS frame that
+ * ends the stream; -ENOENT when none is left to send. */
+static int submit_trailers(nghttp2_session *s, int32_t id, const struct hlist *tr)
+{
+	nghttp2_nv nv[WP_MAX_HEADERS];
+	size_t n = 0;
+
+	for (size_t i = 0; i < tr->n && n < WP_MAX_HEADERS; i++)
+		if (wp_trailer_forwardable(tr->v[i].n))
+			nv[n++] = (nghttp2_nv){ (uint8_t *)tr->v[i].n, (uint8_t *)tr->v[i].v, strlen(tr->v[i].n),
+						strlen(tr->v[i].v), NGHTTP2_NV_FLAG_NONE };
+	if (!n)
+		return -ENOENT;
+	return nghttp2_submit_trailer(s, id, nv, n) ? -EIO : 0;
+}
+
 static ssize_t up_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *ud)
 {
 	struct h2up *u = ud;
 	long r = wp_body_read(u->x->body, (char *)buf, len);
 
-	(void)s;
-	(void)id;
 	(void)src;
 	if (r == -EAGAIN) {
 		u->body_wait = true;
@@ -237,8 +251,13 @@ static ssize_t up_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		u->x->down_fail = true;
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;	/* resets the stream */
 	}
-	if (r == 0)
+	if (r == 0) {
+		const struct hlist *tr = wp_body_trailers(u->x->body);
+
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (tr && submit_trailers(s, id, tr) == 0)
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;	/* the trailers end it */
+	}
 	return r;
 }
 

@@ -57,6 +57,12 @@ static int on_status(llhttp_t *p, const char *at, size_t n)
 	return count(m, n) || zm_buf_append(&m->status_text, at, n) ? -1 : 0;
 }
 
+/* Where field bytes go: the head's into hb, trailers' (after the head) into tb. */
+static struct zm_buf *fb(struct wp_msg *m)
+{
+	return m->headers_done ? &m->tb : &m->hb;
+}
+
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
 	struct wp_msg *m = M(p);
@@ -69,15 +75,15 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
 			m->too_big = true;
 			return -1;
 		}
-		m->hs[m->nh++] = (struct wp_span){ .noff = (uint32_t)zm_buf_len(&m->hb) };
+		m->hs[m->nh++] = (struct wp_span){ .noff = (uint32_t)zm_buf_len(fb(m)) };
 		m->in_value = false;
 	}
-	dst = zm_buf_reserve(&m->hb, n);
+	dst = zm_buf_reserve(fb(m), n);
 	if (!dst)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		dst[i] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
-	zm_buf_commit(&m->hb, n);
+	zm_buf_commit(fb(m), n);
 	m->hs[m->nh - 1].nlen += (uint32_t)n;
 	return 0;
 }
@@ -91,19 +97,20 @@ static int on_value(llhttp_t *p, const char *at, size_t n)
 		return -1;
 	h = &m->hs[m->nh - 1];
 	if (!m->in_value) {
-		h->voff = (uint32_t)zm_buf_len(&m->hb);
+		h->voff = (uint32_t)zm_buf_len(fb(m));
 		m->in_value = true;
 	}
 	h->vlen += (uint32_t)n;
-	return zm_buf_append(&m->hb, at, n) ? -1 : 0;
+	return zm_buf_append(fb(m), at, n) ? -1 : 0;
 }
 
-/* A field-name/value the parser let through but we will not forward. */
-static int fields_check(struct wp_msg *m)
+/* A field-name/value the parser let through but we will not forward:
+ * fields [from, to) with their bytes in @b (the head's hb, trailers' tb). */
+static int fields_check(struct wp_msg *m, const struct zm_buf *buf, size_t from, size_t to)
 {
-	const char *b = zm_buf_data(&m->hb);
+	const char *b = zm_buf_data(buf);
 
-	for (size_t i = 0; i < m->nh; i++) {
+	for (size_t i = from; i < to; i++) {
 		if (!zm_http_name_valid(b + m->hs[i].noff, m->hs[i].nlen) ||
 		    !zm_http_value_valid(b + m->hs[i].voff, m->hs[i].vlen)) {
 			m->bad_header = true;
@@ -140,7 +147,8 @@ static int on_headers_complete(llhttp_t *p)
 	struct wp_msg *m = M(p);
 
 	m->headers_done = true;
-	if (fields_check(m) || ambiguous_length(m))
+	m->nhead = m->nh;
+	if (fields_check(m, &m->hb, 0, m->nh) || ambiguous_length(m))
 		return -1;
 	/* Responses to HEAD (and 1xx, 204, 304, which llhttp knows) have no body. */
 	return m->head_response ? 1 : 0;
@@ -161,14 +169,11 @@ static int on_complete(llhttp_t *p)
 {
 	struct wp_msg *m = M(p);
 
-	/* Chunked trailer fields were appended after the headers: the same rules. */
-	if (fields_check(m))
-		return -1;
-
 	/* 1xx interim responses: wait for the final one. */
 	if (p->type == HTTP_RESPONSE && p->status_code >= 100 && p->status_code < 200) {
 		zm_buf_reset(&m->status_text);
 		zm_buf_reset(&m->hb);
+		zm_buf_reset(&m->tb);
 		m->nh = 0;
 		m->hdr_bytes = 0;
 		m->in_value = false;
@@ -176,6 +181,9 @@ static int on_complete(llhttp_t *p)
 		m->interim = true;
 		return HPE_PAUSED;	/* wp_msg_feed scans the final response's header block */
 	}
+	/* chunked trailers: held to the rules of the head's fields */
+	if (fields_check(m, &m->tb, m->nhead, m->nh))
+		return -1;
 	m->complete = true;
 	m->status = p->status_code;
 	return HPE_PAUSED;
@@ -214,8 +222,9 @@ void wp_msg_reset(struct wp_msg *m)
 	zm_buf_reset(&m->url);
 	zm_buf_reset(&m->status_text);
 	zm_buf_reset(&m->hb);
+	zm_buf_reset(&m->tb);
 	zm_buf_reset(&m->body);
-	m->nh = 0;
+	m->nh = m->nhead = 0;
 	m->hdr_bytes = 0;
 	m->in_value = m->headers_done = m->complete = false;
 	m->too_big = m->body_too_big = m->bad_header = false;
@@ -231,6 +240,7 @@ void wp_msg_free(struct wp_msg *m)
 	zm_buf_free(&m->url);
 	zm_buf_free(&m->status_text);
 	zm_buf_free(&m->hb);
+	zm_buf_free(&m->tb);
 	zm_buf_free(&m->body);
 }
 
@@ -312,19 +322,32 @@ size_t wp_msg_fields(struct wp_msg *m)
 {
 	const char *b = zm_buf_data(&m->hb);
 
-	for (size_t i = 0; i < m->nh; i++)
+	size_t n = m->headers_done ? m->nhead : m->nh;
+
+	for (size_t i = 0; i < n; i++)
 		m->f[i] = (struct zm_http_field){ b + m->hs[i].noff, m->hs[i].nlen,
 						  b + m->hs[i].voff, m->hs[i].vlen };
-	return m->nh;
+	return n;
+}
+
+size_t wp_msg_trailers(const struct wp_msg *m, struct zm_http_field *out, size_t max)
+{
+	const char *b = zm_buf_data(&m->tb);
+	size_t n = 0;
+
+	for (size_t i = m->nhead; m->complete && i < m->nh && n < max; i++)
+		out[n++] = (struct zm_http_field){ b + m->hs[i].noff, m->hs[i].nlen,
+						   b + m->hs[i].voff, m->hs[i].vlen };
+	return n;
 }
 
 const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len)
 {
 	const char *b = zm_buf_data(&m->hb);
-	size_t nl = strlen(name), o = 0;
+	size_t nl = strlen(name), o = 0, n = m->headers_done ? m->nhead : m->nh;
 	bool found = false;
 
-	for (size_t i = 0; i < m->nh; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (m->hs[i].nlen != nl || memcmp(b + m->hs[i].noff, name, nl))
 			continue;
 		if (found && o + 2 < bufsz) {

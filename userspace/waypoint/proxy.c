@@ -280,12 +280,45 @@ static int connect_to(const char *addr, int port, int64_t deadline, const struct
 	return fd;
 }
 
+/* Is pooled connection @u past its idleTimeout / maxConnectionDuration at @now? */
+static bool up_expired(const struct up *u, int64_t now)
+{
+	/* within a millisecond counts: poll() timeouts are whole milliseconds, rounded down */
+	return u->expires && now + ZM_NS_PER_MS >= u->expires;
+}
+
+/*
+ * Close the pooled connections that expired; the earliest expiry of those
+ * left (0: none), so a front waiting for its client can wake to close
+ * them (Envoy closes an idle pooled connection on a timer, not at its next use).
+ */
+int64_t wp_up_sweep(struct up *pool, pthread_mutex_t *mu)
+{
+	int64_t now = now_ns(), next = 0;
+
+	if (mu)
+		pthread_mutex_lock(mu);
+	for (int i = 0; i < UP_POOL; i++) {
+		if (pool[i].fd <= 0)
+			continue;
+		if (up_expired(&pool[i], now))
+			up_close(&pool[i]);
+		else if (pool[i].expires && (!next || pool[i].expires < next))
+			next = pool[i].expires;
+	}
+	if (mu)
+		pthread_mutex_unlock(mu);
+	return next;
+}
+
 /* A pooled connection to addr:port, or a new one. *fresh tells which;
- * *uses is how many requests it has carried. */
+ * *uses is how many requests it has carried, *born when it connected.
+ * Pooled ones past their idleTimeout or maxConnectionDuration are closed. */
 static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, bool *fresh,
-		  int64_t *uses, const struct zm_tcp_keepalive *ka)
+		  int64_t *uses, int64_t *born, const struct zm_tcp_keepalive *ka)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
+	int64_t now = now_ns();
 	int fd = -1;
 
 	if (c->pool_mu)
@@ -293,11 +326,17 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 	for (int i = 0; i < UP_POOL; i++) {
 		struct up *u = &pool[i];
 
-		if (u->fd > 0 && u->port == port && !strcmp(u->addr, addr)) {
+		if (u->fd <= 0)
+			continue;
+		if (up_expired(u, now)) {
+			up_close(u);
+			continue;
+		}
+		if (fd < 0 && u->port == port && !strcmp(u->addr, addr)) {
 			fd = u->fd;
 			*uses = u->uses;
+			*born = u->born;
 			u->fd = -1;
-			break;
 		}
 	}
 	if (c->pool_mu)
@@ -308,10 +347,13 @@ static int up_get(struct conn *c, const char *addr, int port, int64_t deadline, 
 	}
 	*fresh = true;
 	*uses = 0;
+	*born = now;
 	return connect_to(addr, port, deadline, ka);
 }
 
-static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses)
+/* Back into the pool, not to be reused after @expires (0: no limit). */
+static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t uses, int64_t born,
+		   int64_t expires)
 {
 	struct up *pool = c->shared_pool ? c->shared_pool : c->pool;
 	int slot = 0;
@@ -324,7 +366,7 @@ static void up_put(struct conn *c, int fd, const char *addr, int port, int64_t u
 			break;
 		}
 	up_close(&pool[slot]);
-	pool[slot] = (struct up){ .fd = fd, .port = port, .uses = uses };
+	pool[slot] = (struct up){ .fd = fd, .port = port, .uses = uses, .born = born, .expires = expires };
 	snprintf(pool[slot].addr, sizeof(pool[slot].addr), "%s", addr);
 	if (c->pool_mu)
 		pthread_mutex_unlock(c->pool_mu);
@@ -376,6 +418,34 @@ bool wp_body_rewind(struct wp_body *b)
 	return true;
 }
 
+bool wp_trailer_forwardable(const char *n)
+{
+	/* RFC 9110 6.5.1: no framing, routing, authentication or content
+	 * fields in trailers; and nothing the mesh itself vouches for */
+	static const char *const no[] = {
+		"host", "authorization", "proxy-authorization", "cookie", "content-type",
+		"content-encoding", "content-range", "x-request-id", "forwarded", NULL,
+	};
+	size_t l = strlen(n);
+
+	if (!l || n[0] == ':' || wp_hop_by_hop(n, l) || zm_http_header_is_internal(n, l, 0) ||
+	    !strncmp(n, "x-forwarded-", 12))
+		return false;
+	for (int i = 0; no[i]; i++)
+		if (!strcmp(n, no[i]))
+			return false;
+	return true;
+}
+
+const struct hlist *wp_body_trailers(struct wp_body *b)
+{
+	const struct hlist *t;
+
+	if (!b->src || !b->eof || !b->src->trailers || !(t = b->src->trailers(b->src)) || !t->n)
+		return NULL;
+	return t;
+}
+
 static int64_t min_dl(int64_t a, int64_t b)
 {
 	return !a ? b : !b ? a : a < b ? a : b;
@@ -411,13 +481,13 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 		bool fresh, got = false, body_done = !x->body->src, body_wait = false, decided = false;
 		bool extra = false;
 		enum try_result tr = TRY_RESET;
-		int64_t last = now_ns(), uses = 0;
+		int64_t last = now_ns(), uses = 0, born = 0;
 		char tmp[16384];
 		int fd;
 
 		if (round && !wp_body_rewind(x->body))
 			return TRY_RESET;
-		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses, x->ka);
+		fd = up_get(c, addr, port, min_dl(connect_deadline, x->try_deadline), &fresh, &uses, &born, x->ka);
 		if (fd < 0)
 			return fd == -ETIMEDOUT && x->try_deadline && now_ns() >= x->try_deadline ? TRY_TIMEOUT :
 			       TRY_CONNECT_FAIL;
@@ -440,8 +510,16 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 					x->down_fail = true;
 					goto fail;
 				} else if (r == 0) {
-					if (chunked)
-						zm_buf_puts(&ob, "0\r\n\r\n");
+					if (chunked) {
+						/* the client's trailers as chunked trailer fields */
+						const struct hlist *tl = wp_body_trailers(x->body);
+
+						zm_buf_puts(&ob, "0\r\n");
+						for (size_t i = 0; tl && i < tl->n; i++)
+							if (wp_trailer_forwardable(tl->v[i].n))
+								zm_buf_printf(&ob, "%s: %s\r\n", tl->v[i].n, tl->v[i].v);
+						zm_buf_puts(&ob, "\r\n");
+					}
 					body_done = true;
 				} else {
 					if (chunked)
@@ -543,9 +621,14 @@ static enum try_result do_try(struct conn *c, const char *addr, int port, const 
 				 * it and maxRequestsPerConnection leaves room */
 				uses++;
 				if (!extra && body_done && !zm_buf_len(&ob) && r > 0 &&
-				    llhttp_should_keep_alive(&resp.p) && (!x->max_uses || uses < x->max_uses))
-					up_put(c, fd, addr, port, uses);
-				else
+				    llhttp_should_keep_alive(&resp.p) && (!x->max_uses || uses < x->max_uses) &&
+				    (!x->max_age_ns || now_ns() < born + x->max_age_ns)) {
+					int64_t now = now_ns(), exp = x->pool_idle_ns ? now + x->pool_idle_ns : 0;
+
+					if (x->max_age_ns && (!exp || born + x->max_age_ns < exp))
+						exp = born + x->max_age_ns;
+					up_put(c, fd, addr, port, uses, born, exp);
+				} else
 					close(fd);
 				x->status = resp.status;
 				wp_msg_free(&resp);
@@ -659,8 +742,8 @@ static void *mirror_thread(void *arg)
 	return NULL;
 }
 
-static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const char *method,
-			 const struct hlist *h, const struct zm_buf *body)
+static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, const struct zm_l7_mirror *m,
+			 const char *method, const struct hlist *h, const struct zm_buf *body)
 {
 	struct mirror_job *j;
 	pthread_t th;
@@ -673,9 +756,9 @@ static void start_mirror(struct wp_snap *snap, const struct zm_l7_decision *d, c
 	j->snap = snap;
 	atomic_fetch_add(&snap->ref, 1);
 	zm_l7_decision_init(&j->d);
-	j->d.svc = d->mirror_svc;
-	j->d.subset = d->mirror_subset;
-	j->d.svc_port_idx = d->mirror_port_idx;
+	j->d.svc = m->svc;
+	j->d.subset = m->subset;
+	j->d.svc_port_idx = m->port_idx;
 	/* Envoy marks shadowed requests by suffixing the host with "-shadow". */
 	zm_buf_printf(&j->out, "%s %s HTTP/1.1\r\nhost: %s-shadow\r\n", method,
 		      zm_buf_cstr((struct zm_buf *)&d->path), zm_buf_cstr((struct zm_buf *)&d->authority));
@@ -832,18 +915,39 @@ void wp_resp_free(struct wp_resp *rs)
 struct xctx {
 	struct wp_resp *rs;
 	const struct zm_l7_decision *d;
+	struct zm_l7 *l7;
 	int t, tries;
+	bool held;			/* this try is a retry and holds its slot (zm_l7_retry_begin) */
+	bool slot;			/* the verdict took the next retry's slot */
+	bool overflow;			/* a retry was refused by maxRetries / retryBudget: flag UO */
+	bool exhausted;			/* the last try's result was retriable: flag URX */
 };
 
 static enum wp_verdict xfer_verdict(struct wp_xfer *x, int status, int gst)
 {
-	const struct xctx *k = x->ctx;
+	struct xctx *k = x->ctx;
 
-	if (k->t + 1 >= k->tries || !x->body->replay_ok)
+	if (!zm_l7_should_retry(k->d, status, false) && !(gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
 		return WP_COMMIT;
-	if (zm_l7_should_retry(k->d, status, false) || (gst > 0 && zm_l7_should_retry_grpc(k->d, gst)))
-		return WP_RETRY;
-	return WP_COMMIT;
+	if (k->t + 1 >= k->tries || !x->body->replay_ok) {
+		/* Envoy's URX: retriable, but the retries are used up */
+		if (k->t + 1 >= k->tries && k->d->retry_attempts > 0)
+			k->exhausted = true;
+		return WP_COMMIT;
+	}
+	/* the retry breaker is asked before the answer is dropped: when it
+	 * says no, this answer stands (Envoy's retry overflow). As Envoy's
+	 * resetRetry(), a retry's own slot is given back before the next is asked. */
+	if (k->held) {
+		zm_l7_retry_end(k->l7, k->d);
+		k->held = false;
+	}
+	if (!zm_l7_retry_begin(k->l7, k->d)) {
+		k->overflow = true;
+		return WP_COMMIT;
+	}
+	k->slot = true;
+	return WP_RETRY;
 }
 
 /* The upstream's head as the client gets it: hop-by-hop fields out, response header ops. */
@@ -927,6 +1031,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 	char principal[640] = "", reqid[40] = "-", host[512] = "", tmp[256], pns[64];
 	size_t len, nf = rq->nf;
 	bool admitted = false, head = !strcmp(rq->method, "HEAD");
+	bool overflow = false, exhausted = false;	/* flags UO (retry overflow), URX (retries used up) */
 	struct wp_trace trc;
 
 	wp_trace_begin(&trc, rq->f, rq->nf, t0_wall);
@@ -1090,7 +1195,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		int64_t cto = zm_l7_connect_timeout(snap->l7, &d);
 		int64_t max_uses = zm_l7_max_requests_per_connection(snap->l7, &d);
 		int skip = -1, tries = 1 + (d.retry_attempts > 0 ? d.retry_attempts : 0);
-		bool retrying = false, retry_slot = false;	/* http.maxRetries accounting */
+		bool retrying = false;	/* maxRetries / retryBudget: the next try is a retry */
 		enum try_result tr = TRY_CONNECT_FAIL;
 		char ct[128];
 		size_t ctl;
@@ -1104,12 +1209,16 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		/* HTTP/1 upstream framing is ours: the client's length when it said one, else chunked */
 		bool chunked = rq->src && rq->src->len < 0;
 		struct buf_sink bsink;
-		struct xctx xc = { .rs = rs, .d = &d, .tries = tries };
+		struct xctx xc = { .rs = rs, .d = &d, .l7 = snap->l7, .tries = tries };
+		struct zm_l7_conn_times ct_;
 		struct wp_xfer x = { .body = &body, .sink = rq->sink, .head = head, .deadline = deadline,
 				     .max_uses = max_uses, .ka = zm_l7_tcp_keepalive(snap->l7, &d),
 				     .verdict = xfer_verdict, .commit = xfer_commit,
 				     .ctx = &xc };
 
+		zm_l7_conn_times(snap->l7, &d, &ct_);
+		x.pool_idle_ns = ct_.http_idle_ns;
+		x.max_age_ns = ct_.max_age_ns;
 		if (!x.sink) {
 			buf_sink_init(&bsink, rs);
 			x.sink = &bsink.k;
@@ -1130,7 +1239,7 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 
 			if (retrying) {
 				/* this try is the retry taken below: its outstanding slot goes back after it */
-				retry_slot = true;
+				xc.held = true;
 				retrying = false;
 			}
 			const struct zm_l7_ep *e;
@@ -1168,9 +1277,14 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 			} else {
 				tr = do_try(c, e->addr, e->tport[d.svc_port_idx], &out, chunked, tnow + cto, &x);
 			}
-			if (retry_slot) {
+			if (xc.held) {
 				zm_l7_retry_end(snap->l7, &d);
-				retry_slot = false;
+				xc.held = false;
+			}
+			if (xc.slot) {
+				/* the verdict took the next retry's slot: it goes back after that try */
+				retrying = true;
+				xc.slot = false;
 			}
 			st = tr == TRY_OK ? x.status : 0;
 			zm_l7_report(snap->l7, &d, ep, x.aborted ? 0 : st, now_ns());
@@ -1189,9 +1303,10 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				uint32_t rr;
 				struct timespec ts;
 
-				/* connectionPool.http.maxRetries: all outstanding, no retry */
-				if (!zm_l7_retry_begin(snap->l7, &d)) {
-					snprintf(res.flags, sizeof(res.flags), "URX");
+				/* maxRetries / retryBudget: all outstanding, no retry (a
+				 * dropped answer took its slot in xfer_verdict) */
+				if (!retrying && !zm_l7_retry_begin(snap->l7, &d)) {
+					xc.overflow = true;
 					break;
 				}
 				retrying = true;
@@ -1208,10 +1323,16 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 				skip = ep;
 				continue;
 			}
+			if (t + 1 >= tries && d.retry_attempts > 0 && tr != TRY_OK &&
+			    (zm_l7_should_retry(&d, st, tr == TRY_CONNECT_FAIL) ||
+			     (tr == TRY_REFUSED && (d.retry_on & ZM_RETRY_REFUSED))))
+				xc.exhausted = true;
 			break;
 		}
-		if (retrying || retry_slot)
+		if (retrying || xc.held)
 			zm_l7_retry_end(snap->l7, &d);	/* left the loop before that try ended */
+		overflow = xc.overflow;
+		exhausted = xc.exhausted;
 		zm_buf_free(&out);
 		res.resp_bytes = x.resp_bytes;
 		if (x.committed) {
@@ -1272,9 +1393,17 @@ void wp_serve(struct conn *c, struct wp_req *rq, struct wp_resp *rs, int64_t t0_
 		goto mirror;
 	}
 mirror:
+	/* Envoy's: UO when the retry breaker (maxRetries, retryBudget) refused
+	 * a retry, URX when the last try was retriable but none were left */
+	for (int i = 0; i < 2; i++) {
+		size_t fl = strlen(res.flags);
+
+		if (i ? exhausted : overflow)
+			snprintf(res.flags + fl, sizeof(res.flags) - fl, "%s%s", fl ? "," : "", i ? "URX" : "UO");
+	}
 	/* a copy of what was buffered: the whole body when it fit the replay buffer */
-	if (d.mirror_svc && (!body.src || (body.eof && body.replay_ok)))
-		start_mirror(snap, &d, rq->method, &h, &body.replay);
+	for (size_t i = 0; i < d.nmirrors && (!body.src || (body.eof && body.replay_ok)); i++)
+		start_mirror(snap, &d, &d.mirrors[i], rq->method, &h, &body.replay);
 done:
 	if (!rs->streamed && !res.resp_bytes)
 		res.resp_bytes = head ? 0 : zm_buf_len(&rs->body);
@@ -1326,7 +1455,27 @@ struct h1_front {
 	struct conn *c;
 	bool http11, chunked, nobody, broken;
 	struct zm_buf ob;
+	struct hlist tr;		/* the request's chunked trailers, once complete */
+	bool tr_built;
 };
+
+static const struct hlist *h1_src_trailers(struct wp_src *s)
+{
+	struct h1_front *f = (struct h1_front *)((char *)s - offsetof(struct h1_front, src));
+	struct zm_http_field tf[WP_MAX_HEADERS];
+	size_t n;
+
+	if (!f->c->req.complete)
+		return NULL;
+	if (!f->tr_built) {
+		f->tr_built = true;
+		n = wp_msg_trailers(&f->c->req, tf, WP_MAX_HEADERS);
+		for (size_t i = 0; i < n; i++)
+			if (hl_add(&f->tr, tf[i].name, tf[i].name_len, tf[i].value, tf[i].value_len))
+				break;
+	}
+	return &f->tr;
+}
 
 /* The request body, parsed out of the client's bytes as the upstream wants them. */
 static long h1_src_read(struct wp_src *s, char *buf, size_t n)
@@ -1457,7 +1606,7 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	struct wp_msg *req = &c->req;
 	struct wp_resp rs;
 	struct h1_front f = {
-		.src = { .read = h1_src_read, .fd = c->fd, .len = -1 },
+		.src = { .read = h1_src_read, .trailers = h1_src_trailers, .fd = c->fd, .len = -1 },
 		.sink = { h1_head, h1_data, h1_end, h1_abort },
 		.c = c, .http11 = req->p.http_minor >= 1,
 	};
@@ -1502,6 +1651,7 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 	if (!req->complete)
 		keep = false;
 	zm_buf_free(&f.ob);
+	hl_free(&f.tr);
 	wp_resp_free(&rs);
 	return keep;
 }
@@ -1579,18 +1729,36 @@ bool wp_port_is_tcp(const char *vip, int port)
 	return tcp;
 }
 
-/* Relay bytes both ways until both sides closed; returns bytes in each direction. */
-static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
+enum relay_end { RELAY_CLOSED, RELAY_IDLE, RELAY_AGED };
+
+/*
+ * Relay bytes both ways until both sides closed, nothing moved either way
+ * for @idle_ns (0: no limit) or @end (0: none) passed; counts the bytes
+ * in each direction.
+ */
+static enum relay_end relay(int a, int b, int64_t idle_ns, int64_t end, uint64_t *a2b, uint64_t *b2a)
 {
 	char buf[65536];
 	bool a_open = true, b_open = true;
+	int64_t last = now_ns();
 
 	while (a_open || b_open) {
 		struct pollfd pf[2] = { { .fd = a_open ? a : -1, .events = POLLIN },
 					{ .fd = b_open ? b : -1, .events = POLLIN } };
+		int64_t dl = min_dl(idle_ns ? last + idle_ns : 0, end);
+		int pr = poll(pf, 2, ms_left(dl));
 
-		if (poll(pf, 2, wp_options->idle_timeout_ms) <= 0)
-			return;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return RELAY_CLOSED;
+		if (pr == 0) {
+			if (end && now_ns() + ZM_NS_PER_MS >= end)
+				return RELAY_AGED;
+			if (idle_ns && now_ns() + ZM_NS_PER_MS >= last + idle_ns)
+				return RELAY_IDLE;
+			continue;
+		}
 		for (int i = 0; i < 2; i++) {
 			int from = i ? b : a, to = i ? a : b;
 			bool *open = i ? &b_open : &a_open;
@@ -1605,14 +1773,16 @@ static void relay(int a, int b, uint64_t *a2b, uint64_t *b2a)
 				*open = false;
 				shutdown(to, SHUT_WR);
 				if (r < 0)
-					return;
+					return RELAY_CLOSED;
 				continue;
 			}
 			if (write_all(to, buf, (size_t)r, now_ns() + 30LL * ZM_NS_PER_S))
-				return;
+				return RELAY_CLOSED;
+			last = now_ns();
 			*(i ? b2a : a2b) += (uint64_t)r;
 		}
 	}
+	return RELAY_CLOSED;
 }
 
 /* A TCP stream over HBONE: tcp[] routes, L4 policy, relay. */
@@ -1668,7 +1838,21 @@ static void serve_tcp(struct conn *c)
 			zm_l7_report(snap->l7, &d, ep, 0, now_ns());
 			goto out;
 		}
-		relay(c->fd, fd, &up, &down);
+		{
+			/* DestinationRule tcp.idleTimeout (else --idle-timeout) and
+			 * tcp.maxConnectionDuration: the stream is cut, as Envoy's tcp_proxy does */
+			struct zm_l7_conn_times ct;
+			int64_t idle, t1 = now_ns();
+			enum relay_end why;
+
+			zm_l7_conn_times(snap->l7, &d, &ct);
+			idle = ct.tcp_idle_ns >= 0 ? ct.tcp_idle_ns : (int64_t)wp_options->idle_timeout_ms * 1000000;
+			why = relay(c->fd, fd, idle, ct.max_age_ns ? t1 + ct.max_age_ns : 0, &up, &down);
+			if (why != RELAY_CLOSED) {
+				snprintf(res.flags, sizeof(res.flags), "%s", why == RELAY_IDLE ? "SI" : "UMSDR");
+				res.reason = why == RELAY_IDLE ? "tcp idle timeout" : "max connection duration reached";
+			}
+		}
 		close(fd);
 		zm_l7_report(snap->l7, &d, ep, 200, now_ns());
 	}
@@ -1766,7 +1950,7 @@ void *wp_conn_thread(void *arg)
 		wp_msg_reset(&c->req);
 		for (;;) {
 			long used, r;
-			int64_t dl;
+			int64_t dl, pool_next = 0;
 
 			if (zm_buf_len(&c->in) && !c->nreq && !t0) {
 				/* HTTP/2 with prior knowledge starts with the client preface. */
@@ -1811,11 +1995,15 @@ void *wp_conn_thread(void *arg)
 			}
 more:
 			dl = !t0 ? idle_deadline : hdr_deadline;
+			if (!t0 && (pool_next = wp_up_sweep(c->pool, NULL)) && pool_next < dl)
+				dl = pool_next;	/* wake to close pooled connections as they expire */
 			r = read_some(c->fd, &c->in, dl);
 			if (r == -ETIMEDOUT && t0) {
 				refuse(c, 408, "request timeout");
 				goto out;
 			}
+			if (r == -ETIMEDOUT && dl == pool_next && now_ns() < idle_deadline)
+				goto more;
 			if (r <= 0)
 				goto out;
 		}

@@ -100,8 +100,10 @@ struct wp_span {
 struct wp_msg {
 	llhttp_t p;
 	struct zm_buf method, url, status_text, hb, body;
+	struct zm_buf tb;		/* chunked trailers' bytes: hb must not move under views of the head */
 	struct wp_span hs[WP_MAX_HEADERS];
 	size_t nh, hdr_bytes;
+	size_t nhead;			/* fields of the head; [nhead, nh) are chunked trailers */
 	bool in_value, headers_done, complete;
 	bool too_big, body_too_big, bad_header;
 	bool head_response;		/* response to HEAD: no body */
@@ -124,8 +126,11 @@ void wp_msg_free(struct wp_msg *m);
 long wp_msg_feed(struct wp_msg *m, const char *d, size_t n);
 /* For a close-delimited response: the peer closed. 0 when that ends it. */
 int wp_msg_eof(struct wp_msg *m);
-/* Build m->f from the spans; returns the count. */
+/* Build m->f from the spans of the head (not the trailers); returns the count. */
 size_t wp_msg_fields(struct wp_msg *m);
+/* A complete message's chunked trailer fields (names lower case, checked
+ * like the head's) as views into it, at most @max; returns the count. */
+size_t wp_msg_trailers(const struct wp_msg *m, struct zm_http_field *out, size_t max);
 /* Joined value of header @name, or NULL; @len set. Uses @buf. */
 const char *wp_msg_header(struct wp_msg *m, const char *name, char *buf, size_t bufsz, size_t *len);
 
@@ -157,7 +162,17 @@ struct up {
 	char addr[64];
 	int port;
 	int64_t uses;			/* requests it has carried */
+	int64_t born;			/* connected (monotonic ns) */
+	int64_t expires;		/* idleTimeout / maxConnectionDuration: not reused from then; 0 never */
 };
+
+/*
+ * Close the connections of @pool (UP_POOL entries, under @mu when not
+ * NULL) that are past their idleTimeout / maxConnectionDuration; returns
+ * the earliest expiry of those left (monotonic ns, 0: none), so a front
+ * waiting for its client wakes to close them then.
+ */
+int64_t wp_up_sweep(struct up *pool, pthread_mutex_t *mu);
 
 /* A downstream connection (either front end) and its upstream pool. */
 struct conn {
@@ -190,6 +205,9 @@ struct conn {
 struct wp_src {
 	/* Non-blocking: >0 bytes, 0 end of body, -EAGAIN (poll @fd for POLLIN), <0 the client failed. */
 	long (*read)(struct wp_src *s, char *buf, size_t n);
+	/* The request's trailers, once read() said 0 (NULL or empty: none);
+	 * names lower case, checked by the front. NULL: the front has none. */
+	const struct hlist *(*trailers)(struct wp_src *s);
 	int fd;
 	int64_t len;			/* the client's content-length; -1 unknown */
 };
@@ -259,6 +277,14 @@ long wp_body_read(struct wp_body *b, char *buf, size_t n);
 int wp_body_fd(const struct wp_body *b);
 /* Start over for another try; false when the body is past the replay buffer. */
 bool wp_body_rewind(struct wp_body *b);
+/*
+ * The request trailers to forward once the body ended (NULL: none): the
+ * client's, without hop-by-hop, framing and internal (x-envoy-*, ...)
+ * fields, which a proxy must not take from a trailer.
+ */
+const struct hlist *wp_body_trailers(struct wp_body *b);
+/* May trailer field @n (lower case) be forwarded? */
+bool wp_trailer_forwardable(const char *n);
 
 enum wp_verdict { WP_COMMIT, WP_RETRY };
 
@@ -281,6 +307,8 @@ struct wp_xfer {
 	int64_t try_deadline;		/* per try: until the head is committed; 0 none */
 	int64_t max_uses;		/* requests per upstream HTTP/1 connection; 0 no limit */
 	const struct zm_tcp_keepalive *ka;	/* DestinationRule tcp.tcpKeepalive; NULL none */
+	int64_t pool_idle_ns;		/* http.idleTimeout of a pooled HTTP/1 connection; 0 none */
+	int64_t max_age_ns;		/* tcp.maxConnectionDuration; 0 none */
 	enum wp_verdict (*verdict)(struct wp_xfer *x, int status, int grpc_status);
 	int (*commit)(struct wp_xfer *x, int status, const char *text, size_t tlen,
 		      const struct hlist *h, int64_t len);

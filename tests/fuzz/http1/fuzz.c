@@ -9,7 +9,8 @@
  *   target, status, header fields, body, consumed length and verdict. (A
  *   parser whose line-ending or framing state is lost between reads reads
  *   one stream two ways: the front end and the backend disagree.)
- * - A message it accepts has only valid field names and values
+ * - A message it accepts has only valid field names and values, in its
+ *   head and its chunked trailers
  *   (http_safe.h: no CR, LF, NUL, obs-fold), never both Content-Length and
  *   Transfer-Encoding, at most one Content-Length, and no bare LF or
  *   obs-fold anywhere in its header block.
@@ -105,6 +106,19 @@ static void fuzz_http1_parse(const char *d, size_t n, size_t step, uint8_t sel, 
 		}
 		if (ncl > 1 || (ncl && nte))
 			abort();	/* ambiguous framing accepted */
+		nf = wp_msg_trailers(&m, m.f, WP_MAX_HEADERS);
+		for (size_t i = 0; i < nf; i++) {
+			const struct zm_http_field *f = &m.f[i];
+
+			if (!zm_http_name_valid(f->name, f->name_len) ||
+			    !zm_http_value_valid(f->value, f->value_len))
+				abort();	/* an invalid trailer field got through */
+			put(out, "trailer ", 8);
+			put(out, f->name, f->name_len);
+			put(out, ": ", 2);
+			put(out, f->value, f->value_len);
+			put(out, "\n", 1);
+		}
 	}
 	for (size_t pos = 0; m.complete;) {
 		while (pos + 1 < off && d[pos] == '\r' && d[pos + 1] == '\n')
