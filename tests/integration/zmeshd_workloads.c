@@ -88,9 +88,11 @@ static int view_pod(struct zm_fixture_zw *self, const char *node, const char *ns
 	size_t i;
 	int rc = -1;
 
+	char want[160];
+
+	snprintf(want, sizeof(want), "%s/%s", ns, name);
 	json_array_foreach(json_object_get(json_object_get(j, "cluster"), "pods"), i, p)
-		if (!strcmp(json_string_value(json_object_get(p, "namespace")) ?: "", ns) &&
-		    !strcmp(json_string_value(json_object_get(p, "name")) ?: "", name))
+		if (!strcmp(json_string_value(json_object_get(p, "pod")) ?: "", want))
 			rc = json_is_true(json_object_get(p, "meshed"));
 	json_decref(j);
 	return rc;
@@ -102,9 +104,11 @@ static bool view_has_service(struct zm_fixture_zw *self, const char *node, const
 	size_t i;
 	bool found = false;
 
+	char want[160];
+
+	snprintf(want, sizeof(want), "%s/%s", ns, name);
 	json_array_foreach(json_object_get(json_object_get(j, "cluster"), "services"), i, s)
-		found |= !strcmp(json_string_value(json_object_get(s, "namespace")) ?: "", ns) &&
-			 !strcmp(json_string_value(json_object_get(s, "name")) ?: "", name);
+		found |= !strcmp(json_string_value(json_object_get(s, "service")) ?: "", want);
 	json_decref(j);
 	return found;
 }

@@ -60,15 +60,21 @@ static json_t *config_dump(struct zt *z)
 
 		for (size_t i = 0; i < z->view->npods; i++) {
 			const struct zm_lab_pod *lp = &z->view->pods[i];
+			char pod[2 * ZM_K8S_NAME_MAX + 2];
 
-			json_array_append_new(cp, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "namespace", lp->ns,
-							    "name", lp->name, "ip", inet_ntoa(lp->ip), "node", lp->node,
+			/* "ns/name", so these never read as enrolled "workloads" */
+			snprintf(pod, sizeof(pod), "%s/%s", lp->ns, lp->name);
+			json_array_append_new(cp, json_pack("{s:s, s:s, s:s, s:s, s:b}", "pod", pod,
+							    "ip", inet_ntoa(lp->ip), "node", lp->node,
 							    "serviceAccount", lp->sa, "meshed", zt_pod_meshed(z, lp)));
 		}
 		for (size_t i = 0; i < z->view->nservices; i++) {
 			const struct zm_lab_svc *sv = &z->view->services[i];
 
-			json_array_append_new(cs, json_pack("{s:s, s:s, s:s}", "namespace", sv->ns, "name", sv->name,
+			char svc[2 * ZM_K8S_NAME_MAX + 2];
+
+			snprintf(svc, sizeof(svc), "%s/%s", sv->ns, sv->name);
+			json_array_append_new(cs, json_pack("{s:s, s:s}", "service", svc,
 							    "clusterIP", inet_ntoa(sv->cluster_ip)));
 		}
 		json_object_set_new(cl, "pods", cp);
