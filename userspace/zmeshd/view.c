@@ -65,8 +65,9 @@ json_t *zd_pod_brief(json_t *pod)
 			json_decref(n);
 			return NULL;
 		}
-	/* Container port names and numbers only: a Service's named
-	 * targetPort resolves through them on any node. */
+	/* Of the containers, only those with ports, and only their name and
+	 * port names and numbers: a Service's named targetPort resolves
+	 * through them on any node. */
 	json_array_foreach(cs, i, c) {
 		json_t *ports = json_object_get(c, "ports"), *pt, *bp = json_array(), *bc, *spec;
 		size_t k;
@@ -79,6 +80,10 @@ json_t *zd_pod_brief(json_t *pod)
 			if (q && json_object_get(pt, "containerPort"))
 				json_object_set(q, "containerPort", json_object_get(pt, "containerPort"));
 			json_array_append_new(bp, q);
+		}
+		if (!json_array_size(bp)) {
+			json_decref(bp);	/* no ports: nothing a remote needs */
+			continue;
 		}
 		bc = json_object();
 		if (bc && json_object_get(c, "name"))

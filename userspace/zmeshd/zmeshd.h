@@ -162,7 +162,7 @@ void zd_ca_check(struct zd *d);
 /* view.c: what of generation @g proxy @p receives (key -> object, new reference). */
 json_t *zd_view(const struct zd_gen *g, const struct zd_proxy *p);
 /* A Pod as proxies of other nodes see it: name, uid, labels, node, account,
- * IPs, container names with their port names and numbers (no env, command). */
+ * IPs, and containers with ports: their names, port names and numbers only. */
 json_t *zd_pod_brief(json_t *pod);
 
 /* push.c */
