@@ -7,7 +7,10 @@
  * ServiceAccount, Pod, Service) read by zm_lab_spec_load(); zm_lab_up() builds
  * it, zm_lab_down() removes it. The state (what exists, addresses, pids,
  * labels) is kept as JSON in <ZM_LAB_STATE_ROOT>/<lab>/state.json; other parts
- * (BPF enrolment, ztunnel until zmeshd exists) read it with zm_lab_load().
+ * (the node agents' enrolment, a node's own topology, proxies of a lab without
+ * zmeshd) read it with zm_lab_load(). The cluster part is also written to the
+ * lab's store as Kubernetes objects (zm_lab_cluster_apply below), which is
+ * what zmeshd pushes and the proxies route on when it runs.
  *
  * Names: lab names are [a-z0-9]{1,12}. Network namespaces are
  * zm-<lab>-ul (underlay), zm-<lab>-<node>, zm-<lab>-<ns>-<pod>.
