@@ -287,3 +287,41 @@ TEST_F(zw, csr_is_judged_by_the_store_not_the_lab_state)
 	EXPECT_STREQ(out, "403");
 	unlink(csr);
 }
+
+/* A request from client to web through the waypoint: answered by web with
+ * the x-request-id the waypoint adds (15 s). */
+static bool via_waypoint(struct zm_fixture_zw *self)
+{
+	char out[8192] = "";
+	time_t end = time(NULL) + 15;
+
+	do {
+		if (test_sh(out, sizeof(out), "%s lab exec client -n shop --name %s -- curl -s -m 5 http://web/",
+			    lab_ctl(), self->lab) == 0 && strstr(out, "\"pod\":\"web\"") && strstr(out, "\"x-request-id\""))
+			return true;
+		usleep(200000);
+	} while (time(NULL) < end);
+	test_log("last answer: %.300s", out);
+	return false;
+}
+
+TEST_F(zw, waypoint_serves_from_the_push_not_the_lab_state)
+{
+	char out[8192];
+
+	/* The waypoint pod and Service reach the store (zm_lab_grow), the
+	 * namespace label too: ztunnel sends web's traffic there. */
+	ASSERT_EQ(test_sh(NULL, 0, "%s waypoint apply -n shop --enroll-namespace --lab %s", lab_ctl(), self->lab), 0);
+	ASSERT_EQ(test_sh(out, sizeof(out), "%s get pods -n shop --name %s", lab_ctl(), self->lab), 0);
+	EXPECT_STRSTR(out, "waypoint");
+	ASSERT_TRUE(via_waypoint(self));
+	/* The waypoint re-reads on a state change (inotify) and rebuilds from
+	 * the last pushed version: services gone from the file, it still
+	 * knows web and its endpoint (named targetPort included). */
+	ASSERT_EQ(edit_state(self, "s['services']=[]"), 0);
+	sleep(1);
+	EXPECT_TRUE(via_waypoint(self));
+	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'config loaded' /run/zmesh/lab/%s/logs/shop_waypoint.log",
+			  self->lab), 0);
+	test_log("waypoint builds: %s", out);
+}
