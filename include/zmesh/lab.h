@@ -291,7 +291,8 @@ int zm_lab_cluster_apply(const struct zm_lab *lab, const struct zm_cfg_set *extr
  * objects of a pushed config set. @out is overwritten (zm_lab_free it);
  * what only the lab knows (netns, cgroup, veth, pids, commands) stays
  * empty; a node's gateway is the first address of its podCIDR. A Pod
- * without an IPv4 podIP is left out (not routable yet), not an error.
+ * without an IPv4 podIP is left out (not routable yet), not an error; so is
+ * a hostNetwork Pod (its address is the node's, never a workload's).
  * Malformed fields fail the whole call with -EINVAL and
  * "file:line:col: field: why (Kind ns/name)" in @e, so a proxy NACKs and
  * keeps its last good view.

@@ -177,7 +177,7 @@ static int from(const char *yaml, struct zm_lab *out, struct zm_error *e)
 	return rc;
 }
 
-TEST(pod_without_address_is_left_out)
+TEST(pod_without_address_or_on_the_host_network_is_left_out)
 {
 	struct zm_lab l;
 	struct zm_error e;
@@ -185,7 +185,9 @@ TEST(pod_without_address_is_left_out)
 	ASSERT_OK(from("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: n1}\n"
 		       "---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: \"fd00::1\"}\n"
 		       "---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n"
-		       "status: {podIP: \"fd00::2\", podIPs: [{ip: \"fd00::2\"}, {ip: 10.1.2.3}]}\n",
+		       "status: {podIP: \"fd00::2\", podIPs: [{ip: \"fd00::2\"}, {ip: 10.1.2.3}]}\n"
+		       "---\napiVersion: v1\nkind: Pod\nmetadata: {name: h}\nspec: {hostNetwork: true}\n"
+		       "status: {podIP: 172.30.0.1}\n",
 		       &l, &e));
 	ASSERT_EQ(l.npods, 1);
 	EXPECT_STREQ(l.pods[0].name, "c");

@@ -336,6 +336,10 @@ static int add_pod(struct zm_lab *lab, const struct zm_cfg_obj *o, struct zm_err
 	int rc;
 
 	memset(p, 0, sizeof(*p));
+	/* A host-network pod's address is its node's: naming a workload by it
+	 * would give the node's traffic that pod's identity. Never meshed. */
+	if (json_is_true(json_object_get(spec, "hostNetwork")))
+		return 0;
 	rc = pod_ip(o, json_object_get(r, "status"), &p->ip, &found, e);
 	if (rc || !found)
 		return rc;
