@@ -7,7 +7,10 @@
  * ServiceAccount, Pod, Service) read by zm_lab_spec_load(); zm_lab_up() builds
  * it, zm_lab_down() removes it. The state (what exists, addresses, pids,
  * labels) is kept as JSON in <ZM_LAB_STATE_ROOT>/<lab>/state.json; other parts
- * (BPF enrolment, ztunnel until zmeshd exists) read it with zm_lab_load().
+ * (the node agents' enrolment, a node's own topology, proxies of a lab without
+ * zmeshd) read it with zm_lab_load(). The cluster part is also written to the
+ * lab's store as Kubernetes objects (zm_lab_cluster_apply below), which is
+ * what zmeshd pushes and the proxies route on when it runs.
  *
  * Names: lab names are [a-z0-9]{1,12}. Network namespaces are
  * zm-<lab>-ul (underlay), zm-<lab>-<node>, zm-<lab>-<ns>-<pod>.
@@ -19,6 +22,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "zmesh/labels.h"
@@ -259,6 +263,41 @@ bool zm_lab_pod_enrolled(const struct zm_lab *lab, const struct zm_lab_pod *p);
  * over ZDS from the lab state), in cgroup <lab cgroup>/agents/<node>, log
  * <state>/logs/nodeagent-<node>.log. Started by zm_lab_up(). */
 int zm_lab_start_agent(struct zm_lab *lab, struct zm_lab_node *n, struct zm_error *e);
+
+/*
+ * The cluster in the lab's store (lab_cluster.c, docs/lab.md "The cluster
+ * in the store"): Kubernetes objects for what the lab runs, as an API
+ * server would hold them, so zmeshd pushes workloads as istiod does.
+ * Namespace (labels), Node (spec.podCIDR, status.addresses InternalIP = the
+ * underlay address), ServiceAccount (the listed ones and each namespace's
+ * "default"), Pod (metadata.uid from zm_lab_pod_uid, labels,
+ * spec.nodeName, serviceAccountName, containers[].name/ports,
+ * status.phase Running, podIP, podIPs), Service (labels, selector, ports
+ * with targetPort a number or a container port name, clusterIP).
+ *
+ * zm_lab_cluster_objects: those objects, then @extra's (may be NULL),
+ * loaded into @out (initialised by the caller). zm_lab_cluster_apply: the
+ * same as one apply to <state_dir>/store (unchanged objects change
+ * nothing); *@version (may be NULL) gets the store version. zm_lab_up(),
+ * zm_lab_grow() and `zmeshctl lab label` call it.
+ */
+int zm_lab_cluster_objects(const struct zm_lab *lab, const struct zm_cfg_set *extra, struct zm_cfg_set *out,
+			   struct zm_error *e);
+int zm_lab_cluster_apply(const struct zm_lab *lab, const struct zm_cfg_set *extra, uint64_t *version,
+			 struct zm_error *e);
+/*
+ * The other way, for proxies fed by zmeshd: the cluster part of a lab
+ * (nodes, namespaces, service accounts, pods, services) from the core
+ * objects of a pushed config set. @out is overwritten (zm_lab_free it);
+ * what only the lab knows (netns, cgroup, veth, pids, commands) stays
+ * empty; a node's gateway is the first address of its podCIDR. A Pod
+ * without an IPv4 podIP is left out (not routable yet), not an error; so is
+ * a hostNetwork Pod (its address is the node's, never a workload's).
+ * Malformed fields fail the whole call with -EINVAL and
+ * "file:line:col: field: why (Kind ns/name)" in @e, so a proxy NACKs and
+ * keeps its last good view.
+ */
+int zm_lab_cluster_from_cfg(const struct zm_cfg_set *s, struct zm_lab *out, struct zm_error *e);
 
 /* The cgroup v2 mount point (from /proc/mounts) into @buf. */
 int zm_cgroup2_root(char *buf, size_t sz);

@@ -145,12 +145,13 @@ static bool synced(struct zm_fixture_zv *self, const char *name, bool at_current
 
 static const char web_v1_pod[] =
 	"apiVersion: v1\nkind: Pod\nmetadata: {name: web-v1, namespace: shop, labels: {app: web, version: v1}}\n"
-	"spec:\n  nodeName: n2\n  containers:\n  - name: c\n    command: [echoapp, serve, --http, \"8080\", %s]\n";
+	"spec:\n  nodeName: n2\n  containers:\n  - name: c\n    command: [echoapp, serve, --http, \"8080\", %s]\n"
+	"status: {phase: Running, podIP: \"%s\"}\n";
 
 TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 {
 	static char out[65536];
-	char doc[1024];
+	char doc[1024], ip[64];
 	struct pstat n1, n2, wp, gw;
 	long long v;
 
@@ -170,16 +171,24 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep -c 'control plane: zmeshd' /run/zmesh/lab/%s/logs/shop_waypoint.log "
 			  "/run/zmesh/lab/%s/logs/istio-system_istio-ingressgateway.log", self->lab, self->lab), 0);
 	EXPECT_FALSE(strstr(out, ":0"));
-	/* The lab's store holds Istio config (workloads are the lab state's):
-	 * n1's ztunnel holds none of it, neither routes nor Secrets. */
+	/* The lab's store holds Istio config and the cluster (docs/lab.md):
+	 * n1's ztunnel holds the workloads, neither routes nor Secrets. */
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab exec --node n1 --name %s -- curl -sf localhost:15000/config_dump",
 			  self->ctl, self->lab), 0);
-	EXPECT_STRSTR(out, "\"objects\": []");
-	/* An L4 policy and a Pod object (Kubernetes-style, in the store) enter its view. */
+	EXPECT_STRSTR(out, "\"Pod/shop/web-v1\"");
+	EXPECT_STRSTR(out, "\"Service/shop/web\"");
+	EXPECT_FALSE(strstr(out, "VirtualService/"));
+	EXPECT_FALSE(strstr(out, "Secret/"));
+	EXPECT_FALSE(strstr(out, "AuthorizationPolicy/"));
+	/* web-v1's address, as the store (the API server) has it. */
+	ASSERT_EQ(test_sh(ip, sizeof(ip), "%s get pod web-v1 -n shop -o json --name %s | python3 -c "
+			  "\"import json,sys;print(json.load(sys.stdin)['status']['podIP'])\"", self->ctl, self->lab), 0);
+	ip[strcspn(ip, "\n")] = 0;
+	/* An L4 policy and a changed Pod object (Kubernetes-style, in the store) enter its view. */
 	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			"metadata: {name: deny-nobody, namespace: shop}\nspec:\n  action: DENY\n  rules:\n"
 			"  - from:\n    - source: {principals: [cluster.local/ns/nowhere/sa/nobody]}\n"), 0);
-	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9000\"");
+	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9000\"", ip);
 	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	ASSERT_TRUE(synced(self, "ztunnel~n1", true, &n1));
 	for (int i = 0; i < 50; i++) {
@@ -198,7 +207,7 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 	ASSERT_TRUE(answered_by(self, "", "web-v1"));
 
 	/* web-v1's command changes: n2 runs it; n1, the waypoint and the gateway see nothing new. */
-	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9001\"");
+	snprintf(doc, sizeof(doc), web_v1_pod, "--tcp, \"9001\"", ip);
 	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	v = n1.version;
 	for (int i = 0; i < 50 && (proxy_status(self, "ztunnel~n2", &n2) || n2.version == v); i++)

@@ -743,21 +743,11 @@ static int self_dir(char *buf, size_t sz)
 
 /* The lab's config store, with the Istio objects of the cluster files: made
  * before any ztunnel starts, so proxies find their policy from the start. */
+/* The store gets the Istio objects and the cluster (Namespaces, Nodes,
+ * Pods, Services...) in one apply, before any proxy starts. */
 static int make_store(struct zm_lab *lab, struct zm_error *e)
 {
-	char dir[PATH_MAX + 16];
-	struct zm_store *st;
-	uint64_t version;
-	int rc;
-
-	snprintf(dir, sizeof(dir), "%s/%s", lab->state_dir, ZM_LAB_STORE);
-	rc = zm_store_open(dir, &st, e);
-	if (rc)
-		return rc;
-	if (lab->config && lab->config->nobjs)
-		rc = zm_store_apply(st, lab->config, &version, e);
-	zm_store_close(st);
-	return rc;
+	return zm_lab_cluster_apply(lab, lab->config, NULL, e);
 }
 
 int zm_lab_up(struct zm_lab *lab, struct zm_error *e)
@@ -908,6 +898,9 @@ int zm_lab_grow(struct zm_lab *lab, size_t first_pod, size_t first_svc, struct z
 			rc = start_container(lab, &lab->pods[i], &lab->pods[i].containers[c], e);
 	if (!rc)
 		rc = zm_lab_save(lab, e);
+	/* zmeshd pushes the newcomers from the store. */
+	if (!rc)
+		rc = zm_lab_cluster_apply(lab, NULL, NULL, e);
 	return rc;
 }
 

@@ -116,7 +116,22 @@ int wp_build(const struct wp_opts *o, struct zm_cfg_set *set, uint64_t version, 
 			if (ob->ra->jwt_rules.v[j].jwks_uri.v && !ob->ra->jwt_rules.v[j].jwks.v)
 				wp_jwks_want(ob->ra->jwt_rules.v[j].jwks_uri.v);
 	}
-	if (o->lab) {
+	if (wp_xds_on()) {
+		/* zmeshd pushes the workloads with the config: the services,
+		 * endpoints and pods come from this version, not the lab state. */
+		rc = zm_lab_cluster_from_cfg(set, &s->lab, &e);
+		if (rc) {
+			zm_log_error("config: %s", e.msg);
+			snprintf(why, whysz, "%s", e.msg);
+			goto fail;
+		}
+		s->have_lab = true;
+		rc = zm_l7_view_from_lab(&s->lab, &view);
+		if (rc) {
+			snprintf(why, whysz, "service view: %s", strerror(-rc));
+			goto fail;
+		}
+	} else if (o->lab) {
 		rc = zm_lab_load(o->lab, &s->lab, &e);
 		if (rc) {
 			zm_log_error("lab %s: %s", o->lab, e.msg);

@@ -361,6 +361,9 @@ static int label(struct opts *o)
 	}
 	if (!rc)
 		rc = zm_lab_save(&lab, &e);
+	/* The API server's copy: zmeshd pushes the change to the proxies. */
+	if (!rc)
+		rc = zm_lab_cluster_apply(&lab, NULL, NULL, &e);
 	if (rc && e.msg[0])
 		fprintf(stderr, "zmeshctl lab label: %s\n", e.msg);
 	zm_lab_free(&lab);

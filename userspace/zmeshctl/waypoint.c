@@ -141,6 +141,9 @@ static int apply(const char *labname, const char *ns_name, const char *name, con
 		rc = zm_labels_set(&ns->labels, "istio.io/use-waypoint", name);
 		if (!rc)
 			rc = zm_lab_save(&lab, &e);
+		/* zmeshd pushes the label to the ztunnels from the store. */
+		if (!rc)
+			rc = zm_lab_cluster_apply(&lab, NULL, NULL, &e);
 		if (rc) {
 			fprintf(stderr, "zmeshctl waypoint apply: %s\n", e.msg[0] ? e.msg : strerror(-rc));
 			goto out;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Citadel's job: POST /v1/certs signs a CSR for a workload identity when a
- * pod with that service account runs on the caller's node (lab state
- * and/or Pod objects in the store), or, for a waypoint's or gateway's
+ * pod with that service account runs on the caller's node (the Pod objects
+ * in the store; the lab state only when the store holds no Pod), or, for a waypoint's or gateway's
  * credential, when it is exactly the account that credential names;
  * GET /v1/bundle serves the roots.
  */
@@ -71,17 +71,24 @@ static const char *jstr(json_t *o, const char *path1, const char *path2, const c
 	return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-/* Pod objects of the applied config (Kubernetes: what the API server says). */
-static bool store_allows(struct zd *d, const char *node, const struct zm_spiffe_id *id)
+/*
+ * Pod objects of the applied config (Kubernetes: what the API server says).
+ * A lab writes its pods there (lab_cluster.c); only a store without any Pod
+ * (a lab made before that, or files without workloads) falls back to the
+ * lab state named by --lab.
+ */
+static bool store_allows(struct zd *d, const char *node, const struct zm_spiffe_id *id, bool *any_pod)
 {
 	const char *key;
 	json_t *o;
 
+	*any_pod = false;
 	json_object_foreach(d->cur.objs, key, o) {
 		const char *sa;
 
 		if (strncmp(key, "Pod/", 4))
 			continue;
+		*any_pod = true;
 		sa = jstr(o, "spec", "serviceAccountName", NULL);
 		if (!sa)
 			sa = jstr(o, "spec", "serviceAccount", "default");
@@ -100,6 +107,7 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 	char why[256], uri[ZM_SPIFFE_MAX], msg[2048];
 	char *chain = NULL, *bundle = NULL;
 	const char *pem = zm_buf_cstr(&s->body);
+	bool any_pod = false;
 
 	if (!pem || zm_ca_csr_identity(pem, zm_buf_len(&s->body), &id, why, sizeof(why))) {
 		d->st.csr_invalid++;
@@ -115,7 +123,8 @@ void zd_handle_certs(struct zd_conn *c, struct zd_stream *s)
 	else if (c->who.role != ZM_CP_NODE && (strcmp(id.ns, c->who.ns) || strcmp(id.sa, c->who.sa)))
 		snprintf(msg, sizeof(msg), "%s %s may not get %s: its credential is for ns/%s/sa/%s only",
 			 zm_cp_role_name(c->who.role), c->node, uri, c->who.ns, c->who.sa);
-	else if (c->who.role == ZM_CP_NODE && !lab_allows(d, c->node, &id) && !store_allows(d, c->node, &id))
+	else if (c->who.role == ZM_CP_NODE && !store_allows(d, c->node, &id, &any_pod) &&
+		 (any_pod || !lab_allows(d, c->node, &id)))
 		snprintf(msg, sizeof(msg), "node %s may not get %s: no pod with service account %s/%s on node %s",
 			 c->node, uri, id.ns, id.sa, c->node);
 	else

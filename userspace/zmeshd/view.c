@@ -63,12 +63,58 @@ json_t *zd_pod_brief(json_t *pod)
 	json_t *n = json_pack("{sOsO}", "apiVersion", json_object_get(pod, "apiVersion"), "kind",
 			      json_object_get(pod, "kind"));
 
-	for (size_t i = 0; n && i < sizeof(f) / sizeof(f[0]); i++)
+	json_t *cs = json_object_get(json_object_get(pod, "spec"), "containers"), *c;
+	size_t i;
+
+	for (i = 0; n && i < sizeof(f) / sizeof(f[0]); i++)
 		if (copy_field(n, pod, f[i][0], f[i][1])) {
 			json_decref(n);
 			return NULL;
 		}
+	/* Of the containers, only those with ports, and only their name and
+	 * port names and numbers: a Service's named targetPort resolves
+	 * through them on any node. */
+	json_array_foreach(cs, i, c) {
+		json_t *ports = json_object_get(c, "ports"), *pt, *bp = json_array(), *bc, *spec;
+		size_t k;
+
+		json_array_foreach(ports, k, pt) {
+			json_t *q = json_object();
+
+			if (q && json_object_get(pt, "name"))
+				json_object_set(q, "name", json_object_get(pt, "name"));
+			if (q && json_object_get(pt, "containerPort"))
+				json_object_set(q, "containerPort", json_object_get(pt, "containerPort"));
+			json_array_append_new(bp, q);
+		}
+		if (!json_array_size(bp)) {
+			json_decref(bp);	/* no ports: nothing a remote needs */
+			continue;
+		}
+		bc = json_object();
+		if (bc && json_object_get(c, "name"))
+			json_object_set(bc, "name", json_object_get(c, "name"));
+		if (bc && json_array_size(bp))
+			json_object_set(bc, "ports", bp);
+		json_decref(bp);
+		spec = n ? json_object_get(n, "spec") : NULL;
+		if (n && !spec) {
+			spec = json_object();
+			json_object_set_new(n, "spec", spec);
+		}
+		if (!bc || !spec) {
+			json_decref(bc);
+			goto fail;
+		}
+		if (!json_object_get(spec, "containers"))
+			json_object_set_new(spec, "containers", json_array());
+		if (json_array_append_new(json_object_get(spec, "containers"), bc))
+			goto fail;
+	}
 	return n;
+fail:
+	json_decref(n);
+	return NULL;
 }
 
 #define ZD_ROOT_NS "istio-system"	/* Istio's default rootNamespace, as l7route.c */

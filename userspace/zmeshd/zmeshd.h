@@ -162,7 +162,8 @@ void zd_ca_check(struct zd *d);
 
 /* view.c: what of generation @g proxy @p receives (key -> object, new reference). */
 json_t *zd_view(const struct zd_gen *g, const struct zd_proxy *p);
-/* A Pod as proxies of other nodes see it: name, labels, node, account, IPs. */
+/* A Pod as proxies of other nodes see it: name, uid, labels, node, account,
+ * IPs, and containers with ports: their names, port names and numbers only. */
 json_t *zd_pod_brief(json_t *pod);
 
 /* push.c */

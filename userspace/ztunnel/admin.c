@@ -53,6 +53,34 @@ static json_t *config_dump(struct zt *z)
 						      "listening", p->l[0].fd >= 0));
 	}
 	json_object_set_new(j, "workloads", pods);
+	/* The cluster routing sees, and where it came from. */
+	{
+		json_t *cl = json_pack("{s:s}", "source", z->view == &z->pushed ? "zmeshd" : "lab state");
+		json_t *cp = json_array(), *cs = json_array();
+
+		for (size_t i = 0; i < z->view->npods; i++) {
+			const struct zm_lab_pod *lp = &z->view->pods[i];
+			char pod[2 * ZM_K8S_NAME_MAX + 2];
+
+			/* "ns/name", so these never read as enrolled "workloads" */
+			snprintf(pod, sizeof(pod), "%s/%s", lp->ns, lp->name);
+			json_array_append_new(cp, json_pack("{s:s, s:s, s:s, s:s, s:b}", "pod", pod,
+							    "ip", inet_ntoa(lp->ip), "node", lp->node,
+							    "serviceAccount", lp->sa, "meshed", zt_pod_meshed(z, lp)));
+		}
+		for (size_t i = 0; i < z->view->nservices; i++) {
+			const struct zm_lab_svc *sv = &z->view->services[i];
+
+			char svc[2 * ZM_K8S_NAME_MAX + 2];
+
+			snprintf(svc, sizeof(svc), "%s/%s", sv->ns, sv->name);
+			json_array_append_new(cs, json_pack("{s:s, s:s}", "service", svc,
+							    "clusterIP", inet_ntoa(sv->cluster_ip)));
+		}
+		json_object_set_new(cl, "pods", cp);
+		json_object_set_new(cl, "services", cs);
+		json_object_set_new(j, "cluster", cl);
+	}
 	for (size_t i = 0; i < z->cfg.nobjs; i++) {
 		const struct zm_cfg_obj *o = z->cfg.objs[i];
 		char key[400];

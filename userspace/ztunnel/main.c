@@ -188,6 +188,7 @@ int main(int argc, char **argv)
 		zm_log_error("%s", e.msg);
 		goto out;
 	}
+	z->view = &z->state;
 	if (sidecar && zt_sidecar_init(z, sidecar))
 		goto out;
 	z->me = zm_lab_node_find(&z->state, z->node);
@@ -325,7 +326,8 @@ int main(int argc, char **argv)
 			case ZT_HTTP_LISTEN:
 				/* Ready: a first enrolment snapshot is in, every pod can
 				 * talk mTLS, not draining. */
-				http_serve(z, x, z->enrolled_once && !stop && zt_certs_ready(z));
+				http_serve(z, x, z->enrolled_once && !stop && zt_certs_ready(z) &&
+						   (!z->xds || z->pushed_once));
 				break;
 			default:
 				break;
@@ -346,6 +348,7 @@ out:
 	zm_bpf__close(z->bpf);
 	zm_ca_free(z->ca);
 	zm_lab_free(&z->state);
+	zm_lab_free(&z->pushed);
 	zt_policy_free(z);
 	free(z);
 	return rc;

@@ -171,16 +171,16 @@ void zt_pod_identity(const struct zm_lab_pod *p, struct zm_spiffe_id *id)
 
 bool zt_pod_meshed(struct zt *z, const struct zm_lab_pod *p)
 {
-	const struct zm_lab_ns *ns = zm_lab_ns_find(&z->state, p->ns);
+	const struct zm_lab_ns *ns = zm_lab_ns_find(z->view, p->ns);
 
 	return ns && zm_enroll_wanted(&ns->labels, &p->labels);
 }
 
 const struct zm_lab_pod *zt_pod_by_ip(struct zt *z, struct in_addr ip)
 {
-	for (size_t i = 0; i < z->state.npods; i++)
-		if (z->state.pods[i].ip.s_addr == ip.s_addr)
-			return &z->state.pods[i];
+	for (size_t i = 0; i < z->view->npods; i++)
+		if (z->view->pods[i].ip.s_addr == ip.s_addr)
+			return &z->view->pods[i];
 	return NULL;
 }
 

@@ -338,14 +338,14 @@ static const struct zm_lab_pod *waypoint_for(struct zt *z, struct in_addr vip, c
 					     bool *missing)
 {
 	*missing = false;
-	for (size_t i = 0; i < z->state.nservices; i++) {
-		const struct zm_lab_svc *s = &z->state.services[i];
+	for (size_t i = 0; i < z->view->nservices; i++) {
+		const struct zm_lab_svc *s = &z->view->services[i];
 		const struct zm_lab_ns *ns;
 		const char *wp, *wpns;
 
 		if (s->cluster_ip.s_addr != vip.s_addr)
 			continue;
-		ns = zm_lab_ns_find(&z->state, s->ns);
+		ns = zm_lab_ns_find(z->view, s->ns);
 		wp = zm_labels_get(&s->labels, "istio.io/use-waypoint");
 		wpns = zm_labels_get(&s->labels, "istio.io/use-waypoint-namespace");
 		if (!wp && ns) {
@@ -354,8 +354,8 @@ static const struct zm_lab_pod *waypoint_for(struct zt *z, struct in_addr vip, c
 		}
 		if (!wp || !strcmp(wp, "none") || zm_labels_get(&s->labels, "gateway.networking.k8s.io/gateway-name"))
 			return NULL;
-		for (size_t p = 0; p < z->state.npods; p++) {
-			const struct zm_lab_pod *pod = &z->state.pods[p];
+		for (size_t p = 0; p < z->view->npods; p++) {
+			const struct zm_lab_pod *pod = &z->view->pods[p];
 			const char *gw = zm_labels_get(&pod->labels, "gateway.networking.k8s.io/gateway-name");
 
 			if (gw && !strcmp(gw, wp) && !strcmp(pod->ns, wpns ? wpns : s->ns))
@@ -371,8 +371,8 @@ static const struct zm_lab_pod *waypoint_for(struct zt *z, struct in_addr vip, c
 
 static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
 {
-	for (size_t i = 0; i < z->state.nservices; i++) {
-		const struct zm_lab_svc *s = &z->state.services[i];
+	for (size_t i = 0; i < z->view->nservices; i++) {
+		const struct zm_lab_svc *s = &z->view->services[i];
 
 		if (s->cluster_ip.s_addr != dst->sin_addr.s_addr)
 			continue;
@@ -382,8 +382,8 @@ static bool resolve_vip(struct zt *z, struct sockaddr_in *dst)
 
 			if (s->ports[k].port != ntohs(dst->sin_port))
 				continue;
-			for (size_t p = 0; p < z->state.npods; p++) {
-				const struct zm_lab_pod *pod = &z->state.pods[p];
+			for (size_t p = 0; p < z->view->npods; p++) {
+				const struct zm_lab_pod *pod = &z->view->pods[p];
 				int tp = zm_lab_target_port(&s->ports[k], pod);
 
 				if (strcmp(pod->ns, s->ns) || !s->selector.n ||

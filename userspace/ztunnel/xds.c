@@ -24,8 +24,18 @@ static int on_config(void *arg, uint64_t version, json_t *objects, char *why, si
 	struct zm_cfg_set fresh;
 	int rc;
 
+	struct zm_lab cluster;
+	struct zm_error e = { "" };
+
 	zm_cfg_set_init(&fresh);
 	rc = zm_cfgclient_to_set(objects, &fresh, why, whysz);
+	/* The workloads (Pods, Services, Namespaces) come with the config, as
+	 * istiod pushes them: a version that does not read is refused whole. */
+	if (!rc) {
+		rc = zm_lab_cluster_from_cfg(&fresh, &cluster, &e);
+		if (rc)
+			snprintf(why, whysz, "%s", e.msg);
+	}
 	if (rc) {
 		/* NACK: keep serving on the last good config. */
 		zm_log_error("config version %llu from zmeshd refused: %s", (unsigned long long)version, why);
@@ -36,7 +46,12 @@ static int on_config(void *arg, uint64_t version, json_t *objects, char *why, si
 	zm_cfg_set_free(&z->cfg);
 	z->cfg = fresh;
 	z->cfg_version = version;
-	zm_log_info("config version %llu from zmeshd: %zu objects", (unsigned long long)version, z->cfg.nobjs);
+	zm_lab_free(&z->pushed);
+	z->pushed = cluster;
+	z->pushed_once = true;
+	zm_log_info("config version %llu from zmeshd: %zu objects (%zu pods, %zu services, %zu namespaces)",
+		    (unsigned long long)version, z->cfg.nobjs, z->pushed.npods, z->pushed.nservices,
+		    z->pushed.nnamespaces);
 	zt_pods_restrict(z);
 	zt_write_unlock(z);
 	return 0;
@@ -110,7 +125,11 @@ int zt_xds_start(struct zt *z, const char *server)
 	z->xds_ev = (struct zt_ev){ .kind = ZT_XDS, .fd = zm_cfgclient_fd(z->xds), .owner = z };
 	if (epoll_ctl(z->ep, EPOLL_CTL_ADD, z->xds_ev.fd, &ev) < 0)
 		return -errno;
-	zm_log_info("control plane: zmeshd at %s (config stream and CSRs)", server);
+	/* From here the cluster is what zmeshd says, nothing before its first version. */
+	zt_write_lock(z);
+	z->view = &z->pushed;
+	zt_write_unlock(z);
+	zm_log_info("control plane: zmeshd at %s (config stream, workloads and CSRs)", server);
 	zm_cfgclient_process(z->xds);
 	return 1;
 }

@@ -141,8 +141,14 @@ struct zt {
 	uint64_t epoch;		/* bumped (under wrlock) when listeners close */
 	int quit;		/* workers stop (atomic) */
 	struct zm_bpf *bpf;
-	struct zm_lab state;
+	struct zm_lab state;		/* the lab: this node (z->me), the sidecar's own pod */
 	struct zm_lab_node *me;
+	/* The cluster as routing sees it (services, pods, namespaces): &state
+	 * without zmeshd, else &pushed, built from each pushed version only
+	 * (empty until the first: a pod it does not name has no identity). */
+	struct zm_lab *view;
+	struct zm_lab pushed;
+	bool pushed_once;		/* with zmeshd: a view arrived (readiness) */
 	char node_netns[256];
 	struct zt_pod pods[ZT_MAX_PODS];
 	struct zt_ev metrics, ready;
