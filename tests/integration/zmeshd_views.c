@@ -221,6 +221,33 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 	ASSERT_TRUE(synced(self, "gateway~istio-ingressgateway.istio-system", false, &gw));
 	EXPECT_EQ(gw.sent, v);
 
+	/* Policies reach a waypoint only from the namespaces it serves (shop,
+	 * the root): one naming a Service "web" in a namespace it does not
+	 * serve stays out of its view (and the gateway's); the L4 one beside it
+	 * reaches the ztunnels, so zmeshd did take the version. */
+	v = wp.sent;
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+			"metadata: {name: l7-far, namespace: elsewhere}\nspec:\n"
+			"  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: DENY\n"
+			"  rules:\n  - to:\n    - operation: {paths: [/nowhere]}\n---\n"
+			"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+			"metadata: {name: l4-far, namespace: elsewhere}\nspec:\n  action: DENY\n  rules:\n"
+			"  - from:\n    - source: {principals: [cluster.local/ns/nowhere/sa/nobody]}\n"), 0);
+	ASSERT_TRUE(synced(self, "ztunnel~n1", true, &n1));
+	ASSERT_TRUE(synced(self, "waypoint~waypoint.shop", false, &wp));
+	EXPECT_EQ(wp.sent, v);
+	ASSERT_TRUE(synced(self, "gateway~istio-ingressgateway.istio-system", false, &gw));
+	EXPECT_EQ(gw.sent, v);
+	/* The same policy in shop is the waypoint's (and not the ztunnels': it is targeted). */
+	v = n1.sent;
+	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+			"metadata: {name: l7-near, namespace: shop}\nspec:\n"
+			"  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: DENY\n"
+			"  rules:\n  - to:\n    - operation: {paths: [/nowhere]}\n"), 0);
+	ASSERT_TRUE(synced(self, "waypoint~waypoint.shop", true, &wp));
+	ASSERT_TRUE(synced(self, "ztunnel~n1", false, &n1));
+	EXPECT_EQ(n1.sent, v);
+
 	/* A route change: the waypoint gets it through zmeshd, ACKs, and routes by it. */
 	snprintf(doc, sizeof(doc), vs_mesh, "v2");
 	ASSERT_EQ(lab_apply(self->lab, doc), 0);
