@@ -122,13 +122,17 @@ $(B)/tests/%: $(B)/san/tests/%.o $(HARNESS_SOBJ) $(B)/libzmesh-san.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 
-# The waypoint's HTTP/1 parser is not in the library: its corpus test links it
-# (before the library, which has the llhttp it needs).
-$(B)/tests/unit/http1_fuzz_corpus: $(B)/san/tests/unit/http1_fuzz_corpus.o $(B)/san/userspace/waypoint/http1.o \
-				   $(HARNESS_SOBJ) $(B)/libzmesh-san.a
+# Corpus tests of fuzz targets over waypoint code, which is not in the
+# library: they link it (before the library, which has the llhttp it needs).
+# waypoint_conn takes the whole waypoint but main.c (the target stands in).
+WP_SOBJS := $(patsubst %.c,$(B)/san/%.o,$(filter-out userspace/waypoint/main.c,$(wildcard userspace/waypoint/*.c)))
+$(B)/tests/unit/http1_fuzz_corpus: $(B)/san/userspace/waypoint/http1.o
+$(B)/tests/unit/waypoint_conn_fuzz_corpus: $(WP_SOBJS)
+$(B)/tests/unit/http1_fuzz_corpus $(B)/tests/unit/waypoint_conn_fuzz_corpus: $(B)/tests/unit/%: \
+		$(B)/san/tests/unit/%.o $(HARNESS_SOBJ) $(B)/libzmesh-san.a
 	$(call msg,LD-TEST,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(SAN) -o $@ $(filter %.o,$^) $(B)/libzmesh-san.a $(LDLIBS)
 
 test-build: all $(TESTS)
 

@@ -198,14 +198,14 @@ TEST_F(hb, l4_policy_locks_the_backend_to_its_waypoint)
 	EXPECT_STREQ(out, "200");
 
 	/* Deny the waypoint too: its CONNECT is refused (403), a connect failure
-	 * for the retry policy: Istio's default retries, then 503 UF. */
+	 * for the retry policy: Istio's default retries, then 503 UF,URX. */
 	ASSERT_EQ(lab_apply(self->k.lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 			  "metadata: {name: web-via-waypoint, namespace: shop}\nspec:\n"
 			  "  selector: {matchLabels: {app: web}}\n  action: ALLOW\n  rules:\n"
 			  "  - from:\n    - source: {principals: [cluster.local/ns/shop/sa/nobody]}\n"), 0);
 	ASSERT_TRUE(web_answers(self, "", "503"));
 	ASSERT_EQ(test_sh(out, sizeof(out), "grep 'outbound|80|v1|' %s | tail -n 1", self->log), 0);
-	EXPECT_STRSTR(out, "\"response_flags\":\"UF\"");
+	EXPECT_STRSTR(out, "\"response_flags\":\"UF,URX\"");	/* retries used up: URX, as Envoy */
 	EXPECT_STRSTR(out, "\"upstream_attempts\":3");
 	/* the canary to the non-meshed web-v2 does not depend on it */
 	ASSERT_EQ(curl_from(self, "client", out, sizeof(out), "-H 'x-canary: yes' http://web/"), 0);

@@ -148,6 +148,18 @@ static const char web_v1_pod[] =
 	"spec:\n  nodeName: n2\n  containers:\n  - name: c\n    command: [echoapp, serve, --http, \"8080\", %s]\n"
 	"status: {phase: Running, podIP: \"%s\"}\n";
 
+/* An L7 policy in namespace @ns targeting its Service "web" (a waypoint's). */
+static const char *ap_web(const char *ns)
+{
+	static char doc[512];
+
+	snprintf(doc, sizeof(doc), "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		 "metadata: {name: l7-web, namespace: %s}\nspec:\n"
+		 "  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: DENY\n"
+		 "  rules:\n  - to:\n    - operation: {paths: [/nowhere]}\n", ns);
+	return doc;
+}
+
 TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 {
 	static char out[65536];
@@ -226,13 +238,10 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 	 * serve stays out of its view (and the gateway's); the L4 one beside it
 	 * reaches the ztunnels, so zmeshd did take the version. */
 	v = wp.sent;
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-			"metadata: {name: l7-far, namespace: elsewhere}\nspec:\n"
-			"  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: DENY\n"
-			"  rules:\n  - to:\n    - operation: {paths: [/nowhere]}\n---\n"
-			"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-			"metadata: {name: l4-far, namespace: elsewhere}\nspec:\n  action: DENY\n  rules:\n"
-			"  - from:\n    - source: {principals: [cluster.local/ns/nowhere/sa/nobody]}\n"), 0);
+	snprintf(doc, sizeof(doc), "%s---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+		 "metadata: {name: l4-far, namespace: elsewhere}\nspec:\n  action: DENY\n  rules:\n"
+		 "  - from:\n    - source: {principals: [cluster.local/ns/nowhere/sa/nobody]}\n", ap_web("elsewhere"));
+	ASSERT_EQ(lab_apply(self->lab, doc), 0);
 	ASSERT_TRUE(synced(self, "ztunnel~n1", true, &n1));
 	ASSERT_TRUE(synced(self, "waypoint~waypoint.shop", false, &wp));
 	EXPECT_EQ(wp.sent, v);
@@ -240,10 +249,7 @@ TEST_F(zv, every_proxy_follows_zmeshd_with_its_own_view)
 	EXPECT_EQ(gw.sent, v);
 	/* The same policy in shop is the waypoint's (and not the ztunnels': it is targeted). */
 	v = n1.sent;
-	ASSERT_EQ(lab_apply(self->lab, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-			"metadata: {name: l7-near, namespace: shop}\nspec:\n"
-			"  targetRefs:\n  - {kind: Service, group: \"\", name: web}\n  action: DENY\n"
-			"  rules:\n  - to:\n    - operation: {paths: [/nowhere]}\n"), 0);
+	ASSERT_EQ(lab_apply(self->lab, ap_web("shop")), 0);
 	ASSERT_TRUE(synced(self, "waypoint~waypoint.shop", true, &wp));
 	ASSERT_TRUE(synced(self, "ztunnel~n1", false, &n1));
 	EXPECT_EQ(n1.sent, v);

@@ -1619,7 +1619,11 @@ static bool handle(struct conn *c, int64_t t0_ns, int64_t t0_wall)
 		.framed_body = framed,
 		.proto = req->p.http_minor ? "HTTP/1.1" : "HTTP/1.0",
 	};
-	bool keep = llhttp_should_keep_alive(&req->p);
+	/* An Upgrade (or CONNECT) answered over HTTP/1.1: llhttp stops at the
+	 * upgrade, so what follows cannot be read as requests (it was taken as
+	 * one more empty request, again and again: a spin on any bytes after
+	 * it). Close after the answer. */
+	bool keep = llhttp_should_keep_alive(&req->p) && !req->p.upgrade;
 
 	if ((req->p.flags & F_CONTENT_LENGTH) && !(req->p.flags & F_CHUNKED)) {
 		char cl[32];
