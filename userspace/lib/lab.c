@@ -503,12 +503,10 @@ static int build_services(struct zm_lab *lab, struct zm_error *e)
 
 /* Enter a pod (or node): netns, cgroup, and a private mount namespace where
  * /etc/netns/<netns>/<file> covers /etc/<file>, as `ip netns exec` does. */
-static int enter(const char *netns, const char *cgroup, struct zm_error *e)
+int zm_lab_cgroup_join(const char *cgroup, struct zm_error *e)
 {
 	char path[PATH_MAX + 300], pid[32];
-	DIR *d;
-	struct dirent *de;
-	int fd, saved, rc;
+	int fd, rc;
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -519,6 +517,36 @@ static int enter(const char *netns, const char *cgroup, struct zm_error *e)
 	close(fd);
 	if (rc)
 		return zm_error_set(e, -rc, "%s: %s", path, strerror(-rc));
+	return 0;
+}
+
+void zm_lab_child_stdio(const char *log, bool null_stdin)
+{
+	int fd;
+
+	setsid();
+	fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	if (!null_stdin)
+		return;
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, 0);
+}
+
+static int enter(const char *netns, const char *cgroup, struct zm_error *e)
+{
+	char path[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *de;
+	int saved, rc;
+
+	rc = zm_lab_cgroup_join(cgroup, e);
+	if (rc)
+		return rc;
 	rc = zm_netns_enter(netns, &saved);
 	if (rc)
 		return zm_error_set(e, -rc, "netns %s: %s", netns, strerror(-rc));
@@ -600,7 +628,6 @@ static int start_container(struct zm_lab *lab, struct zm_lab_pod *p,
 {
 	char log[PATH_MAX + 400];
 	pid_t pid, *pids;
-	int fd;
 
 	snprintf(log, sizeof(log), "%s/logs/%s_%s.log", lab->state_dir, p->ns, p->name);
 	pid = fork();
@@ -609,15 +636,7 @@ static int start_container(struct zm_lab *lab, struct zm_lab_pod *p,
 	if (pid == 0) {
 		struct zm_error ce = { 0 };
 
-		setsid();
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
+		zm_lab_child_stdio(log, true);
 		if (enter(p->netns, p->cgroup, &ce)) {
 			fprintf(stderr, "zmeshctl lab: %s\n", ce.msg);
 			_exit(126);
@@ -653,13 +672,8 @@ static int start_ztunnel(struct zm_lab *lab, struct zm_lab_node *n, struct zm_er
 		return zm_error_set(e, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		struct zm_error ce = { 0 };
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
+		zm_lab_child_stdio(log, false);
 		if (enter(n->netns, n->cgroup, &ce)) {
 			fprintf(stderr, "zmeshctl lab: %s\n", ce.msg);
 			_exit(126);

@@ -19,6 +19,7 @@
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
 #include "zmesh/keymat.h"
+#include "lab_int.h"
 #include "zmesh/lab.h"
 #include "zmesh/labels.h"
 #include "zmesh/netns.h"
@@ -159,33 +160,22 @@ out:
 static int start_proxy(const struct zm_lab *lab, const struct zm_lab_pod *p, const char *cgroup,
 		       char *const argv[], struct zm_error *e)
 {
-	char log[PATH_MAX + 300], procs[PATH_MAX + 16];
+	char log[PATH_MAX + 300];
 	pid_t pid;
 
 	snprintf(log, sizeof(log), "%s/logs/sidecar-%s_%s.log", lab->state_dir, p->ns, p->name);
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup);
 	pid = fork();
 	if (pid < 0)
 		return zm_error_set(e, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), saved;
-		char me[32];
+		struct zm_error ce = { 0 };
+		int saved;
 
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
-		snprintf(me, sizeof(me), "%d", (int)getpid());
-		fd = open(procs, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, me, strlen(me)) < 0) {
-			fprintf(stderr, "zmeshctl lab: %s: %s\n", procs, strerror(errno));
+		zm_lab_child_stdio(log, true);
+		if (zm_lab_cgroup_join(cgroup, &ce)) {
+			fprintf(stderr, "zmeshctl lab: %s\n", ce.msg);
 			_exit(126);
 		}
-		close(fd);
 		if (zm_netns_enter(p->netns, &saved)) {
 			fprintf(stderr, "zmeshctl lab: netns %s\n", p->netns);
 			_exit(126);

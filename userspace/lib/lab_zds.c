@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "zmesh/fsutil.h"
+#include "lab_int.h"
 #include "zmesh/lab.h"
 #include "zmesh/zds.h"
 
@@ -74,27 +75,15 @@ int zm_lab_start_agent(struct zm_lab *lab, struct zm_lab_node *n, struct zm_erro
 	if (pid < 0)
 		return zm_error_set(e, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		char procs[PATH_MAX + 320], me[32];
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		struct zm_error ce = { 0 };
 
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
+		zm_lab_child_stdio(log, true);
 		/* Its own cgroup: `lab down` kills it with the lab, and it
 		 * never counts against the node's ztunnel. */
-		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
-		snprintf(me, sizeof(me), "%d", (int)getpid());
-		fd = open(procs, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, me, strlen(me)) < 0) {
-			fprintf(stderr, "zmeshctl lab: nodeagent: cannot enter cgroup %s\n", cg);
+		if (zm_lab_cgroup_join(cg, &ce)) {
+			fprintf(stderr, "zmeshctl lab: nodeagent: %s\n", ce.msg);
 			_exit(126);
 		}
-		close(fd);
 		execl(bin, "nodeagent", "--node", n->name, "--lab", lab->name, (char *)NULL);
 		_exit(127);
 	}

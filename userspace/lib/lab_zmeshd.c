@@ -14,6 +14,7 @@
 
 #include "zmesh/ca.h"
 #include "zmesh/fsutil.h"
+#include "lab_int.h"
 #include "zmesh/lab.h"
 #include "zmesh/netns.h"
 #include "zmesh/nodeid.h"
@@ -142,22 +143,15 @@ int zm_lab_start_zmeshd(struct zm_lab *lab, struct zm_error *e)
 	if (pid < 0)
 		return zm_error_set(e, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		char procs[PATH_MAX + 32], me[32];
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644), saved;
+		struct zm_error ce = { 0 };
+		int saved;
 
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
-		snprintf(me, sizeof(me), "%d", (int)getpid());
-		fd = open(procs, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, me, strlen(me)) < 0 || zm_netns_enter(ul, &saved)) {
-			fprintf(stderr, "zmeshctl lab: zmeshd: cannot enter cgroup %s or netns %s\n", cg, ul);
+		zm_lab_child_stdio(log, false);
+		if (zm_lab_cgroup_join(cg, &ce) || zm_netns_enter(ul, &saved)) {
+			fprintf(stderr, "zmeshctl lab: zmeshd: cannot enter cgroup %s or netns %s: %s\n", cg, ul,
+				ce.msg[0] ? ce.msg : "no netns");
 			_exit(126);
 		}
-		close(fd);
 		close(saved);
 		execl(bin, "zmeshd", "--store", store, "--ca-dir", ca, "--lab", lab->name, "--listen",
 		      ZM_LAB_ZMESHD_ADDR ":15012", "--monitor", "127.0.0.1:15014", "--watch-dir", manifests,
