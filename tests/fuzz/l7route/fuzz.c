@@ -14,6 +14,7 @@
 
 #include "zmesh/config.h"
 #include "zmesh/l7route.h"
+#include "../fuzz_svc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,21 +72,12 @@ static void fuzz_l7_init(void)
 	if (zm_cfg_load_buf(&set, "fuzz.yaml", fuzz_l7_cfg, strlen(fuzz_l7_cfg)) ||
 	    zm_cfg_validate(&set, NULL))
 		abort();
-	v.svcs = calloc(1, sizeof(*v.svcs));
-	s = &v.svcs[v.nsvcs++];
-	snprintf(s->name, sizeof(s->name), "a");
-	snprintf(s->ns, sizeof(s->ns), "default");
-	snprintf(s->fqdn, sizeof(s->fqdn), "a.default.svc.cluster.local");
-	snprintf(s->vip, sizeof(s->vip), "10.96.0.1");
-	s->ports[0] = 80;
-	s->nports = 1;
-	s->eps = calloc(2, sizeof(*s->eps));
+	s = fuzz_svc_a(&v, 2);
 	for (int i = 0; i < 2; i++) {
 		snprintf(s->eps[i].addr, sizeof(s->eps[i].addr), "10.0.0.%d", i + 1);
 		zm_labels_set(&s->eps[i].labels, "v", i ? "1" : "2");
 		s->eps[i].tport[0] = 8080;
 	}
-	s->neps = 2;
 	if (zm_l7_build(&set, &v, &o, &fuzz_l7, &e))
 		abort();
 	zm_cfg_set_free(&set);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../../../userspace/waypoint/waypoint.h"
+#include "../fuzz_svc.h"
 #include "zmesh/config.h"
 #include "zmesh/log.h"
 
@@ -95,22 +96,9 @@ static void fuzz_wp_init(void)
 	zm_cfg_set_init(&set);
 	if (zm_cfg_load_buf(&set, "fuzz.yaml", fuzz_wp_cfg, strlen(fuzz_wp_cfg)) || zm_cfg_validate(&set, NULL))
 		abort();
-	v.svcs = calloc(1, sizeof(*v.svcs));
-	if (!v.svcs)
-		abort();
-	s = &v.svcs[v.nsvcs++];
-	snprintf(s->name, sizeof(s->name), "a");
-	snprintf(s->ns, sizeof(s->ns), "default");
-	snprintf(s->fqdn, sizeof(s->fqdn), "a.default.svc.cluster.local");
-	snprintf(s->vip, sizeof(s->vip), "10.96.0.1");
-	s->ports[0] = 80;
-	s->nports = 1;
-	s->eps = calloc(1, sizeof(*s->eps));
-	if (!s->eps)
-		abort();
+	s = fuzz_svc_a(&v, 1);
 	snprintf(s->eps[0].addr, sizeof(s->eps[0].addr), "127.0.0.1");
 	s->eps[0].tport[0] = 1;
-	s->neps = 1;
 	fuzz_snap = calloc(1, sizeof(*fuzz_snap));
 	if (!fuzz_snap)
 		abort();
