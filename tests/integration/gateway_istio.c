@@ -295,6 +295,11 @@ TEST_F(gi, auto_passthrough_sni_routes_to_the_service)
 	snprintf(cmd, sizeof(cmd), "openssl s_client -connect %s:15443 "
 		 "-servername outbound_.8443_._.tls-backend.shop.svc.cluster.local </dev/null 2>/dev/null "
 		 "| openssl x509 -noout -subject", self->ip);
+	/* Ready once the gateway's view (zmeshd's push) has the Service and the
+	 * backend's ztunnel the gateway pod: eventual, as in Istio. */
+	for (int i = 0; i < 50 && (lab_outside(self->lab, out, sizeof(out), cmd) ||
+				   !strstr(out, "CN = tls-backend")); i++)
+		usleep(200000);
 	ASSERT_EQ(lab_outside(self->lab, out, sizeof(out), cmd), 0);
 	test_log("%s", out);
 	EXPECT_STRSTR(out, "CN = tls-backend.shop.svc.cluster.local");
