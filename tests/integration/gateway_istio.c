@@ -187,8 +187,14 @@ FIXTURE_SETUP(gi)
 	fclose(f);
 	ASSERT_EQ(test_sh(out, sizeof(out), "%s lab up -f %s --name %s", lab_ctl(), path, self->lab), 0);
 	ASSERT_EQ(lab_ingress_ip(self->lab, self->ip, sizeof(self->ip)), 0);
+	/* Ready: both ztunnels have their first push, and the gateway reaches
+	 * the backends of both nodes (its and their views come from zmeshd). */
+	ASSERT_OK(lab_wait_ready(self->lab, "n1"));
+	ASSERT_OK(lab_wait_ready(self->lab, "n2"));
 	ASSERT_OK(lab_poll(out, sizeof(out), "200", 100, 100000, "%s lab exec --outside --name %s -- sh -c \"curl -s "
 			   "-o /dev/null -w %%{http_code} http://any.example.com/\"", lab_ctl(), self->lab));
+	ASSERT_OK(lab_poll(out, sizeof(out), "200", 100, 100000, "%s lab exec --outside --name %s -- sh -c \"curl -s "
+			   "-o /dev/null -w %%{http_code} http://scoped.example.com/\"", lab_ctl(), self->lab));
 }
 
 FIXTURE_TEARDOWN(gi)
